@@ -1,0 +1,46 @@
+"""The app factory. The lifespan owns every service; nothing lives in module globals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from aigw import __version__
+from aigw.api.errors import install_error_handlers
+from aigw.api.routes import chat, embeddings, health, models
+from aigw.config import Config
+from aigw.gateway import Gateway
+from aigw.paths import Paths
+from aigw.providers.registry import ProviderRegistry
+
+log = logging.getLogger("aigw.api")
+
+
+def create_app(
+    config: Config,
+    paths: Paths,
+    *,
+    registry: ProviderRegistry,
+    environ: Mapping[str, str],
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        gateway = Gateway.build(config, paths, registry, environ)
+        app.state.gateway = gateway
+        # List models in the background: an unreachable upstream must not delay startup.
+        warmup = asyncio.create_task(gateway.refresh_models())
+        try:
+            yield
+        finally:
+            warmup.cancel()
+            await gateway.aclose()
+
+    app = FastAPI(title="aigw", version=__version__, lifespan=lifespan)
+    install_error_handlers(app)
+    for r in (health.router, models.router, chat.router, embeddings.router):
+        app.include_router(r)
+    return app

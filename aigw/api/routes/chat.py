@@ -1,0 +1,76 @@
+"""POST /v1/chat/completions: non-streaming JSON, or SSE ending in `data: [DONE]`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import orjson
+from fastapi import APIRouter, Request
+from pydantic import ValidationError
+from starlette.responses import Response, StreamingResponse
+
+from aigw.api import sse
+from aigw.api.body import read_json_object
+from aigw.api.deps import get_gateway
+from aigw.api.errors import error_payload, invalid_request_from_validation
+from aigw.api.headers import proxy_headers
+from aigw.api.schemas import ChatCompletionRequest
+from aigw.domain import ChatChunk, ChatRequest
+from aigw.errors import AigwError
+from aigw.routing.router import RoutedStream
+
+log = logging.getLogger("aigw.api.chat")
+router = APIRouter()
+
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _encode(chunk: ChatChunk, include_usage: bool) -> bytes | None:
+    if chunk.is_usage_only and not include_usage:
+        return None  # aigw asked the upstream for usage; this client did not
+    return sse.event(chunk.to_wire(include_usage=include_usage))
+
+
+async def _relay(stream: RoutedStream, include_usage: bool) -> AsyncIterator[bytes]:
+    try:
+        if stream.first is not None and (data := _encode(stream.first, include_usage)):
+            yield data
+        async for chunk in stream.rest:
+            if data := _encode(chunk, include_usage):
+                yield data
+    except AigwError as e:
+        # Headers are gone: the failure becomes an OpenAI-style error event.
+        log.warning("stream from %s broke: %s", stream.target.provider, e.message)
+        yield sse.event({"error": error_payload(e)})
+    finally:
+        aclose = getattr(stream.rest, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    yield sse.DONE
+
+
+@router.post("/v1/chat/completions")
+async def chat_completions(request: Request) -> Response:
+    t0 = time.perf_counter()
+    gw = get_gateway(request)
+    body = await read_json_object(request, gw.config.server.max_body_bytes)
+    try:
+        ChatCompletionRequest.model_validate(body)
+    except ValidationError as e:
+        raise invalid_request_from_validation(e) from None
+    pinned = body.pop("provider", None)
+    route = await gw.resolve(body["model"], pinned)
+    req = ChatRequest(body=body, model=body["model"])
+    if req.stream:
+        stream = await gw.router.open_stream(route, req)
+        headers = proxy_headers(stream.target, time.perf_counter() - t0 - stream.upstream_s)
+        headers.update(_STREAM_HEADERS)
+        return StreamingResponse(
+            _relay(stream, req.include_usage), media_type="text/event-stream", headers=headers
+        )
+    result = await gw.router.chat(route, req)
+    payload = orjson.dumps(result.value.to_wire())
+    headers = proxy_headers(result.target, time.perf_counter() - t0 - result.upstream_s)
+    return Response(payload, media_type="application/json", headers=headers)

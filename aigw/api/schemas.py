@@ -1,0 +1,105 @@
+"""OpenAI wire models, used to validate request bodies.
+
+Validation is strict (no string-to-number coercion) so the body forwarded upstream is exactly
+what was checked; unknown fields are allowed and passed through.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+_ALLOW = ConfigDict(extra="allow", strict=True)
+
+Role = Literal["system", "developer", "user", "assistant", "tool", "function"]
+
+
+class ChatMessage(BaseModel):
+    model_config = _ALLOW
+    role: Role
+    content: str | list[dict[str, Any]] | None = None
+    name: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: str | None = None
+
+    @model_validator(mode="after")
+    def _content_rules(self) -> ChatMessage:
+        if self.content is None and self.role != "assistant":
+            raise ValueError(f"a {self.role} message needs 'content'")
+        if self.content is None and not self.tool_calls and self.role == "assistant":
+            raise ValueError("an assistant message needs 'content' or 'tool_calls'")
+        if self.role == "tool" and not self.tool_call_id:
+            raise ValueError("a tool message needs 'tool_call_id'")
+        return self
+
+
+class StreamOptions(BaseModel):
+    model_config = _ALLOW
+    include_usage: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = _ALLOW
+    type: Literal["text", "json_object", "json_schema"]
+
+
+class FunctionDef(BaseModel):
+    model_config = _ALLOW
+    name: str = Field(min_length=1, max_length=64)
+
+
+class Tool(BaseModel):
+    model_config = _ALLOW
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = _ALLOW
+    model: str = Field(min_length=1)
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    n: int | None = Field(None, ge=1, le=128)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    seed: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[Tool] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: ResponseFormat | None = None
+    user: str | None = None
+    provider: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> ChatCompletionRequest:
+        if isinstance(self.stop, list) and len(self.stop) > 4:
+            raise ValueError("'stop' takes at most 4 sequences")
+        if self.stream_options is not None and not self.stream:
+            raise ValueError("'stream_options' is only allowed when 'stream' is true")
+        return self
+
+
+class EmbeddingRequest(BaseModel):
+    model_config = _ALLOW
+    model: str = Field(min_length=1)
+    input: str | list[str] | list[int] | list[list[int]]
+    encoding_format: Literal["float", "base64"] | None = None
+    dimensions: int | None = Field(None, ge=1)
+    user: str | None = None
+    provider: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _non_empty(self) -> EmbeddingRequest:
+        if isinstance(self.input, list) and not self.input:
+            raise ValueError("'input' must not be empty")
+        if isinstance(self.input, str) and not self.input:
+            raise ValueError("'input' must not be an empty string")
+        return self

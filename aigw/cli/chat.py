@@ -1,0 +1,140 @@
+"""aigw chat: one-shot or an interactive REPL, streaming tokens as they arrive."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TYPE_CHECKING, Any
+
+import typer
+
+from aigw.cli.common import note, paths
+
+if TYPE_CHECKING:
+    from aigw.client import DaemonClient
+
+REPL_HELP = "Type a message; /reset forgets the conversation, /exit or Ctrl-D quits."
+
+
+def _ensure_daemon(client: DaemonClient) -> None:
+    """Start the local daemon when AIGW_URL is the default and nothing answers there."""
+    from aigw import daemon
+    from aigw.client import DaemonNotRunning, is_default_url
+
+    try:
+        client.health()
+    except DaemonNotRunning:
+        if not is_default_url(client.url):
+            raise
+        info = daemon.start(paths())
+        note(f"started aigw (pid {info.pid}) at {info.url}")
+
+
+def _pick_model(client: DaemonClient, model: str | None) -> str:
+    from aigw.errors import InvalidRequest
+
+    if model:
+        return model
+    if os.environ.get("AIGW_MODEL"):
+        return os.environ["AIGW_MODEL"]
+    ids = [m["id"] for m in client.list_models()]
+    if len(ids) == 1:
+        return str(ids[0])
+    hint = "none are configured (see `aigw config path`)" if not ids else "see `aigw models list`"
+    raise InvalidRequest(f"choose a model with -m/--model or AIGW_MODEL; {hint}")
+
+
+def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str) -> str:
+    from aigw.client import StreamInfo
+
+    info = StreamInfo()
+    parts: list[str] = []
+    for text in client.chat_stream(messages, model=model, info=info):
+        parts.append(text)
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+    tail = f"{info.provider}/{info.model}" if info.provider else model
+    if info.usage:
+        tail += f" · {info.usage.get('prompt_tokens', 0)}+{info.usage.get('completion_tokens', 0)} tokens"
+    if info.finish_reason == "length":
+        tail += " · cut at max tokens"
+    note(f"[{tail}]")
+    return "".join(parts)
+
+
+def _repl(client: DaemonClient, model: str, system: str | None) -> None:
+    from aigw.client import ClientError
+
+    history_file = paths().chat_history_file
+    readline: Any = None
+    try:
+        import readline as _readline
+
+        readline = _readline
+        history_file.parent.mkdir(parents=True, exist_ok=True)
+        if history_file.exists():
+            readline.read_history_file(str(history_file))
+    except (ImportError, OSError):
+        readline = None
+    base = [{"role": "system", "content": system}] if system else []
+    messages = list(base)
+    note(f"chatting with {model}. {REPL_HELP}")
+    try:
+        while True:
+            try:
+                line = input("> ").strip()
+            except EOFError:
+                typer.echo()
+                return
+            if not line:
+                continue
+            if line in ("/exit", "/quit"):
+                return
+            if line == "/reset":
+                messages = list(base)
+                note("conversation reset")
+                continue
+            messages.append({"role": "user", "content": line})
+            try:
+                reply = _answer(client, messages, model)
+            except KeyboardInterrupt:
+                typer.echo()
+                note("(interrupted)")
+                messages.pop()
+                continue
+            except ClientError as e:
+                note(f"error: {e.message}")
+                messages.pop()
+                continue
+            messages.append({"role": "assistant", "content": reply})
+    finally:
+        if readline is not None:
+            try:
+                readline.write_history_file(str(history_file))
+            except OSError:
+                pass
+
+
+def chat(
+    prompt: str | None = typer.Argument(None, help="Ask once and exit; without it, an interactive chat."),
+    model: str | None = typer.Option(None, "--model", "-m", help="Model or alias (see `aigw models list`)."),
+    system: str | None = typer.Option(None, "--system", "-s", help="A system prompt."),
+) -> None:
+    """Chat with a model through the daemon (starting it when needed)."""
+    from aigw.client import DaemonClient
+
+    with DaemonClient() as client:
+        _ensure_daemon(client)
+        chosen = _pick_model(client, model)
+        if prompt is None:
+            _repl(client, chosen, system)
+            return
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
+        messages.append({"role": "user", "content": prompt})
+        _answer(client, messages, chosen)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(chat)

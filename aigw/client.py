@@ -1,0 +1,137 @@
+"""A typed httpx client of the daemon, shared by the CLI and the TUI.
+
+Every failure is a `ClientError` (or `DaemonNotRunning`) whose message is one readable line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from aigw.errors import AigwError
+
+DEFAULT_URL = "http://127.0.0.1:8080"
+
+
+class ClientError(AigwError):
+    """The daemon answered with an error, or the call failed."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DaemonNotRunning(ClientError):
+    """Nothing answers at the daemon's URL."""
+
+
+def daemon_url(environ: dict[str, str] | None = None) -> str:
+    env = os.environ if environ is None else environ
+    return (env.get("AIGW_URL") or DEFAULT_URL).rstrip("/")
+
+
+def is_default_url(url: str) -> bool:
+    return url.rstrip("/") == DEFAULT_URL
+
+
+@dataclass(slots=True)
+class StreamInfo:
+    """What the daemon said about the answer: filled in as the stream is read."""
+
+    provider: str = ""
+    model: str = ""
+    finish_reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+def _error_message(resp: httpx.Response) -> str:
+    try:
+        err = orjson.loads(resp.read()).get("error", {})
+        msg = err.get("message") if isinstance(err, dict) else None
+    except (orjson.JSONDecodeError, AttributeError):
+        msg = None
+    return str(msg or f"HTTP {resp.status_code} from aigw")
+
+
+class DaemonClient:
+    def __init__(self, url: str | None = None, *, api_key: str | None = None, timeout: float = 600.0) -> None:
+        self.url = (url or daemon_url()).rstrip("/")
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=3.0))
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DaemonClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _not_running(self) -> DaemonNotRunning:
+        return DaemonNotRunning(f"aigw is not running at {self.url} (start it with `aigw start`)")
+
+    def _get(self, path: str) -> Any:
+        try:
+            resp = self._http.get(path)
+        except httpx.ConnectError:
+            raise self._not_running() from None
+        except httpx.HTTPError as e:
+            raise ClientError(f"request to {self.url}{path} failed: {e}") from None
+        if resp.status_code >= 400:
+            raise ClientError(_error_message(resp), status=resp.status_code)
+        return resp.json()
+
+    def health(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._get("/health")
+        return data
+
+    def health_detailed(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._get("/health/detailed")
+        return data
+
+    def list_models(self) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = self._get("/v1/models")["data"]
+        return data
+
+    def chat_stream(
+        self, messages: list[dict[str, Any]], *, model: str, info: StreamInfo
+    ) -> Iterator[str]:
+        """Yield the answer's text as it arrives; `info` is filled with provider, model and usage."""
+        body = {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+        try:
+            with self._http.stream("POST", "/v1/chat/completions", json=body) as resp:
+                if resp.status_code >= 400:
+                    raise ClientError(_error_message(resp), status=resp.status_code)
+                info.provider = resp.headers.get("x-aigw-provider", "")
+                info.model = resp.headers.get("x-aigw-model", "")
+                yield from self._read_sse(resp, info)
+        except httpx.ConnectError:
+            raise self._not_running() from None
+        except httpx.HTTPError as e:
+            raise ClientError(f"the stream from {self.url} broke: {e}") from None
+
+    @staticmethod
+    def _read_sse(resp: httpx.Response, info: StreamInfo) -> Iterator[str]:
+        for line in resp.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            event = orjson.loads(data)
+            if "error" in event:
+                raise ClientError(str(event["error"].get("message", "the stream failed")))
+            if event.get("usage"):
+                info.usage = event["usage"]
+            for choice in event.get("choices") or []:
+                if choice.get("finish_reason"):
+                    info.finish_reason = choice["finish_reason"]
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    yield text

@@ -1,0 +1,184 @@
+"""Configuration: `config.toml` plus the environment, validated by pydantic.
+
+`load_config(path)` is the only entry point. Unknown keys and wrong types raise `ConfigError`
+with one line naming the file and the key. Secrets are `SecretStr`: printing or dumping a config
+never reveals them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from aigw.errors import ConfigError
+
+DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
+
+# Environment variables that configure a provider when there is no config file: type -> key vars.
+ENV_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "openai": ("OPENAI_API_KEY",),
+    "anthropic": ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY"),
+    "gemini": ("GEMINI_API_KEY",),
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    require_keys: bool = False
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    shutdown_grace_s: float = Field(10.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ProviderConfig(_Strict):
+    type: str | None = None
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    api_key_env: str | None = None
+    # Models this provider serves. openai: names to advertise (besides discovery);
+    # llama_cpp / mlx: name -> GGUF file or model directory.
+    models: list[str] | dict[str, str] = Field(default_factory=list)
+    discover_models: bool = True
+    headers: dict[str, SecretStr] = Field(default_factory=dict)
+    connect_timeout_s: float = Field(10.0, gt=0)
+    first_byte_timeout_s: float = Field(120.0, gt=0)
+    read_timeout_s: float = Field(120.0, gt=0)
+    total_timeout_s: float = Field(600.0, gt=0)
+    max_connections: int = Field(256, ge=1)
+    # Ask OpenAI-compatible upstreams for a usage chunk on every stream (hidden from clients
+    # that did not ask for it); turn off for servers that reject stream_options.
+    stream_usage: bool = True
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    def api_key_value(self, environ: Mapping[str, str]) -> SecretStr | None:
+        if self.api_key is not None:
+            return self.api_key
+        if self.api_key_env and environ.get(self.api_key_env):
+            return SecretStr(environ[self.api_key_env])
+        return None
+
+    def model_names(self) -> list[str]:
+        return list(self.models) if isinstance(self.models, list) else list(self.models.keys())
+
+
+class TargetConfig(_Strict):
+    provider: str
+    model: str
+
+
+class AliasConfig(_Strict):
+    targets: list[TargetConfig] = Field(min_length=1)
+
+
+class Config(_Strict):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    providers: dict[str, ProviderConfig] = Field(default_factory=dict)
+    models: dict[str, AliasConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_references(self) -> Config:
+        for name in self.providers:
+            if not name or "/" in name:
+                raise ValueError(f"provider name {name!r} must be non-empty and contain no '/'")
+        for alias, spec in self.models.items():
+            for i, t in enumerate(spec.targets):
+                if t.provider not in self.providers:
+                    known = ", ".join(sorted(self.providers)) or "none configured"
+                    raise ValueError(
+                        f"models.{alias}.targets[{i}]: unknown provider {t.provider!r} (known: {known})"
+                    )
+        return self
+
+    def provider_type(self, name: str) -> str:
+        p = self.providers[name]
+        return p.type or name
+
+
+def _format_validation_error(source: str, err: ValidationError) -> str:
+    parts = []
+    for e in err.errors():
+        loc = ".".join(str(x) for x in e["loc"])
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return f"{source}: " + "; ".join(parts)
+
+
+def _resolve_types(cfg: Config, source: str, known_types: Collection[str]) -> Config:
+    providers: dict[str, ProviderConfig] = {}
+    for name, p in cfg.providers.items():
+        ptype = p.type or name
+        if ptype not in known_types:
+            where = f"providers.{name}.type" if p.type else f"providers.{name}"
+            hint = "" if p.type else " (set 'type')"
+            raise ConfigError(
+                f"{source}: {where}: unknown provider type {ptype!r}{hint}; "
+                f"known types: {', '.join(sorted(known_types))}"
+            )
+        updates: dict[str, Any] = {"type": ptype}
+        if ptype == "openai" and p.base_url is None and p.api_key_env is None and p.api_key is None:
+            updates["api_key_env"] = "OPENAI_API_KEY"
+        providers[name] = p.model_copy(update=updates)
+    return cfg.model_copy(update={"providers": providers})
+
+
+def _providers_from_env(environ: Mapping[str, str], known_types: Collection[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for ptype, keys in ENV_PROVIDERS.items():
+        if ptype not in known_types:
+            continue
+        for key in keys:
+            if environ.get(key):
+                entry: dict[str, Any] = {"type": ptype, "api_key_env": key}
+                if ptype == "openai" and environ.get("OPENAI_BASE_URL"):
+                    entry["base_url"] = environ["OPENAI_BASE_URL"]
+                out[ptype] = entry
+                break
+    return out
+
+
+def load_config(
+    path: Path,
+    *,
+    known_types: Collection[str],
+    environ: Mapping[str, str] | None = None,
+) -> Config:
+    """Load and validate `path`; with no file there, configure providers from the environment."""
+    env = os.environ if environ is None else environ
+    source = str(path)
+    raw: dict[str, Any]
+    if path.exists():
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{source}: invalid TOML: {e}") from None
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{source}: cannot read: {e}") from None
+    else:
+        raw = {"providers": _providers_from_env(env, known_types)}
+        source = f"{source} (absent; configured from the environment)"
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_validation_error(source, e)) from None
+    return _resolve_types(cfg, source, known_types)
+
+
+def masked_dump(cfg: Config) -> dict[str, Any]:
+    """The config as plain data with every secret masked; safe to print."""
+    data: dict[str, Any] = cfg.model_dump(mode="json", exclude_none=True)
+    return data

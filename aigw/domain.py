@@ -1,0 +1,187 @@
+"""Provider-neutral request and response types.
+
+Requests keep the validated OpenAI wire body (`body`) so that fields aigw does not know pass
+through to OpenAI-compatible upstreams unchanged; typed accessors serve providers that translate.
+Responses hold OpenAI-shaped choices; `extra` carries top-level fields aigw does not interpret.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)  # *_tokens_details and the like
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any] | None) -> Usage | None:
+        if not isinstance(d, dict):
+            return None
+        extra = {k: v for k, v in d.items() if k not in _USAGE_KEYS}
+        p = int(d.get("prompt_tokens") or 0)
+        c = int(d.get("completion_tokens") or 0)
+        return cls(p, c, int(d.get("total_tokens") or (p + c)), extra)
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        out.update(self.extra)
+        return out
+
+
+_USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    body: dict[str, Any]
+    """The validated OpenAI wire body as the client sent it, minus aigw's own fields."""
+    model: str
+    """The model name the upstream should see (set by model resolution)."""
+
+    def with_model(self, model: str) -> ChatRequest:
+        return replace(self, model=model)
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        msgs: list[dict[str, Any]] = self.body["messages"]
+        return msgs
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def include_usage(self) -> bool:
+        opts = self.body.get("stream_options")
+        return bool(isinstance(opts, dict) and opts.get("include_usage"))
+
+    @property
+    def temperature(self) -> float | None:
+        v = self.body.get("temperature")
+        return None if v is None else float(v)
+
+    @property
+    def top_p(self) -> float | None:
+        v = self.body.get("top_p")
+        return None if v is None else float(v)
+
+    @property
+    def max_tokens(self) -> int | None:
+        v = self.body.get("max_completion_tokens", self.body.get("max_tokens"))
+        return None if v is None else int(v)
+
+    @property
+    def stop(self) -> list[str]:
+        v = self.body.get("stop")
+        if v is None:
+            return []
+        return [v] if isinstance(v, str) else list(v)
+
+    @property
+    def seed(self) -> int | None:
+        v = self.body.get("seed")
+        return None if v is None else int(v)
+
+    def wants(self, key: str) -> bool:
+        """True when the client set `key` to something other than null."""
+        return self.body.get(key) is not None
+
+
+@dataclass(slots=True)
+class ChatResponse:
+    id: str
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    usage: Usage | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": self.choices,
+        }
+        if self.usage is not None:
+            out["usage"] = self.usage.to_wire()
+        out.update(self.extra)
+        return out
+
+
+@dataclass(slots=True)
+class ChatChunk:
+    id: str
+    created: int
+    model: str
+    choices: list[dict[str, Any]]
+    usage: Usage | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def is_usage_only(self) -> bool:
+        return not self.choices and self.usage is not None
+
+    def to_wire(self, *, include_usage: bool) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": self.id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": self.choices,
+        }
+        if include_usage:
+            out["usage"] = None if self.usage is None else self.usage.to_wire()
+        out.update(self.extra)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedRequest:
+    body: dict[str, Any]
+    model: str
+
+    def with_model(self, model: str) -> EmbedRequest:
+        return replace(self, model=model)
+
+    @property
+    def inputs(self) -> list[Any]:
+        v = self.body["input"]
+        if isinstance(v, str):
+            return [v]
+        if v and isinstance(v[0], int):
+            return [v]  # one pre-tokenised input
+        return list(v)
+
+
+@dataclass(slots=True)
+class EmbedResponse:
+    model: str
+    data: list[dict[str, Any]]
+    usage: Usage | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"object": "list", "data": self.data, "model": self.model}
+        if self.usage is not None:
+            out["usage"] = {
+                "prompt_tokens": self.usage.prompt_tokens,
+                "total_tokens": self.usage.total_tokens,
+            }
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    id: str
+    owned_by: str
+    created: int = 0

@@ -1,0 +1,134 @@
+"""The one exception tree of aigw.
+
+Every layer raises these; the HTTP boundary maps them to OpenAI error objects by type
+(`aigw.api.errors`), the CLI prints their message as one line. Nothing decides by message text.
+
+    AigwError                       status  type
+    ├── ConfigError                   -     (startup / CLI only)
+    ├── InvalidRequest               400    invalid_request_error   (param names the field)
+    ├── ModelNotFound                404    invalid_request_error   code=model_not_found
+    ├── PayloadTooLarge              413    invalid_request_error
+    ├── CapabilityError              400    invalid_request_error   (backend cannot honour a field)
+    ├── ServiceUnavailable           503    service_unavailable     (queue full, shutting down)
+    └── UpstreamError                502    upstream_error          .retryable, .upstream_status
+        ├── UpstreamConnectError     502    retryable
+        ├── UpstreamTimeout          504    retryable
+        ├── UpstreamProtocolError    502    not retryable (garbage from upstream)
+        └── UpstreamStatusError      by upstream status (see `status_code`)
+"""
+
+from __future__ import annotations
+
+
+class AigwError(Exception):
+    """Base of every error aigw raises on purpose."""
+
+    status_code: int = 500
+    error_type: str = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class ConfigError(AigwError):
+    """The configuration file or environment is invalid."""
+
+
+class InvalidRequest(AigwError):
+    status_code = 400
+    error_type = "invalid_request_error"
+
+
+class CapabilityError(InvalidRequest):
+    """The request asks for something the chosen backend cannot honour."""
+
+    code = "unsupported_parameter"
+
+
+class ModelNotFound(AigwError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class PayloadTooLarge(AigwError):
+    status_code = 413
+    error_type = "invalid_request_error"
+    code = "payload_too_large"
+
+
+class ServiceUnavailable(AigwError):
+    status_code = 503
+    error_type = "service_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamError(AigwError):
+    """An upstream provider failed. `retryable` tells the router whether another try may succeed."""
+
+    status_code = 502
+    error_type = "upstream_error"
+    retryable = False
+
+    def __init__(self, message: str, *, provider: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.retry_after = retry_after
+
+
+class UpstreamConnectError(UpstreamError):
+    retryable = True
+    code = "upstream_unreachable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status_code = 504
+    retryable = True
+    code = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    code = "upstream_bad_response"
+
+
+_RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+# Upstream statuses that describe the client's request; they go back to the client unchanged.
+_CLIENT_FAULT_STATUS = frozenset({400, 404, 413, 422})
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered with an HTTP error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        upstream_status: int,
+        retry_after: float | None = None,
+        upstream_type: str | None = None,
+        upstream_code: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, retry_after=retry_after)
+        self.upstream_status = upstream_status
+        self.retryable = upstream_status in _RETRYABLE_STATUS
+        if upstream_status in _CLIENT_FAULT_STATUS:
+            self.status_code = upstream_status
+            self.error_type = upstream_type or "invalid_request_error"
+        elif upstream_status == 429:
+            self.status_code = 429
+            self.error_type = "rate_limit_error"
+        else:
+            # 401/403 mean aigw's own credentials for the upstream are wrong: not the client's fault.
+            self.status_code = 502
+        self.code = upstream_code
+
+    @property
+    def is_auth_failure(self) -> bool:
+        return self.upstream_status in (401, 403)

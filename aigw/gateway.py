@@ -1,0 +1,152 @@
+"""The Gateway: every long-lived service of the daemon, owned by the app's lifespan.
+
+It builds the providers from config, keeps the index of which provider serves which model,
+resolves request models to routes and hands them to the router.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aigw import __version__
+from aigw.config import Config
+from aigw.domain import ModelInfo
+from aigw.errors import AigwError, ModelNotFound, UpstreamConnectError, UpstreamTimeout
+from aigw.paths import Paths
+from aigw.providers.base import Provider, ProviderContext
+from aigw.providers.registry import ProviderRegistry
+from aigw.routing.health import HealthBoard
+from aigw.routing.resolve import Route, Target, resolve
+from aigw.routing.router import Router
+
+log = logging.getLogger("aigw.gateway")
+
+LIST_TIMEOUT_S = 5.0
+MISS_REFRESH_INTERVAL_S = 5.0
+
+
+class Gateway:
+    def __init__(
+        self,
+        config: Config,
+        providers: Mapping[str, Provider],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.providers = dict(providers)
+        self.health = HealthBoard(list(self.providers))
+        self.router = Router(self.providers, self.health)
+        self._clock = clock
+        self._started = clock()
+        self._aliases: dict[str, tuple[Target, ...]] = {
+            name: tuple(Target(t.provider, t.model) for t in spec.targets)
+            for name, spec in config.models.items()
+        }
+        self._models: dict[str, list[ModelInfo]] = {p: [] for p in self.providers}
+        self._served_by: dict[str, list[str]] = {}
+        self._last_refresh = float("-inf")
+        self._refresh_lock = asyncio.Lock()
+
+    @classmethod
+    def build(
+        cls, config: Config, paths: Paths, registry: ProviderRegistry, environ: Mapping[str, str]
+    ) -> Gateway:
+        ctx = ProviderContext(environ=environ, paths=paths)
+        providers = {name: registry.create(name, pcfg, ctx) for name, pcfg in config.providers.items()}
+        return cls(config, providers)
+
+    # -- model index -------------------------------------------------------------------------
+
+    async def _list_one(self, name: str, provider: Provider) -> None:
+        try:
+            async with asyncio.timeout(LIST_TIMEOUT_S):
+                models = await provider.list_models()
+        except TimeoutError:
+            self.health.record_error(name, f"{name}: model listing timed out", unreachable=True)
+            return
+        except AigwError as e:
+            unreachable = isinstance(e, UpstreamConnectError | UpstreamTimeout)
+            self.health.record_error(name, e.message, unreachable=unreachable)
+            return
+        self._models[name] = models
+        self.health.record_ok(name)
+
+    async def refresh_models(self, max_age_s: float = 0.0) -> None:
+        """List every provider's models (concurrently); skipped when the index is fresh enough."""
+        async with self._refresh_lock:
+            if self._clock() - self._last_refresh < max_age_s:
+                return
+            await asyncio.gather(*(self._list_one(n, p) for n, p in self.providers.items()))
+            served: dict[str, list[str]] = {}
+            for pname, models in self._models.items():
+                for m in models:
+                    served.setdefault(m.id, []).append(pname)
+            self._served_by = served
+            self._last_refresh = self._clock()
+
+    def known_model_ids(self) -> list[str]:
+        ids = list(self._aliases)
+        for pname, models in self._models.items():
+            ids.extend(f"{pname}/{m.id}" for m in models)
+        return ids
+
+    def model_list(self) -> list[ModelInfo]:
+        out = [ModelInfo(a, "aigw") for a in self._aliases]
+        for pname, models in self._models.items():
+            out.extend(ModelInfo(f"{pname}/{m.id}", pname, m.created) for m in models)
+        return out
+
+    async def resolve(self, model: str, pinned: str | None) -> Route:
+        kw: dict[str, Any] = {"aliases": self._aliases, "providers": self.providers}
+        route = resolve(model, pinned, served_by=self._served_by, **kw)
+        if route is None and self._clock() - self._last_refresh >= MISS_REFRESH_INTERVAL_S:
+            await self.refresh_models()
+            route = resolve(model, pinned, served_by=self._served_by, **kw)
+        if route is None:
+            raise ModelNotFound(self._not_found_message(model), param="model")
+        return route
+
+    def _not_found_message(self, model: str) -> str:
+        known = self.known_model_ids()
+        if not self.providers:
+            return (
+                f"The model {model!r} does not exist: no providers are configured "
+                "(set OPENAI_API_KEY or write a config.toml; see `aigw config path`)"
+            )
+        shown = ", ".join(known[:20]) + (f", and {len(known) - 20} more" if len(known) > 20 else "")
+        return f"The model {model!r} does not exist. Known models: {shown or 'none listed'}"
+
+    # -- status ------------------------------------------------------------------------------
+
+    def uptime_s(self) -> float:
+        return self._clock() - self._started
+
+    def detailed_health(self) -> dict[str, Any]:
+        providers = {}
+        for name in self.providers:
+            snap = self.health.snapshot(name)
+            providers[name] = {
+                "type": self.config.provider_type(name),
+                "configured": True,
+                "models": [m.id for m in self._models[name]],
+                **snap,
+            }
+        return {
+            "status": "ok",
+            "version": __version__,
+            "uptime_s": round(self.uptime_s(), 3),
+            "providers": providers,
+            "aliases": {a: [f"{t.provider}/{t.model}" for t in ts] for a, ts in self._aliases.items()},
+        }
+
+    async def aclose(self) -> None:
+        for name, p in self.providers.items():
+            try:
+                await p.aclose()
+            except Exception:  # a provider's close must not stop the others closing
+                log.exception("closing provider %s failed", name)

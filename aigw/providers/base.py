@@ -1,0 +1,56 @@
+"""The Provider protocol: the one seam every backend, local or cloud, implements."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from aigw.config import ProviderConfig
+from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
+from aigw.paths import Paths
+
+
+class Capability(StrEnum):
+    CHAT = "chat"
+    STREAM = "stream"
+    EMBED = "embed"
+    TOOLS = "tools"
+    JSON_MODE = "json_mode"
+    JSON_SCHEMA = "json_schema"
+    VISION = "vision"
+    LOGPROBS = "logprobs"
+
+
+class Provider(Protocol):
+    """A backend. Implementations raise only `aigw.errors` types.
+
+    `stream_chat` is an async generator; failures before the first chunk surface from the first
+    `__anext__()`, so the caller can still answer with an HTTP error (or fall back).
+    """
+
+    name: str
+    capabilities: frozenset[Capability]
+
+    async def list_models(self) -> list[ModelInfo]: ...
+
+    async def chat(self, req: ChatRequest) -> ChatResponse: ...
+
+    def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]: ...
+
+    async def embed(self, req: EmbedRequest) -> EmbedResponse: ...
+
+    async def aclose(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderContext:
+    """What a provider factory may use besides its own config."""
+
+    environ: Mapping[str, str]
+    paths: Paths
+
+
+class ProviderFactory(Protocol):
+    def __call__(self, name: str, config: ProviderConfig, ctx: ProviderContext) -> Provider: ...

@@ -1,0 +1,255 @@
+"""The `openai` provider: any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, llama-server, LM Studio).
+
+Request bodies pass through unchanged apart from `model` (and, for streams, a request for the
+usage chunk); one pooled aiohttp session per provider carries every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from aigw.config import DEFAULT_OPENAI_BASE_URL, ProviderConfig
+from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo, Usage
+from aigw.errors import (
+    UpstreamConnectError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
+from aigw.providers.base import Capability, ProviderContext
+from aigw.providers.sse import SSEParser
+
+_CAPS = frozenset(
+    {
+        Capability.CHAT,
+        Capability.STREAM,
+        Capability.EMBED,
+        Capability.TOOLS,
+        Capability.JSON_MODE,
+        Capability.JSON_SCHEMA,
+        Capability.VISION,
+        Capability.LOGPROBS,
+    }
+)
+_RESPONSE_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage"})
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None  # HTTP-date form: treat as unknown
+
+
+def error_from_body(provider: str, status: int, body: bytes, retry_after: float | None) -> UpstreamStatusError:
+    """Map an OpenAI-style error body (or anything else) to an UpstreamStatusError."""
+    message, etype, code = "", None, None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        err = data.get("error")
+        if isinstance(err, dict):
+            message = str(err.get("message") or "")
+            etype = err.get("type") if isinstance(err.get("type"), str) else None
+            code = err.get("code") if isinstance(err.get("code"), str) else None
+        elif isinstance(err, str):
+            message = err
+        elif isinstance(data.get("message"), str):
+            message = data["message"]
+    if not message:
+        message = body[:200].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+    return UpstreamStatusError(
+        f"{provider} returned HTTP {status}: {message}",
+        provider=provider,
+        upstream_status=status,
+        retry_after=retry_after,
+        upstream_type=etype,
+        upstream_code=code,
+    )
+
+
+def chunk_from_wire(d: dict[str, Any]) -> ChatChunk:
+    return ChatChunk(
+        id=str(d.get("id", "")),
+        created=int(d.get("created") or 0),
+        model=str(d.get("model", "")),
+        choices=d.get("choices") or [],
+        usage=Usage.from_wire(d.get("usage")),
+        extra={k: v for k, v in d.items() if k not in _RESPONSE_KEYS},
+    )
+
+
+def response_from_wire(d: dict[str, Any]) -> ChatResponse:
+    return ChatResponse(
+        id=str(d.get("id", "")),
+        created=int(d.get("created") or time.time()),
+        model=str(d.get("model", "")),
+        choices=d.get("choices") or [],
+        usage=Usage.from_wire(d.get("usage")),
+        extra={k: v for k, v in d.items() if k not in _RESPONSE_KEYS},
+    )
+
+
+class OpenAICompatProvider:
+    capabilities = _CAPS
+
+    def __init__(self, name: str, config: ProviderConfig, environ: Mapping[str, str]) -> None:
+        self.name = name
+        self._cfg = config
+        self._base = (config.base_url or DEFAULT_OPENAI_BASE_URL).rstrip("/")
+        headers = {"Content-Type": "application/json", "Accept": "application/json"}
+        key = config.api_key_value(environ)
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key.get_secret_value()}"
+        for k, v in config.headers.items():
+            headers[k] = v.get_secret_value()
+        self._headers = headers
+        self._timeout = aiohttp.ClientTimeout(
+            total=config.total_timeout_s, connect=config.connect_timeout_s, sock_read=config.read_timeout_s
+        )
+        self._session: aiohttp.ClientSession | None = None
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._cfg.max_connections, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector, timeout=self._timeout, headers=self._headers, raise_for_status=False
+            )
+        return self._session
+
+    @asynccontextmanager
+    async def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """Send a request; yield the response once its headers arrived with a 2xx status."""
+        session = self._get_session()
+        data = None if body is None else orjson.dumps(body)
+        url = self._base + path
+        try:
+            async with asyncio.timeout(self._cfg.first_byte_timeout_s):
+                resp = await session.request(method, url, data=data)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{self.name}: no response within {self._cfg.first_byte_timeout_s:g} s", provider=self.name
+            ) from None
+        except aiohttp.ClientError as e:
+            raise UpstreamConnectError(f"{self.name}: cannot reach {self._base}: {e}", provider=self.name) from None
+        try:
+            if resp.status >= 400:
+                payload = await self._read(resp)
+                raise error_from_body(
+                    self.name, resp.status, payload, parse_retry_after(resp.headers.get("Retry-After"))
+                )
+            yield resp
+        finally:
+            resp.release()
+
+    async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
+        try:
+            return await resp.read()
+        except TimeoutError:
+            raise UpstreamTimeout(f"{self.name}: response timed out", provider=self.name) from None
+        except aiohttp.ClientError as e:
+            raise UpstreamConnectError(f"{self.name}: connection lost: {e}", provider=self.name) from None
+
+    async def _call_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        async with self._request(method, path, body) as resp:
+            payload = await self._read(resp)
+        try:
+            data = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(f"{self.name}: response is not JSON", provider=self.name) from None
+        if not isinstance(data, dict):
+            raise UpstreamProtocolError(f"{self.name}: response is not a JSON object", provider=self.name)
+        return data
+
+    async def list_models(self) -> list[ModelInfo]:
+        found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.model_names()}
+        if self._cfg.discover_models:
+            data = await self._call_json("GET", "/models")
+            for m in data.get("data") or []:
+                if isinstance(m, dict) and isinstance(m.get("id"), str):
+                    found.setdefault(m["id"], ModelInfo(m["id"], self.name, int(m.get("created") or 0)))
+        return list(found.values())
+
+    def _body(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        out = dict(body)
+        out["model"] = model
+        return out
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        data = await self._call_json("POST", "/chat/completions", self._body(req.body, req.model))
+        if not isinstance(data.get("choices"), list):
+            raise UpstreamProtocolError(f"{self.name}: response has no choices", provider=self.name)
+        return response_from_wire(data)
+
+    async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        body = self._body(req.body, req.model)
+        body["stream"] = True
+        if self._cfg.stream_usage:
+            opts = body.get("stream_options")
+            body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+        async with self._request("POST", "/chat/completions", body) as resp:
+            parser = SSEParser()
+            finished = False
+            try:
+                async for raw in resp.content.iter_any():
+                    for ev in parser.feed(raw):
+                        chunk = self._decode_event(ev.data)
+                        if chunk is None:
+                            return
+                        finished = finished or any(c.get("finish_reason") for c in chunk.choices)
+                        yield chunk
+                for ev in parser.close():
+                    chunk = self._decode_event(ev.data)
+                    if chunk is None:
+                        return
+                    yield chunk
+            except TimeoutError:
+                raise UpstreamTimeout(f"{self.name}: stream stalled", provider=self.name) from None
+            except aiohttp.ClientError as e:
+                raise UpstreamConnectError(f"{self.name}: stream broke: {e}", provider=self.name) from None
+        if finished:
+            return  # some servers omit [DONE] after the final chunk
+        raise UpstreamProtocolError(f"{self.name}: stream ended without [DONE]", provider=self.name)
+
+    def _decode_event(self, data: str) -> ChatChunk | None:
+        if data.strip() == "[DONE]":
+            return None
+        try:
+            d = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise UpstreamProtocolError(f"{self.name}: stream event is not JSON", provider=self.name) from None
+        if not isinstance(d, dict):
+            raise UpstreamProtocolError(f"{self.name}: stream event is not an object", provider=self.name)
+        if "error" in d:
+            raise error_from_body(self.name, 502, orjson.dumps(d), None)
+        return chunk_from_wire(d)
+
+    async def embed(self, req: EmbedRequest) -> EmbedResponse:
+        data = await self._call_json("POST", "/embeddings", self._body(req.body, req.model))
+        items = data.get("data")
+        if not isinstance(items, list):
+            raise UpstreamProtocolError(f"{self.name}: embeddings response has no data", provider=self.name)
+        usage = Usage.from_wire(data.get("usage"))
+        return EmbedResponse(model=str(data.get("model") or req.model), data=items, usage=usage)
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+def create_provider(name: str, config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
+    return OpenAICompatProvider(name, config, ctx.environ)

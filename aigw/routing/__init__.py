@@ -1,0 +1,1 @@
+"""Model resolution and request routing (pure logic; providers do the I/O)."""

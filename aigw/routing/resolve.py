@@ -1,0 +1,61 @@
+"""Model resolution: what a request's `model` (and optional `provider`) names. Pure functions.
+
+Rules, in order (DESIGN.md): a pinned `provider`; an alias from `[models.NAME]`; `provider/model`
+where the first segment names a provider; a bare model that exactly one provider serves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from aigw.errors import InvalidRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    requested: str
+    targets: tuple[Target, ...]
+    alias: str | None = None
+
+
+def resolve(
+    model: str,
+    pinned: str | None,
+    *,
+    aliases: Mapping[str, Sequence[Target]],
+    providers: Collection[str],
+    served_by: Mapping[str, Sequence[str]],
+) -> Route | None:
+    """Resolve `model`; None when nothing is known to serve it (the caller may refresh and retry).
+
+    `served_by` maps a bare upstream model name to the providers known to serve it.
+    """
+    if pinned is not None:
+        if pinned not in providers:
+            known = ", ".join(sorted(providers)) or "none configured"
+            raise InvalidRequest(f"Unknown provider {pinned!r}; configured: {known}", param="provider")
+        bare = model.removeprefix(pinned + "/")
+        return Route(model, (Target(pinned, bare),))
+    if model in aliases:
+        return Route(model, tuple(aliases[model]), alias=model)
+    head, sep, rest = model.partition("/")
+    if sep and rest and head in providers:
+        return Route(model, (Target(head, rest),))
+    owners = served_by.get(model, ())
+    if len(owners) == 1:
+        return Route(model, (Target(owners[0], model),))
+    if len(owners) > 1:
+        choices = ", ".join(f"'{p}/{model}'" for p in sorted(owners))
+        raise InvalidRequest(
+            f"Model {model!r} is served by several providers; ask for one of {choices}, "
+            "or set the 'provider' field",
+            param="model",
+        )
+    return None

@@ -1,0 +1,123 @@
+"""Runs the daemon in the foreground: `aigw serve`.
+
+Binds the socket itself (so a busy port is one clear message), writes the pidfile, serves with
+uvicorn (uvloop + httptools) and exits 0 after a graceful SIGTERM/SIGINT shutdown.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
+
+from aigw.config import Config, load_config
+from aigw.daemon import PidFile, RunInfo, running_daemon
+from aigw.errors import AigwError, ConfigError
+from aigw.paths import Paths
+from aigw.providers.registry import ProviderRegistry
+
+
+class ServeError(AigwError):
+    """The daemon cannot start (port busy, already running)."""
+
+
+def load_checked_config(paths: Paths, config_path: Path | None, environ: Mapping[str, str]) -> Config:
+    """Load the config and make sure every provider type it names can be loaded."""
+    registry = ProviderRegistry.from_entry_points()
+    cfg = load_config(config_path or paths.config_file, known_types=registry.types(), environ=environ)
+    for name, pcfg in cfg.providers.items():
+        try:
+            registry.factory(pcfg.type or name)
+        except ConfigError as e:
+            raise ConfigError(f"providers.{name}: {e.message}") from None
+    return cfg
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        if e.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"port {port} on {host} is already in use by another program "
+                "(is aigw running? see `aigw status`; or choose another with --port)"
+            ) from None
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+        force=True,
+    )
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    # uvicorn re-raises the signal that stopped it once it has shut down gracefully;
+    # ending here makes that a clean exit 0 rather than death by signal.
+    raise SystemExit(0)
+
+
+def serve(
+    paths: Paths,
+    *,
+    config_path: Path | None = None,
+    host: str | None = None,
+    port: int | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> int:
+    env = dict(os.environ if environ is None else environ)
+    cfg = load_checked_config(paths, config_path, env)
+    host = host or cfg.server.host
+    port = cfg.server.port if port is None else port
+    paths.ensure()
+    other = running_daemon(paths)
+    if other is not None:
+        raise ServeError(f"aigw is already running (pid {other.pid}, {other.url}); stop it with `aigw stop`")
+    sock = bind_socket(host, port)
+    actual_port = sock.getsockname()[1]
+    setup_logging(cfg.server.log_level)
+
+    import uvicorn
+
+    from aigw.api.app import create_app
+    from aigw.providers.registry import ProviderRegistry as Registry
+
+    app = create_app(cfg, paths, registry=Registry.from_entry_points(), environ=env)
+    uv_cfg = uvicorn.Config(
+        app,
+        loop="uvloop" if sys.platform != "win32" else "auto",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+        timeout_graceful_shutdown=int(cfg.server.shutdown_grace_s) or 1,
+        timeout_keep_alive=30,
+    )
+    server = uvicorn.Server(uv_cfg)
+    pidfile = PidFile(paths.pid_file)
+    url_host = f"[{host}]" if ":" in host else host
+    pidfile.write(RunInfo(pid=os.getpid(), url=f"http://{url_host}:{actual_port}"))
+    signal.signal(signal.SIGTERM, _exit_quietly)
+    logging.getLogger("aigw").info("aigw listening on http://%s:%d (pid %d)", url_host, actual_port, os.getpid())
+    try:
+        server.run(sockets=[sock])
+    finally:
+        pidfile.remove_if_ours(os.getpid())
+    return 0 if server.started else 1
