@@ -62,7 +62,9 @@ class DaemonClient:
     def __init__(self, url: str | None = None, *, api_key: str | None = None, timeout: float = 600.0) -> None:
         self.url = (url or daemon_url()).rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=3.0))
+        self._http = httpx.Client(
+            base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=3.0)
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -99,11 +101,14 @@ class DaemonClient:
         data: list[dict[str, Any]] = self._get("/v1/models")["data"]
         return data
 
-    def chat_stream(
-        self, messages: list[dict[str, Any]], *, model: str, info: StreamInfo
-    ) -> Iterator[str]:
+    def chat_stream(self, messages: list[dict[str, Any]], *, model: str, info: StreamInfo) -> Iterator[str]:
         """Yield the answer's text as it arrives; `info` is filled with provider, model and usage."""
-        body = {"model": model, "messages": messages, "stream": True, "stream_options": {"include_usage": True}}
+        body = {
+            "model": model,
+            "messages": messages,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        }
         try:
             with self._http.stream("POST", "/v1/chat/completions", json=body) as resp:
                 if resp.status_code >= 400:

@@ -33,10 +33,10 @@ class _Strict(BaseModel):
 
 class ServerConfig(_Strict):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=0, le=65535)
+    port: int = Field(default=8080, ge=0, le=65535)
     require_keys: bool = False
-    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
-    shutdown_grace_s: float = Field(10.0, ge=0)
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    shutdown_grace_s: float = Field(default=10.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 
@@ -50,11 +50,11 @@ class ProviderConfig(_Strict):
     models: list[str] | dict[str, str] = Field(default_factory=list)
     discover_models: bool = True
     headers: dict[str, SecretStr] = Field(default_factory=dict)
-    connect_timeout_s: float = Field(10.0, gt=0)
-    first_byte_timeout_s: float = Field(120.0, gt=0)
-    read_timeout_s: float = Field(120.0, gt=0)
-    total_timeout_s: float = Field(600.0, gt=0)
-    max_connections: int = Field(256, ge=1)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    first_byte_timeout_s: float = Field(default=120.0, gt=0)
+    read_timeout_s: float = Field(default=120.0, gt=0)
+    total_timeout_s: float = Field(default=600.0, gt=0)
+    max_connections: int = Field(default=256, ge=1)
     # Ask OpenAI-compatible upstreams for a usage chunk on every stream (hidden from clients
     # that did not ask for it); turn off for servers that reject stream_options.
     stream_usage: bool = True

@@ -95,10 +95,10 @@ def serve(
 
     import uvicorn
 
-    from aigw.api.app import create_app
+    from aigw.api.app import create_asgi_app
     from aigw.providers.registry import ProviderRegistry as Registry
 
-    app = create_app(cfg, paths, registry=Registry.from_entry_points(), environ=env)
+    app = create_asgi_app(cfg, paths, registry=Registry.from_entry_points(), environ=env)
     uv_cfg = uvicorn.Config(
         app,
         loop="uvloop" if sys.platform != "win32" else "auto",
@@ -107,6 +107,7 @@ def serve(
         access_log=False,
         log_config=None,
         server_header=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=int(cfg.server.shutdown_grace_s) or 1,
         timeout_keep_alive=30,
     )
@@ -115,7 +116,9 @@ def serve(
     url_host = f"[{host}]" if ":" in host else host
     pidfile.write(RunInfo(pid=os.getpid(), url=f"http://{url_host}:{actual_port}"))
     signal.signal(signal.SIGTERM, _exit_quietly)
-    logging.getLogger("aigw").info("aigw listening on http://%s:%d (pid %d)", url_host, actual_port, os.getpid())
+    logging.getLogger("aigw").info(
+        "aigw listening on http://%s:%d (pid %d)", url_host, actual_port, os.getpid()
+    )
     try:
         server.run(sockets=[sock])
     finally:

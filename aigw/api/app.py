@@ -8,9 +8,11 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 from aigw import __version__
 from aigw.api.errors import install_error_handlers
+from aigw.api.fastpath import FastPath
 from aigw.api.routes import chat, embeddings, health, models
 from aigw.config import Config
 from aigw.gateway import Gateway
@@ -44,3 +46,21 @@ def create_app(
     for r in (health.router, models.router, chat.router, embeddings.router):
         app.include_router(r)
     return app
+
+
+def create_asgi_app(
+    config: Config,
+    paths: Paths,
+    *,
+    registry: ProviderRegistry,
+    environ: Mapping[str, str],
+) -> ASGIApp:
+    """The app the daemon serves: the FastAPI app behind the hot-path dispatcher."""
+    app = create_app(config, paths, registry=registry, environ=environ)
+    return FastPath(
+        app,
+        {
+            ("POST", "/v1/chat/completions"): chat.chat_completions,
+            ("POST", "/v1/embeddings"): embeddings.embeddings,
+        },
+    )

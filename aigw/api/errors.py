@@ -24,7 +24,12 @@ def error_body(message: str, etype: str, param: str | None = None, code: str | N
 
 
 def error_response(
-    status: int, message: str, etype: str, param: str | None = None, code: str | None = None,
+    status: int,
+    message: str,
+    etype: str,
+    *,
+    param: str | None = None,
+    code: str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response:
     return Response(error_body(message, etype, param, code), status, headers, media_type="application/json")
@@ -41,7 +46,9 @@ def aigw_error_response(exc: AigwError) -> Response:
         headers["Retry-After"] = str(max(1, round(retry_after)))
     if isinstance(exc, UpstreamError):
         headers["x-aigw-provider"] = exc.provider
-    return error_response(exc.status_code, exc.message, exc.error_type, exc.param, exc.code, headers)
+    return error_response(
+        exc.status_code, exc.message, exc.error_type, param=exc.param, code=exc.code, headers=headers
+    )
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

@@ -1,13 +1,60 @@
-"""Server-Sent Events encoding for OpenAI-style streams."""
+"""Server-Sent Events for OpenAI-style streams: encoding, and a lean streaming ASGI response.
+
+`SSEResponse` forwards each chunk the moment it is produced (no buffering) and stops the
+producer as soon as the client disconnects: a watcher task cancels the sending task when
+`http.disconnect` arrives, and the producer's `aclose()` runs at once.
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import orjson
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 DONE = b"data: [DONE]\n\n"
 
 
 def event(data: dict[str, Any]) -> bytes:
     return b"data: " + orjson.dumps(data) + b"\n\n"
+
+
+class SSEResponse(Response):
+    media_type = "text/event-stream"
+
+    def __init__(self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
+        # Deliberately not Response.__init__: there is no body to render up front.
+        self.status_code = 200
+        self.background = None
+        self.stream = body
+        self.raw_headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+        self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        sender = asyncio.current_task()
+        assert sender is not None
+        disconnected = False
+
+        async def watch() -> None:
+            nonlocal disconnected
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            disconnected = True
+            sender.cancel()
+
+        watcher = asyncio.get_running_loop().create_task(watch())
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            async for data in self.stream:
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not disconnected:
+                raise
+            sender.uncancel()  # the client left; that is a normal end, not a failure
+        finally:
+            watcher.cancel()
+            await self.stream.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from typing import TYPE_CHECKING, Any
@@ -111,10 +112,8 @@ def _repl(client: DaemonClient, model: str, system: str | None) -> None:
             messages.append({"role": "assistant", "content": reply})
     finally:
         if readline is not None:
-            try:
+            with contextlib.suppress(OSError):
                 readline.write_history_file(str(history_file))
-            except OSError:
-                pass
 
 
 def chat(

@@ -15,14 +15,18 @@ HostOption = typer.Option(None, "--host", help="Address to bind (default from co
 PortOption = typer.Option(None, "--port", "-p", help="Port to listen on (default from config: 8080).")
 
 
-def serve(config: Path | None = ConfigOption, host: str | None = HostOption, port: int | None = PortOption) -> None:
+def serve(
+    config: Path | None = ConfigOption, host: str | None = HostOption, port: int | None = PortOption
+) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it gracefully)."""
     from aigw.server import serve as run
 
     raise typer.Exit(run(paths(), config_path=config_path_arg(config), host=host, port=port))
 
 
-def start(config: Path | None = ConfigOption, host: str | None = HostOption, port: int | None = PortOption) -> None:
+def start(
+    config: Path | None = ConfigOption, host: str | None = HostOption, port: int | None = PortOption
+) -> None:
     """Start the daemon in the background; returns once it answers."""
     from aigw import daemon
     from aigw.server import load_checked_config

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from aigw.config import DEFAULT_OPENAI_BASE_URL, ProviderConfig
 from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo, Usage
@@ -50,7 +50,9 @@ def parse_retry_after(value: str | None) -> float | None:
         return None  # HTTP-date form: treat as unknown
 
 
-def error_from_body(provider: str, status: int, body: bytes, retry_after: float | None) -> UpstreamStatusError:
+def error_from_body(
+    provider: str, status: int, body: bytes, retry_after: float | None
+) -> UpstreamStatusError:
     """Map an OpenAI-style error body (or anything else) to an UpstreamStatusError."""
     message, etype, code = "", None, None
     try:
@@ -116,44 +118,70 @@ class OpenAICompatProvider:
             headers[k] = v.get_secret_value()
         self._headers = headers
         self._timeout = aiohttp.ClientTimeout(
+            total=config.total_timeout_s,
+            connect=config.connect_timeout_s,
+            sock_read=config.first_byte_timeout_s,
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
             total=config.total_timeout_s, connect=config.connect_timeout_s, sock_read=config.read_timeout_s
         )
+        self._urls: dict[str, URL] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._cfg.max_connections, keepalive_timeout=30)
             self._session = aiohttp.ClientSession(
-                connector=connector, timeout=self._timeout, headers=self._headers, raise_for_status=False
+                connector=connector,
+                timeout=self._timeout,
+                headers=self._headers,
+                raise_for_status=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
 
-    @asynccontextmanager
-    async def _request(
-        self, method: str, path: str, body: dict[str, Any] | None = None
-    ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """Send a request; yield the response once its headers arrived with a 2xx status."""
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = self._urls[path] = URL(self._base + path)
+        return url
+
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any] | None, *, stream: bool = False
+    ) -> aiohttp.ClientResponse:
+        """Send a request; return the response once its headers arrived with a 2xx status.
+
+        Non-streaming calls rely on the session's timeouts (sock_read = first-byte timeout, since
+        the whole answer arrives at once); streams bound the wait for headers separately and then
+        allow `read_timeout_s` between chunks.
+        """
         session = self._get_session()
         data = None if body is None else orjson.dumps(body)
-        url = self._base + path
         try:
-            async with asyncio.timeout(self._cfg.first_byte_timeout_s):
-                resp = await session.request(method, url, data=data)
+            if stream:
+                async with asyncio.timeout(self._cfg.first_byte_timeout_s):
+                    resp = await session.request(
+                        method, self._url(path), data=data, timeout=self._stream_timeout
+                    )
+            else:
+                resp = await session.request(method, self._url(path), data=data)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{self.name}: no response within {self._cfg.first_byte_timeout_s:g} s", provider=self.name
             ) from None
         except aiohttp.ClientError as e:
-            raise UpstreamConnectError(f"{self.name}: cannot reach {self._base}: {e}", provider=self.name) from None
-        try:
-            if resp.status >= 400:
+            raise UpstreamConnectError(
+                f"{self.name}: cannot reach {self._base}: {e}", provider=self.name
+            ) from None
+        if resp.status >= 400:
+            try:
                 payload = await self._read(resp)
-                raise error_from_body(
-                    self.name, resp.status, payload, parse_retry_after(resp.headers.get("Retry-After"))
-                )
-            yield resp
-        finally:
-            resp.release()
+            finally:
+                resp.release()
+            raise error_from_body(
+                self.name, resp.status, payload, parse_retry_after(resp.headers.get("Retry-After"))
+            )
+        return resp
 
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
@@ -164,8 +192,11 @@ class OpenAICompatProvider:
             raise UpstreamConnectError(f"{self.name}: connection lost: {e}", provider=self.name) from None
 
     async def _call_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        async with self._request(method, path, body) as resp:
+        resp = await self._send(method, path, body)
+        try:
             payload = await self._read(resp)
+        finally:
+            resp.release()
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -200,29 +231,31 @@ class OpenAICompatProvider:
         if self._cfg.stream_usage:
             opts = body.get("stream_options")
             body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
-        async with self._request("POST", "/chat/completions", body) as resp:
-            parser = SSEParser()
-            finished = False
-            try:
-                async for raw in resp.content.iter_any():
-                    for ev in parser.feed(raw):
-                        chunk = self._decode_event(ev.data)
-                        if chunk is None:
-                            return
-                        finished = finished or any(c.get("finish_reason") for c in chunk.choices)
-                        yield chunk
-                for ev in parser.close():
+        resp = await self._send("POST", "/chat/completions", body, stream=True)
+        parser = SSEParser()
+        finished = False
+        try:
+            async for raw in resp.content.iter_any():
+                for ev in parser.feed(raw):
                     chunk = self._decode_event(ev.data)
                     if chunk is None:
                         return
+                    finished = finished or any(c.get("finish_reason") for c in chunk.choices)
                     yield chunk
-            except TimeoutError:
-                raise UpstreamTimeout(f"{self.name}: stream stalled", provider=self.name) from None
-            except aiohttp.ClientError as e:
-                raise UpstreamConnectError(f"{self.name}: stream broke: {e}", provider=self.name) from None
-        if finished:
-            return  # some servers omit [DONE] after the final chunk
-        raise UpstreamProtocolError(f"{self.name}: stream ended without [DONE]", provider=self.name)
+            for ev in parser.close():
+                chunk = self._decode_event(ev.data)
+                if chunk is None:
+                    return
+                yield chunk
+        except TimeoutError:
+            raise UpstreamTimeout(f"{self.name}: stream stalled", provider=self.name) from None
+        except aiohttp.ClientError as e:
+            raise UpstreamConnectError(f"{self.name}: stream broke: {e}", provider=self.name) from None
+        finally:
+            resp.release()
+        if not finished:
+            raise UpstreamProtocolError(f"{self.name}: stream ended without [DONE]", provider=self.name)
+        # Some servers omit [DONE] after the final chunk; a finish_reason was seen, so it ended well.
 
     def _decode_event(self, data: str) -> ChatChunk | None:
         if data.strip() == "[DONE]":
@@ -230,7 +263,9 @@ class OpenAICompatProvider:
         try:
             d = orjson.loads(data)
         except orjson.JSONDecodeError:
-            raise UpstreamProtocolError(f"{self.name}: stream event is not JSON", provider=self.name) from None
+            raise UpstreamProtocolError(
+                f"{self.name}: stream event is not JSON", provider=self.name
+            ) from None
         if not isinstance(d, dict):
             raise UpstreamProtocolError(f"{self.name}: stream event is not an object", provider=self.name)
         if "error" in d:

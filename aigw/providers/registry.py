@@ -36,7 +36,9 @@ class ProviderRegistry:
         if ptype not in self._factories:
             ep = self._entry.get(ptype)
             if ep is None:
-                raise ConfigError(f"unknown provider type {ptype!r}; known: {', '.join(sorted(self.types()))}")
+                raise ConfigError(
+                    f"unknown provider type {ptype!r}; known: {', '.join(sorted(self.types()))}"
+                )
             try:
                 self._factories[ptype] = ep.load()
             except ImportError as e:

@@ -53,9 +53,7 @@ class Router:
             provider = self._providers[target.provider]
             if needs in provider.capabilities:
                 return target, provider
-        raise InvalidRequest(
-            f"Model {route.requested!r} does not support {needs.value}", param="model"
-        )
+        raise InvalidRequest(f"Model {route.requested!r} does not support {needs.value}", param="model")
 
     def _failed(self, target: Target, err: AigwError) -> None:
         if isinstance(err, UpstreamError):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 
 from aigw.api import sse
 from aigw.api.body import read_json_object
@@ -24,8 +24,6 @@ from aigw.routing.router import RoutedStream
 log = logging.getLogger("aigw.api.chat")
 router = APIRouter()
 
-_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
 
 def _encode(chunk: ChatChunk, include_usage: bool) -> bytes | None:
     if chunk.is_usage_only and not include_usage:
@@ -33,7 +31,7 @@ def _encode(chunk: ChatChunk, include_usage: bool) -> bytes | None:
     return sse.event(chunk.to_wire(include_usage=include_usage))
 
 
-async def _relay(stream: RoutedStream, include_usage: bool) -> AsyncIterator[bytes]:
+async def _relay(stream: RoutedStream, include_usage: bool) -> AsyncGenerator[bytes, None]:
     try:
         if stream.first is not None and (data := _encode(stream.first, include_usage)):
             yield data
@@ -66,10 +64,7 @@ async def chat_completions(request: Request) -> Response:
     if req.stream:
         stream = await gw.router.open_stream(route, req)
         headers = proxy_headers(stream.target, time.perf_counter() - t0 - stream.upstream_s)
-        headers.update(_STREAM_HEADERS)
-        return StreamingResponse(
-            _relay(stream, req.include_usage), media_type="text/event-stream", headers=headers
-        )
+        return sse.SSEResponse(_relay(stream, req.include_usage), headers)
     result = await gw.router.chat(route, req)
     payload = orjson.dumps(result.value.to_wire())
     headers = proxy_headers(result.target, time.perf_counter() - t0 - result.upstream_s)

@@ -1,0 +1,49 @@
+"""A thin ASGI dispatcher in front of FastAPI for the proxied hot paths.
+
+FastAPI's middleware and dependency machinery cost about as much CPU per request as the whole
+proxying work. The few endpoints on the hot path (`POST /v1/chat/completions`, `/v1/embeddings`)
+are plain `Request -> Response` functions, also mounted in FastAPI (for OpenAPI and for clarity);
+this dispatcher calls them directly and hands everything else to FastAPI unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from aigw.api.errors import aigw_error_response, error_response
+from aigw.errors import AigwError
+
+log = logging.getLogger("aigw.api")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class FastPath:
+    def __init__(self, app: ASGIApp, routes: Mapping[tuple[str, str], Endpoint]) -> None:
+        self.app = app
+        self._routes = dict(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        endpoint = None
+        if scope["type"] == "http":
+            endpoint = self._routes.get((scope["method"], scope["path"]))
+        if endpoint is None:
+            await self.app(scope, receive, send)
+            return
+        scope["app"] = self.app
+        request = Request(scope, receive)
+        try:
+            response = await endpoint(request)
+        except AigwError as e:
+            if e.status_code >= 500:
+                log.warning("%s: %s", type(e).__name__, e.message)
+            response = aigw_error_response(e)
+        except Exception:
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            response = error_response(500, "Internal error in aigw; see `aigw logs`", "server_error")
+        await response(scope, receive, send)
