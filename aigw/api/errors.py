@@ -51,30 +51,53 @@ def aigw_error_response(exc: AigwError) -> Response:
     )
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
+_TYPE_TAGS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
+              "list": "an array", "dict": "an object"}
+
+
+def _is_tag(part: str) -> bool:
+    """pydantic's markers for union members and validators inside an error location."""
+    return part in _TYPE_TAGS or "[" in part or "-" in part
+
+
+def _loc(loc: tuple[int | str, ...]) -> tuple[str, str | None]:
+    """The field path the way OpenAI names fields (`messages[0].role`), and the union member, if any."""
+    out, tag = "", None
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part in ("function-after", "function-before") or "[" in part:
-            continue  # pydantic's internal union/validator markers
+        elif _is_tag(part):
+            tag = tag or part
         else:
             out += ("." if out else "") + part
-    return out
+    return out, tag
+
+
+def _tag_name(tag: str) -> str:
+    return _TYPE_TAGS.get(tag.split("[")[0], tag)
 
 
 def invalid_request_from_validation(err: ValidationError | RequestValidationError) -> InvalidRequest:
-    """The first validation error, named the way OpenAI names fields (`messages[0].role`)."""
+    """The first problem, naming its field; a value matching no member of a union says which were allowed."""
     errors = err.errors()
-    first = errors[0]
-    param = _loc(tuple(first["loc"]))
-    if first["type"] == "missing":
+    param, tag = _loc(tuple(errors[0]["loc"]))
+    same_field = [e for e in errors if _loc(tuple(e["loc"]))[0] == param]
+    others = len(errors) - len(same_field)
+    if errors[0]["type"] == "missing":
         msg = f"Missing required parameter: '{param}'."
+    elif tag is not None and len(same_field) > 1:
+        allowed = []
+        for e in same_field:
+            t = _loc(tuple(e["loc"]))[1]
+            name = _tag_name(t) if t else "null"
+            if name not in allowed:
+                allowed.append(name)
+        msg = f"Invalid type for '{param}': expected {' or '.join(allowed)}"
     else:
-        detail = str(first["msg"]).removeprefix("Value error, ")
+        detail = str(errors[0]["msg"]).removeprefix("Value error, ")
         msg = f"Invalid value for '{param}': {detail}" if param else f"Invalid request: {detail}"
-    if len(errors) > 1:
-        msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    if others:
+        msg += f" (and {others} more problem{'s' if others > 1 else ''})"
     return InvalidRequest(msg, param=param or None)
 
 

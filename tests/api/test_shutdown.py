@@ -1,0 +1,43 @@
+"""SIGTERM: stop accepting, finish in-flight requests, exit 0."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_config
+from tests.fixtures.fake_openai import FakeOpenAIServer
+
+
+def test_sigterm_finishes_in_flight_request_and_exits_zero(upstream: FakeOpenAIServer, home: Path) -> None:
+    port = free_port()
+    write_config(home, fake_config(upstream.base_url, port))
+    d = DaemonProcess(home, port).start()
+    result: dict[str, httpx.Response] = {}
+
+    def call() -> None:
+        result["resp"] = httpx.post(
+            d.url + "/v1/chat/completions",
+            json={"model": "fake/slow-1500", "messages": [{"role": "user", "content": "in flight"}]},
+            timeout=30,
+        )
+
+    t = threading.Thread(target=call)
+    t.start()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # wait until the upstream has the request
+        if httpx.get(f"http://127.0.0.1:{upstream.port}/_last").json()["body"]["model"] == "slow-1500":
+            break
+        time.sleep(0.02)
+    assert d.terminate() == 0
+    t.join(10)
+    assert result["resp"].status_code == 200
+    assert result["resp"].json()["choices"][0]["message"]["content"] == "echo: in flight"
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(d.url + "/health", timeout=2)
+    assert not (home / "aigw.pid").exists()
+    assert "Traceback" not in d.log()
