@@ -51,8 +51,14 @@ def aigw_error_response(exc: AigwError) -> Response:
     )
 
 
-_TYPE_TAGS = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean",
-              "list": "an array", "dict": "an object"}
+_TYPE_TAGS = {
+    "str": "a string",
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "list": "an array",
+    "dict": "an object",
+}
 
 
 def _is_tag(part: str) -> bool:
@@ -74,7 +80,7 @@ def _loc(loc: tuple[int | str, ...]) -> tuple[str, str | None]:
 
 
 def _tag_name(tag: str) -> str:
-    return _TYPE_TAGS.get(tag.split("[")[0], tag)
+    return _TYPE_TAGS.get(tag.split("[", maxsplit=1)[0], tag)
 
 
 def invalid_request_from_validation(err: ValidationError | RequestValidationError) -> InvalidRequest:

@@ -3,13 +3,30 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from aigw.cli import chat, config_cmd, daemon_cmds, models
 
+
+class AigwGroup(TyperGroup):
+    """Turns every aigw error into one readable line on stderr and exit status 1."""
+
+    def invoke(self, ctx: Any) -> Any:
+        from aigw.errors import AigwError
+
+        try:
+            return super().invoke(ctx)
+        except AigwError as e:
+            typer.echo(f"aigw: {e.message}", err=True)
+            raise typer.Exit(1) from None
+
+
 app = typer.Typer(
     name="aigw",
+    cls=AigwGroup,
     help="aigw: a local AI gateway serving the OpenAI API on 127.0.0.1:8080.",
     no_args_is_help=True,
     add_completion=True,
@@ -23,13 +40,8 @@ app.add_typer(config_cmd.app, name="config")
 
 
 def main() -> None:
-    from aigw.errors import AigwError
-
     try:
         app()
-    except AigwError as e:
-        print(f"aigw: {e.message}", file=sys.stderr)
-        sys.exit(1)
     except KeyboardInterrupt:
         print(file=sys.stderr)
         sys.exit(130)

@@ -60,7 +60,9 @@ def test_malformed_bodies(daemon: DaemonProcess, raw: bytes) -> None:
         ({"seed": "1"}, "seed"),
     ],
 )
-def test_invalid_fields_name_the_field(daemon: DaemonProcess, patch: dict[str, Any], param: str | None) -> None:
+def test_invalid_fields_name_the_field(
+    daemon: DaemonProcess, patch: dict[str, Any], param: str | None
+) -> None:
     body = {"model": "gpt-test", "messages": GOOD_MSG, **patch}
     body = {k: v for k, v in body.items() if v is not None}
     err = assert_openai_error(daemon.post("/v1/chat/completions", json=body), 400)
@@ -70,14 +72,21 @@ def test_invalid_fields_name_the_field(daemon: DaemonProcess, patch: dict[str, A
 
 
 def test_missing_field_message(daemon: DaemonProcess) -> None:
-    err = assert_openai_error(daemon.post("/v1/chat/completions", json={"model": "gpt-test"}), 400, "messages")
+    err = assert_openai_error(
+        daemon.post("/v1/chat/completions", json={"model": "gpt-test"}), 400, "messages"
+    )
     assert err["message"] == "Missing required parameter: 'messages'."
 
 
 @pytest.mark.parametrize(
     "body",
-    [{"model": "text-embed"}, {"model": "text-embed", "input": []}, {"model": "text-embed", "input": 3},
-     {"model": "text-embed", "input": "x", "encoding_format": "hex"}, {"input": "x"}],
+    [
+        {"model": "text-embed"},
+        {"model": "text-embed", "input": []},
+        {"model": "text-embed", "input": 3},
+        {"model": "text-embed", "input": "x", "encoding_format": "hex"},
+        {"input": "x"},
+    ],
 )
 def test_invalid_embeddings(daemon: DaemonProcess, body: dict[str, Any]) -> None:
     assert_openai_error(daemon.post("/v1/embeddings", json=body), 400)

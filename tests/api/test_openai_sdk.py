@@ -51,7 +51,9 @@ def test_chat_streaming_with_usage(client: openai.OpenAI) -> None:
     assert chunks[-1].usage.completion_tokens == 3
 
 
-def test_stream_without_include_usage_has_no_usage_chunk(client: openai.OpenAI, upstream: FakeOpenAIServer) -> None:
+def test_stream_without_include_usage_has_no_usage_chunk(
+    client: openai.OpenAI, upstream: FakeOpenAIServer
+) -> None:
     chunks = list(client.chat.completions.create(model="gpt-test", messages=MSG, stream=True))
     assert all(c.choices for c in chunks)
     assert all(c.usage is None for c in chunks)
@@ -146,19 +148,24 @@ def test_upstream_failures_become_typed_sdk_errors(
     assert "sk-test-secret" not in e.value.response.text
 
 
-def test_upstream_timeout_is_504(tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAIServer) -> None:
+def test_upstream_timeout_is_504(
+    tmp_path_factory: pytest.TempPathFactory, upstream: FakeOpenAIServer
+) -> None:
     from tests.fixtures.daemon import free_port, write_config
 
     home = tmp_path_factory.mktemp("timeout-home")
     port = free_port()
-    write_config(home, f"""
+    write_config(
+        home,
+        f"""
 [server]
 port = {port}
 [providers.fake]
 base_url = "{upstream.base_url}"
 type = "openai"
 first_byte_timeout_s = 0.3
-""")
+""",
+    )
     d = DaemonProcess(home, port).start()
     try:
         c = openai.OpenAI(base_url=d.url + "/v1", api_key="x", max_retries=0)

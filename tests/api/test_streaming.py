@@ -32,7 +32,9 @@ def test_first_chunk_arrives_while_upstream_is_still_sending(
     assert rest[-1] == "data: [DONE]"
 
 
-def test_client_disconnect_stops_the_upstream_stream(daemon: DaemonProcess, upstream: FakeOpenAIServer) -> None:
+def test_client_disconnect_stops_the_upstream_stream(
+    daemon: DaemonProcess, upstream: FakeOpenAIServer
+) -> None:
     with httpx.stream("POST", daemon.url + "/v1/chat/completions", json=BODY, timeout=30) as resp:
         for line in resp.iter_lines():
             if line.startswith("data:"):

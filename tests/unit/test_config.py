@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from aigw.config import load_config, masked_dump
+from aigw.errors import ConfigError
+from aigw.paths import Paths
+
+TYPES = {"openai", "anthropic"}
+
+
+def test_no_file_configures_providers_from_environment(tmp_path: Path) -> None:
+    env = {"OPENAI_API_KEY": "sk-1", "CLAUDE_API_KEY": "ck-2", "OPENAI_BASE_URL": "http://h/v1"}
+    cfg = load_config(tmp_path / "none.toml", known_types=TYPES, environ=env)
+    assert set(cfg.providers) == {"openai", "anthropic"}
+    assert cfg.providers["openai"].base_url == "http://h/v1"
+    assert cfg.providers["anthropic"].api_key_env == "CLAUDE_API_KEY"
+    assert cfg.providers["openai"].api_key_value(env) == SecretStr("sk-1")
+
+
+def test_no_file_and_no_environment_is_empty(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "none.toml", known_types=TYPES, environ={})
+    assert cfg.providers == {} and cfg.server.port == 8080 and cfg.server.host == "127.0.0.1"
+
+
+def test_type_defaults_to_table_name(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[providers.openai]\n[providers.work]\ntype = "openai"\nbase_url = "http://x/v1"\n')
+    cfg = load_config(p, known_types=TYPES, environ={})
+    assert cfg.provider_type("openai") == "openai" and cfg.provider_type("work") == "openai"
+    assert cfg.providers["openai"].api_key_env == "OPENAI_API_KEY"
+    assert cfg.providers["work"].api_key_env is None
+
+
+def test_secrets_are_masked_everywhere(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[providers.openai]\napi_key = "sk-secret"\nheaders = { "X-Token" = "tok-secret" }\n')
+    cfg = load_config(p, known_types=TYPES, environ={})
+    for text in (repr(cfg), str(cfg), str(masked_dump(cfg)), cfg.model_dump_json()):
+        assert "sk-secret" not in text and "tok-secret" not in text
+
+
+def test_provider_name_with_slash_rejected(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[providers."a/b"]\ntype = "openai"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, known_types=TYPES, environ={})
+    assert "contain no '/'" in e.value.message and str(p) in e.value.message
+
+
+def test_several_problems_in_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text("[server]\nport = 'x'\nhost = 3\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p, known_types=TYPES, environ={})
+    assert "\n" not in e.value.message
+    assert "server.port" in e.value.message and "server.host" in e.value.message
+
+
+def test_paths_under_aigw_home(tmp_path: Path) -> None:
+    p = Paths.from_env({"AIGW_HOME": str(tmp_path)})
+    assert p.config_file == tmp_path / "config.toml"
+    assert p.database == tmp_path / "aigw.db"
+    assert p.log_file == tmp_path / "logs" / "aigw.log"
+    assert p.models_dir == tmp_path / "models"
+
+
+def test_platformdirs_without_aigw_home() -> None:
+    p = Paths.from_env({})
+    assert p.config_file.name == "config.toml" and "aigw" in str(p.config_file)
