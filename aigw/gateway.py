@@ -35,9 +35,12 @@ class Gateway:
         config: Config,
         providers: Mapping[str, Provider],
         *,
+        environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        env = environ or {}
+        self._has_key = {n: p.api_key_value(env) is not None for n, p in config.providers.items()}
         self.providers = dict(providers)
         self.health = HealthBoard(list(self.providers))
         self.router = Router(self.providers, self.health)
@@ -58,7 +61,7 @@ class Gateway:
     ) -> Gateway:
         ctx = ProviderContext(environ=environ, paths=paths)
         providers = {name: registry.create(name, pcfg, ctx) for name, pcfg in config.providers.items()}
-        return cls(config, providers)
+        return cls(config, providers, environ=environ)
 
     # -- model index -------------------------------------------------------------------------
 
@@ -133,6 +136,7 @@ class Gateway:
             providers[name] = {
                 "type": self.config.provider_type(name),
                 "configured": True,
+                "api_key_set": self._has_key.get(name, False),
                 "models": [m.id for m in self._models[name]],
                 **snap,
             }

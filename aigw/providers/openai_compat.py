@@ -71,6 +71,8 @@ def error_from_body(
             message = data["message"]
     if not message:
         message = body[:200].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
+    if status in (401, 403):
+        message += f" (check the API key of providers.{provider})"
     return UpstreamStatusError(
         f"{provider} returned HTTP {status}: {message}",
         provider=provider,

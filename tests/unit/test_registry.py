@@ -1,0 +1,40 @@
+"""Built-in providers come through the same entry-point group a plugin would use."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aigw.config import ProviderConfig
+from aigw.errors import ConfigError
+from aigw.paths import Paths
+from aigw.providers.base import ProviderContext
+from aigw.providers.openai_compat import OpenAICompatProvider
+from aigw.providers.registry import ProviderRegistry
+
+
+def test_openai_is_registered_through_entry_points(tmp_path: Path) -> None:
+    reg = ProviderRegistry.from_entry_points()
+    assert "openai" in reg.types()
+    ctx = ProviderContext(environ={}, paths=Paths.from_env({"AIGW_HOME": str(tmp_path)}))
+    provider = reg.create("work", ProviderConfig(type="openai", base_url="http://127.0.0.1:1/v1"), ctx)
+    assert isinstance(provider, OpenAICompatProvider) and provider.name == "work"
+
+
+def test_a_plugin_factory_is_used_like_a_builtin(tmp_path: Path) -> None:
+    made: list[str] = []
+
+    def factory(name: str, config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
+        made.append(name)
+        return OpenAICompatProvider(name, config, ctx.environ)
+
+    reg = ProviderRegistry(factories={"myplugin": factory})
+    ctx = ProviderContext(environ={}, paths=Paths.from_env({"AIGW_HOME": str(tmp_path)}))
+    reg.create("mine", ProviderConfig(type="myplugin"), ctx)
+    assert made == ["mine"] and reg.types() == {"myplugin"}
+
+
+def test_unknown_type() -> None:
+    with pytest.raises(ConfigError):
+        ProviderRegistry().factory("nope")
