@@ -11,6 +11,7 @@ import os
 import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -20,11 +21,13 @@ from aigw.errors import ConfigError
 DEFAULT_OPENAI_BASE_URL = "https://api.openai.com/v1"
 
 # Environment variables that configure a provider when there is no config file: type -> key vars.
-ENV_PROVIDERS: dict[str, tuple[str, ...]] = {
-    "openai": ("OPENAI_API_KEY",),
-    "anthropic": ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY"),
-    "gemini": ("GEMINI_API_KEY",),
-}
+ENV_PROVIDERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        "openai": ("OPENAI_API_KEY",),
+        "anthropic": ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY"),
+        "gemini": ("GEMINI_API_KEY",),
+    }
+)
 
 
 class _Strict(BaseModel):

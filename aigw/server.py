@@ -116,6 +116,7 @@ def serve(
     url_host = f"[{host}]" if ":" in host else host
     pidfile.write(RunInfo(pid=os.getpid(), url=f"http://{url_host}:{actual_port}"))
     signal.signal(signal.SIGTERM, _exit_quietly)
+    signal.signal(signal.SIGINT, _exit_quietly)
     logging.getLogger("aigw").info(
         "aigw listening on http://%s:%d (pid %d)", url_host, actual_port, os.getpid()
     )

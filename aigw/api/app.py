@@ -57,10 +57,7 @@ def create_asgi_app(
 ) -> ASGIApp:
     """The app the daemon serves: the FastAPI app behind the hot-path dispatcher."""
     app = create_app(config, paths, registry=registry, environ=environ)
-    return FastPath(
-        app,
-        {
-            ("POST", "/v1/chat/completions"): chat.chat_completions,
-            ("POST", "/v1/embeddings"): embeddings.embeddings,
-        },
-    )
+    hot = {"/chat/completions": chat.chat_completions, "/embeddings": embeddings.embeddings}
+    # Clients whose base URL lacks /v1 are served too, as by OpenAI-compatible servers generally.
+    routes = {("POST", prefix + path): fn for path, fn in hot.items() for prefix in ("/v1", "")}
+    return FastPath(app, routes)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -16,7 +17,9 @@ from aigw.errors import AigwError, InvalidRequest, ServiceUnavailable, UpstreamE
 
 log = logging.getLogger("aigw.api")
 
-_HTTP_TYPES = {404: "not_found_error", 405: "invalid_request_error", 401: "authentication_error"}
+_HTTP_TYPES = MappingProxyType(
+    {404: "not_found_error", 405: "invalid_request_error", 401: "authentication_error"}
+)
 
 
 def error_body(message: str, etype: str, param: str | None = None, code: str | None = None) -> bytes:
@@ -51,14 +54,16 @@ def aigw_error_response(exc: AigwError) -> Response:
     )
 
 
-_TYPE_TAGS = {
-    "str": "a string",
-    "int": "an integer",
-    "float": "a number",
-    "bool": "a boolean",
-    "list": "an array",
-    "dict": "an object",
-}
+_TYPE_TAGS = MappingProxyType(
+    {
+        "str": "a string",
+        "int": "an integer",
+        "float": "a number",
+        "bool": "a boolean",
+        "list": "an array",
+        "dict": "an object",
+    }
+)
 
 
 def _is_tag(part: str) -> bool:

@@ -7,7 +7,7 @@ breakers build on the same data model). Every outcome is reported to the health 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -60,16 +60,21 @@ class Router:
             unreachable = isinstance(err, UpstreamConnectError | UpstreamTimeout)
             self._health.record_error(target.provider, err.message, unreachable=unreachable)
 
-    async def chat(self, route: Route, req: ChatRequest) -> Routed[ChatResponse]:
-        target, provider = self._pick(route, Capability.CHAT)
+    async def _call(
+        self, route: Route, needs: Capability, call: Callable[[Provider, Target], Awaitable[T]]
+    ) -> Routed[T]:
+        target, provider = self._pick(route, needs)
         t0 = self._clock()
         try:
-            resp = await provider.chat(req.with_model(target.model))
+            value = await call(provider, target)
         except AigwError as e:
             self._failed(target, e)
             raise
         self._health.record_ok(target.provider)
-        return Routed(resp, target, self._clock() - t0)
+        return Routed(value, target, self._clock() - t0)
+
+    async def chat(self, route: Route, req: ChatRequest) -> Routed[ChatResponse]:
+        return await self._call(route, Capability.CHAT, lambda p, t: p.chat(req.with_model(t.model)))
 
     async def open_stream(self, route: Route, req: ChatRequest) -> RoutedStream:
         target, provider = self._pick(route, Capability.STREAM)
@@ -86,12 +91,4 @@ class Router:
         return RoutedStream(first, it, target, self._clock() - t0)
 
     async def embed(self, route: Route, req: EmbedRequest) -> Routed[EmbedResponse]:
-        target, provider = self._pick(route, Capability.EMBED)
-        t0 = self._clock()
-        try:
-            resp = await provider.embed(req.with_model(target.model))
-        except AigwError as e:
-            self._failed(target, e)
-            raise
-        self._health.record_ok(target.provider)
-        return Routed(resp, target, self._clock() - t0)
+        return await self._call(route, Capability.EMBED, lambda p, t: p.embed(req.with_model(t.model)))

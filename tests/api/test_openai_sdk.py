@@ -191,3 +191,10 @@ def test_stream_error_before_first_chunk_is_an_http_error(client: openai.OpenAI)
 
 def test_daemon_still_serves_after_failures(client: openai.OpenAI) -> None:
     assert client.chat.completions.create(model="gpt-test", messages=MSG).choices[0].message.content
+
+
+def test_base_url_without_v1_works_too(daemon: DaemonProcess) -> None:
+    c = openai.OpenAI(base_url=daemon.url, api_key="unused", max_retries=0)
+    assert c.chat.completions.create(model="gpt-test", messages=MSG).choices[0].message.content
+    assert c.embeddings.create(model="text-embed", input="x").data
+    assert "smart" in {m.id for m in c.models.list()}

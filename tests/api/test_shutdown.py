@@ -1,7 +1,8 @@
-"""SIGTERM: stop accepting, finish in-flight requests, exit 0."""
+"""SIGTERM (and Ctrl-C): stop accepting, finish in-flight requests, exit 0."""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,10 @@ from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_c
 from tests.fixtures.fake_openai import FakeOpenAIServer
 
 
-def test_sigterm_finishes_in_flight_request_and_exits_zero(upstream: FakeOpenAIServer, home: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_finishes_in_flight_request_and_exits_zero(
+    upstream: FakeOpenAIServer, home: Path, sig: signal.Signals
+) -> None:
     port = free_port()
     write_config(home, fake_config(upstream.base_url, port))
     d = DaemonProcess(home, port).start()
@@ -33,7 +37,9 @@ def test_sigterm_finishes_in_flight_request_and_exits_zero(upstream: FakeOpenAIS
         if httpx.get(f"http://127.0.0.1:{upstream.port}/_last").json()["body"]["model"] == "slow-1500":
             break
         time.sleep(0.02)
-    assert d.terminate() == 0
+    assert d.proc is not None
+    d.proc.send_signal(sig)
+    assert d.proc.wait(20) == 0
     t.join(10)
     assert result["resp"].status_code == 200
     assert result["resp"].json()["choices"][0]["message"]["content"] == "echo: in flight"

@@ -8,14 +8,12 @@ from collections.abc import AsyncGenerator
 
 import orjson
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 from starlette.responses import Response
 
 from aigw.api import sse
-from aigw.api.body import read_json_object
-from aigw.api.deps import get_gateway
-from aigw.api.errors import error_payload, invalid_request_from_validation
+from aigw.api.errors import error_payload
 from aigw.api.headers import proxy_headers
+from aigw.api.proxy import accept
 from aigw.api.schemas import ChatCompletionRequest
 from aigw.domain import ChatChunk, ChatRequest
 from aigw.errors import AigwError
@@ -50,17 +48,12 @@ async def _relay(stream: RoutedStream, include_usage: bool) -> AsyncGenerator[by
 
 
 @router.post("/v1/chat/completions")
+@router.post("/chat/completions", include_in_schema=False)
 async def chat_completions(request: Request) -> Response:
     t0 = time.perf_counter()
-    gw = get_gateway(request)
-    body = await read_json_object(request, gw.config.server.max_body_bytes)
-    try:
-        ChatCompletionRequest.model_validate(body)
-    except ValidationError as e:
-        raise invalid_request_from_validation(e) from None
-    pinned = body.pop("provider", None)
-    route = await gw.resolve(body["model"], pinned)
-    req = ChatRequest(body=body, model=body["model"])
+    inc = await accept(request, ChatCompletionRequest)
+    gw, route = inc.gateway, inc.route
+    req = ChatRequest(body=inc.body, model=inc.body["model"])
     if req.stream:
         stream = await gw.router.open_stream(route, req)
         headers = proxy_headers(stream.target, time.perf_counter() - t0 - stream.upstream_s)
