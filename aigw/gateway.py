@@ -108,7 +108,7 @@ class Gateway:
         kw: dict[str, Any] = {"aliases": self._aliases, "providers": self.providers}
         route = resolve(model, pinned, served_by=self._served_by, **kw)
         if route is None and self._clock() - self._last_refresh >= MISS_REFRESH_INTERVAL_S:
-            await self.refresh_models()
+            await self.refresh_models(max_age_s=MISS_REFRESH_INTERVAL_S)
             route = resolve(model, pinned, served_by=self._served_by, **kw)
         if route is None:
             raise ModelNotFound(self._not_found_message(model), param="model")

@@ -1,0 +1,100 @@
+"""Gateway model index: refresh on a miss, throttled, with an in-memory provider behind the seam."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from aigw.config import Config, ProviderConfig
+from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
+from aigw.errors import ModelNotFound, UpstreamConnectError
+from aigw.gateway import Gateway
+from aigw.providers.base import Capability
+from aigw.routing.resolve import Target
+
+
+class ListOnly:
+    """A provider whose model list the test controls; it serves nothing else."""
+
+    capabilities = frozenset({Capability.CHAT})
+
+    def __init__(self, name: str, models: list[str]) -> None:
+        self.name = name
+        self.models = models
+        self.listed = 0
+        self.fail = False
+
+    async def list_models(self) -> list[ModelInfo]:
+        self.listed += 1
+        if self.fail:
+            raise UpstreamConnectError(f"{self.name}: down", provider=self.name)
+        return [ModelInfo(m, self.name) for m in self.models]
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        raise NotImplementedError
+
+    def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        raise NotImplementedError
+
+    async def embed(self, req: EmbedRequest) -> EmbedResponse:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        pass
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def make(models: list[str]) -> tuple[Gateway, ListOnly, Clock]:
+    p = ListOnly("up", models)
+    clock = Clock()
+    cfg = Config(providers={"up": ProviderConfig(type="openai")})
+    return Gateway(cfg, {"up": p}, clock=clock), p, clock
+
+
+def test_miss_refreshes_then_resolves() -> None:
+    gw, p, _ = make([])
+    p.models.append("new-model")
+    route = asyncio.run(gw.resolve("new-model", None))
+    assert route.targets == (Target("up", "new-model"),) and p.listed == 1
+
+
+def test_misses_are_throttled() -> None:
+    gw, p, clock = make([])
+
+    async def run() -> None:
+        for _ in range(3):
+            with pytest.raises(ModelNotFound):
+                await gw.resolve("ghost", None)
+        assert p.listed == 1
+        clock.t += 10
+        with pytest.raises(ModelNotFound) as e:
+            await gw.resolve("ghost", None)
+        assert p.listed == 2
+        assert "up/" not in e.value.message or "Known models" in e.value.message
+
+    asyncio.run(run())
+
+
+def test_listing_failure_is_recorded_not_raised() -> None:
+    gw, p, _ = make(["m"])
+    p.fail = True
+    asyncio.run(gw.refresh_models())
+    health = gw.detailed_health()["providers"]["up"]
+    assert health["reachable"] is False and health["last_error"] == "up: down"
+    assert health["models"] == []
+
+
+def test_no_providers_message_says_how_to_configure() -> None:
+    gw = Gateway(Config(), {})
+    with pytest.raises(ModelNotFound) as e:
+        asyncio.run(gw.resolve("gpt-4o", None))
+    assert "no providers are configured" in e.value.message
