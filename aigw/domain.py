@@ -18,15 +18,6 @@ class Usage:
     total_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # *_tokens_details and the like
 
-    @classmethod
-    def from_wire(cls, d: dict[str, Any] | None) -> Usage | None:
-        if not isinstance(d, dict):
-            return None
-        extra = {k: v for k, v in d.items() if k not in _USAGE_KEYS}
-        p = int(d.get("prompt_tokens") or 0)
-        c = int(d.get("completion_tokens") or 0)
-        return cls(p, c, int(d.get("total_tokens") or (p + c)), extra)
-
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "prompt_tokens": self.prompt_tokens,
@@ -35,9 +26,6 @@ class Usage:
         }
         out.update(self.extra)
         return out
-
-
-_USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
 
 
 @dataclass(frozen=True, slots=True)

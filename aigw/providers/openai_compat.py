@@ -7,7 +7,6 @@ usage chunk); one pooled aiohttp session per provider carries every call.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
@@ -16,14 +15,21 @@ import orjson
 from yarl import URL
 
 from aigw.config import DEFAULT_OPENAI_BASE_URL, ProviderConfig
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo, Usage
+from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
 from aigw.errors import (
     UpstreamConnectError,
     UpstreamProtocolError,
-    UpstreamStatusError,
     UpstreamTimeout,
 )
 from aigw.providers.base import Capability, ProviderContext
+from aigw.providers.openai_wire import (
+    chunk_from_wire,
+    error_from_body,
+    models_from_wire,
+    parse_retry_after,
+    response_from_wire,
+    usage_from_wire,
+)
 from aigw.providers.sse import SSEParser
 
 _CAPS = frozenset(
@@ -41,68 +47,8 @@ _CAPS = frozenset(
 _RESPONSE_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage"})
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None  # HTTP-date form: treat as unknown
-
-
-def error_from_body(
-    provider: str, status: int, body: bytes, retry_after: float | None
-) -> UpstreamStatusError:
-    """Map an OpenAI-style error body (or anything else) to an UpstreamStatusError."""
-    message, etype, code = "", None, None
-    try:
-        data = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        data = None
-    if isinstance(data, dict):
-        err = data.get("error")
-        if isinstance(err, dict):
-            message = str(err.get("message") or "")
-            etype = err.get("type") if isinstance(err.get("type"), str) else None
-            code = err.get("code") if isinstance(err.get("code"), str) else None
-        elif isinstance(err, str):
-            message = err
-        elif isinstance(data.get("message"), str):
-            message = data["message"]
-    if not message:
-        message = body[:200].decode("utf-8", errors="replace").strip() or f"HTTP {status}"
-    if status in (401, 403):
-        message += f" (check the API key of providers.{provider})"
-    return UpstreamStatusError(
-        f"{provider} returned HTTP {status}: {message}",
-        provider=provider,
-        upstream_status=status,
-        retry_after=retry_after,
-        upstream_type=etype,
-        upstream_code=code,
-    )
-
-
-def chunk_from_wire(d: dict[str, Any]) -> ChatChunk:
-    return ChatChunk(
-        id=str(d.get("id", "")),
-        created=int(d.get("created") or 0),
-        model=str(d.get("model", "")),
-        choices=d.get("choices") or [],
-        usage=Usage.from_wire(d.get("usage")),
-        extra={k: v for k, v in d.items() if k not in _RESPONSE_KEYS},
-    )
-
-
-def response_from_wire(d: dict[str, Any]) -> ChatResponse:
-    return ChatResponse(
-        id=str(d.get("id", "")),
-        created=int(d.get("created") or time.time()),
-        model=str(d.get("model", "")),
-        choices=d.get("choices") or [],
-        usage=Usage.from_wire(d.get("usage")),
-        extra={k: v for k, v in d.items() if k not in _RESPONSE_KEYS},
-    )
+# The end-of-stream marker: a sentinel chunk compared by identity.
+_DONE = ChatChunk(id="", created=0, model="", choices=[])
 
 
 class OpenAICompatProvider:
@@ -210,10 +156,8 @@ class OpenAICompatProvider:
     async def list_models(self) -> list[ModelInfo]:
         found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.model_names()}
         if self._cfg.discover_models:
-            data = await self._call_json("GET", "/models")
-            for m in data.get("data") or []:
-                if isinstance(m, dict) and isinstance(m.get("id"), str):
-                    found.setdefault(m["id"], ModelInfo(m["id"], self.name, int(m.get("created") or 0)))
+            for m in models_from_wire(self.name, await self._call_json("GET", "/models")):
+                found.setdefault(m.id, m)
         return list(found.values())
 
     def _body(self, body: dict[str, Any], model: str) -> dict[str, Any]:
@@ -223,9 +167,7 @@ class OpenAICompatProvider:
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
         data = await self._call_json("POST", "/chat/completions", self._body(req.body, req.model))
-        if not isinstance(data.get("choices"), list):
-            raise UpstreamProtocolError(f"{self.name}: response has no choices", provider=self.name)
-        return response_from_wire(data)
+        return response_from_wire(self.name, data)
 
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         body = self._body(req.body, req.model)
@@ -239,16 +181,16 @@ class OpenAICompatProvider:
         try:
             async for raw in resp.content.iter_any():
                 for ev in parser.feed(raw):
-                    chunk = self._decode_event(ev.data)
-                    if chunk is None:
+                    if (chunk := self._decode_event(ev.data)) is _DONE:
                         return
-                    finished = finished or any(c.get("finish_reason") for c in chunk.choices)
-                    yield chunk
+                    if chunk is not None:
+                        finished = finished or any(c.get("finish_reason") for c in chunk.choices)
+                        yield chunk
             for ev in parser.close():
-                chunk = self._decode_event(ev.data)
-                if chunk is None:
+                if (chunk := self._decode_event(ev.data)) is _DONE:
                     return
-                yield chunk
+                if chunk is not None:
+                    yield chunk
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name}: stream stalled", provider=self.name) from None
         except aiohttp.ClientError as e:
@@ -260,8 +202,12 @@ class OpenAICompatProvider:
         # Some servers omit [DONE] after the final chunk; a finish_reason was seen, so it ended well.
 
     def _decode_event(self, data: str) -> ChatChunk | None:
-        if data.strip() == "[DONE]":
+        """A chunk, `_DONE` at the end marker, or None for an event without data."""
+        data = data.strip()
+        if not data:
             return None
+        if data == "[DONE]":
+            return _DONE
         try:
             d = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -272,14 +218,14 @@ class OpenAICompatProvider:
             raise UpstreamProtocolError(f"{self.name}: stream event is not an object", provider=self.name)
         if "error" in d:
             raise error_from_body(self.name, 502, orjson.dumps(d), None)
-        return chunk_from_wire(d)
+        return chunk_from_wire(self.name, d)
 
     async def embed(self, req: EmbedRequest) -> EmbedResponse:
         data = await self._call_json("POST", "/embeddings", self._body(req.body, req.model))
         items = data.get("data")
         if not isinstance(items, list):
             raise UpstreamProtocolError(f"{self.name}: embeddings response has no data", provider=self.name)
-        usage = Usage.from_wire(data.get("usage"))
+        usage = usage_from_wire(self.name, data.get("usage"))
         return EmbedResponse(model=str(data.get("model") or req.model), data=items, usage=usage)
 
     async def aclose(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from aigw.domain import ChatRequest, Usage
 from aigw.errors import UpstreamStatusError
-from aigw.providers.openai_compat import (
+from aigw.providers.openai_wire import (
     chunk_from_wire,
     error_from_body,
     parse_retry_after,
@@ -37,18 +37,19 @@ def test_response_round_trip_keeps_unknown_fields() -> None:
         "system_fingerprint": "fp",
         "service_tier": "default",
     }
-    assert response_from_wire(wire).to_wire() == wire
+    assert response_from_wire("p", wire).to_wire() == wire
 
 
 def test_chunk_usage_only() -> None:
     c = chunk_from_wire(
+        "p",
         {
             "id": "c",
             "created": 1,
             "model": "m",
             "choices": [],
             "usage": {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3},
-        }
+        },
     )
     assert c.is_usage_only and c.usage == Usage(1, 2, 3)
     assert c.to_wire(include_usage=True)["usage"]["total_tokens"] == 3
@@ -98,3 +99,33 @@ def test_chat_request_views() -> None:
     )
     assert req.stop == ["x"] and req.max_tokens == 5 and req.stream and req.include_usage
     assert req.with_model("b").model == "b" and req.with_model("b").body is req.body
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"choices": [], "usage": {"prompt_tokens": "12a"}},
+        {"choices": [], "created": "abc"},
+        {"choices": ["not an object"]},
+        {"choices": [], "usage": [1, 2]},
+        {"choices": [], "created": float("nan")},
+        {"choices": [], "usage": {"total_tokens": True}},
+        {"choices": "x"},
+        {},
+    ],
+)
+def test_malformed_upstream_bodies_are_protocol_errors(wire: dict[str, object]) -> None:
+    from aigw.errors import UpstreamProtocolError
+
+    with pytest.raises(UpstreamProtocolError):
+        response_from_wire("p", wire)
+    if wire:  # a chunk may lack choices; anything else malformed is refused the same way
+        with pytest.raises(UpstreamProtocolError):
+            chunk_from_wire("p", wire)
+
+
+def test_retry_after_nonsense() -> None:
+    assert parse_retry_after("inf") is None
+    assert parse_retry_after("nan") is None
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after("1e12") == 86_400.0
