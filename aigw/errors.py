@@ -130,5 +130,10 @@ class UpstreamStatusError(UpstreamError):
         self.code = upstream_code
 
     @property
+    def is_client_fault(self) -> bool:
+        """The upstream judged the request itself bad; the provider is healthy."""
+        return self.upstream_status in _CLIENT_FAULT_STATUS
+
+    @property
     def is_auth_failure(self) -> bool:
         return self.upstream_status in (401, 403)

@@ -76,6 +76,10 @@ class Gateway:
             unreachable = isinstance(e, UpstreamConnectError | UpstreamTimeout)
             self.health.record_error(name, e.message, unreachable=unreachable)
             return
+        except Exception as e:  # one broken provider must not break the index of the others
+            log.error("listing models of %s failed unexpectedly: %s: %s", name, type(e).__name__, e)
+            self.health.record_error(name, f"{name}: model listing failed ({type(e).__name__})")
+            return
         self._models[name] = models
         self.health.record_ok(name)
 

@@ -41,6 +41,13 @@ def resolve(
         if pinned not in providers:
             known = ", ".join(sorted(providers)) or "none configured"
             raise InvalidRequest(f"Unknown provider {pinned!r}; configured: {known}", param="provider")
+        if model in aliases:
+            targets = tuple(t for t in aliases[model] if t.provider == pinned)
+            if not targets:
+                raise InvalidRequest(
+                    f"Alias {model!r} has no target at provider {pinned!r}", param="provider"
+                )
+            return Route(model, targets, alias=model)
         bare = model.removeprefix(pinned + "/")
         return Route(model, (Target(pinned, bare),))
     if model in aliases:

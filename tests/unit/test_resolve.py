@@ -41,7 +41,10 @@ def test_bare_model_served_by_two_is_ambiguous() -> None:
 def test_pinned_provider_wins_and_strips_its_prefix() -> None:
     assert r("llama3", "vllm") == Route("llama3", (Target("vllm", "llama3"),))
     assert r("vllm/llama3", "vllm") == Route("vllm/llama3", (Target("vllm", "llama3"),))
-    assert r("smart", "local") == Route("smart", (Target("local", "smart"),))
+    assert r("smart", "local") == Route("smart", (Target("local", "tiny"),), alias="smart")
+    with pytest.raises(InvalidRequest) as e:
+        r("smart", "vllm")
+    assert e.value.param == "provider"
 
 
 def test_pinned_unknown_provider() -> None:

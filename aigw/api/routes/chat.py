@@ -41,9 +41,7 @@ async def _relay(stream: RoutedStream, include_usage: bool) -> AsyncGenerator[by
         log.warning("stream from %s broke: %s", stream.target.provider, e.message)
         yield sse.event({"error": error_payload(e)})
     finally:
-        aclose = getattr(stream.rest, "aclose", None)
-        if aclose is not None:
-            await aclose()
+        await stream.rest.aclose()
     yield sse.DONE
 
 
