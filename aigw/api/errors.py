@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from aigw.errors import AigwError, InvalidRequest, ServiceUnavailable, UpstreamError
+from aigw.api.headers import header_safe
+from aigw.errors import AigwError, InvalidRequest, PayloadTooLarge, ServiceUnavailable, UpstreamError
 
 log = logging.getLogger("aigw.api")
 
@@ -48,7 +49,9 @@ def aigw_error_response(exc: AigwError) -> Response:
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
     if isinstance(exc, UpstreamError):
-        headers["x-aigw-provider"] = exc.provider
+        headers["x-aigw-provider"] = header_safe(exc.provider)
+    if isinstance(exc, PayloadTooLarge):
+        headers["connection"] = "close"  # the rest of the body is not worth reading
     return error_response(
         exc.status_code, exc.message, exc.error_type, param=exc.param, code=exc.code, headers=headers
     )

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from aigw.routing.resolve import Target
 
 
-def proxy_headers(target: Target, overhead_s: float) -> dict[str, str]:
+def header_safe(value: str) -> str:
+    """A header value: printable ASCII as is; anything else (a model named in Unicode, a stray
+    newline) percent-encoded, so no client input can break or forge a response header."""
+    if value.isascii() and value.isprintable():
+        return value
+    return quote(value, safe="/:@!$&'()*+,;=-._~ ")
+
+
+def proxy_headers(target: Target, overhead_s: float, cache: str = "bypass") -> dict[str, str]:
     return {
-        "x-aigw-provider": target.provider,
-        "x-aigw-model": target.model,
+        "x-aigw-provider": header_safe(target.provider),
+        "x-aigw-model": header_safe(target.model),
+        "x-aigw-cache": cache,
         "x-aigw-overhead-ms": f"{max(0.0, overhead_s) * 1000:.3f}",
     }

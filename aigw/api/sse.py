@@ -2,12 +2,14 @@
 
 `SSEResponse` forwards each chunk the moment it is produced (no buffering) and stops the
 producer as soon as the client disconnects: a watcher task cancels the sending task when
-`http.disconnect` arrives, and the producer's `aclose()` runs at once.
+`http.disconnect` arrives, and the producer's `aclose()` runs at once. Cancelled by the server
+instead (the shutdown grace period ran out), it ends the stream with an error event and [DONE].
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
@@ -33,10 +35,18 @@ class SSEResponse(Response):
         self.raw_headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
+    @staticmethod
+    async def _abort(send: Send) -> None:
+        err = {"message": "aigw is shutting down", "type": "service_unavailable", "param": None, "code": None}
+        with contextlib.suppress(Exception):
+            await send(
+                {"type": "http.response.body", "body": event({"error": err}) + DONE, "more_body": False}
+            )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sender = asyncio.current_task()
         assert sender is not None
-        disconnected = False
+        disconnected = started = False
 
         async def watch() -> None:
             nonlocal disconnected
@@ -48,13 +58,15 @@ class SSEResponse(Response):
         watcher = asyncio.get_running_loop().create_task(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            started = True
             async for data in self.stream:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
-            if not disconnected:
-                raise
-            sender.uncancel()  # the client left; that is a normal end, not a failure
+            sender.uncancel()
+            if started and not disconnected:
+                # Cancelled by the server (shutdown grace period over): end the stream properly.
+                await self._abort(send)
         finally:
             watcher.cancel()
             await self.stream.aclose()

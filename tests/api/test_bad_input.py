@@ -127,3 +127,12 @@ def test_health_endpoints(daemon: DaemonProcess) -> None:
     assert "gpt-test" in fake["models"]
     assert "sk-test-secret" not in daemon.get("/health/detailed").text
     assert detail["aliases"]["smart"] == ["fake/gpt-test", "other/shared-model"]
+
+
+def test_unicode_and_control_characters_in_model_names(daemon: DaemonProcess) -> None:
+    for model in ("fake/模型", "fake/a\nb"):
+        for stream in (False, True):
+            body = {"model": model, "stream": stream, "messages": [{"role": "user", "content": "x"}]}
+            resp = httpx.post(daemon.url + "/v1/chat/completions", json=body, timeout=10)
+            assert resp.status_code == 200, resp.text
+            assert "\n" not in resp.headers["x-aigw-model"] and resp.headers["x-aigw-model"].isascii()

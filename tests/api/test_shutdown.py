@@ -47,3 +47,23 @@ def test_signal_finishes_in_flight_request_and_exits_zero(
         httpx.get(d.url + "/health", timeout=2)
     assert not (home / "aigw.pid").exists()
     assert "Traceback" not in d.log()
+
+
+def test_stream_cut_by_the_grace_period_ends_with_an_error_event(
+    upstream: FakeOpenAIServer, home: Path
+) -> None:
+    port = free_port()
+    write_config(
+        home, fake_config(upstream.base_url, port).replace("shutdown_grace_s = 5", "shutdown_grace_s = 1")
+    )
+    d = DaemonProcess(home, port).start()
+    body = {"model": "fake/drip-1000", "stream": True, "messages": [{"role": "user", "content": "x"}]}
+    with httpx.stream("POST", d.url + "/v1/chat/completions", json=body, timeout=30) as resp:
+        lines = resp.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))
+        assert d.proc is not None
+        d.proc.send_signal(signal.SIGTERM)
+        rest = [line for line in lines if line.startswith("data:")]
+    assert d.proc.wait(20) == 0
+    assert "shutting down" in rest[-2] and rest[-1] == "data: [DONE]"
+    assert "Traceback" not in d.log()
