@@ -35,10 +35,6 @@ def daemon_url(environ: dict[str, str] | None = None) -> str:
     return (env.get("AIGW_URL") or DEFAULT_URL).rstrip("/")
 
 
-def is_default_url(url: str) -> bool:
-    return url.rstrip("/") == DEFAULT_URL
-
-
 @dataclass(slots=True)
 class StreamInfo:
     """What the daemon said about the answer: filled in as the stream is read."""

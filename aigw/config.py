@@ -83,8 +83,14 @@ class AliasConfig(_Strict):
     targets: list[TargetConfig] = Field(min_length=1)
 
 
+class ChatConfig(_Strict):
+    default_model: str | None = Field(default=None, min_length=1)
+    """The model `aigw chat` uses without -m (AIGW_MODEL overrides it)."""
+
+
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, AliasConfig] = Field(default_factory=dict)
 

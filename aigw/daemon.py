@@ -1,11 +1,14 @@
-"""The background daemon's process management: pidfile, start, stop, status.
+"""The background daemon's process management: the run lock, pidfile, start, stop, status.
 
-`start` launches `python -m aigw serve` detached, logging to AIGW_HOME/logs/aigw.log, and
-returns once /health answers; `stop` sends SIGTERM and waits for the process to go.
+Whether aigw runs is decided by a lock, not by a pid: the serving process holds an exclusive
+`flock` on AIGW_HOME/aigw.lock for its whole life, and the OS releases it when the process ends
+(even by kill -9). So a stale pidfile or a reused pid can never make aigw signal a stranger, and
+two daemons can never share one AIGW_HOME. The pidfile only says where the holder listens.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -18,9 +21,17 @@ from pathlib import Path
 from aigw.errors import AigwError
 from aigw.paths import Paths
 
+STOP_MARGIN_S = 15.0
+
 
 class DaemonError(AigwError):
     """Starting or stopping the background daemon failed."""
+
+
+class AlreadyRunning(DaemonError):
+    def __init__(self, info: RunInfo) -> None:
+        super().__init__(f"aigw is already running (pid {info.pid}, {info.url}); stop it with `aigw stop`")
+        self.info = info
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,21 +39,45 @@ class RunInfo:
     pid: int
     url: str
     started_at: float = 0.0
+    grace_s: float = 10.0
 
 
-def pid_alive(pid: int) -> bool:
+class RunLock:
+    """The exclusive lock a serving daemon holds for its lifetime."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> bool:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def lock_held(path: Path) -> bool:
+    """True while some process holds the run lock (a running daemon)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
-    # A zombie (exited, not yet reaped) still answers kill(0); it is not running.
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
         return True
+    finally:
+        os.close(fd)
+    return False
 
 
 class PidFile:
@@ -52,32 +87,30 @@ class PidFile:
     def read(self) -> RunInfo | None:
         try:
             data = json.loads(self.path.read_text(encoding="utf-8"))
-            return RunInfo(int(data["pid"]), str(data["url"]), float(data.get("started_at", 0.0)))
+            return RunInfo(
+                int(data["pid"]),
+                str(data["url"]),
+                float(data.get("started_at", 0.0)),
+                float(data.get("grace_s", 10.0)),
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
     def write(self, info: RunInfo) -> None:
-        info = RunInfo(info.pid, info.url, info.started_at or time.time())
+        info = RunInfo(info.pid, info.url, info.started_at or time.time(), info.grace_s)
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(asdict(info)), encoding="utf-8")
         os.replace(tmp, self.path)
 
-    def remove_if_ours(self, pid: int) -> None:
-        info = self.read()
-        if info is not None and info.pid == pid:
-            self.path.unlink(missing_ok=True)
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
 
 
 def running_daemon(paths: Paths) -> RunInfo | None:
-    """The daemon recorded in the pidfile, if its process is alive; a stale pidfile is removed."""
-    pf = PidFile(paths.pid_file)
-    info = pf.read()
-    if info is None:
+    """The running daemon's pid and URL, or None when none holds the run lock."""
+    if not lock_held(paths.lock_file):
         return None
-    if not pid_alive(info.pid):
-        paths.pid_file.unlink(missing_ok=True)
-        return None
-    return info
+    return PidFile(paths.pid_file).read()
 
 
 def _health_ok(url: str) -> bool:
@@ -97,9 +130,10 @@ def start(
     port: int | None = None,
     timeout_s: float = 30.0,
 ) -> RunInfo:
+    """Launch `aigw serve` detached and wait until it answers. Raises AlreadyRunning if one runs."""
     existing = running_daemon(paths)
     if existing is not None:
-        raise DaemonError(f"aigw is already running (pid {existing.pid}, {existing.url})")
+        raise AlreadyRunning(existing)
     paths.ensure()
     cmd = [sys.executable, "-m", "aigw", "serve"]
     if config_path is not None:
@@ -117,6 +151,9 @@ def start(
     while time.monotonic() < deadline:
         code = proc.poll()
         if code is not None:
+            other = running_daemon(paths)
+            if other is not None:  # another start won the race
+                raise AlreadyRunning(other)
             raise DaemonError(_startup_failure(paths.log_file, log_offset, code))
         info = PidFile(paths.pid_file).read()
         if info is not None and info.pid == proc.pid and _health_ok(info.url):
@@ -134,23 +171,25 @@ def _startup_failure(log_file: Path, offset: int, code: int) -> str:
     except OSError:
         new = []
     reason = next((ln for ln in reversed(new) if ln.startswith("aigw:")), new[-1] if new else "")
-    reason = reason.removeprefix("aigw: ").removeprefix("error: ")
+    reason = reason.removeprefix("aigw: ")
     return f"aigw exited during startup (code {code}): {reason or 'see ' + str(log_file)}"
 
 
-def stop(paths: Paths, *, timeout_s: float = 30.0) -> RunInfo | None:
-    """SIGTERM the daemon and wait; None when none was running."""
+def stop(paths: Paths) -> RunInfo | None:
+    """SIGTERM the daemon and wait until it has let go of the run lock; None when none runs."""
     info = running_daemon(paths)
     if info is None:
         return None
     try:
         os.kill(info.pid, signal.SIGTERM)
     except ProcessLookupError:
-        return info
+        pass  # it ended between the check and the signal
+    except PermissionError:
+        raise DaemonError(f"not allowed to stop aigw (pid {info.pid}): it belongs to another user") from None
+    timeout_s = info.grace_s + STOP_MARGIN_S
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        if not pid_alive(info.pid):
-            paths.pid_file.unlink(missing_ok=True)
+        if not lock_held(paths.lock_file):
             return info
         time.sleep(0.05)
     raise DaemonError(f"aigw (pid {info.pid}) did not stop within {timeout_s:g} s")

@@ -50,6 +50,10 @@ class Paths:
         return self.data_dir / "aigw.pid"
 
     @property
+    def lock_file(self) -> Path:
+        return self.data_dir / "aigw.lock"
+
+    @property
     def log_file(self) -> Path:
         return self.log_dir / "aigw.log"
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import signal
 import socket
@@ -17,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from aigw.config import Config, load_config
-from aigw.daemon import PidFile, RunInfo, running_daemon
+from aigw.daemon import AlreadyRunning, PidFile, RunInfo, RunLock
 from aigw.errors import AigwError, ConfigError
 from aigw.paths import Paths
 from aigw.providers.registry import ProviderRegistry
@@ -86,9 +87,11 @@ def serve(
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
     paths.ensure()
-    other = running_daemon(paths)
-    if other is not None:
-        raise ServeError(f"aigw is already running (pid {other.pid}, {other.url}); stop it with `aigw stop`")
+    lock = RunLock(paths.lock_file)
+    pidfile = PidFile(paths.pid_file)
+    if not lock.acquire():
+        other = pidfile.read()
+        raise AlreadyRunning(other or RunInfo(pid=0, url="starting"))
     sock = bind_socket(host, port)
     actual_port = sock.getsockname()[1]
     setup_logging(cfg.server.log_level)
@@ -108,13 +111,13 @@ def serve(
         log_config=None,
         server_header=False,
         proxy_headers=False,
-        timeout_graceful_shutdown=int(cfg.server.shutdown_grace_s) or 1,
+        timeout_graceful_shutdown=math.ceil(cfg.server.shutdown_grace_s),
         timeout_keep_alive=30,
     )
     server = uvicorn.Server(uv_cfg)
-    pidfile = PidFile(paths.pid_file)
     url_host = f"[{host}]" if ":" in host else host
-    pidfile.write(RunInfo(pid=os.getpid(), url=f"http://{url_host}:{actual_port}"))
+    url = f"http://{url_host}:{actual_port}"
+    pidfile.write(RunInfo(pid=os.getpid(), url=url, grace_s=cfg.server.shutdown_grace_s))
     signal.signal(signal.SIGTERM, _exit_quietly)
     signal.signal(signal.SIGINT, _exit_quietly)
     logging.getLogger("aigw").info(
@@ -123,5 +126,6 @@ def serve(
     try:
         server.run(sockets=[sock])
     finally:
-        pidfile.remove_if_ours(os.getpid())
+        pidfile.remove()
+        lock.release()
     return 0 if server.started else 1

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aigw.cli.common import note, paths
+from aigw.cli.common import daemon_target, env_config_path, note, paths
 
 if TYPE_CHECKING:
     from aigw.client import DaemonClient
@@ -17,32 +17,46 @@ if TYPE_CHECKING:
 REPL_HELP = "Type a message; /reset forgets the conversation, /exit or Ctrl-D quits."
 
 
-def _ensure_daemon(client: DaemonClient) -> None:
-    """Start the local daemon when AIGW_URL is the default and nothing answers there."""
+def _connect() -> DaemonClient:
+    """A client of the daemon, starting the local one when AIGW_URL is unset and none runs."""
     from aigw import daemon
-    from aigw.client import DaemonNotRunning, is_default_url
+    from aigw.client import DaemonClient, DaemonNotRunning
 
+    url, may_start = daemon_target()
+    client = DaemonClient(url)
     try:
         client.health()
     except DaemonNotRunning:
-        if not is_default_url(client.url):
+        if not may_start:
             raise
-        info = daemon.start(paths())
-        note(f"started aigw (pid {info.pid}) at {info.url}")
+        client.close()
+        try:
+            info = daemon.start(paths(), config_path=env_config_path())
+            note(f"started aigw (pid {info.pid}) at {info.url}")
+        except daemon.AlreadyRunning as e:
+            info = e.info
+        client = DaemonClient(info.url)
+    return client
 
 
 def _pick_model(client: DaemonClient, model: str | None) -> str:
     from aigw.errors import InvalidRequest
+    from aigw.server import load_checked_config
 
     if model:
         return model
     if os.environ.get("AIGW_MODEL"):
         return os.environ["AIGW_MODEL"]
+    configured = load_checked_config(paths(), env_config_path(), os.environ).chat.default_model
+    if configured:
+        return configured
     ids = [m["id"] for m in client.list_models()]
     if len(ids) == 1:
         return str(ids[0])
     hint = "none are configured (see `aigw config path`)" if not ids else "see `aigw models list`"
-    raise InvalidRequest(f"choose a model with -m/--model or AIGW_MODEL; {hint}")
+    raise InvalidRequest(
+        f"choose a model with -m/--model, AIGW_MODEL or [chat] default_model in config.toml; {hint}"
+    )
 
 
 def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str) -> str:
@@ -122,10 +136,7 @@ def chat(
     system: str | None = typer.Option(None, "--system", "-s", help="A system prompt."),
 ) -> None:
     """Chat with a model through the daemon (starting it when needed)."""
-    from aigw.client import DaemonClient
-
-    with DaemonClient() as client:
-        _ensure_daemon(client)
+    with _connect() as client:
         chosen = _pick_model(client, model)
         if prompt is None:
             _repl(client, chosen, system)

@@ -39,3 +39,29 @@ def note(message: str) -> None:
 
 def config_path_arg(value: Path | None) -> Path | None:
     return value.expanduser() if value is not None else None
+
+
+def env_config_path() -> Path | None:
+    value = os.environ.get("AIGW_CONFIG")
+    return Path(value).expanduser() if value else None
+
+
+def daemon_target() -> tuple[str, bool]:
+    """The daemon's URL, and whether aigw may start it itself (only when AIGW_URL is unset).
+
+    AIGW_URL wins; else the running daemon's own URL; else where the config says it would listen.
+    """
+    explicit = os.environ.get("AIGW_URL")
+    if explicit:
+        return explicit.rstrip("/"), False
+    from aigw.daemon import running_daemon
+
+    info = running_daemon(paths())
+    if info is not None:
+        return info.url, True
+    from aigw.server import load_checked_config
+
+    server = load_checked_config(paths(), env_config_path(), os.environ).server
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
+    host = f"[{host}]" if ":" in host else host
+    return f"http://{host}:{server.port}", True

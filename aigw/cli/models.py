@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from aigw.cli.common import JsonOption, print_json
+from aigw.cli.common import JsonOption, daemon_target, print_json
 
 app = typer.Typer(help="List the models the daemon can serve.", no_args_is_help=True)
 
@@ -14,7 +14,7 @@ def list_models(json_out: bool = JsonOption) -> None:
     """Models and aliases the running daemon serves."""
     from aigw.client import DaemonClient
 
-    with DaemonClient() as client:
+    with DaemonClient(daemon_target()[0]) as client:
         models = client.list_models()
     if json_out:
         print_json(models)

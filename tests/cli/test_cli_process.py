@@ -142,3 +142,50 @@ def test_cli_import_stays_light(home: Path) -> None:
         [sys.executable, "-c", code], check=False, capture_output=True, text=True, env=base_env(home)
     )
     assert r.stdout.strip() == "[]", r.stdout
+
+
+def test_stale_pidfile_naming_a_live_stranger_is_ignored(
+    started: tuple[dict[str, str], int], home: Path
+) -> None:
+    env, _ = started
+    stranger = subprocess.Popen(["sleep", "60"])
+    try:
+        (home / "aigw.pid").write_text(json.dumps({"pid": stranger.pid, "url": "http://127.0.0.1:1"}))
+        assert aigw(env, "status").returncode == 1
+        assert "not running" in aigw(env, "stop").stdout
+        assert stranger.poll() is None  # not signalled
+        assert aigw(env, "start").returncode == 0
+    finally:
+        stranger.kill()
+        stranger.wait()
+
+
+def test_concurrent_starts_leave_exactly_one_daemon(started: tuple[dict[str, str], int]) -> None:
+    env, port = started
+    procs = [
+        subprocess.Popen([AIGW, "start"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [(p.wait(60), *p.communicate()) for p in procs]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 1], results
+    loser = next(err for code, _, err in results if code == 1)
+    assert "already running" in loser
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+
+
+def test_chat_autostarts_on_the_configured_port(upstream: FakeOpenAIServer, home: Path) -> None:
+    port = free_port()
+    write_config(home, fake_config(upstream.base_url, port) + '\n[chat]\ndefault_model = "smart"\n')
+    env = base_env(home)
+    env.pop("AIGW_URL")
+    try:
+        r = aigw(env, "chat", "hello")
+        assert r.returncode == 0, r.stderr
+        assert "started aigw" in r.stderr and f":{port}" in r.stderr
+        assert r.stdout == "echo: hello\n"
+        again = aigw(env, "chat", "again")  # finds the running daemon; starts nothing
+        assert again.returncode == 0 and "started" not in again.stderr
+        assert "smart" in aigw(env, "models", "list").stdout
+    finally:
+        aigw(env, "stop")
