@@ -13,8 +13,17 @@ from collections.abc import Collection, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aigw.errors import ConfigError
 
@@ -38,9 +47,17 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     require_keys: bool = False
+    """Reserved: API keys arrive in a later release; until then `true` is refused, not ignored."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("require_keys")
+    @classmethod
+    def _keys_not_yet(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("API keys are not supported by this release of aigw; remove the line")
+        return v
 
 
 class ProviderConfig(_Strict):
@@ -61,14 +78,32 @@ class ProviderConfig(_Strict):
     # Ask OpenAI-compatible upstreams for a usage chunk on every stream (hidden from clients
     # that did not ask for it); turn off for servers that reject stream_options.
     stream_usage: bool = True
-    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("api_key", "headers")
+    @classmethod
+    def _no_control_characters(cls, v: Any) -> Any:
+        values = v.values() if isinstance(v, dict) else [v]
+        for secret in values:
+            if secret is not None and any(ord(ch) < 32 or ord(ch) == 127 for ch in secret.get_secret_value()):
+                raise ValueError("contains a control character (a stray newline?)")
+        return v
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
 
     def api_key_value(self, environ: Mapping[str, str]) -> SecretStr | None:
         if self.api_key is not None:
             return self.api_key
-        if self.api_key_env and environ.get(self.api_key_env):
-            return SecretStr(environ[self.api_key_env])
-        return None
+        value = environ.get(self.api_key_env, "").strip() if self.api_key_env else ""
+        if not value:
+            return None
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+            raise ConfigError(f"${self.api_key_env} contains a control character")
+        return SecretStr(value)
 
     def model_names(self) -> list[str]:
         return list(self.models) if isinstance(self.models, list) else list(self.models.keys())
@@ -187,7 +222,19 @@ def load_config(
     return _resolve_types(cfg, source, known_types)
 
 
+def redact_url(url: str) -> str:
+    """A URL safe to show: without user:password@ and without its query string."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
 def masked_dump(cfg: Config) -> dict[str, Any]:
     """The config as plain data with every secret masked; safe to print."""
     data: dict[str, Any] = cfg.model_dump(mode="json", exclude_none=True)
+    for p in data.get("providers", {}).values():
+        if "base_url" in p:
+            p["base_url"] = redact_url(p["base_url"])
     return data

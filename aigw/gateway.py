@@ -27,6 +27,7 @@ log = logging.getLogger("aigw.gateway")
 
 LIST_TIMEOUT_S = 5.0
 MISS_REFRESH_INTERVAL_S = 5.0
+LISTING_MAX_AGE_S = 2.0
 
 
 class Gateway:
@@ -54,6 +55,7 @@ class Gateway:
         self._served_by: dict[str, list[str]] = {}
         self._last_refresh = float("-inf")
         self._refresh_lock = asyncio.Lock()
+        self._bg_refresh: asyncio.Task[None] | None = None
 
     @classmethod
     def build(
@@ -95,6 +97,23 @@ class Gateway:
                     served.setdefault(m.id, []).append(pname)
             self._served_by = served
             self._last_refresh = self._clock()
+
+    def start(self) -> None:
+        """List models in the background: an unreachable upstream must not delay startup."""
+        self._background_refresh()
+
+    def _background_refresh(self) -> None:
+        if self._bg_refresh is None or self._bg_refresh.done():
+            self._bg_refresh = asyncio.create_task(self.refresh_models(LISTING_MAX_AGE_S))
+
+    async def listing_index(self) -> None:
+        """Make the index good enough for a listing without making the caller wait on upstreams:
+        the first listing waits for the first refresh; later ones get what is known while a
+        stale index refreshes in the background."""
+        if self._last_refresh == float("-inf"):
+            await self.refresh_models(LISTING_MAX_AGE_S)
+        elif self._clock() - self._last_refresh >= LISTING_MAX_AGE_S:
+            self._background_refresh()
 
     def known_model_ids(self) -> list[str]:
         ids = list(self._aliases)
@@ -153,6 +172,8 @@ class Gateway:
         }
 
     async def aclose(self) -> None:
+        if self._bg_refresh is not None:
+            self._bg_refresh.cancel()
         for name, p in self.providers.items():
             try:
                 await p.aclose()

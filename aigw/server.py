@@ -35,6 +35,7 @@ def load_checked_config(paths: Paths, config_path: Path | None, environ: Mapping
     for name, pcfg in cfg.providers.items():
         try:
             registry.factory(pcfg.type or name)
+            pcfg.api_key_value(environ)
         except ConfigError as e:
             raise ConfigError(f"providers.{name}: {e.message}") from None
     return cfg

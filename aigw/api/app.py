@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -33,12 +32,10 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         gateway = Gateway.build(config, paths, registry, environ)
         app.state.gateway = gateway
-        # List models in the background: an unreachable upstream must not delay startup.
-        warmup = asyncio.create_task(gateway.refresh_models())
+        gateway.start()
         try:
             yield
         finally:
-            warmup.cancel()
             await gateway.aclose()
 
     app = FastAPI(title="aigw", version=__version__, lifespan=lifespan)

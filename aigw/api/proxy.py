@@ -11,6 +11,8 @@ from starlette.requests import Request
 from aigw.api.body import read_json_object
 from aigw.api.deps import get_gateway
 from aigw.api.errors import invalid_request_from_validation
+from aigw.api.schemas import ChatCompletionRequest
+from aigw.errors import InvalidRequest
 from aigw.gateway import Gateway
 from aigw.routing.resolve import Route
 
@@ -27,9 +29,11 @@ async def accept(request: Request, schema: type[BaseModel]) -> Incoming:
     gw = get_gateway(request)
     body = await read_json_object(request, gw.config.server.max_body_bytes)
     try:
-        schema.model_validate(body)
+        parsed = schema.model_validate(body)
     except ValidationError as e:
         raise invalid_request_from_validation(e) from None
+    if isinstance(parsed, ChatCompletionRequest) and (problem := parsed.cross_field_problem()):
+        raise InvalidRequest(problem[1], param=problem[0])
     pinned = body.pop("provider", None)
     route = await gw.resolve(body["model"], pinned)
     return Incoming(gw, body, route)

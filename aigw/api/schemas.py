@@ -23,12 +23,14 @@ class ChatMessage(BaseModel):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: str | None = None
 
+    function_call: dict[str, Any] | None = None
+
     @model_validator(mode="after")
     def _content_rules(self) -> ChatMessage:
         if self.content is None and self.role != "assistant":
             raise ValueError(f"a {self.role} message needs 'content'")
-        if self.content is None and not self.tool_calls and self.role == "assistant":
-            raise ValueError("an assistant message needs 'content' or 'tool_calls'")
+        if self.content is None and not (self.tool_calls or self.function_call) and self.role == "assistant":
+            raise ValueError("an assistant message needs 'content', 'tool_calls' or 'function_call'")
         if self.role == "tool" and not self.tool_call_id:
             raise ValueError("a tool message needs 'tool_call_id'")
         return self
@@ -41,7 +43,7 @@ class StreamOptions(BaseModel):
 
 class ResponseFormat(BaseModel):
     model_config = _ALLOW
-    type: Literal["text", "json_object", "json_schema"]
+    type: str = Field(min_length=1)  # text | json_object | json_schema, or an upstream's own kind
 
 
 class FunctionDef(BaseModel):
@@ -78,13 +80,11 @@ class ChatCompletionRequest(BaseModel):
     user: str | None = None
     provider: str | None = Field(default=None, min_length=1)
 
-    @model_validator(mode="after")
-    def _cross_field(self) -> ChatCompletionRequest:
-        if isinstance(self.stop, list) and len(self.stop) > 4:
-            raise ValueError("'stop' takes at most 4 sequences")
+    def cross_field_problem(self) -> tuple[str, str] | None:
+        """(param, message) for a combination of fields OpenAI refuses."""
         if self.stream_options is not None and not self.stream:
-            raise ValueError("'stream_options' is only allowed when 'stream' is true")
-        return self
+            return "stream_options", "'stream_options' is only allowed when 'stream' is true"
+        return None
 
 
 class EmbeddingRequest(BaseModel):

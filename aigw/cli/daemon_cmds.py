@@ -83,8 +83,9 @@ def status(json_out: bool = JsonOption) -> None:
         for name, p in (data.get("providers") or {}).items():
             reach = {True: "reachable", False: "unreachable", None: "not yet contacted"}[p.get("reachable")]
             line = f"  {name} ({p.get('type')}): {reach}, {len(p.get('models') or [])} models"
-            if p.get("last_error"):
-                line += f"; last error: {p['last_error']}"
+            err_at, ok_at = p.get("last_error_at"), p.get("last_ok_at")
+            if p.get("last_error") and (ok_at is None or (err_at or 0) > ok_at):
+                line += f"; failing: {p['last_error']}"
             typer.echo(line)
         for alias, targets in (data.get("aliases") or {}).items():
             typer.echo(f"  alias {alias} -> {', '.join(targets)}")

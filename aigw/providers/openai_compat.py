@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from aigw.config import DEFAULT_OPENAI_BASE_URL, ProviderConfig
+from aigw.config import DEFAULT_OPENAI_BASE_URL, ProviderConfig, redact_url
 from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
 from aigw.errors import (
     UpstreamConnectError,
@@ -45,6 +45,15 @@ _CAPS = frozenset(
     }
 )
 _RESPONSE_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage"})
+
+
+def _describe(e: aiohttp.ClientError) -> str:
+    """What went wrong, without echoing URLs (which may carry credentials) back to clients."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return e.os_error.strerror or type(e.os_error).__name__
+    if isinstance(e, aiohttp.ClientResponseError | aiohttp.InvalidURL):
+        return type(e).__name__
+    return str(e) or type(e).__name__
 
 
 # The end-of-stream marker: a sentinel chunk compared by identity.
@@ -119,7 +128,7 @@ class OpenAICompatProvider:
             ) from None
         except aiohttp.ClientError as e:
             raise UpstreamConnectError(
-                f"{self.name}: cannot reach {self._base}: {e}", provider=self.name
+                f"{self.name}: cannot reach {redact_url(self._base)}: {_describe(e)}", provider=self.name
             ) from None
         if resp.status >= 400:
             try:
@@ -137,7 +146,9 @@ class OpenAICompatProvider:
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name}: response timed out", provider=self.name) from None
         except aiohttp.ClientError as e:
-            raise UpstreamConnectError(f"{self.name}: connection lost: {e}", provider=self.name) from None
+            raise UpstreamConnectError(
+                f"{self.name}: connection lost: {_describe(e)}", provider=self.name
+            ) from None
 
     async def _call_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         resp = await self._send(method, path, body)
@@ -194,7 +205,9 @@ class OpenAICompatProvider:
         except TimeoutError:
             raise UpstreamTimeout(f"{self.name}: stream stalled", provider=self.name) from None
         except aiohttp.ClientError as e:
-            raise UpstreamConnectError(f"{self.name}: stream broke: {e}", provider=self.name) from None
+            raise UpstreamConnectError(
+                f"{self.name}: stream broke: {_describe(e)}", provider=self.name
+            ) from None
         finally:
             resp.release()
         if not finished:

@@ -198,3 +198,23 @@ def test_base_url_without_v1_works_too(daemon: DaemonProcess) -> None:
     assert c.chat.completions.create(model="gpt-test", messages=MSG).choices[0].message.content
     assert c.embeddings.create(model="text-embed", input="x").data
     assert "smart" in {m.id for m in c.models.list()}
+
+
+def test_valid_openai_shapes_and_upstream_extensions_pass(
+    client: openai.OpenAI, upstream: FakeOpenAIServer
+) -> None:
+    legacy = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}},
+        {"role": "function", "name": "f", "content": "42"},
+        {"role": "user", "content": "and?"},
+    ]
+    resp = client.chat.completions.create(
+        model="gpt-test",
+        messages=legacy,
+        stop=["a", "b", "c", "d", "e"],  # type: ignore[arg-type]
+        extra_body={"response_format": {"type": "structural_tag", "structures": []}},
+    )
+    assert resp.choices[0].message.content == "echo: and?"
+    body = last_upstream(upstream)["body"]
+    assert isinstance(body, dict) and body["response_format"]["type"] == "structural_tag"

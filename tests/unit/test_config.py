@@ -71,3 +71,45 @@ def test_paths_under_aigw_home(tmp_path: Path) -> None:
 def test_platformdirs_without_aigw_home() -> None:
     p = Paths.from_env({})
     assert p.config_file.name == "config.toml" and "aigw" in str(p.config_file)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            '[providers.openai]\napi_key = "sk-abc\\n"\n',
+            "providers.openai.api_key: contains a control character",
+        ),
+        (
+            '[providers.openai]\nheaders = { X = "a\\rb" }\n',
+            "providers.openai.headers: contains a control character",
+        ),
+        ("[server]\nrequire_keys = true\n", "server.require_keys: API keys are not supported"),
+        (
+            '[providers.openai]\nbase_url = "localhost:8000"\n',
+            "providers.openai.base_url: must start with http",
+        ),
+    ],
+)
+def test_refused_values(tmp_path: Path, text: str, expected: str) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p, known_types=TYPES, environ={})
+    assert expected in e.value.message and "sk-abc" not in e.value.message
+
+
+def test_key_from_environment_is_stripped_and_checked(tmp_path: Path) -> None:
+    cfg = load_config(tmp_path / "none.toml", known_types=TYPES, environ={"OPENAI_API_KEY": "sk-1\n"})
+    assert cfg.providers["openai"].api_key_value({"OPENAI_API_KEY": "sk-1\n"}) == SecretStr("sk-1")
+    with pytest.raises(ConfigError):
+        cfg.providers["openai"].api_key_value({"OPENAI_API_KEY": "sk-\x01x"})
+
+
+def test_credentials_in_base_url_are_not_shown(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(
+        '[providers.openai]\nbase_url = "https://user:tok-secret@h.example:8443/v1?api-key=k-secret"\n'
+    )
+    shown = str(masked_dump(load_config(p, known_types=TYPES, environ={})))
+    assert "tok-secret" not in shown and "k-secret" not in shown and "https://h.example:8443/v1" in shown

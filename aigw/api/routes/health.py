@@ -19,5 +19,5 @@ async def health(gw: GatewayDep) -> dict[str, Any]:
 
 @router.get("/health/detailed")
 async def health_detailed(gw: GatewayDep) -> dict[str, Any]:
-    await gw.refresh_models(max_age_s=2.0)
+    await gw.listing_index()
     return gw.detailed_health()

@@ -19,13 +19,14 @@ def _wire(mid: str, owned_by: str, created: int) -> dict[str, Any]:
 @router.get("/v1/models")
 @router.get("/models", include_in_schema=False)
 async def list_models(gw: GatewayDep) -> dict[str, Any]:
-    await gw.refresh_models(max_age_s=2.0)
+    await gw.listing_index()
     return {"object": "list", "data": [_wire(m.id, m.owned_by, m.created) for m in gw.model_list()]}
 
 
 @router.get("/v1/models/{model_id:path}")
 @router.get("/models/{model_id:path}", include_in_schema=False)
 async def get_model(model_id: str, gw: GatewayDep) -> dict[str, Any]:
+    await gw.listing_index()
     for m in gw.model_list():
         if m.id == model_id:
             return _wire(m.id, m.owned_by, m.created)
