@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import typer
@@ -22,6 +21,9 @@ class AigwGroup(TyperGroup):
         except AigwError as e:
             typer.echo(f"aigw: {e.message}", err=True)
             raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            typer.echo(err=True)
+            raise typer.Exit(130) from None
 
 
 app = typer.Typer(
@@ -40,8 +42,4 @@ app.add_typer(config_cmd.app, name="config")
 
 
 def main() -> None:
-    try:
-        app()
-    except KeyboardInterrupt:
-        print(file=sys.stderr)
-        sys.exit(130)
+    app()

@@ -103,6 +103,9 @@ def _repl(client: DaemonClient, model: str, system: str | None) -> None:
             except EOFError:
                 typer.echo()
                 return
+            except KeyboardInterrupt:  # like a shell: Ctrl-C clears the line, Ctrl-D quits
+                typer.echo()
+                continue
             if not line:
                 continue
             if line in ("/exit", "/quit"):
