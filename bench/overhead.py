@@ -2,7 +2,7 @@
 
 Starts a fast fake upstream (its own process) and a real aigw daemon (its own process, one
 worker), then measures each both directly and through aigw, in the same run:
-  * latency: sequential keep-alive requests (plain http.client), p50/p99;
+  * latency: sequential keep-alive requests (plain http.client), alternating direct and via aigw, p50/p99;
   * throughput: wrk, 32 connections, 1 thread, for DURATION seconds;
   * streaming: time to the first SSE chunk, and whether later chunks are held back.
 Prints a table and exits 0. Usage: python bench/overhead.py [--requests N] [--duration S]
@@ -60,20 +60,23 @@ def process(cmd: list[str], port: int, env: dict[str, str] | None = None) -> Ite
         proc.wait(15)
 
 
-def latency(port: int, n: int, path: str = "/v1/chat/completions") -> list[float]:
-    conn = http.client.HTTPConnection("127.0.0.1", port)
+def latency(ports: tuple[int, int], n: int) -> tuple[list[float], list[float]]:
+    """Sequential keep-alive requests, alternating between the two ports so drift hits both alike."""
+    conns = [http.client.HTTPConnection("127.0.0.1", p) for p in ports]
     headers = {"Content-Type": "application/json"}
-    out = []
+    out: tuple[list[float], list[float]] = ([], [])
     for i in range(n + 200):
-        t = time.perf_counter()
-        conn.request("POST", path, BODY, headers)
-        resp = conn.getresponse()
-        resp.read()
-        if resp.status != 200:
-            raise SystemExit(f"HTTP {resp.status} from port {port}")
-        if i >= 200:  # warm-up excluded
-            out.append(time.perf_counter() - t)
-    conn.close()
+        for conn, times in zip(conns, out, strict=True):
+            t = time.perf_counter()
+            conn.request("POST", "/v1/chat/completions", BODY, headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"HTTP {resp.status} from port {conn.port}")
+            if i >= 200:  # warm-up excluded
+                times.append(time.perf_counter() - t)
+    for conn in conns:
+        conn.close()
     return out
 
 
@@ -143,7 +146,7 @@ def main() -> None:
         process([sys.executable, "-m", "aigw", "serve"], gw_port, env),
     ):
         rows = []
-        d_lat, g_lat = latency(up_port, args.requests), latency(gw_port, args.requests)
+        d_lat, g_lat = latency((up_port, gw_port), args.requests)
         d_rps, g_rps = wrk(up_port, args.duration), wrk(gw_port, args.duration)
         d_ft, d_tot = ttfb(up_port, args.streams)
         g_ft, g_tot = ttfb(gw_port, args.streams)
