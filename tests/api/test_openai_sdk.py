@@ -218,3 +218,30 @@ def test_valid_openai_shapes_and_upstream_extensions_pass(
     assert resp.choices[0].message.content == "echo: and?"
     body = last_upstream(upstream)["body"]
     assert isinstance(body, dict) and body["response_format"]["type"] == "structural_tag"
+
+
+def test_malformed_upstream_answer_is_502(client: openai.OpenAI) -> None:
+    with pytest.raises(openai.InternalServerError) as e:
+        client.chat.completions.create(model="fake/bad-usage", messages=MSG)
+    assert e.value.status_code == 502 and "malformed" in e.value.message
+
+
+def test_upstream_error_event_mid_stream_reaches_the_sdk(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(model="fake/error-event", messages=MSG, stream=True)
+    with pytest.raises(openai.APIError) as e:
+        for _ in stream:
+            pass
+    assert "model overloaded" in str(e.value)
+
+
+def test_empty_events_and_comments_are_skipped(client: openai.OpenAI) -> None:
+    chunks = list(client.chat.completions.create(model="fake/empty-events", messages=MSG, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "echo: hello gateway"
+
+
+def test_stream_usage_off_sends_the_client_request_unchanged(
+    client: openai.OpenAI, upstream: FakeOpenAIServer
+) -> None:
+    list(client.chat.completions.create(model="nousage/gpt-test", messages=MSG, stream=True))
+    body = last_upstream(upstream)["body"]
+    assert isinstance(body, dict) and "stream_options" not in body

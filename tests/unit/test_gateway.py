@@ -98,3 +98,25 @@ def test_no_providers_message_says_how_to_configure() -> None:
     with pytest.raises(ModelNotFound) as e:
         asyncio.run(gw.resolve("gpt-4o", None))
     assert "no providers are configured" in e.value.message
+
+
+def test_listing_does_not_wait_for_a_hanging_upstream_once_an_index_exists() -> None:
+    gw, p, clock = make(["m"])
+
+    async def run() -> None:
+        await gw.listing_index()  # the first listing waits for the first refresh
+        assert p.listed == 1
+        hang = asyncio.Event()
+        original = p.list_models
+
+        async def hanging() -> list[ModelInfo]:
+            await hang.wait()
+            return await original()
+
+        p.list_models = hanging  # type: ignore[method-assign]
+        clock.t += 10
+        await asyncio.wait_for(gw.listing_index(), 0.5)  # served from the index, refresh behind
+        assert [m.id for m in gw.model_list()] == ["up/m"]
+        await gw.aclose()
+
+    asyncio.run(run())
