@@ -60,6 +60,37 @@ class ServerConfig(_Strict):
         return v
 
 
+class LocalModelConfig(_Strict):
+    """A local model given as a table: `tiny = { path = "tiny.gguf", embedding = true }`."""
+
+    path: str = Field(min_length=1)
+    embedding: bool = False
+    context: int | None = Field(default=None, ge=64)
+
+
+class LocalConfig(_Strict):
+    """The local engine (llama.cpp, MLX): shared by every local provider."""
+
+    keep_alive_s: float = Field(default=300.0, ge=-1)
+    """How long a model stays loaded after its last request; -1 keeps it loaded."""
+    memory_budget_gb: float | None = Field(default=None, gt=0)
+    """Memory all loaded models may hold together (default: memory_fraction of RAM)."""
+    memory_fraction: float = Field(default=0.6, gt=0, le=1)
+    max_queue: int = Field(default=8, ge=1)
+    """Requests per model, running included; more get 503 with Retry-After."""
+    load_wait_s: float = Field(default=30.0, ge=0)
+    """How long a load waits for busy models to free memory before a 503."""
+    threads: int | None = Field(default=None, ge=1)
+    gpu_layers: int = -1
+    """Layers offloaded to Metal on Apple Silicon (-1: all)."""
+
+    def budget_bytes(self) -> int:
+        if self.memory_budget_gb is not None:
+            return int(self.memory_budget_gb * 1024**3)
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+        return int(total * self.memory_fraction)
+
+
 class ProviderConfig(_Strict):
     type: str | None = None
     base_url: str | None = None
@@ -67,7 +98,7 @@ class ProviderConfig(_Strict):
     api_key_env: str | None = None
     # Models this provider serves. openai: names to advertise (besides discovery);
     # llama_cpp / mlx: name -> GGUF file or model directory.
-    models: list[str] | dict[str, str] = Field(default_factory=list)
+    models: list[str] | dict[str, str | LocalModelConfig] = Field(default_factory=list)
     discover_models: bool = True
     headers: dict[str, SecretStr] = Field(default_factory=dict)
     connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -126,6 +157,7 @@ class ChatConfig(_Strict):
 class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
+    local: LocalConfig = Field(default_factory=LocalConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, AliasConfig] = Field(default_factory=dict)
 

@@ -16,6 +16,7 @@ from aigw import __version__
 from aigw.config import Config
 from aigw.domain import ModelInfo
 from aigw.errors import AigwError, ModelNotFound, UpstreamConnectError, UpstreamTimeout
+from aigw.local.engine import FOREVER, Engine, EngineLimits
 from aigw.paths import Paths
 from aigw.providers.base import Provider, ProviderContext
 from aigw.providers.registry import ProviderRegistry
@@ -37,9 +38,11 @@ class Gateway:
         providers: Mapping[str, Provider],
         *,
         environ: Mapping[str, str] | None = None,
+        engine: Engine | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
+        self.engine = engine or Engine(EngineLimits(memory_budget_bytes=config.local.budget_bytes()))
         env = environ or {}
         self._has_key = {n: p.api_key_value(env) is not None for n, p in config.providers.items()}
         self.providers = dict(providers)
@@ -61,9 +64,17 @@ class Gateway:
     def build(
         cls, config: Config, paths: Paths, registry: ProviderRegistry, environ: Mapping[str, str]
     ) -> Gateway:
-        ctx = ProviderContext(environ=environ, paths=paths)
+        engine = Engine(
+            EngineLimits(
+                memory_budget_bytes=config.local.budget_bytes(),
+                keep_alive_s=FOREVER if config.local.keep_alive_s < 0 else config.local.keep_alive_s,
+                max_queue=config.local.max_queue,
+                load_wait_s=config.local.load_wait_s,
+            )
+        )
+        ctx = ProviderContext(environ=environ, paths=paths, engine=engine, local=config.local)
         providers = {name: registry.create(name, pcfg, ctx) for name, pcfg in config.providers.items()}
-        return cls(config, providers, environ=environ)
+        return cls(config, providers, environ=environ, engine=engine)
 
     # -- model index -------------------------------------------------------------------------
 
@@ -169,11 +180,13 @@ class Gateway:
             "uptime_s": round(self.uptime_s(), 3),
             "providers": providers,
             "aliases": {a: [f"{t.provider}/{t.model}" for t in ts] for a, ts in self._aliases.items()},
+            "local": {**self.engine.memory(), "loaded": self.engine.status()},
         }
 
     async def aclose(self) -> None:
         if self._bg_refresh is not None:
             self._bg_refresh.cancel()
+        await self.engine.aclose()
         for name, p in self.providers.items():
             try:
                 await p.aclose()

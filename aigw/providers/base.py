@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from aigw.config import ProviderConfig
+from aigw.config import LocalConfig, ProviderConfig
 from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
 from aigw.paths import Paths
+
+if TYPE_CHECKING:
+    from aigw.local.engine import Engine
 
 
 class Capability(StrEnum):
@@ -32,6 +35,11 @@ class Provider(Protocol):
 
     name: str
     capabilities: frozenset[Capability]
+    """Everything the provider can do for some model."""
+
+    def capabilities_for(self, model: str) -> frozenset[Capability]:
+        """What it can do for this model (a local model declares its own)."""
+        ...
 
     async def list_models(self) -> list[ModelInfo]: ...
 
@@ -50,6 +58,8 @@ class ProviderContext:
 
     environ: Mapping[str, str]
     paths: Paths
+    engine: Engine
+    local: LocalConfig
 
 
 class ProviderFactory(Protocol):

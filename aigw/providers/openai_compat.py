@@ -85,6 +85,9 @@ class OpenAICompatProvider:
         self._urls: dict[str, URL] = {}
         self._session: aiohttp.ClientSession | None = None
 
+    def capabilities_for(self, model: str) -> frozenset[Capability]:
+        return self.capabilities
+
     def _get_session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(limit=self._cfg.max_connections, keepalive_timeout=30)

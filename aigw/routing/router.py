@@ -66,7 +66,7 @@ class Router:
         missing: tuple[Target, str, str] | None = None
         for target in route.targets:
             provider = self._providers[target.provider]
-            caps = provider.capabilities
+            caps = provider.capabilities_for(target.model)
             if needs not in caps:
                 missing = missing or (target, needs.value, "model")
                 continue

@@ -26,6 +26,9 @@ class ListOnly:
         self.listed = 0
         self.fail = False
 
+    def capabilities_for(self, model: str) -> frozenset[Capability]:
+        return self.capabilities
+
     async def list_models(self) -> list[ModelInfo]:
         self.listed += 1
         if self.fail:

@@ -25,6 +25,9 @@ class Scripted:
         self.fail = fail
         self.calls = 0
 
+    def capabilities_for(self, model: str) -> frozenset[Capability]:
+        return self.capabilities
+
     async def list_models(self) -> list[ModelInfo]:
         return []
 

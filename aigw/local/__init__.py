@@ -1,0 +1,1 @@
+"""Local inference: engines owning loaded models on their own threads, and the scheduler."""

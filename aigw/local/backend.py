@@ -1,0 +1,69 @@
+"""What a local inference library must provide to the engine (llama.cpp, MLX). No heavy imports.
+
+Everything here runs on a model's owner thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from aigw.providers.base import Capability
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    path: Path
+    embedding: bool = False
+    context: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenParams:
+    max_tokens: int | None
+    temperature: float
+    top_p: float
+    stop: tuple[str, ...]
+    seed: int | None
+    json_schema: dict[str, Any] | None = None  # {} = any JSON object
+    extra: dict[str, Any] = field(default_factory=dict)  # backend-specific sampling knobs
+
+
+@dataclass(frozen=True, slots=True)
+class GenResult:
+    text: str
+    finish_reason: str  # stop | length
+    prompt_tokens: int
+    completion_tokens: int
+
+
+# Called on the owner thread with each piece of text as it is produced; returns False to stop
+# (the client went away): the backend must then end generation before the next token.
+Emit = Callable[[str], bool]
+
+
+class LoadedModel(Protocol):
+    def capabilities(self) -> frozenset[Capability]: ...
+
+    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult: ...
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class Backend(Protocol):
+    """A local inference library."""
+
+    kind: str
+
+    def estimate_bytes(self, spec: ModelSpec) -> int:
+        """Memory the model will hold once loaded (weights plus context), before loading it."""
+        ...
+
+    def load(self, spec: ModelSpec) -> LoadedModel: ...

@@ -1,0 +1,346 @@
+"""The local engine: one owner thread per loaded model, bounded queues, keep-alive, memory budget.
+
+* Each loaded model lives on its own thread, which runs every job for it in order: loading,
+  generation, embedding, unloading. Inference libraries are not thread-safe per model; a single
+  owner makes that a non-issue and keeps the event loop free.
+* Jobs queue per model, up to `max_queue` (running included); beyond it → 503 with Retry-After.
+* Output crosses to the event loop as it is produced (`call_soon_threadsafe`). A consumer that
+  goes away marks its job cancelled; the backend sees that at the next token and stops.
+* After its last job a model stays loaded for its keep-alive, then unloads. Loading a model that
+  would exceed the memory budget first unloads idle models, least recently used first; a model
+  with running or queued work is never unloaded — the load waits for one to become idle (up to
+  `load_wait_s`) and otherwise fails with a clear 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from aigw.errors import AigwError, ServiceUnavailable, UpstreamError
+from aigw.local.backend import Backend, LoadedModel, ModelSpec
+
+log = logging.getLogger("aigw.local")
+R = TypeVar("R")
+GiB = 1024**3
+FOREVER = float("inf")
+
+
+class LocalModelError(UpstreamError):
+    """A local model failed to load or to run."""
+
+    code = "local_model_error"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    memory_budget_bytes: int
+    keep_alive_s: float = 300.0
+    max_queue: int = 8
+    load_wait_s: float = 30.0
+
+
+class _Stop:
+    pass
+
+
+class Job(Generic[R]):
+    """Work for a model's owner thread; its output and result cross back to the event loop."""
+
+    def __init__(self, fn: Callable[[LoadedModel, Job[R]], R], loop: asyncio.AbstractEventLoop) -> None:
+        self.fn = fn
+        self.cancelled = False
+        self._loop = loop
+        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self.finished: asyncio.Future[None] = loop.create_future()
+
+    # -- owner thread side --------------------------------------------------------------------
+    def emit(self, item: Any) -> bool:
+        """Hand a piece of output to the consumer; False once the consumer has gone."""
+        if self.cancelled:
+            return False
+        self._loop.call_soon_threadsafe(self._events.put_nowait, ("item", item))
+        return True
+
+    def _finish(self, kind: str, value: Any) -> None:
+        self._loop.call_soon_threadsafe(self._complete, kind, value)
+
+    def _complete(self, kind: str, value: Any) -> None:
+        self._events.put_nowait((kind, value))
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    # -- event loop side ----------------------------------------------------------------------
+    async def items(self) -> AsyncIterator[Any]:
+        """Output as it is produced; then the result (`result()`) is ready. Leaving early cancels."""
+        try:
+            while True:
+                kind, value = await self._events.get()
+                if kind == "item":
+                    yield value
+                    continue
+                self._result = (kind, value)
+                return
+        finally:
+            if not hasattr(self, "_result"):
+                self.cancelled = True
+
+    def result(self) -> R:
+        kind, value = self._result
+        if kind == "error":
+            raise value
+        result: R = value
+        return result
+
+    async def wait(self) -> R:
+        async for _ in self.items():
+            pass
+        return self.result()
+
+
+class Slot:
+    """One model: its owner thread, its queue, and its bookkeeping (touched on the loop only)."""
+
+    def __init__(self, key: str, spec: ModelSpec, backend: Backend, size: int) -> None:
+        self.key = key
+        self.spec = spec
+        self.backend = backend
+        self.size = size
+        self.model: LoadedModel | None = None
+        self.jobs: queue.SimpleQueue[Job[Any] | _Stop] = queue.SimpleQueue()
+        self.pending = 0
+        self.loaded_at = 0.0
+        self.last_used = 0.0
+        self.keep_alive_s = 0.0
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.thread = threading.Thread(target=self._run, name=f"aigw-model-{key}", daemon=True)
+
+    @property
+    def busy(self) -> bool:
+        return self.pending > 0 or not self.ready.done()
+
+    def expires_at(self) -> float:
+        return self.last_used + self.keep_alive_s
+
+    def _run(self) -> None:
+        loop = self.ready.get_loop()
+        try:
+            self.model = self.backend.load(self.spec)
+        except Exception as e:  # any load failure ends this slot; the loop side reports it
+            log.warning("loading %s failed: %s: %s", self.key, type(e).__name__, e)
+            err = LocalModelError(f"{self.key}: cannot load {self.spec.path.name}: {e}", provider=self.key)
+            loop.call_soon_threadsafe(_settle, self.ready, err)
+            loop.call_soon_threadsafe(_settle, self.gone, None)
+            return
+        loop.call_soon_threadsafe(_settle, self.ready, None)
+        while True:
+            job = self.jobs.get()
+            if isinstance(job, _Stop):
+                break
+            if job.cancelled:
+                job._finish("error", LocalModelError(f"{self.key}: request cancelled", provider=self.key))
+                continue
+            try:
+                job._finish("done", job.fn(self.model, job))
+            except AigwError as e:
+                job._finish("error", e)
+            except Exception as e:  # a backend bug must not kill the owner thread
+                log.warning("%s failed: %s: %s", self.key, type(e).__name__, e)
+                err = LocalModelError(f"{self.key}: {type(e).__name__}: {e}", provider=self.key)
+                job._finish("error", err)
+        try:
+            self.model.close()
+        finally:
+            self.model = None
+            loop.call_soon_threadsafe(_settle, self.gone, None)
+
+
+def _settle(fut: asyncio.Future[None], err: BaseException | None) -> None:
+    if fut.done():
+        return
+    if err is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(err)
+
+
+class Engine:
+    def __init__(self, limits: EngineLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self._clock = clock
+        self._models: dict[str, tuple[ModelSpec, Backend]] = {}
+        self._slots: dict[str, Slot] = {}
+        self._cond: asyncio.Condition | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def register(self, key: str, spec: ModelSpec, backend: Backend) -> None:
+        self._models[key] = (spec, backend)
+
+    def _condition(self) -> asyncio.Condition:
+        if self._cond is None:
+            self._cond = asyncio.Condition()
+            self._reaper = asyncio.create_task(self._reap_forever())
+        return self._cond
+
+    # -- loading and unloading ----------------------------------------------------------------
+
+    def _used(self) -> int:
+        return sum(s.size for s in self._slots.values())
+
+    async def load(self, key: str) -> Slot:
+        """The model's slot, loading it first (within the memory budget) when needed."""
+        cond = self._condition()
+        async with cond:
+            slot = self._slots.get(key)
+            if slot is None:
+                slot = await self._admit(key)
+        await asyncio.shield(slot.ready)
+        return slot
+
+    async def _admit(self, key: str) -> Slot:
+        """Make room and start loading. Called with the condition held."""
+        assert self._cond is not None
+        spec, backend = self._models[key]
+        need = backend.estimate_bytes(spec)
+        budget = self.limits.memory_budget_bytes
+        if need > budget:
+            raise ServiceUnavailable(
+                f"{key} needs {need / GiB:.2f} GiB, more than the whole memory budget of "
+                f"{budget / GiB:.2f} GiB (raise [local] memory_budget_gb)"
+            )
+        deadline = self._clock() + self.limits.load_wait_s
+        while self._used() + need > budget:
+            idle = [s for s in self._slots.values() if not s.busy]
+            if idle:
+                await self._unload(min(idle, key=lambda s: s.last_used))
+                continue
+            remaining = deadline - self._clock()
+            busy = ", ".join(sorted(self._slots))
+            if remaining <= 0:
+                raise ServiceUnavailable(
+                    f"cannot load {key} ({need / GiB:.2f} GiB): the memory budget is held by busy "
+                    f"models ({busy}); try again shortly",
+                    retry_after=5,
+                )
+            try:
+                await asyncio.wait_for(self._cond.wait(), remaining)
+            except TimeoutError:
+                continue
+        slot = Slot(key, spec, backend, need)
+        self._slots[key] = slot
+        slot.thread.start()
+        slot.ready.add_done_callback(lambda f: self._load_done(slot, f))
+        return slot
+
+    def _load_done(self, slot: Slot, fut: asyncio.Future[None]) -> None:
+        now = self._clock()
+        slot.loaded_at = slot.last_used = now
+        slot.keep_alive_s = self.limits.keep_alive_s
+        if fut.exception() is not None and self._slots.get(slot.key) is slot:
+            del self._slots[slot.key]
+        self._spawn_notify()
+
+    def _spawn_notify(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._notify())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _notify(self) -> None:
+        assert self._cond is not None
+        async with self._cond:
+            self._cond.notify_all()
+
+    async def _unload(self, slot: Slot) -> None:
+        """Stop the slot's thread after its queue; called with the condition held."""
+        if self._slots.get(slot.key) is slot:
+            del self._slots[slot.key]
+        slot.jobs.put(_Stop())
+        await asyncio.shield(slot.gone)
+        log.info("unloaded %s", slot.key)
+
+    async def unload(self, key: str) -> bool:
+        """Free a model now (after its queued work). False when it was not loaded."""
+        cond = self._condition()
+        async with cond:
+            slot = self._slots.get(key)
+            if slot is None:
+                return False
+            if slot.busy:
+                raise ServiceUnavailable(f"{key} is busy ({slot.pending} requests); unload it when idle")
+            await self._unload(slot)
+            return True
+
+    async def _reap_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            await self.reap()
+
+    async def reap(self) -> None:
+        """Unload models whose keep-alive has run out."""
+        cond = self._condition()
+        now = self._clock()
+        async with cond:
+            for slot in [s for s in self._slots.values() if not s.busy and s.expires_at() <= now]:
+                await self._unload(slot)
+
+    # -- running work -------------------------------------------------------------------------
+
+    async def submit(
+        self, key: str, fn: Callable[[LoadedModel, Job[R]], R], keep_alive_s: float | None = None
+    ) -> Job[R]:
+        """Queue `fn` for the model's owner thread (loading the model first if needed)."""
+        slot = await self.load(key)
+        if slot.pending >= self.limits.max_queue:
+            raise ServiceUnavailable(
+                f"{key} is at its queue limit ({self.limits.max_queue} requests); try again shortly",
+                retry_after=1,
+            )
+        job: Job[R] = Job(fn, asyncio.get_running_loop())
+        slot.pending += 1
+        slot.keep_alive_s = self.limits.keep_alive_s if keep_alive_s is None else keep_alive_s
+        job.finished.add_done_callback(lambda _: self._job_done(slot))
+        slot.jobs.put(job)
+        return job
+
+    def _job_done(self, slot: Slot) -> None:
+        slot.pending -= 1
+        slot.last_used = self._clock()
+        self._spawn_notify()
+
+    # -- status -------------------------------------------------------------------------------
+
+    def status(self) -> list[dict[str, Any]]:
+        now = self._clock()
+        out = []
+        for key, slot in sorted(self._slots.items()):
+            loading = not slot.ready.done()
+            expires = None if slot.busy or slot.keep_alive_s == FOREVER else max(0.0, slot.expires_at() - now)
+            out.append(
+                {
+                    "model": key,
+                    "state": "loading" if loading else ("busy" if slot.pending else "idle"),
+                    "memory_bytes": slot.size,
+                    "queue_depth": slot.pending,
+                    "unloads_in_s": None if expires is None else round(expires, 1),
+                    "keep_alive_s": None if slot.keep_alive_s == FOREVER else slot.keep_alive_s,
+                }
+            )
+        return out
+
+    def memory(self) -> dict[str, int]:
+        return {"budget_bytes": self.limits.memory_budget_bytes, "used_bytes": self._used()}
+
+    async def aclose(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+        for slot in list(self._slots.values()):
+            slot.jobs.put(_Stop())  # each thread frees its model after the work already queued
+        self._slots.clear()
