@@ -93,6 +93,29 @@ class DaemonClient:
         data: dict[str, Any] = self._get("/health/detailed")
         return data
 
+    def _post(self, path: str, body: dict[str, Any]) -> Any:
+        try:
+            resp = self._http.post(path, json=body)
+        except httpx.ConnectError:
+            raise self._not_running() from None
+        except httpx.HTTPError as e:
+            raise ClientError(f"request to {self.url}{path} failed: {e}") from None
+        if resp.status_code >= 400:
+            raise ClientError(_error_message(resp), status=resp.status_code)
+        return resp.json()
+
+    def local_status(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._get("/admin/local")
+        return data
+
+    def load_model(self, model: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._post("/admin/local/load", {"model": model})
+        return data
+
+    def unload_model(self, model: str) -> dict[str, Any]:
+        data: dict[str, Any] = self._post("/admin/local/unload", {"model": model})
+        return data
+
     def list_models(self) -> list[dict[str, Any]]:
         data: list[dict[str, Any]] = self._get("/v1/models")["data"]
         return data

@@ -15,7 +15,7 @@ from typing import Any
 from aigw import __version__
 from aigw.config import Config
 from aigw.domain import ModelInfo
-from aigw.errors import AigwError, ModelNotFound, UpstreamConnectError, UpstreamTimeout
+from aigw.errors import AigwError, InvalidRequest, ModelNotFound, UpstreamConnectError, UpstreamTimeout
 from aigw.local.engine import FOREVER, Engine, EngineLimits
 from aigw.paths import Paths
 from aigw.providers.base import Provider, ProviderContext
@@ -157,6 +157,15 @@ class Gateway:
             )
         shown = ", ".join(known[:20]) + (f", and {len(known) - 20} more" if len(known) > 20 else "")
         return f"The model {model!r} does not exist. Known models: {shown or 'none listed'}"
+
+    async def local_key(self, model: str) -> str:
+        """The engine key of the local model a request's `model` names."""
+        route = await self.resolve(model, None)
+        for t in route.targets:
+            key = f"{t.provider}/{t.model}"
+            if self.engine.knows(key):
+                return key
+        raise InvalidRequest(f"{model!r} is not a local model", param="model")
 
     # -- status ------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp
 from aigw import __version__
 from aigw.api.errors import install_error_handlers
 from aigw.api.fastpath import FastPath
-from aigw.api.routes import chat, embeddings, health, models
+from aigw.api.routes import admin, chat, embeddings, health, models
 from aigw.config import Config
 from aigw.gateway import Gateway
 from aigw.paths import Paths
@@ -40,7 +40,7 @@ def create_app(
 
     app = FastAPI(title="aigw", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    for r in (health.router, models.router, chat.router, embeddings.router):
+    for r in (health.router, models.router, chat.router, embeddings.router, admin.router):
         app.include_router(r)
     return app
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from aigw.errors import AigwError, ServiceUnavailable, UpstreamError
-from aigw.local.backend import Backend, LoadedModel, ModelSpec
+from aigw.local.backend import Backend, GenResult, LoadedModel, ModelSpec
 
 log = logging.getLogger("aigw.local")
 R = TypeVar("R")
@@ -72,6 +72,7 @@ class Job(Generic[R]):
         self._loop.call_soon_threadsafe(self._complete, kind, value)
 
     def _complete(self, kind: str, value: Any) -> None:
+        self.outcome = (kind, value)
         self._events.put_nowait((kind, value))
         if not self.finished.done():
             self.finished.set_result(None)
@@ -115,6 +116,8 @@ class Slot:
         self.model: LoadedModel | None = None
         self.jobs: queue.SimpleQueue[Job[Any] | _Stop] = queue.SimpleQueue()
         self.pending = 0
+        self.requests = 0
+        self.tokens_out = 0
         self.loaded_at = 0.0
         self.last_used = 0.0
         self.keep_alive_s = 0.0
@@ -183,6 +186,12 @@ class Engine:
 
     def register(self, key: str, spec: ModelSpec, backend: Backend) -> None:
         self._models[key] = (spec, backend)
+
+    def knows(self, key: str) -> bool:
+        return key in self._models
+
+    def slot_status(self, key: str) -> dict[str, Any] | None:
+        return next((s for s in self.status() if s["model"] == key), None)
 
     def _condition(self) -> asyncio.Condition:
         if self._cond is None:
@@ -306,13 +315,17 @@ class Engine:
         job: Job[R] = Job(fn, asyncio.get_running_loop())
         slot.pending += 1
         slot.keep_alive_s = self.limits.keep_alive_s if keep_alive_s is None else keep_alive_s
-        job.finished.add_done_callback(lambda _: self._job_done(slot))
+        job.finished.add_done_callback(lambda _: self._job_done(slot, job))
         slot.jobs.put(job)
         return job
 
-    def _job_done(self, slot: Slot) -> None:
+    def _job_done(self, slot: Slot, job: Job[Any]) -> None:
         slot.pending -= 1
+        slot.requests += 1
         slot.last_used = self._clock()
+        kind, value = job.outcome
+        if kind == "done" and isinstance(value, GenResult):
+            slot.tokens_out += value.completion_tokens
         self._spawn_notify()
 
     # -- status -------------------------------------------------------------------------------
@@ -329,6 +342,8 @@ class Engine:
                     "state": "loading" if loading else ("busy" if slot.pending else "idle"),
                     "memory_bytes": slot.size,
                     "queue_depth": slot.pending,
+                    "requests": slot.requests,
+                    "tokens_generated": slot.tokens_out,
                     "unloads_in_s": None if expires is None else round(expires, 1),
                     "keep_alive_s": None if slot.keep_alive_s == FOREVER else slot.keep_alive_s,
                 }

@@ -6,6 +6,7 @@ The chat template comes from the GGUF's own metadata (`tokenizer.chat_template`)
 
 from __future__ import annotations
 
+import codecs
 import json
 import sys
 from typing import TYPE_CHECKING, Any, cast
@@ -103,6 +104,41 @@ def _token_text(llm: llama_cpp.Llama, token: int) -> str:
     return text.decode("utf-8", errors="ignore") if isinstance(text, bytes) else text
 
 
+class _TextStream:
+    """Incremental text with stop sequences: emits only text that cannot be part of a stop."""
+
+    def __init__(self, stops: list[str], emit: Emit) -> None:
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._stops = stops
+        self._hold = max((len(s) for s in stops), default=1) - 1
+        self._emit = emit
+        self.text = ""
+        self._sent = 0
+        self.cancelled = False
+
+    def _send(self, upto: int) -> None:
+        if upto > self._sent and not self.cancelled:
+            piece, self._sent = self.text[self._sent : upto], upto
+            self.cancelled = not self._emit(piece)
+
+    def add(self, piece: bytes) -> bool:
+        """Add a token's bytes; True when a stop sequence was reached (the text ends before it)."""
+        self.text += self._decoder.decode(piece)
+        start = max(0, self._sent - self._hold)
+        hits = [i for i in (self.text.find(s, start) for s in self._stops) if i >= 0]
+        if hits:
+            self.text = self.text[: min(hits)]
+            self._send(len(self.text))
+            return True
+        self._send(len(self.text) - self._hold)
+        return False
+
+    def finish(self) -> str:
+        self.text += self._decoder.decode(b"", final=True)
+        self._send(len(self.text))
+        return self.text
+
+
 class LlamaModel:
     def __init__(self, spec: ModelSpec, llm: llama_cpp.Llama, meta: dict[str, Any]) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
@@ -111,12 +147,7 @@ class LlamaModel:
         self.llm = llm
         self.meta = meta
         template = llm.metadata.get("tokenizer.chat_template") or FALLBACK_TEMPLATE
-        eos = (
-            llm.detokenize([llm.token_eos()]).decode("utf-8", errors="ignore") if llm.token_eos() >= 0 else ""
-        )
-        bos = (
-            llm.detokenize([llm.token_bos()]).decode("utf-8", errors="ignore") if llm.token_bos() >= 0 else ""
-        )
+        eos, bos = _token_text(llm, llm.token_eos()), _token_text(llm, llm.token_bos())
         self.template_source = "gguf" if llm.metadata.get("tokenizer.chat_template") else "fallback"
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
@@ -153,39 +184,41 @@ class LlamaModel:
                 f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {n_ctx}", param="messages"
             )
         max_tokens = min(params.max_tokens or n_ctx, n_ctx - len(prompt))
-        parts: list[str] = []
-        finish = "stop"
-        stream: Any = self.llm.create_completion(
+        if params.seed is not None:
+            self.llm.set_seed(params.seed)
+        extra = params.extra
+        tokens = self.llm.generate(
             prompt,
-            max_tokens=max_tokens,
-            temperature=params.temperature,
+            temp=params.temperature,
             top_p=params.top_p,
-            stop=stops or None,
-            seed=params.seed,
+            top_k=int(extra.get("top_k", 40)),
+            min_p=float(extra.get("min_p", 0.05)),
+            repeat_penalty=float(extra.get("repeat_penalty", 1.0)),
+            presence_penalty=float(extra.get("presence_penalty", 0.0)),
+            frequency_penalty=float(extra.get("frequency_penalty", 0.0)),
             grammar=self._grammar(params.json_schema),
-            stream=True,
-            **params.extra,
         )
+        out = _TextStream(stops, emit)
+        count, finish = 0, "length"
         try:
-            for chunk in stream:
-                choice = chunk["choices"][0]
-                text = choice["text"]
-                if text:
-                    parts.append(text)
-                    if not emit(text):
-                        break
-                if choice.get("finish_reason"):
-                    finish = choice["finish_reason"]
+            for token in tokens:
+                if self._is_eog(token):
+                    finish = "stop"
+                    break
+                count += 1
+                if out.add(self.llm.detokenize([token])):
+                    finish = "stop"
+                    break
+                if out.cancelled or count >= max_tokens:
+                    break
         finally:
-            stream.close()
-        text = "".join(parts)
-        if finish == "length":
-            completion = max_tokens
-        else:
-            completion = (
-                len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
-            )
-        return GenResult(text, finish, len(prompt), completion)
+            tokens.close()
+        return GenResult(out.finish(), finish, len(prompt), count)
+
+    def _is_eog(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         if not self.spec.embedding:
