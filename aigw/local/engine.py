@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
@@ -65,11 +66,11 @@ class Job(Generic[R]):
         """Hand a piece of output to the consumer; False once the consumer has gone."""
         if self.cancelled:
             return False
-        self._loop.call_soon_threadsafe(self._events.put_nowait, ("item", item))
+        _call_soon(self._loop, self._events.put_nowait, ("item", item))
         return True
 
     def _finish(self, kind: str, value: Any) -> None:
-        self._loop.call_soon_threadsafe(self._complete, kind, value)
+        _call_soon(self._loop, self._complete, kind, value)
 
     def _complete(self, kind: str, value: Any) -> None:
         self.outcome = (kind, value)
@@ -139,10 +140,10 @@ class Slot:
         except Exception as e:  # any load failure ends this slot; the loop side reports it
             log.warning("loading %s failed: %s: %s", self.key, type(e).__name__, e)
             err = LocalModelError(f"{self.key}: cannot load {self.spec.path.name}: {e}", provider=self.key)
-            loop.call_soon_threadsafe(_settle, self.ready, err)
-            loop.call_soon_threadsafe(_settle, self.gone, None)
+            _call_soon(loop, _settle, self.ready, err)
+            _call_soon(loop, _settle, self.gone, None)
             return
-        loop.call_soon_threadsafe(_settle, self.ready, None)
+        _call_soon(loop, _settle, self.ready, None)
         while True:
             job = self.jobs.get()
             if isinstance(job, _Stop):
@@ -162,7 +163,13 @@ class Slot:
             self.model.close()
         finally:
             self.model = None
-            loop.call_soon_threadsafe(_settle, self.gone, None)
+            _call_soon(loop, _settle, self.gone, None)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
+    """From an owner thread: run `fn` on the loop; a loop already closed (process exit) is fine."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def _settle(fut: asyncio.Future[None], err: BaseException | None) -> None:
@@ -356,6 +363,9 @@ class Engine:
     async def aclose(self) -> None:
         if self._reaper is not None:
             self._reaper.cancel()
-        for slot in list(self._slots.values()):
-            slot.jobs.put(_Stop())  # each thread frees its model after the work already queued
+        slots = list(self._slots.values())
         self._slots.clear()
+        for slot in slots:
+            slot.jobs.put(_Stop())  # each thread frees its model after the work already queued
+        if slots:
+            await asyncio.wait([asyncio.shield(s.gone) for s in slots], timeout=10)
