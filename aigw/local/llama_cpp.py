@@ -105,12 +105,12 @@ def _token_text(llm: llama_cpp.Llama, token: int) -> str:
 
 
 class _TextStream:
-    """Incremental text with stop sequences: emits only text that cannot be part of a stop."""
+    """Incremental text with stop sequences: emits at once all text that cannot begin a stop."""
 
     def __init__(self, stops: list[str], emit: Emit) -> None:
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._stops = stops
-        self._hold = max((len(s) for s in stops), default=1) - 1
+        self._longest = max((len(s) for s in stops), default=0)
         self._emit = emit
         self.text = ""
         self._sent = 0
@@ -124,14 +124,24 @@ class _TextStream:
     def add(self, piece: bytes) -> bool:
         """Add a token's bytes; True when a stop sequence was reached (the text ends before it)."""
         self.text += self._decoder.decode(piece)
-        start = max(0, self._sent - self._hold)
+        start = max(0, self._sent - self._longest)
         hits = [i for i in (self.text.find(s, start) for s in self._stops) if i >= 0]
         if hits:
             self.text = self.text[: min(hits)]
             self._send(len(self.text))
             return True
-        self._send(len(self.text) - self._hold)
+        self._send(len(self.text) - self._partial_stop())
         return False
+
+    def _partial_stop(self) -> int:
+        """Length of the text's longest tail that begins a stop sequence: held back, not sent."""
+        held = 0
+        for stop in self._stops:
+            for k in range(min(len(stop) - 1, len(self.text)), held, -1):
+                if self.text.endswith(stop[:k]):
+                    held = k
+                    break
+        return held
 
     def finish(self) -> str:
         self.text += self._decoder.decode(b"", final=True)
