@@ -80,3 +80,19 @@ def ps(json_out: bool = JsonOption) -> None:
 
 def _gib(n: int) -> str:
     return f"{n / 1024**3:.2f} GiB" if n >= 1024**3 else f"{n / 1024**2:.1f} MiB"
+
+
+@app.command()
+def pull(
+    name: str = typer.Argument(..., help="A catalog name (see `aigw models list`) or HF_REPO/FILE.gguf."),
+) -> None:
+    """Download a model into the models dir (resumable, checksum-verified)."""
+    from aigw.cli.common import paths
+    from aigw.local.catalog import load_catalog
+    from aigw.local.pull import pull as do_pull
+    from aigw.local.pull import resolve
+
+    target = resolve(name, load_catalog())
+    typer.echo(f"pulling {target.repo}/{target.file}", err=True)
+    dest = do_pull(target, paths().models_dir)
+    typer.echo(f"{target.name}: {dest} ({_gib(dest.stat().st_size)})")

@@ -1,0 +1,117 @@
+"""`aigw models pull` against a local stand-in for the Hub: good file, bad checksum, interrupted transfer."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aigw.local.catalog import Catalog, CatalogEntry, Source, load_catalog
+from aigw.local.pull import PullError, PullTarget, pull, resolve
+from tests.fixtures.daemon import base_env
+from tests.fixtures.fake_hub import FakeHub, HubFile
+
+REPO = "acme/Tiny-GGUF"
+CONTENT = os.urandom(3 * 1024 * 1024 + 123)
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    h = FakeHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", h.url)
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    yield h
+    h.stop()
+
+
+def test_resolve_catalog_names_and_repo_paths() -> None:
+    cat = load_catalog()
+    assert cat.default in cat.entries
+    t = resolve("qwen2.5-0.5b", cat)
+    assert t.repo == "Qwen/Qwen2.5-0.5B-Instruct-GGUF" and t.file.endswith(".gguf")
+    t = resolve("org/repo-GGUF/sub/Model-Q4.gguf", cat)
+    assert (t.name, t.repo, t.file) == ("model-q4", "org/repo-GGUF", "sub/Model-Q4.gguf")
+    with pytest.raises(Exception, match="unknown model"):
+        resolve("no-such-model", cat)
+
+
+def test_good_file_is_downloaded_and_verified(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add(REPO, "tiny.gguf", HubFile(CONTENT))
+    dest = pull(PullTarget("tiny", REPO, "tiny.gguf", None), tmp_path, progress=False)
+    assert dest == tmp_path / "tiny.gguf" and dest.read_bytes() == CONTENT
+    again = pull(PullTarget("tiny", REPO, "tiny.gguf", None), tmp_path, progress=False)
+    assert again == dest and len(hub.files[f"{REPO}/tiny.gguf"].gets) == 1  # intact: not fetched again
+
+
+def test_catalog_checksum_is_enforced(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add(REPO, "tiny.gguf", HubFile(CONTENT))
+    wrong = hashlib.sha256(b"something else").hexdigest()
+    with pytest.raises(PullError, match="failed its checksum"):
+        pull(PullTarget("tiny", REPO, "tiny.gguf", wrong), tmp_path, progress=False)
+    assert not (tmp_path / "tiny.gguf").exists()
+    assert not list(tmp_path.rglob("tiny.gguf"))  # the bad download is gone too
+
+
+def test_hub_checksum_that_does_not_match_is_refused(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add(REPO, "tiny.gguf", HubFile(CONTENT, etag=hashlib.sha256(b"other").hexdigest()))
+    with pytest.raises(PullError, match="refused and deleted"):
+        pull(PullTarget("tiny", REPO, "tiny.gguf", None), tmp_path, progress=False)
+    assert not (tmp_path / "tiny.gguf").exists()
+
+
+def test_interrupted_transfer_resumes(hub: FakeHub, tmp_path: Path) -> None:
+    # huggingface_hub writes in 10 MiB chunks: cut after the first one has reached the disk.
+    big = os.urandom(12 * 1024 * 1024)
+    f = hub.add(REPO, "tiny.gguf", HubFile(big, cut_after=11 * 1024 * 1024))
+    target = PullTarget("tiny", REPO, "tiny.gguf", None)
+    try:
+        dest = pull(target, tmp_path, progress=False)
+    except PullError:  # the library gave up this time: the next pull picks up where it stopped
+        dest = pull(target, tmp_path, progress=False)
+    assert dest.read_bytes() == big
+    assert f.gets[0] == "" and f.gets[1] == f"bytes={10 * 1024 * 1024}-", f.gets
+
+
+def test_missing_file_is_a_clear_error(hub: FakeHub, tmp_path: Path) -> None:
+    with pytest.raises(PullError, match="does not exist"):
+        pull(PullTarget("x", REPO, "nope.gguf", None), tmp_path, progress=False)
+
+
+def test_cli_pull_by_repo_path(hub: FakeHub, tmp_path: Path) -> None:
+    hub.add(REPO, "Tiny-Q8.gguf", HubFile(CONTENT))
+    env = base_env(tmp_path) | {"HF_ENDPOINT": hub.url}
+    r = subprocess.run(
+        [sys.executable, "-m", "aigw", "models", "pull", f"{REPO}/Tiny-Q8.gguf"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "models" / "tiny-q8.gguf").read_bytes() == CONTENT
+    assert "tiny-q8" in r.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "aigw", "models", "pull", f"{REPO}/missing.gguf"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    last = bad.stderr.strip().splitlines()[-1]
+    assert bad.returncode == 1 and last == f"aigw: {REPO}/missing.gguf does not exist on the Hub"
+    assert "Traceback" not in bad.stderr
+
+
+def test_catalog_entries_are_complete() -> None:
+    cat = load_catalog()
+    for entry in cat.entries.values():
+        assert isinstance(entry, CatalogEntry) and entry.context > 0
+        assert isinstance(entry.gguf, Source) and entry.gguf.file and entry.gguf.file.endswith(".gguf")
+    assert isinstance(cat, Catalog) and any(e.embedding for e in cat.entries.values())
