@@ -7,6 +7,7 @@ never reveals them.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from collections.abc import Collection, Mapping
@@ -224,6 +225,8 @@ def _providers_from_env(environ: Mapping[str, str], known_types: Collection[str]
                     entry["base_url"] = environ["OPENAI_BASE_URL"]
                 out[ptype] = entry
                 break
+    if "llama_cpp" in known_types and importlib.util.find_spec("llama_cpp") is not None:
+        out["local"] = {"type": "llama_cpp"}  # serves what `aigw models pull` puts in the models dir
     return out
 
 

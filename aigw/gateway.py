@@ -7,6 +7,7 @@ resolves request models to routes and hands them to the router.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -28,7 +29,8 @@ log = logging.getLogger("aigw.gateway")
 
 LIST_TIMEOUT_S = 5.0
 MISS_REFRESH_INTERVAL_S = 5.0
-LISTING_MAX_AGE_S = 2.0
+LISTING_MAX_AGE_S = 0.5
+LISTING_WAIT_S = 0.25
 
 
 class Gateway:
@@ -118,13 +120,17 @@ class Gateway:
             self._bg_refresh = asyncio.create_task(self.refresh_models(LISTING_MAX_AGE_S))
 
     async def listing_index(self) -> None:
-        """Make the index good enough for a listing without making the caller wait on upstreams:
-        the first listing waits for the first refresh; later ones get what is known while a
-        stale index refreshes in the background."""
+        """Make the index fresh for a listing without letting a slow upstream hold the caller:
+        the first listing waits for the first refresh; later ones wait at most LISTING_WAIT_S
+        for a refresh (local models and healthy upstreams answer well within it) and otherwise
+        get what is known while the refresh finishes in the background."""
         if self._last_refresh == float("-inf"):
             await self.refresh_models(LISTING_MAX_AGE_S)
         elif self._clock() - self._last_refresh >= LISTING_MAX_AGE_S:
             self._background_refresh()
+            assert self._bg_refresh is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._bg_refresh), LISTING_WAIT_S)
 
     def known_model_ids(self) -> list[str]:
         ids = list(self._aliases)

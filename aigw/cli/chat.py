@@ -39,7 +39,30 @@ def _connect() -> DaemonClient:
     return client
 
 
-def _pick_model(client: DaemonClient, model: str | None) -> str:
+def _offer_pull(assume_yes: bool) -> str:
+    """Nothing can answer: offer the catalog's default small model, then serve it locally."""
+    from aigw.errors import InvalidRequest
+    from aigw.local.catalog import load_catalog
+    from aigw.local.pull import pull, resolve
+
+    catalog = load_catalog()
+    entry = catalog.entries[catalog.default]
+    size = f"{entry.gguf.size_mb} MB" if entry.gguf and entry.gguf.size_mb else "a small download"
+    if not assume_yes:
+        if not sys.stdin.isatty():
+            raise InvalidRequest(
+                f"no model is available: configure a provider, or `aigw models pull {entry.name}` "
+                "(or rerun with --yes to pull it now)"
+            )
+        if not typer.confirm(f"No model is available. Pull {entry.name} ({size}) now?", default=False):
+            raise InvalidRequest(f"no model is available (`aigw models pull {entry.name}` when you want one)")
+    target = resolve(entry.name, catalog)
+    note(f"pulling {target.repo}/{target.file}")
+    pull(target, paths().models_dir)
+    return f"local/{entry.name}"
+
+
+def _pick_model(client: DaemonClient, model: str | None, assume_yes: bool = False) -> str:
     from aigw.errors import InvalidRequest
     from aigw.server import load_checked_config
 
@@ -53,6 +76,8 @@ def _pick_model(client: DaemonClient, model: str | None) -> str:
     ids = [m["id"] for m in client.list_models()]
     if len(ids) == 1:
         return str(ids[0])
+    if not ids:
+        return _offer_pull(assume_yes)
     hint = "none are configured (see `aigw config path`)" if not ids else "see `aigw models list`"
     raise InvalidRequest(
         f"choose a model with -m/--model, AIGW_MODEL or [chat] default_model in config.toml; {hint}"
@@ -137,10 +162,11 @@ def chat(
     prompt: str | None = typer.Argument(None, help="Ask once and exit; without it, an interactive chat."),
     model: str | None = typer.Option(None, "--model", "-m", help="Model or alias (see `aigw models list`)."),
     system: str | None = typer.Option(None, "--system", "-s", help="A system prompt."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Pull the default local model without asking."),
 ) -> None:
     """Chat with a model through the daemon (starting it when needed)."""
     with _connect() as client:
-        chosen = _pick_model(client, model)
+        chosen = _pick_model(client, model, yes)
         if prompt is None:
             _repl(client, chosen, system)
             return

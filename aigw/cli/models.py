@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 
 from aigw.cli.common import JsonOption, daemon_target, print_json
@@ -11,21 +13,49 @@ app = typer.Typer(help="Models: what the daemon serves; local models in memory."
 
 @app.command("list")
 def list_models(json_out: bool = JsonOption) -> None:
-    """Models and aliases the running daemon serves."""
-    from aigw.client import DaemonClient
+    """What the daemon serves, and the catalog of local models (pulled or not)."""
+    from aigw.cli.common import paths
+    from aigw.client import DaemonClient, DaemonNotRunning
+    from aigw.local.catalog import load_catalog
 
-    with DaemonClient(daemon_target()[0]) as client:
-        models = client.list_models()
+    served: list[dict[str, Any]] | None
+    try:
+        with DaemonClient(daemon_target()[0]) as client:
+            served = client.list_models()
+    except DaemonNotRunning:
+        served = None
+    models_dir = paths().models_dir
+    catalog = load_catalog()
+    rows: list[dict[str, Any]] = [
+        {
+            "name": e.name,
+            "description": e.description,
+            "context": e.context,
+            "size_mb": e.gguf.size_mb if e.gguf else None,
+            "embedding": e.embedding,
+            "pulled": (models_dir / f"{e.name}.gguf").exists(),
+            "default": e.name == catalog.default,
+        }
+        for e in catalog.entries.values()
+    ]
     if json_out:
-        print_json(models)
+        print_json({"served": served, "catalog": rows})
         return
-    if not models:
-        typer.echo("no models: configure a provider (see `aigw config path`)")
-        return
-    width = max(len(m["id"]) for m in models)
-    typer.echo(f"{'MODEL'.ljust(width)}  OWNED BY")
-    for m in models:
-        typer.echo(f"{m['id'].ljust(width)}  {m['owned_by']}")
+    if served is None:
+        typer.echo("the daemon is not running (start it with `aigw start`); catalog only")
+    elif not served:
+        typer.echo("the daemon serves no models yet: configure a provider or `aigw models pull NAME`")
+    else:
+        width = max(len(m["id"]) for m in served)
+        typer.echo(f"{'MODEL'.ljust(width)}  OWNED BY")
+        for m in served:
+            typer.echo(f"{m['id'].ljust(width)}  {m['owned_by']}")
+    typer.echo("\nCATALOG (aigw models pull NAME)")
+    width = max(len(r["name"]) for r in rows)
+    for r in rows:
+        mark = "pulled" if r["pulled"] else f"{r['size_mb']} MB"
+        default = " (default)" if r["default"] else ""
+        typer.echo(f"  {r['name'].ljust(width)}  {mark:>8}  {r['description']}{default}")
 
 
 @app.command()
@@ -96,3 +126,48 @@ def pull(
     typer.echo(f"pulling {target.repo}/{target.file}", err=True)
     dest = do_pull(target, paths().models_dir)
     typer.echo(f"{target.name}: {dest} ({_gib(dest.stat().st_size)})")
+
+
+@app.command()
+def rm(name: str = typer.Argument(..., help="A pulled model (a file in the models dir).")) -> None:
+    """Delete a pulled model (unloading it first when the daemon has it loaded)."""
+    from aigw.cli.common import paths
+    from aigw.client import ClientError, DaemonClient
+    from aigw.errors import InvalidRequest
+
+    path = paths().models_dir / f"{name}.gguf"
+    if not path.exists():
+        raise InvalidRequest(f"no pulled model {name!r} in {path.parent}")
+    try:
+        with DaemonClient(daemon_target()[0], timeout=30) as client:
+            client.unload_model(f"local/{name}")
+    except ClientError:
+        pass  # not running, or not a model it serves: nothing is holding the file
+    size = path.stat().st_size
+    path.unlink()
+    typer.echo(f"removed {name} ({_gib(size)})")
+
+
+@app.command()
+def show(
+    name: str = typer.Argument(..., help="A pulled model, or a path to a GGUF file."),
+    json_out: bool = JsonOption,
+) -> None:
+    """Format, size, quantization, context, chat template and capabilities of a local model."""
+    from pathlib import Path
+
+    from aigw.cli.common import paths
+    from aigw.errors import InvalidRequest
+    from aigw.local.llama_cpp import describe_file
+
+    path = Path(name).expanduser()
+    if not path.is_file():
+        path = paths().models_dir / f"{name}.gguf"
+    if not path.is_file():
+        raise InvalidRequest(f"no local model {name!r} (pulled models live in {path.parent})")
+    info = describe_file(path)
+    if json_out:
+        print_json(info)
+        return
+    for key, value in info.items():
+        typer.echo(f"{key:>14}: {value}")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import codecs
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from aigw.errors import CapabilityError
@@ -82,7 +83,10 @@ class LlamaCppBackend:
         return min(trained, DEFAULT_CONTEXT)
 
     def load(self, spec: ModelSpec) -> LoadedModel:
-        import llama_cpp
+        try:
+            import llama_cpp
+        except ImportError:
+            raise RuntimeError("llama-cpp-python is not installed (pip install 'aigw[local]')") from None
 
         meta = gguf_metadata(str(spec.path))
         llm = llama_cpp.Llama(
@@ -259,3 +263,33 @@ class LlamaModel:
 
     def close(self) -> None:
         self.llm.close()
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """What `aigw models show` prints, from the GGUF header alone (no loading)."""
+    from gguf import LlamaFileType
+
+    meta = gguf_metadata(str(path))
+    arch = meta.get("general.architecture", "?")
+    ftype = meta.get("general.file_type")
+    try:
+        quant = LlamaFileType(int(ftype)).name if ftype is not None else "?"
+    except ValueError:
+        quant = str(ftype)
+    quant = quant.removeprefix("MOSTLY_").removeprefix("ALL_")
+    embedding = f"{arch}.pooling_type" in meta or arch in ("bert", "nomic-bert", "jina-bert-v2")
+    caps = sorted(c.value for c in (EMBED_CAPS if embedding else CHAT_CAPS))
+    return {
+        "path": str(path),
+        "format": "gguf",
+        "size_bytes": path.stat().st_size,
+        "name": meta.get("general.name", path.stem),
+        "architecture": arch,
+        "quantization": quant,
+        "context": meta.get(f"{arch}.context_length"),
+        "parameters": meta.get("general.size_label"),
+        "chat_template": "from the GGUF"
+        if meta.get("tokenizer.chat_template")
+        else "none (aigw's plain fallback)",
+        "capabilities": ", ".join(caps),
+    }

@@ -132,6 +132,7 @@ class LocalProvider:
         self.name = name
         self.engine: Engine = ctx.engine
         self._specs: dict[str, ModelSpec] = {}
+        self._models_dir = ctx.paths.models_dir if config.discover_models else None
         models = config.models if isinstance(config.models, dict) else {}
         for model, entry in models.items():
             spec = entry if isinstance(entry, LocalModelConfig) else LocalModelConfig(path=entry)
@@ -140,6 +141,7 @@ class LocalProvider:
                 path = ctx.paths.models_dir / path
             self._specs[model] = ModelSpec(model, path, spec.embedding, spec.context)
             self.engine.register(self._key(model), self._specs[model], backend)
+        self._backend = backend
         self._caps = caps
         self._embed_caps = embed_caps
         self.capabilities = caps | embed_caps
@@ -148,7 +150,19 @@ class LocalProvider:
     def _key(self, model: str) -> str:
         return f"{self.name}/{model}"
 
+    def _discover(self) -> None:
+        """Serve every GGUF in the models dir too (what `aigw models pull` puts there)."""
+        if self._models_dir is None or not self._models_dir.is_dir():
+            return
+        for path in sorted(self._models_dir.glob("*.gguf")):
+            name = path.stem
+            if name not in self._specs:
+                self._specs[name] = ModelSpec(name, path)
+                self.engine.register(self._key(name), self._specs[name], self._backend)
+
     def _spec(self, model: str) -> ModelSpec:
+        if model not in self._specs:
+            self._discover()
         spec = self._specs.get(model)
         if spec is None:
             known = ", ".join(sorted(self._specs)) or "none configured"
@@ -162,6 +176,7 @@ class LocalProvider:
         return self._embed_caps if spec.embedding else self._caps
 
     async def list_models(self) -> list[ModelInfo]:
+        self._discover()
         return [
             ModelInfo(m, self.name, int(s.path.stat().st_mtime))
             for m, s in self._specs.items()
