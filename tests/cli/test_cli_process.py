@@ -65,7 +65,7 @@ def test_start_status_chat_stop(started: tuple[dict[str, str], int], home: Path)
     assert sys_chat.stdout == "echo: again\n"
 
     models = aigw(env, "models", "list", "--json")
-    assert "smart" in {m["id"] for m in json.loads(models.stdout)}
+    assert "smart" in {m["id"] for m in json.loads(models.stdout)["served"]}
     assert "fake/gpt-test" in aigw(env, "models", "list").stdout
 
     bad = aigw(env, "chat", "-m", "no-such-model", "hi")

@@ -92,8 +92,14 @@ def test_stop_when_not_running(home: Path) -> None:
     assert code == 0 and "not running" in out
 
 
-def test_models_list_without_daemon_is_one_line(home: Path) -> None:
-    code, _, err = run(home, "models", "list", env={"AIGW_URL": "http://127.0.0.1:1"})
+def test_models_list_without_daemon_shows_the_catalog(home: Path) -> None:
+    code, out, _ = run(home, "models", "list", env={"AIGW_URL": "http://127.0.0.1:1"})
+    assert code == 0
+    assert out.startswith("the daemon is not running") and "qwen2.5-0.5b" in out
+
+
+def test_models_ps_without_daemon_is_one_line(home: Path) -> None:
+    code, _, err = run(home, "models", "ps", env={"AIGW_URL": "http://127.0.0.1:1"})
     assert code == 1
     assert err.strip() == "aigw: aigw is not running at http://127.0.0.1:1 (start it with `aigw start`)"
 
