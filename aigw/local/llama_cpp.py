@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from aigw.errors import CapabilityError
 from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.local.textstream import TextStream
 from aigw.providers.base import Capability
 
 if TYPE_CHECKING:
@@ -58,6 +59,9 @@ class LlamaCppBackend:
     def __init__(self, *, gpu_layers: int = -1, threads: int | None = None) -> None:
         self.gpu_layers = gpu_layers
         self.threads = threads
+
+    def discover(self, models_dir: Path) -> dict[str, Path]:
+        return {p.stem: p for p in sorted(models_dir.glob("*.gguf"))}
 
     def estimate_bytes(self, spec: ModelSpec) -> int:
         """Weights (the file, memory-mapped) plus an f16 KV cache for the context."""
@@ -106,51 +110,6 @@ def _token_text(llm: llama_cpp.Llama, token: int) -> str:
         return ""
     text: bytes | str = llm._model.token_get_text(token)
     return text.decode("utf-8", errors="ignore") if isinstance(text, bytes) else text
-
-
-class _TextStream:
-    """Incremental text with stop sequences: emits at once all text that cannot begin a stop."""
-
-    def __init__(self, stops: list[str], emit: Emit) -> None:
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        self._stops = stops
-        self._longest = max((len(s) for s in stops), default=0)
-        self._emit = emit
-        self.text = ""
-        self._sent = 0
-        self.cancelled = False
-
-    def _send(self, upto: int) -> None:
-        if upto > self._sent and not self.cancelled:
-            piece, self._sent = self.text[self._sent : upto], upto
-            self.cancelled = not self._emit(piece)
-
-    def add(self, piece: bytes) -> bool:
-        """Add a token's bytes; True when a stop sequence was reached (the text ends before it)."""
-        self.text += self._decoder.decode(piece)
-        start = max(0, self._sent - self._longest)
-        hits = [i for i in (self.text.find(s, start) for s in self._stops) if i >= 0]
-        if hits:
-            self.text = self.text[: min(hits)]
-            self._send(len(self.text))
-            return True
-        self._send(len(self.text) - self._partial_stop())
-        return False
-
-    def _partial_stop(self) -> int:
-        """Length of the text's longest tail that begins a stop sequence: held back, not sent."""
-        held = 0
-        for stop in self._stops:
-            for k in range(min(len(stop) - 1, len(self.text)), held, -1):
-                if self.text.endswith(stop[:k]):
-                    held = k
-                    break
-        return held
-
-    def finish(self) -> str:
-        self.text += self._decoder.decode(b"", final=True)
-        self._send(len(self.text))
-        return self.text
 
 
 class LlamaModel:
@@ -212,7 +171,8 @@ class LlamaModel:
             frequency_penalty=float(extra.get("frequency_penalty", 0.0)),
             grammar=self._grammar(params.json_schema),
         )
-        out = _TextStream(stops, emit)
+        out = TextStream(stops, emit)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         count, finish = 0, "length"
         try:
             for token in tokens:
@@ -220,14 +180,14 @@ class LlamaModel:
                     finish = "stop"
                     break
                 count += 1
-                if out.add(self.llm.detokenize([token])):
+                if out.add(decoder.decode(self.llm.detokenize([token]))):
                     finish = "stop"
                     break
                 if out.cancelled or count >= max_tokens:
                     break
         finally:
             tokens.close()
-        return GenResult(out.finish(), finish, len(prompt), count)
+        return GenResult(out.finish(decoder.decode(b"", final=True)), finish, len(prompt), count)
 
     def _is_eog(self, token: int) -> bool:
         import llama_cpp

@@ -151,11 +151,10 @@ class LocalProvider:
         return f"{self.name}/{model}"
 
     def _discover(self) -> None:
-        """Serve every GGUF in the models dir too (what `aigw models pull` puts there)."""
+        """Serve the models dir's models of this kind too (what `aigw models pull` puts there)."""
         if self._models_dir is None or not self._models_dir.is_dir():
             return
-        for path in sorted(self._models_dir.glob("*.gguf")):
-            name = path.stem
+        for name, path in self._backend.discover(self._models_dir).items():
             if name not in self._specs:
                 self._specs[name] = ModelSpec(name, path)
                 self.engine.register(self._key(name), self._specs[name], self._backend)
@@ -246,3 +245,9 @@ def create_llama_cpp(name: str, config: ProviderConfig, ctx: ProviderContext) ->
 
     backend = LlamaCppBackend(gpu_layers=ctx.local.gpu_layers, threads=ctx.local.threads)
     return LocalProvider(name, config, ctx, backend=backend, caps=CHAT_CAPS, embed_caps=EMBED_CAPS)
+
+
+def create_mlx(name: str, config: ProviderConfig, ctx: ProviderContext) -> LocalProvider:
+    from aigw.local.mlx import CHAT_CAPS, EMBED_CAPS, MlxBackend
+
+    return LocalProvider(name, config, ctx, backend=MlxBackend(), caps=CHAT_CAPS, embed_caps=EMBED_CAPS)
