@@ -96,6 +96,9 @@ def serve(
     sock = bind_socket(host, port)
     actual_port = sock.getsockname()[1]
     setup_logging(cfg.server.log_level)
+    # Inference threads that hold the GIL in native code (mlx) would otherwise make the event
+    # loop wait up to the default 5 ms for each hand-over, once per token.
+    sys.setswitchinterval(0.0005)
 
     import uvicorn
 

@@ -1,11 +1,13 @@
 """Local inference through aigw vs the library called directly: time to first token and decode speed.
 
-Writes a ~57M-parameter llama GGUF (random weights; one token takes well over 5 ms on a laptop
-CPU), then for the same chat prompt and greedy decoding measures:
-  * direct: llama-cpp-python's own create_chat_completion(stream=True), in this process;
+Writes a ~57M-parameter llama as a GGUF and as an MLX directory (random weights; one token takes
+well over 5 ms on this CPU), then for the same chat prompt and greedy decoding measures:
+  * direct: llama-cpp-python's own create_chat_completion(stream=True) / mlx-lm's stream_generate,
+    in this process;
   * via aigw: a real daemon (its own process) with the model preloaded, streamed over HTTP.
 Time to first token (TTFT) and decode tokens/s (after the first token) are the medians of RUNS
-runs, alternating direct and via aigw. Prints a table and exits 0.
+runs, alternating direct and via aigw; the TTFT overhead is the median of the back-to-back pairs.
+Prints a table and exits 0.
 Usage: python bench/local.py [--tokens N] [--runs N]
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import importlib.util
 import json
 import os
 import statistics
@@ -20,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -28,7 +32,7 @@ from bench.overhead import free_port, wait_port
 from tests.fixtures.tiny_gguf import write_tiny_llama
 
 BENCH_MODEL = {"n_embd": 768, "n_layer": 8, "n_ff": 2048, "n_head": 12, "n_ctx": 1024}
-MESSAGES = [{"role": "user", "content": "Tell me about the weather today in some detail."}]
+MESSAGES = [{"role": "user", "content": "Tell me about the weather."}]
 
 
 def direct_run(llm: object, tokens: int) -> tuple[float, float]:
@@ -47,10 +51,28 @@ def direct_run(llm: object, tokens: int) -> tuple[float, float]:
     return first - t0, (n - 1) / (last - first)
 
 
-def aigw_run(port: int, tokens: int) -> tuple[float, float]:
+def direct_mlx_run(loaded: tuple[object, object], tokens: int) -> tuple[float, float]:
+    from mlx_lm import stream_generate
+    from mlx_lm.sample_utils import make_sampler
+
+    model, tok = loaded
+    t0 = time.perf_counter()  # templating and tokenizing count, as in create_chat_completion
+    prompt = tok.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)  # type: ignore[attr-defined]
+    ids = tok.encode(prompt, add_special_tokens=False)  # type: ignore[attr-defined]
+    first = last = 0.0
+    n = 0
+    for _ in stream_generate(model, tok, ids, max_tokens=tokens, sampler=make_sampler(temp=0.0)):
+        now = time.perf_counter()  # one step per token (its text may come words later)
+        first = first or now
+        last = now
+        n += 1
+    return first - t0, (n - 1) / (last - first)
+
+
+def aigw_run(port: int, tokens: int, model: str = "bench") -> tuple[float, float]:
     conn = http.client.HTTPConnection("127.0.0.1", port)
     body = json.dumps(
-        {"model": "bench", "messages": MESSAGES, "max_tokens": tokens, "temperature": 0, "stream": True}
+        {"model": model, "messages": MESSAGES, "max_tokens": tokens, "temperature": 0, "stream": True}
     )
     t0 = time.perf_counter()
     conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
@@ -71,20 +93,55 @@ def aigw_run(port: int, tokens: int) -> tuple[float, float]:
     return first - t0, (n - 1) / (last - first)
 
 
+def measure(
+    name: str, direct: Callable[[int], tuple[float, float]], *, port: int, model: str, tokens: int, runs: int
+) -> None:
+    direct(8), aigw_run(port, 8, model)  # warm both
+    d, g = [], []
+    for _ in range(runs):
+        d.append(direct(tokens))
+        g.append(aigw_run(port, tokens, model))
+    d_ttft, g_ttft = (statistics.median(x[0] for x in r) * 1000 for r in (d, g))
+    d_tps, g_tps = (statistics.median(x[1] for x in r) for r in (d, g))
+    # Overhead as the median of back-to-back pairs: drift between runs cancels out.
+    added = statistics.median((gi[0] - di[0]) * 1000 for di, gi in zip(d, g, strict=True))
+    print(f"\n{name}: {tokens} tokens greedy, median of {runs} runs")
+    print(f"{'metric':28} {'direct':>10} {'via aigw':>10} {'aigw/direct':>12}")
+    print(f"{'time to first token (ms)':28} {d_ttft:10.2f} {g_ttft:10.2f} {added:+11.2f}ms")
+    print(f"{'decode (tokens/s)':28} {d_tps:10.2f} {g_tps:10.2f} {g_tps / d_tps:12.3f}")
+    print(
+        f"TTFT overhead (median of pairs): {added:.2f} ms (bar: <= 5 ms); decode ratio {g_tps / d_tps:.3f} "
+        f"(bar: >= 0.97); ms/token direct: {1000 / d_tps:.1f}"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=96)
-    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--runs", type=int, default=7)
     args = ap.parse_args()
     import llama_cpp
 
     home = Path(tempfile.mkdtemp(prefix="aigw-bench-local-"))
-    model = write_tiny_llama(home / "bench.gguf", seed=3, **BENCH_MODEL)
-    params = sum(os.path.getsize(model) for _ in [0]) // 4
+    gguf = write_tiny_llama(home / "bench.gguf", seed=3, **BENCH_MODEL)
+    has_mlx = importlib.util.find_spec("mlx_lm") is not None
+    mlx_dir = home / "bench-mlx"
+    if has_mlx:
+        from tests.fixtures.tiny_mlx import write_tiny_mlx
+
+        write_tiny_mlx(
+            mlx_dir,
+            hidden=BENCH_MODEL["n_embd"],
+            layers=BENCH_MODEL["n_layer"],
+            ff=BENCH_MODEL["n_ff"],
+            heads=BENCH_MODEL["n_head"],
+            seed=3,
+        )
     port = free_port()
+    mlx_table = f'[providers.mlx]\ntype = "mlx"\nmodels = {{ bench-mlx = "{mlx_dir}" }}\n' if has_mlx else ""
     (home / "config.toml").write_text(
         f'[server]\nport = {port}\nlog_level = "warning"\n[local]\nkeep_alive_s = -1\n'
-        f'[providers.local]\ntype = "llama_cpp"\nmodels = {{ bench = "{model}" }}\n'
+        f'[providers.local]\ntype = "llama_cpp"\nmodels = {{ bench = "{gguf}" }}\n' + mlx_table
     )
     env = {**os.environ, "AIGW_HOME": str(home)}
     proc = subprocess.Popen(
@@ -92,33 +149,49 @@ def main() -> None:
     )
     try:
         wait_port(port)
-        conn = http.client.HTTPConnection("127.0.0.1", port)
+        for model in ["bench"] + (["bench-mlx"] if has_mlx else []):
+            conn = http.client.HTTPConnection("127.0.0.1", port)
+            conn.request(
+                "POST",
+                "/admin/local/load",
+                json.dumps({"model": model}),
+                {"Content-Type": "application/json"},
+            )
+            assert conn.getresponse().status == 200
+        llm = llama_cpp.Llama(str(gguf), n_ctx=BENCH_MODEL["n_ctx"], verbose=False)
+        params = gguf.stat().st_size / 4 / 1e6
+        measure(
+            f"llama.cpp, {params:.0f}M-parameter f32 GGUF",
+            lambda n: direct_run(llm, n),
+            port=port,
+            model="bench",
+            tokens=args.tokens,
+            runs=args.runs,
+        )
+        llm.close()
+        conn = http.client.HTTPConnection("127.0.0.1", port)  # each engine measured alone
         conn.request(
-            "POST", "/admin/local/load", json.dumps({"model": "bench"}), {"Content-Type": "application/json"}
+            "POST",
+            "/admin/local/unload",
+            json.dumps({"model": "bench"}),
+            {"Content-Type": "application/json"},
         )
         assert conn.getresponse().status == 200
-        llm = llama_cpp.Llama(str(model), n_ctx=BENCH_MODEL["n_ctx"], verbose=False)
-        direct_run(llm, 8), aigw_run(port, 8)  # warm both
-        d, g = [], []
-        for _ in range(args.runs):
-            d.append(direct_run(llm, args.tokens))
-            g.append(aigw_run(port, args.tokens))
+        if has_mlx:
+            import mlx_lm
+
+            loaded = mlx_lm.load(str(mlx_dir))[:2]
+            measure(
+                "MLX (mlx-lm), the same model as an MLX directory",
+                lambda n: direct_mlx_run(loaded, n),
+                port=port,
+                model="bench-mlx",
+                tokens=args.tokens,
+                runs=args.runs,
+            )
     finally:
         proc.terminate()
         proc.wait(30)
-    d_ttft, g_ttft = (statistics.median(x[0] for x in r) * 1000 for r in (d, g))
-    d_tps, g_tps = (statistics.median(x[1] for x in r) for r in (d, g))
-    print(
-        f"llama.cpp, {params / 1e6:.0f}M-parameter f32 GGUF, {args.tokens} tokens greedy, "
-        f"median of {args.runs} runs"
-    )
-    print(f"{'metric':28} {'direct':>10} {'via aigw':>10} {'aigw/direct':>12}")
-    print(f"{'time to first token (ms)':28} {d_ttft:10.2f} {g_ttft:10.2f} {g_ttft - d_ttft:+11.2f}ms")
-    print(f"{'decode (tokens/s)':28} {d_tps:10.2f} {g_tps:10.2f} {g_tps / d_tps:12.3f}")
-    print(
-        f"\nTTFT overhead: {g_ttft - d_ttft:.2f} ms (bar: <= 5 ms); decode ratio {g_tps / d_tps:.3f} "
-        f"(bar: >= 0.97); ms/token direct: {1000 / d_tps:.1f}"
-    )
 
 
 if __name__ == "__main__":

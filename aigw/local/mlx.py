@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from aigw.errors import CapabilityError
 from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
@@ -71,6 +71,7 @@ class MlxModel:
         import mlx.core as mx
         from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
+        from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 
         if params.json_schema is not None:
             raise CapabilityError("MLX models cannot enforce a response_format", param="response_format")
@@ -93,6 +94,11 @@ class MlxModel:
         )
         processors = make_logits_processors(repetition_penalty=extra.get("repeat_penalty"))
         eos = set(getattr(self.tokenizer, "eos_token_ids", None) or [self.tokenizer.eos_token_id])
+        # mlx-lm's own streaming detokenizer releases text a word at a time; this one releases
+        # each token's text as soon as it is whole characters, so tokens stream as produced.
+        detok: Any = cast(Any, NaiveStreamingDetokenizer)(
+            getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+        )
         out = TextStream(list(params.stop), emit)
         count, finish = 0, "length"
         for step in stream_generate(
@@ -107,12 +113,17 @@ class MlxModel:
                 finish = "stop"
                 break
             count += 1
-            if out.add(step.text):
+            detok.add_token(step.token)
+            if out.add(detok.last_segment):
                 finish = "stop"
                 break
             if out.cancelled:
                 break
-        return GenResult(out.finish(), finish, len(prompt), count)
+        tail = ""
+        if finish == "length" and not out.cancelled:
+            detok.finalize()
+            tail = detok.last_segment
+        return GenResult(out.finish(tail), finish, len(prompt), count)
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
