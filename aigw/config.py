@@ -40,6 +40,12 @@ ENV_PROVIDERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
 )
 
 
+# Local providers configured when there is no config file: name -> (type, module it needs).
+ENV_LOCAL_PROVIDERS: Mapping[str, tuple[str, str]] = MappingProxyType(
+    {"local": ("llama_cpp", "llama_cpp"), "mlx": ("mlx", "mlx_lm")}
+)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -225,8 +231,10 @@ def _providers_from_env(environ: Mapping[str, str], known_types: Collection[str]
                     entry["base_url"] = environ["OPENAI_BASE_URL"]
                 out[ptype] = entry
                 break
-    if "llama_cpp" in known_types and importlib.util.find_spec("llama_cpp") is not None:
-        out["local"] = {"type": "llama_cpp"}  # serves what `aigw models pull` puts in the models dir
+    # Serve what `aigw models pull` puts in the models dir, with each engine that is installed.
+    for name, (ptype, module) in ENV_LOCAL_PROVIDERS.items():
+        if ptype in known_types and importlib.util.find_spec(module) is not None:
+            out[name] = {"type": ptype}
     return out
 
 

@@ -57,9 +57,9 @@ def _offer_pull(assume_yes: bool) -> str:
         if not typer.confirm(f"No model is available. Pull {entry.name} ({size}) now?", default=False):
             raise InvalidRequest(f"no model is available (`aigw models pull {entry.name}` when you want one)")
     target = resolve(entry.name, catalog)
-    note(f"pulling {target.repo}/{target.file}")
+    note(f"pulling {target.repo}" + (f"/{target.file}" if target.file else " (MLX)"))
     pull(target, paths().models_dir)
-    return f"local/{entry.name}"
+    return f"{target.provider}/{entry.name}"
 
 
 def _pick_model(client: DaemonClient, model: str | None, assume_yes: bool = False) -> str:

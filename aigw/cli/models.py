@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import typer
@@ -33,7 +34,8 @@ def list_models(json_out: bool = JsonOption) -> None:
             "context": e.context,
             "size_mb": e.gguf.size_mb if e.gguf else None,
             "embedding": e.embedding,
-            "pulled": (models_dir / f"{e.name}.gguf").exists(),
+            "pulled": (models_dir / f"{e.name}.gguf").exists()
+            or (models_dir / e.name / "config.json").exists(),
             "default": e.name == catalog.default,
         }
         for e in catalog.entries.values()
@@ -114,18 +116,33 @@ def _gib(n: int) -> str:
 
 @app.command()
 def pull(
-    name: str = typer.Argument(..., help="A catalog name (see `aigw models list`) or HF_REPO/FILE.gguf."),
+    name: str = typer.Argument(
+        ..., help="A catalog name (see `aigw models list`), HF_REPO/FILE.gguf, or an MLX HF_REPO."
+    ),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        help="gguf or mlx (default: mlx on Apple Silicon when the catalog has it, else gguf).",
+    ),
 ) -> None:
     """Download a model into the models dir (resumable, checksum-verified)."""
     from aigw.cli.common import paths
+    from aigw.errors import InvalidRequest
     from aigw.local.catalog import load_catalog
     from aigw.local.pull import pull as do_pull
     from aigw.local.pull import resolve
 
-    target = resolve(name, load_catalog())
-    typer.echo(f"pulling {target.repo}/{target.file}", err=True)
+    if fmt not in (None, "gguf", "mlx"):
+        raise InvalidRequest("--format is gguf or mlx")
+    target = resolve(name, load_catalog(), fmt)  # type: ignore[arg-type]
+    typer.echo(f"pulling {target.repo}" + (f"/{target.file}" if target.file else " (MLX)"), err=True)
     dest = do_pull(target, paths().models_dir)
-    typer.echo(f"{target.name}: {dest} ({_gib(dest.stat().st_size)})")
+    size = (
+        sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
+        if dest.is_dir()
+        else dest.stat().st_size
+    )
+    typer.echo(f"{target.name}: {dest} ({_gib(size)}); serve it as {target.provider}/{target.name}")
 
 
 @app.command()
@@ -135,17 +152,25 @@ def rm(name: str = typer.Argument(..., help="A pulled model (a file in the model
     from aigw.client import ClientError, DaemonClient
     from aigw.errors import InvalidRequest
 
-    path = paths().models_dir / f"{name}.gguf"
-    if not path.exists():
-        raise InvalidRequest(f"no pulled model {name!r} in {path.parent}")
-    try:
-        with DaemonClient(daemon_target()[0], timeout=30) as client:
-            client.unload_model(f"local/{name}")
-    except ClientError:
-        pass  # not running, or not a model it serves: nothing is holding the file
-    size = path.stat().st_size
-    path.unlink()
-    typer.echo(f"removed {name} ({_gib(size)})")
+    gguf, mlx_dir = paths().models_dir / f"{name}.gguf", paths().models_dir / name
+    found = [p for p in (gguf, mlx_dir) if p.exists()]
+    if not found:
+        raise InvalidRequest(f"no pulled model {name!r} in {gguf.parent}")
+    for provider, path in (("local", gguf), ("mlx", mlx_dir)):
+        if not path.exists():
+            continue
+        try:
+            with DaemonClient(daemon_target()[0], timeout=30) as client:
+                client.unload_model(f"{provider}/{name}")
+        except ClientError:
+            pass  # not running, or not a model it serves: nothing is holding the files
+        if path.is_dir():
+            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+            shutil.rmtree(path)
+        else:
+            size = path.stat().st_size
+            path.unlink()
+        typer.echo(f"removed {name} ({path.name}, {_gib(size)})")
 
 
 @app.command()

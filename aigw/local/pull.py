@@ -1,23 +1,33 @@
-"""`aigw models pull`: download a GGUF through huggingface_hub into the models dir, verified.
+"""`aigw models pull`: download a model through huggingface_hub into the models dir, verified.
 
-Downloads resume where an interrupted one stopped (huggingface_hub keeps the partial file); the
-file is checked against the catalog's sha256, or else the Hub's LFS checksum (its ETag), and
-refused — deleted, with a clear error — when it does not match. HF_ENDPOINT selects a mirror and
-HF_HUB_OFFLINE is honoured, as everywhere huggingface_hub is used.
+A GGUF is one file; an MLX model is a directory (config, tokenizer, safetensors weights, sharded
+or not). Every file is checked against the catalog's sha256 when it gives one, or else the Hub's
+LFS checksum (the ETag), and a file that fails is deleted and the pull refused. Downloads resume
+where an interrupted one stopped (huggingface_hub keeps the partial file). HF_ENDPOINT selects a
+mirror and HF_HUB_OFFLINE is honoured, as everywhere huggingface_hub is used.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import os
+import platform
 import re
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from aigw.errors import AigwError, InvalidRequest
 from aigw.local.catalog import Catalog
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+MLX_REQUIRED = ("config.json", "tokenizer_config.json")
+MLX_OPTIONAL = ("tokenizer.json", "tokenizer.model", "special_tokens_map.json", "generation_config.json")
+Format = Literal["gguf", "mlx"]
 
 
 class PullError(AigwError):
@@ -28,23 +38,46 @@ class PullError(AigwError):
 class PullTarget:
     name: str
     repo: str
-    file: str
+    file: str | None  # None: an MLX model directory
     sha256: str | None
 
+    @property
+    def format(self) -> Format:
+        return "gguf" if self.file else "mlx"
 
-def resolve(spec: str, catalog: Catalog) -> PullTarget:
-    """A catalog name, or HF_REPO/FILE.gguf (as in bartowski/Llama-3.2-1B-Instruct-GGUF/FILE.gguf)."""
+    @property
+    def provider(self) -> str:
+        """The provider that serves it without a config file (see config.ENV_LOCAL_PROVIDERS)."""
+        return "local" if self.file else "mlx"
+
+
+def prefers_mlx() -> bool:
+    """Apple Silicon with mlx-lm installed: the MLX form runs natively there."""
+    return (
+        sys.platform == "darwin"
+        and platform.machine() == "arm64"
+        and importlib.util.find_spec("mlx_lm") is not None
+    )
+
+
+def resolve(spec: str, catalog: Catalog, fmt: Format | None = None) -> PullTarget:
+    """A catalog name, an HF_REPO/FILE.gguf, or an HF_REPO holding an MLX model."""
     entry = catalog.get(spec)
     if entry is not None:
-        if entry.gguf is None or entry.gguf.file is None:
-            raise InvalidRequest(f"{spec} has no GGUF form in the catalog")
-        return PullTarget(spec, entry.gguf.repo, entry.gguf.file, entry.gguf.sha256)
+        want = fmt or ("mlx" if prefers_mlx() and entry.mlx is not None else "gguf")
+        source = entry.mlx if want == "mlx" else entry.gguf
+        if source is None:
+            raise InvalidRequest(f"{spec} has no {want.upper()} form in the catalog")
+        return PullTarget(spec, source.repo, source.file if want == "gguf" else None, source.sha256)
     parts = spec.split("/")
     if len(parts) >= 3 and parts[-1].endswith(".gguf"):
-        file = "/".join(parts[2:])
-        return PullTarget(Path(parts[-1]).stem.lower(), "/".join(parts[:2]), file, None)
+        return PullTarget(Path(parts[-1]).stem.lower(), "/".join(parts[:2]), "/".join(parts[2:]), None)
+    if len(parts) == 2 and all(parts) and fmt != "gguf":
+        return PullTarget(parts[1].lower(), spec, None, None)
     known = ", ".join(sorted(catalog.entries))
-    raise InvalidRequest(f"unknown model {spec!r}: use a catalog name ({known}) or HF_REPO/FILE.gguf")
+    raise InvalidRequest(
+        f"unknown model {spec!r}: use a catalog name ({known}), HF_REPO/FILE.gguf, or an MLX HF_REPO"
+    )
 
 
 def sha256_of(path: Path) -> str:
@@ -55,37 +88,82 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+class _Fetcher:
+    def __init__(self, repo: str, staging: Path) -> None:
+        self.repo = repo
+        self.staging = staging
+        self.endpoint = os.environ.get("HF_ENDPOINT") or None
+
+    def expected_sha(self, file: str) -> str | None:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        meta = get_hf_file_metadata(hf_hub_url(self.repo, file, endpoint=self.endpoint))
+        return meta.etag if meta.etag and _SHA256.match(meta.etag) else None
+
+    def fetch(self, file: str, expected: str | None) -> Path:
+        """Download (or resume) one file into staging; verify it when a checksum is known."""
+        from huggingface_hub import hf_hub_download
+
+        if expected is None:
+            expected = self.expected_sha(file)
+        path = Path(hf_hub_download(self.repo, file, local_dir=self.staging, endpoint=self.endpoint))
+        if expected is not None:
+            actual = sha256_of(path)
+            if actual != expected:
+                path.unlink(missing_ok=True)
+                raise PullError(
+                    f"{file} failed its checksum (sha256 {actual[:12]}…, expected {expected[:12]}…): "
+                    "refused and deleted"
+                )
+        return path
+
+
 def pull(target: PullTarget, models_dir: Path, *, progress: bool = True) -> Path:
-    """Download (or resume) the file; verify it; return its final path in the models dir."""
-    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    """Download (or resume) the model; verify it; return its final path in the models dir."""
     from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
 
-    endpoint = os.environ.get("HF_ENDPOINT") or None
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "0" if progress else "1")
     models_dir.mkdir(parents=True, exist_ok=True)
-    dest = models_dir / f"{target.name}.gguf"
-    staging = models_dir / ".downloads" / target.repo.replace("/", "--")
-    expected = target.sha256
+    fetcher = _Fetcher(target.repo, models_dir / ".downloads" / target.repo.replace("/", "--"))
+    what = f"{target.repo}/{target.file}" if target.file else target.repo
     try:
-        if expected is None:
-            meta = get_hf_file_metadata(hf_hub_url(target.repo, target.file, endpoint=endpoint))
-            expected = meta.etag if meta.etag and _SHA256.match(meta.etag) else None
-        if dest.exists() and expected is not None and sha256_of(dest) == expected:
-            return dest  # already here and intact
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "0" if progress else "1")
-        downloaded = Path(hf_hub_download(target.repo, target.file, local_dir=staging, endpoint=endpoint))
+        if target.file is not None:
+            return _pull_gguf(target, target.file, models_dir, fetcher)
+        return _pull_mlx(target, models_dir, fetcher)
     except (RepositoryNotFoundError, EntryNotFoundError):
-        raise PullError(f"{target.repo}/{target.file} does not exist on the Hub") from None
-    except HfHubHTTPError as e:
-        raise PullError(f"download of {target.repo}/{target.file} failed: {e}") from None
-    except OSError as e:
-        raise PullError(f"download of {target.repo}/{target.file} failed: {e}") from None
-    if expected is not None:
-        actual = sha256_of(downloaded)
-        if actual != expected:
-            downloaded.unlink(missing_ok=True)
-            raise PullError(
-                f"{target.file} failed its checksum (sha256 {actual[:12]}…, expected {expected[:12]}…): "
-                "refused and deleted"
-            )
-    os.replace(downloaded, dest)
+        raise PullError(f"{what} does not exist on the Hub") from None
+    except (HfHubHTTPError, OSError) as e:
+        raise PullError(f"download of {what} failed: {e}") from None
+
+
+def _pull_gguf(target: PullTarget, file: str, models_dir: Path, fetcher: _Fetcher) -> Path:
+    dest = models_dir / f"{target.name}.gguf"
+    expected = target.sha256 or fetcher.expected_sha(file)
+    if dest.exists() and expected is not None and sha256_of(dest) == expected:
+        return dest  # already here and intact
+    os.replace(fetcher.fetch(file, expected), dest)
+    return dest
+
+
+def _pull_mlx(target: PullTarget, models_dir: Path, fetcher: _Fetcher) -> Path:
+    from huggingface_hub.errors import EntryNotFoundError
+
+    files = list(MLX_REQUIRED)
+    for optional in MLX_OPTIONAL:
+        try:
+            fetcher.fetch(optional, None)
+        except EntryNotFoundError:
+            continue
+    try:
+        index = fetcher.fetch("model.safetensors.index.json", None)
+        files += sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except EntryNotFoundError:
+        files.append("model.safetensors")
+    for file in files:
+        fetcher.fetch(file, None)
+    dest = models_dir / target.name
+    if dest.exists():
+        shutil.rmtree(dest)
+    shutil.copytree(fetcher.staging, dest, ignore=shutil.ignore_patterns(".cache"))
+    shutil.rmtree(fetcher.staging, ignore_errors=True)
     return dest

@@ -115,3 +115,38 @@ def test_catalog_entries_are_complete() -> None:
         assert isinstance(entry, CatalogEntry) and entry.context > 0
         assert isinstance(entry.gguf, Source) and entry.gguf.file and entry.gguf.file.endswith(".gguf")
     assert isinstance(cat, Catalog) and any(e.embedding for e in cat.entries.values())
+
+
+def test_mlx_model_directory_is_pulled_file_by_file_and_verified(hub: FakeHub, tmp_path: Path) -> None:
+    pytest.importorskip("mlx_lm")
+    from tests.fixtures.tiny_mlx import write_tiny_mlx
+
+    src = write_tiny_mlx(tmp_path / "src")
+    repo = "mlx-community/Tiny-4bit"
+    for f in src.iterdir():
+        hub.add(repo, f.name, HubFile(f.read_bytes()))
+    target = resolve(repo, load_catalog())
+    assert (target.format, target.name, target.provider) == ("mlx", "tiny-4bit", "mlx")
+    dest = pull(target, tmp_path / "models", progress=False)
+    assert dest == tmp_path / "models" / "tiny-4bit"
+    assert {p.name for p in dest.iterdir()} == {f.name for f in src.iterdir()}
+    assert (dest / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+    from aigw.local.mlx import MlxBackend
+
+    assert "tiny-4bit" in MlxBackend().discover(tmp_path / "models")
+
+    hub.add("mlx-community/Bad", "config.json", HubFile(b"{}", etag=hashlib.sha256(b"x").hexdigest()))
+    with pytest.raises(PullError, match="failed its checksum"):
+        pull(resolve("mlx-community/Bad", load_catalog()), tmp_path / "models", progress=False)
+    assert not (tmp_path / "models" / "bad").exists()
+
+
+def test_catalog_pull_prefers_mlx_only_on_apple_silicon() -> None:
+    from aigw.local.pull import prefers_mlx
+
+    cat = load_catalog()
+    assert resolve("qwen2.5-0.5b", cat).format == ("mlx" if prefers_mlx() else "gguf")
+    assert resolve("qwen2.5-0.5b", cat, "gguf").file == "qwen2.5-0.5b-instruct-q4_k_m.gguf"
+    assert resolve("qwen2.5-0.5b", cat, "mlx").repo == "mlx-community/Qwen2.5-0.5B-Instruct-4bit"
+    with pytest.raises(Exception, match="no MLX form"):
+        resolve("smollm2-360m", cat, "mlx")
