@@ -164,6 +164,11 @@ class Gateway:
         shown = ", ".join(known[:20]) + (f", and {len(known) - 20} more" if len(known) > 20 else "")
         return f"The model {model!r} does not exist. Known models: {shown or 'none listed'}"
 
+    def serves_locally(self, route: Route) -> bool:
+        """Whether the route's first target is a local model (of this machine's engine)."""
+        t = route.targets[0]
+        return self.engine.knows(f"{t.provider}/{t.model}")
+
     async def local_key(self, model: str) -> str:
         """The engine key of the local model a request's `model` names."""
         route = await self.resolve(model, None)

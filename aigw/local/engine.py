@@ -109,7 +109,9 @@ class Job(Generic[R]):
 class Slot:
     """One model: its owner thread, its queue, and its bookkeeping (touched on the loop only)."""
 
-    def __init__(self, key: str, spec: ModelSpec, backend: Backend, size: int) -> None:
+    def __init__(
+        self, key: str, spec: ModelSpec, backend: Backend, size: int, *, now: float, keep_alive_s: float
+    ) -> None:
         self.key = key
         self.spec = spec
         self.backend = backend
@@ -119,9 +121,9 @@ class Slot:
         self.pending = 0
         self.requests = 0
         self.tokens_out = 0
-        self.loaded_at = 0.0
-        self.last_used = 0.0
-        self.keep_alive_s = 0.0
+        self.loaded_at = now
+        self.last_used = now
+        self.keep_alive_s = keep_alive_s
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.thread = threading.Thread(target=self._run, name=f"aigw-model-{key}", daemon=True)
@@ -250,16 +252,14 @@ class Engine:
                 await asyncio.wait_for(self._cond.wait(), remaining)
             except TimeoutError:
                 continue
-        slot = Slot(key, spec, backend, need)
+        slot = Slot(key, spec, backend, need, now=self._clock(), keep_alive_s=self.limits.keep_alive_s)
         self._slots[key] = slot
         slot.thread.start()
         slot.ready.add_done_callback(lambda f: self._load_done(slot, f))
         return slot
 
     def _load_done(self, slot: Slot, fut: asyncio.Future[None]) -> None:
-        now = self._clock()
-        slot.loaded_at = slot.last_used = now
-        slot.keep_alive_s = self.limits.keep_alive_s
+        slot.loaded_at = slot.last_used = self._clock()
         if fut.exception() is not None and self._slots.get(slot.key) is slot:
             del self._slots[slot.key]
         self._spawn_notify()
@@ -312,15 +312,27 @@ class Engine:
     async def submit(
         self, key: str, fn: Callable[[LoadedModel, Job[R]], R], keep_alive_s: float | None = None
     ) -> Job[R]:
-        """Queue `fn` for the model's owner thread (loading the model first if needed)."""
-        slot = await self.load(key)
-        if slot.pending >= self.limits.max_queue:
-            raise ServiceUnavailable(
-                f"{key} is at its queue limit ({self.limits.max_queue} requests); try again shortly",
-                retry_after=1,
-            )
+        """Queue `fn` for the model's owner thread (loading the model first if needed).
+
+        The request holds its place in the model's queue from the first moment, while the model
+        may still be loading: a slot with a place taken is busy, so nothing can unload it.
+        """
+        cond = self._condition()
+        async with cond:
+            slot = self._slots.get(key) or await self._admit(key)
+            if slot.pending >= self.limits.max_queue:
+                raise ServiceUnavailable(
+                    f"{key} is at its queue limit ({self.limits.max_queue} requests); try again shortly",
+                    retry_after=1,
+                )
+            slot.pending += 1
+        try:
+            await asyncio.shield(slot.ready)
+        except BaseException:
+            slot.pending -= 1
+            self._spawn_notify()
+            raise
         job: Job[R] = Job(fn, asyncio.get_running_loop())
-        slot.pending += 1
         slot.keep_alive_s = self.limits.keep_alive_s if keep_alive_s is None else keep_alive_s
         job.finished.add_done_callback(lambda _: self._job_done(slot, job))
         slot.jobs.put(job)

@@ -210,3 +210,20 @@ def test_health_detailed_shows_loaded_models(local_daemon: DaemonProcess, client
     tiny = next(m for m in local["loaded"] if m["model"] == "local/tiny")
     assert tiny["memory_bytes"] > 400_000 and tiny["queue_depth"] == 0 and tiny["unloads_in_s"] > 0
     assert local["used_bytes"] <= local["budget_bytes"]
+
+
+def test_disconnect_stops_a_non_streaming_generation(local_daemon: DaemonProcess) -> None:
+    import socket
+
+    before = (slot(local_daemon, "local/medium") or {}).get("tokens_generated", 0)
+    body = json.dumps({"model": "medium", "messages": MSG, "max_tokens": 3000, "temperature": 0}).encode()
+    with socket.create_connection(("127.0.0.1", local_daemon.port)) as sock:
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n" + body
+        )
+        wait_for(lambda: (slot(local_daemon, "local/medium") or {}).get("state") == "busy")
+    wait_for(lambda: (slot(local_daemon, "local/medium") or {}).get("state") == "idle")
+    generated = (slot(local_daemon, "local/medium") or {})["tokens_generated"] - before
+    assert generated < 1500, generated  # 3000 had the client stayed
+    assert "Traceback" not in local_daemon.log()

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from aigw.api import sse
+from aigw.api.disconnect import unless_disconnected
 from aigw.api.errors import error_payload
 from aigw.api.headers import proxy_headers
 from aigw.api.proxy import accept
@@ -56,7 +57,8 @@ async def chat_completions(request: Request) -> Response:
         stream = await gw.router.open_stream(route, req)
         headers = proxy_headers(stream.target, time.perf_counter() - t0 - stream.upstream_s)
         return sse.SSEResponse(_relay(stream, req.include_usage), headers)
-    result = await gw.router.chat(route, req)
+    work = gw.router.chat(route, req)
+    result = await (unless_disconnected(request, work) if gw.serves_locally(route) else work)
     payload = orjson.dumps(result.value.to_wire())
     headers = proxy_headers(result.target, time.perf_counter() - t0 - result.upstream_s)
     return Response(payload, media_type="application/json", headers=headers)
