@@ -132,4 +132,12 @@ def serve(
     finally:
         pidfile.remove()
         lock.release()
-    return 0 if server.started else 1
+    code = 0 if server.started else 1
+    if "mlx.core" in sys.modules:
+        # mlx keeps native worker threads that abort the process (SIGABRT) when C++ tears them
+        # down at interpreter exit. Everything is closed and flushed by now: leave directly.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -54,12 +54,17 @@ class _Stop:
 class Job(Generic[R]):
     """Work for a model's owner thread; its output and result cross back to the event loop."""
 
-    def __init__(self, fn: Callable[[LoadedModel, Job[R]], R], loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        fn: Callable[[LoadedModel, Job[R]], R],
+        loop: asyncio.AbstractEventLoop,
+        on_done: Callable[[Job[R]], None] | None = None,
+    ) -> None:
         self.fn = fn
+        self._on_done = on_done
         self.cancelled = False
         self._loop = loop
         self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
-        self.finished: asyncio.Future[None] = loop.create_future()
 
     # -- owner thread side --------------------------------------------------------------------
     def emit(self, item: Any) -> bool:
@@ -74,9 +79,9 @@ class Job(Generic[R]):
 
     def _complete(self, kind: str, value: Any) -> None:
         self.outcome = (kind, value)
+        if self._on_done is not None:
+            self._on_done(self)  # bookkeeping first: whoever awaits the result sees it settled
         self._events.put_nowait((kind, value))
-        if not self.finished.done():
-            self.finished.set_result(None)
 
     # -- event loop side ----------------------------------------------------------------------
     async def items(self) -> AsyncIterator[Any]:
@@ -332,9 +337,8 @@ class Engine:
             slot.pending -= 1
             self._spawn_notify()
             raise
-        job: Job[R] = Job(fn, asyncio.get_running_loop())
+        job: Job[R] = Job(fn, asyncio.get_running_loop(), lambda j: self._job_done(slot, j))
         slot.keep_alive_s = self.limits.keep_alive_s if keep_alive_s is None else keep_alive_s
-        job.finished.add_done_callback(lambda _: self._job_done(slot, job))
         slot.jobs.put(job)
         return job
 
