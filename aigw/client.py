@@ -74,9 +74,9 @@ class DaemonClient:
     def _not_running(self) -> DaemonNotRunning:
         return DaemonNotRunning(f"aigw is not running at {self.url} (start it with `aigw start`)")
 
-    def _get(self, path: str) -> Any:
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         try:
-            resp = self._http.get(path)
+            resp = self._http.request(method, path, json=body)
         except httpx.ConnectError:
             raise self._not_running() from None
         except httpx.HTTPError as e:
@@ -93,16 +93,11 @@ class DaemonClient:
         data: dict[str, Any] = self._get("/health/detailed")
         return data
 
+    def _get(self, path: str) -> Any:
+        return self._call("GET", path)
+
     def _post(self, path: str, body: dict[str, Any]) -> Any:
-        try:
-            resp = self._http.post(path, json=body)
-        except httpx.ConnectError:
-            raise self._not_running() from None
-        except httpx.HTTPError as e:
-            raise ClientError(f"request to {self.url}{path} failed: {e}") from None
-        if resp.status_code >= 400:
-            raise ClientError(_error_message(resp), status=resp.status_code)
-        return resp.json()
+        return self._call("POST", path, body)
 
     def local_status(self) -> dict[str, Any]:
         data: dict[str, Any] = self._get("/admin/local")

@@ -89,6 +89,11 @@ def status(json_out: bool = JsonOption) -> None:
             typer.echo(line)
         for alias, targets in (data.get("aliases") or {}).items():
             typer.echo(f"  alias {alias} -> {', '.join(targets)}")
+        local = data.get("local") or {}
+        if local.get("loaded"):
+            used, budget = local["used_bytes"] / 1024**3, local["budget_bytes"] / 1024**3
+            names = ", ".join(f"{m['model']} ({m['state']})" for m in local["loaded"])
+            typer.echo(f"  local models: {names}; {used:.2f} of {budget:.1f} GiB")
     if not data["running"]:
         raise typer.Exit(1)
 

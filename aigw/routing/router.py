@@ -92,12 +92,16 @@ class Router:
         unreachable = isinstance(err, UpstreamConnectError | UpstreamTimeout)
         self._health.record_error(target.provider, err.message, unreachable=unreachable)
 
-    def _unexpected(self, target: Target, exc: Exception) -> UpstreamProtocolError:
-        """A provider raised something outside aigw's error tree: a bug, reported as a 502."""
-        log.error("provider %s failed unexpectedly: %s: %s", target.provider, type(exc).__name__, exc)
-        return UpstreamProtocolError(
-            f"{target.provider}: unexpected failure ({type(exc).__name__})", provider=target.provider
-        )
+    def _failure(self, target: Target, exc: Exception) -> AigwError:
+        """Record a provider's failure; what to raise. Anything outside aigw's error tree is a bug
+        in the provider, logged and reported to the client as a 502."""
+        if not isinstance(exc, AigwError):
+            log.error("provider %s failed unexpectedly: %s: %s", target.provider, type(exc).__name__, exc)
+            exc = UpstreamProtocolError(
+                f"{target.provider}: unexpected failure ({type(exc).__name__})", provider=target.provider
+            )
+        self._failed(target, exc)
+        return exc
 
     async def _call(
         self,
@@ -110,13 +114,8 @@ class Router:
         t0 = self._clock()
         try:
             value = await call(provider, target)
-        except AigwError as e:
-            self._failed(target, e)
-            raise
         except Exception as e:
-            err = self._unexpected(target, e)
-            self._failed(target, err)
-            raise err from None
+            raise self._failure(target, e) from None
         self._health.record_ok(target.provider)
         return Routed(value, target, self._clock() - t0)
 
@@ -140,13 +139,8 @@ class Router:
         try:
             async for chunk in it:
                 yield chunk
-        except AigwError as e:
-            self._failed(target, e)
-            raise
         except Exception as e:
-            err = self._unexpected(target, e)
-            self._failed(target, err)
-            raise err from None
+            raise self._failure(target, e) from None
         finally:
             aclose = getattr(it, "aclose", None)
             if aclose is not None:
