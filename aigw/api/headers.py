@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from starlette.responses import Response
+
 from aigw.routing.resolve import Target
 
 
@@ -22,3 +24,18 @@ def proxy_headers(target: Target, overhead_s: float, cache: str = "bypass") -> d
         "x-aigw-cache": cache,
         "x-aigw-overhead-ms": f"{max(0.0, overhead_s) * 1000:.3f}",
     }
+
+
+class JSONBytes(Response):
+    """A JSON body already serialized (orjson), with its headers built in one pass."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+        # Deliberately not Response.__init__, which re-derives what is known here.
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
+        self.raw_headers = raw

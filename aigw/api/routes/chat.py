@@ -13,7 +13,7 @@ from starlette.responses import Response
 from aigw.api import sse
 from aigw.api.disconnect import unless_disconnected
 from aigw.api.errors import error_payload
-from aigw.api.headers import proxy_headers
+from aigw.api.headers import JSONBytes, proxy_headers
 from aigw.api.proxy import accept
 from aigw.api.schemas import ChatCompletionRequest
 from aigw.domain import ChatChunk, ChatRequest
@@ -60,5 +60,4 @@ async def chat_completions(request: Request) -> Response:
     work = gw.router.chat(route, req)
     result = await (unless_disconnected(request, work) if gw.serves_locally(route) else work)
     payload = orjson.dumps(result.value.to_wire())
-    headers = proxy_headers(result.target, time.perf_counter() - t0 - result.upstream_s)
-    return Response(payload, media_type="application/json", headers=headers)
+    return JSONBytes(payload, proxy_headers(result.target, time.perf_counter() - t0 - result.upstream_s))

@@ -8,7 +8,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from aigw.api.headers import proxy_headers
+from aigw.api.headers import JSONBytes, proxy_headers
 from aigw.api.proxy import accept
 from aigw.api.schemas import EmbeddingRequest
 from aigw.domain import EmbedRequest
@@ -23,4 +23,4 @@ async def embeddings(request: Request) -> Response:
     inc = await accept(request, EmbeddingRequest)
     result = await inc.gateway.router.embed(inc.route, EmbedRequest(body=inc.body, model=inc.body["model"]))
     headers = proxy_headers(result.target, time.perf_counter() - t0 - result.upstream_s)
-    return Response(orjson.dumps(result.value.to_wire()), media_type="application/json", headers=headers)
+    return JSONBytes(orjson.dumps(result.value.to_wire()), headers)
