@@ -32,7 +32,7 @@ from bench.overhead import free_port, wait_port
 from tests.fixtures.tiny_gguf import write_tiny_llama
 
 BENCH_MODEL = {"n_embd": 768, "n_layer": 8, "n_ff": 2048, "n_head": 12, "n_ctx": 1024}
-MESSAGES = [{"role": "user", "content": "Tell me about the weather."}]
+MESSAGES = [{"role": "user", "content": "Hi."}]
 
 
 def direct_run(llm: object, tokens: int) -> tuple[float, float]:
@@ -118,7 +118,7 @@ def measure(
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=96)
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--runs", type=int, default=9)
     args = ap.parse_args()
     import llama_cpp
 
