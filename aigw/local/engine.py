@@ -166,8 +166,18 @@ class Slot:
                 log.warning("%s failed: %s: %s", self.key, type(e).__name__, e)
                 err = LocalModelError(f"{self.key}: {type(e).__name__}: {e}", provider=self.key)
                 job._finish("error", err)
+        gone = LocalModelError(f"{self.key}: the model was unloaded", provider=self.key)
+        while True:  # nothing may wait forever on a queue no one reads any more
+            try:
+                left = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(left, Job):
+                left._finish("error", gone)
         try:
             self.model.close()
+        except Exception as e:
+            log.warning("closing %s failed: %s: %s", self.key, type(e).__name__, e)
         finally:
             self.model = None
             _call_soon(loop, _settle, self.gone, None)
@@ -197,6 +207,7 @@ class Engine:
         self._cond: asyncio.Condition | None = None
         self._reaper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def register(self, key: str, spec: ModelSpec, backend: Backend) -> None:
         self._models[key] = (spec, backend)
@@ -222,17 +233,20 @@ class Engine:
         """The model's slot, loading it first (within the memory budget) when needed."""
         cond = self._condition()
         async with cond:
-            slot = self._slots.get(key)
-            if slot is None:
-                slot = await self._admit(key)
+            slot = self._live(key) or await self._admit(key)
         await asyncio.shield(slot.ready)
         return slot
 
     async def _admit(self, key: str) -> Slot:
         """Make room and start loading. Called with the condition held."""
         assert self._cond is not None
+        if self._closed:
+            raise ServiceUnavailable("aigw is shutting down")
         spec, backend = self._models[key]
-        need = backend.estimate_bytes(spec)
+        try:
+            need = backend.estimate_bytes(spec)
+        except OSError as e:
+            raise LocalModelError(f"{key}: cannot read {spec.path}: {e.strerror}", provider=key) from None
         budget = self.limits.memory_budget_bytes
         if need > budget:
             raise ServiceUnavailable(
@@ -241,6 +255,8 @@ class Engine:
             )
         deadline = self._clock() + self.limits.load_wait_s
         while self._used() + need > budget:
+            if (other := self._live(key)) is not None:
+                return other  # another request admitted it while this one waited
             idle = [s for s in self._slots.values() if not s.busy]
             if idle:
                 await self._unload(min(idle, key=lambda s: s.last_used))
@@ -257,10 +273,19 @@ class Engine:
                 await asyncio.wait_for(self._cond.wait(), remaining)
             except TimeoutError:
                 continue
+        if (other := self._live(key)) is not None:
+            return other
         slot = Slot(key, spec, backend, need, now=self._clock(), keep_alive_s=self.limits.keep_alive_s)
         self._slots[key] = slot
         slot.thread.start()
         slot.ready.add_done_callback(lambda f: self._load_done(slot, f))
+        return slot
+
+    def _live(self, key: str) -> Slot | None:
+        """The model's slot, unless there is none or its load already failed."""
+        slot = self._slots.get(key)
+        if slot is not None and slot.ready.done() and slot.ready.exception() is not None:
+            return None
         return slot
 
     def _load_done(self, slot: Slot, fut: asyncio.Future[None]) -> None:
@@ -324,7 +349,7 @@ class Engine:
         """
         cond = self._condition()
         async with cond:
-            slot = self._slots.get(key) or await self._admit(key)
+            slot = self._live(key) or await self._admit(key)
             if slot.pending >= self.limits.max_queue:
                 raise ServiceUnavailable(
                     f"{key} is at its queue limit ({self.limits.max_queue} requests); try again shortly",
@@ -333,6 +358,8 @@ class Engine:
             slot.pending += 1
         try:
             await asyncio.shield(slot.ready)
+            if self._slots.get(key) is not slot:  # shut down while it was loading
+                raise ServiceUnavailable(f"{key} was unloaded while loading; try again", retry_after=1)
         except BaseException:
             slot.pending -= 1
             self._spawn_notify()
@@ -377,6 +404,7 @@ class Engine:
         return {"budget_bytes": self.limits.memory_budget_bytes, "used_bytes": self._used()}
 
     async def aclose(self) -> None:
+        self._closed = True
         if self._reaper is not None:
             self._reaper.cancel()
         slots = list(self._slots.values())

@@ -187,7 +187,8 @@ class LlamaModel:
                     break
         finally:
             tokens.close()
-        return GenResult(out.finish(decoder.decode(b"", final=True)), finish, len(prompt), count)
+        text = out.finish(decoder.decode(b"", final=True))
+        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count)
 
     def _is_eog(self, token: int) -> bool:
         import llama_cpp

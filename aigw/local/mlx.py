@@ -123,7 +123,8 @@ class MlxModel:
         if finish == "length" and not out.cancelled:
             detok.finalize()
             tail = detok.last_segment
-        return GenResult(out.finish(tail), finish, len(prompt), count)
+        text = out.finish(tail)
+        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count)
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")

@@ -9,12 +9,13 @@ class TextStream:
     """Incremental text with stop sequences: emits at once all text that cannot begin a stop."""
 
     def __init__(self, stops: list[str], emit: Emit) -> None:
-        self._stops = stops
-        self._longest = max((len(s) for s in stops), default=0)
+        self._stops = [s for s in stops if s]  # an empty stop would end every generation at once
+        self._longest = max((len(s) for s in self._stops), default=0)
         self._emit = emit
         self.text = ""
         self._sent = 0
         self.cancelled = False
+        self.stopped = False  # a stop sequence was reached
 
     def _send(self, upto: int) -> None:
         if upto > self._sent and not self.cancelled:
@@ -27,6 +28,7 @@ class TextStream:
         start = max(0, self._sent - self._longest)
         hits = [i for i in (self.text.find(s, start) for s in self._stops) if i >= 0]
         if hits:
+            self.stopped = True
             self.text = self.text[: min(hits)]
             self._send(len(self.text))
             return True
@@ -45,6 +47,7 @@ class TextStream:
 
     def finish(self, tail: str = "") -> str:
         """The whole text, after sending what was held back (plus any last undecoded `tail`)."""
-        self.text += tail
+        if tail and self.add(tail):
+            return self.text
         self._send(len(self.text))
         return self.text

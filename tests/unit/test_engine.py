@@ -132,3 +132,55 @@ def test_queue_limit() -> None:
         await e.aclose()
 
     asyncio.run(run())
+
+
+def test_two_waiting_loads_of_one_model_share_one_slot() -> None:
+    async def run() -> None:
+        gate = threading.Event()
+        backend = EchoBackend(size=200, gate=gate)
+        e = engine(backend, budget=250, load_wait_s=5)
+        busy_b = await e.submit("p/b", run_job)  # holds the budget until the gate opens
+        first = asyncio.create_task(e.submit("p/a", run_job))
+        second = asyncio.create_task(e.submit("p/a", run_job))
+        await asyncio.sleep(0.05)
+        gate.set()
+        await busy_b.wait()
+        jobs = [await first, await second]
+        for j in jobs:
+            await j.wait()
+        assert backend.loads.count("a") == 1
+        assert [s["model"] for s in e.status()] == ["p/a"]
+        await e.aclose()
+
+    asyncio.run(run())
+
+
+def test_work_queued_while_closing_fails_instead_of_hanging() -> None:
+    async def run() -> None:
+        e = engine(EchoBackend())
+        pending = asyncio.create_task(e.submit("p/a", run_job))
+        await asyncio.sleep(0)
+        await e.aclose()
+        with pytest.raises(ServiceUnavailable):
+            job = await asyncio.wait_for(pending, 5)
+            await asyncio.wait_for(job.wait(), 5)
+        with pytest.raises(ServiceUnavailable, match="shutting down"):
+            await e.submit("p/b", run_job)
+
+    asyncio.run(run())
+
+
+def test_missing_model_file_is_a_clear_error() -> None:
+    from aigw.local.engine import LocalModelError
+
+    class Missing(EchoBackend):
+        def estimate_bytes(self, spec: ModelSpec) -> int:
+            raise FileNotFoundError(2, "No such file or directory")
+
+    async def run() -> None:
+        e = engine(Missing())
+        with pytest.raises(LocalModelError, match="cannot read"):
+            await e.submit("p/a", run_job)
+        await e.aclose()
+
+    asyncio.run(run())

@@ -44,3 +44,14 @@ def test_earliest_of_several_stops_wins() -> None:
 def test_cancel_stops_sending() -> None:
     sent, _, stopped = run(["a", "b", "c", "d"], [], cancel_after=2)
     assert sent == ["a", "b"] and not stopped
+
+
+def test_empty_stop_strings_are_ignored() -> None:
+    assert run(["Hel", "lo"], ["", "zz"]) == (["Hel", "lo"], "Hello", False)
+
+
+def test_a_stop_completed_by_the_final_tail_is_honoured() -> None:
+    sent: list[str] = []
+    ts = TextStream(["END"], lambda s: sent.append(s) or True)
+    assert not ts.add("ok EN")
+    assert ts.finish("D more") == "ok " and ts.stopped and "".join(sent) == "ok "

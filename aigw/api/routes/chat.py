@@ -54,7 +54,9 @@ async def chat_completions(request: Request) -> Response:
     gw, route = inc.gateway, inc.route
     req = ChatRequest(body=inc.body, model=inc.body["model"])
     if req.stream:
-        stream = await gw.router.open_stream(route, req)
+        opening = gw.router.open_stream(route, req)
+        # A local model may queue or load before its first token: stop if the client leaves.
+        stream = await (unless_disconnected(request, opening) if gw.serves_locally(route) else opening)
         headers = proxy_headers(stream.target, time.perf_counter() - t0 - stream.upstream_s)
         return sse.SSEResponse(_relay(stream, req.include_usage), headers)
     work = gw.router.chat(route, req)
