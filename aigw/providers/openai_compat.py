@@ -143,15 +143,18 @@ class OpenAICompatProvider:
             )
         return resp
 
+    def _broken(self, e: Exception, timed_out: str, lost: str) -> UpstreamTimeout | UpstreamConnectError:
+        """A transfer that failed after the response began: a timeout, or a lost connection."""
+        if isinstance(e, TimeoutError):
+            return UpstreamTimeout(f"{self.name}: {timed_out}", provider=self.name)
+        detail = _describe(e) if isinstance(e, aiohttp.ClientError) else type(e).__name__
+        return UpstreamConnectError(f"{self.name}: {lost}: {detail}", provider=self.name)
+
     async def _read(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
             return await resp.read()
-        except TimeoutError:
-            raise UpstreamTimeout(f"{self.name}: response timed out", provider=self.name) from None
-        except aiohttp.ClientError as e:
-            raise UpstreamConnectError(
-                f"{self.name}: connection lost: {_describe(e)}", provider=self.name
-            ) from None
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise self._broken(e, "response timed out", "connection lost") from None
 
     async def _call_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         resp = await self._send(method, path, body)
@@ -205,12 +208,8 @@ class OpenAICompatProvider:
                     return
                 if chunk is not None:
                     yield chunk
-        except TimeoutError:
-            raise UpstreamTimeout(f"{self.name}: stream stalled", provider=self.name) from None
-        except aiohttp.ClientError as e:
-            raise UpstreamConnectError(
-                f"{self.name}: stream broke: {_describe(e)}", provider=self.name
-            ) from None
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise self._broken(e, "stream stalled", "stream broke") from None
         finally:
             resp.release()
         if not finished:
