@@ -156,6 +156,35 @@ class AliasConfig(_Strict):
     targets: list[TargetConfig] = Field(min_length=1)
 
 
+class BreakerConfig(_Strict):
+    """A circuit breaker per target (provider + upstream model)."""
+
+    failures: int = Field(default=5, ge=1)
+    """Consecutive failures that open the breaker."""
+    failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    """Failure share over `window_s` that opens it, once `min_requests` were seen in the window."""
+    window_s: float = Field(default=60.0, gt=0)
+    min_requests: int = Field(default=20, ge=1)
+    cooldown_s: float = Field(default=30.0, gt=0)
+    """How long an open breaker skips its target before one probe request may try it."""
+
+
+class RoutingConfig(_Strict):
+    """Retries, fallback and deadlines for every route."""
+
+    retries: int = Field(default=2, ge=0, le=10)
+    """Extra attempts on the same target after a retryable failure, before falling back."""
+    backoff_base_s: float = Field(default=0.2, ge=0)
+    backoff_max_s: float = Field(default=5.0, ge=0)
+    retry_after_cap_s: float = Field(default=10.0, ge=0)
+    """Honour an upstream's Retry-After up to this; a longer wait moves on to the next target."""
+    deadline_s: float = Field(default=300.0, gt=0)
+    """Bounds a request's whole chain of attempts (for a stream: until its first content)."""
+    first_token_timeout_s: float = Field(default=30.0, gt=0)
+    """A stream with no content by then falls back to the next target (when there is one)."""
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+
+
 class ChatConfig(_Strict):
     default_model: str | None = Field(default=None, min_length=1)
     """The model `aigw chat` uses without -m (AIGW_MODEL overrides it)."""
@@ -165,6 +194,7 @@ class Config(_Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
+    routing: RoutingConfig = Field(default_factory=RoutingConfig)
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, AliasConfig] = Field(default_factory=dict)
 

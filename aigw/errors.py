@@ -98,8 +98,10 @@ class UpstreamProtocolError(UpstreamError):
 
 
 _RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
-# Upstream statuses that describe the client's request; they go back to the client unchanged.
-_CLIENT_FAULT_STATUS = frozenset({400, 404, 413, 422})
+# Upstream statuses that go back to the client with the same status when no target answers.
+_PASS_THROUGH_STATUS = frozenset({400, 404, 413, 422})
+# Of those, the ones that judge the request itself: no other target would answer it better.
+_CLIENT_FAULT_STATUS = frozenset({400, 413, 422})
 
 
 class UpstreamStatusError(UpstreamError):
@@ -118,7 +120,7 @@ class UpstreamStatusError(UpstreamError):
         super().__init__(message, provider=provider, retry_after=retry_after)
         self.upstream_status = upstream_status
         self.retryable = upstream_status in _RETRYABLE_STATUS
-        if upstream_status in _CLIENT_FAULT_STATUS:
+        if upstream_status in _PASS_THROUGH_STATUS:
             self.status_code = upstream_status
             self.error_type = upstream_type or "invalid_request_error"
         elif upstream_status == 429:
@@ -131,7 +133,8 @@ class UpstreamStatusError(UpstreamError):
 
     @property
     def is_client_fault(self) -> bool:
-        """The upstream judged the request itself bad; the provider is healthy."""
+        """The upstream judged the request itself bad (400, 413, 422); the provider is healthy.
+        A 404 is not: the model may be missing at this provider and present at the next."""
         return self.upstream_status in _CLIENT_FAULT_STATUS
 
     @property

@@ -49,7 +49,7 @@ class Gateway:
         self._has_key = {n: p.api_key_value(env) is not None for n, p in config.providers.items()}
         self.providers = dict(providers)
         self.health = HealthBoard(list(self.providers))
-        self.router = Router(self.providers, self.health)
+        self.router = Router(self.providers, self.health, config.routing)
         self._clock = clock
         self._started = clock()
         self._aliases: dict[str, tuple[Target, ...]] = {
@@ -165,9 +165,8 @@ class Gateway:
         return f"The model {model!r} does not exist. Known models: {shown or 'none listed'}"
 
     def serves_locally(self, route: Route) -> bool:
-        """Whether the route's first target is a local model (of this machine's engine)."""
-        t = route.targets[0]
-        return self.engine.knows(f"{t.provider}/{t.model}")
+        """Whether any of the route's targets is a local model (of this machine's engine)."""
+        return any(self.engine.knows(f"{t.provider}/{t.model}") for t in route.targets)
 
     async def local_key(self, model: str) -> str:
         """The engine key of the local model a request's `model` names."""
@@ -200,6 +199,8 @@ class Gateway:
             "uptime_s": round(self.uptime_s(), 3),
             "providers": providers,
             "aliases": {a: [f"{t.provider}/{t.model}" for t in ts] for a, ts in self._aliases.items()},
+            "breakers": self.router.breakers.snapshot(),
+            "routing": self.router.stats.snapshot(),
             "local": {**self.engine.memory(), "loaded": self.engine.status()},
         }
 

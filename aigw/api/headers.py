@@ -7,6 +7,7 @@ from urllib.parse import quote
 from starlette.responses import Response
 
 from aigw.routing.resolve import Target
+from aigw.routing.router import Trace
 
 
 def header_safe(value: str) -> str:
@@ -17,10 +18,12 @@ def header_safe(value: str) -> str:
     return quote(value, safe="/:@!$&'()*+,;=-._~ ")
 
 
-def proxy_headers(target: Target, overhead_s: float, cache: str = "bypass") -> dict[str, str]:
+def proxy_headers(target: Target, overhead_s: float, trace: Trace, cache: str = "bypass") -> dict[str, str]:
     return {
         "x-aigw-provider": header_safe(target.provider),
         "x-aigw-model": header_safe(target.model),
+        "x-aigw-fallbacks": str(trace.fallbacks),
+        "x-aigw-retries": str(trace.retries),
         "x-aigw-cache": cache,
         "x-aigw-overhead-ms": f"{max(0.0, overhead_s) * 1000:.3f}",
     }

@@ -1,34 +1,58 @@
-"""Executes a resolved Route against its providers.
+"""Executes a resolved Route: ordered targets, retries with backoff, fallback, circuit breakers.
 
-The route's targets are ordered; this release uses the first target (retries, fallback and
-breakers build on the same data model). Every outcome is reported to the health board.
+For each target able to honour the request (capabilities), in order, skipping those whose
+breaker is open: attempt; on a retryable failure retry the same target (exponential backoff with
+jitter, at least the upstream's Retry-After up to a cap); on any other failure, or when the
+retries are spent, fall back to the next target. A failure that judges the request itself (a 400)
+goes back to the client at once. `deadline_s` bounds the whole chain. See `policy.py`.
+
+Streams: an attempt lasts until the first chunk with content (more than the opening role), and
+when another target remains it must get there within `first_token_timeout_s`. Until then any
+failure falls back invisibly: nothing has been sent to the client. After it, the stream belongs
+to that target; a failure ends it with an error event (counted in `stats.broken_streams`). So
+no stream ever carries content from two targets.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
+import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
+from aigw.config import RoutingConfig
 from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse
 from aigw.errors import (
     AigwError,
     CapabilityError,
+    ServiceUnavailable,
     UpstreamConnectError,
     UpstreamError,
     UpstreamProtocolError,
-    UpstreamStatusError,
     UpstreamTimeout,
 )
 from aigw.providers.base import Capability, Provider
+from aigw.routing.breaker import BreakerBoard
 from aigw.routing.capabilities import CHAT_FEATURES, requirements
 from aigw.routing.health import HealthBoard
+from aigw.routing.policy import Verdict, counts_against_target, has_content, retry_delay, verdict
 from aigw.routing.resolve import Route, Target
 
 T = TypeVar("T")
 log = logging.getLogger("aigw.router")
+Sleep = Callable[[float], Coroutine[Any, Any, None]]
+
+
+@dataclass(slots=True)
+class Trace:
+    """How a request travelled: targets tried before the one that answered, retries in all."""
+
+    fallbacks: int = 0
+    retries: int = 0
 
 
 @dataclass(slots=True)
@@ -36,16 +60,48 @@ class Routed(Generic[T]):
     value: T
     target: Target
     upstream_s: float
+    trace: Trace = field(default_factory=Trace)
 
 
 @dataclass(slots=True)
 class RoutedStream:
-    """An upstream stream whose first chunk has arrived (so failures before it were raised)."""
+    """A stream whose first content has arrived: `head` holds the chunks up to and including it
+    (empty when the upstream ended without any); `rest` relays the remainder."""
 
-    first: ChatChunk | None
+    head: list[ChatChunk]
     rest: AsyncGenerator[ChatChunk, None]
     target: Target
     upstream_s: float
+    trace: Trace = field(default_factory=Trace)
+
+
+@dataclass(slots=True)
+class RouterStats:
+    fallbacks: int = 0
+    retries: int = 0
+    broken_streams: int = 0
+    """Streams that failed after content reached the client (ended with an error event)."""
+
+    def snapshot(self) -> dict[str, int]:
+        return {"fallbacks": self.fallbacks, "retries": self.retries, "broken_streams": self.broken_streams}
+
+
+class _NextTarget(Exception):
+    def __init__(self, error: AigwError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+@dataclass(slots=True)
+class _Opened:
+    head: list[ChatChunk]
+    it: AsyncIterator[ChatChunk]
+
+
+async def _aclose(it: AsyncIterator[ChatChunk]) -> None:
+    aclose = getattr(it, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 class Router:
@@ -53,16 +109,28 @@ class Router:
         self,
         providers: Mapping[str, Provider],
         health: HealthBoard,
-        clock: Callable[[], float] = time.perf_counter,
+        config: RoutingConfig | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        rng: random.Random | None = None,
     ) -> None:
         self._providers = providers
         self._health = health
+        self._cfg = config or RoutingConfig()
         self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self.breakers = BreakerBoard(self._cfg.breaker, clock)
+        self.stats = RouterStats()
 
-    def _pick(
+    # -- target selection ----------------------------------------------------------------------
+
+    def _capable(
         self, route: Route, needs: Capability, req: ChatRequest | None = None
-    ) -> tuple[Target, Provider]:
-        """The first target able to honour everything the request asks for."""
+    ) -> list[tuple[Target, Provider]]:
+        """The route's targets able to honour everything the request asks for, in order."""
+        out: list[tuple[Target, Provider]] = []
         missing: tuple[Target, str, str] | None = None
         for target in route.targets:
             provider = self._providers[target.provider]
@@ -70,81 +138,203 @@ class Router:
             if needs not in caps:
                 missing = missing or (target, needs.value, "model")
                 continue
-            if req is None or caps >= CHAT_FEATURES:
-                return target, provider
-            lacking = [(cap, param) for cap, param in requirements(req) if cap not in caps]
-            if not lacking:
-                return target, provider
-            missing = missing or (target, lacking[0][0].value, lacking[0][1])
-        assert missing is not None
-        target, what, param = missing
-        raise CapabilityError(
-            f"Model {route.requested!r} ({target.provider}/{target.model}) does not support {what} "
-            f"(requested by '{param}')",
-            param=param,
+            if req is not None and not caps >= CHAT_FEATURES:
+                lacking = [(cap, param) for cap, param in requirements(req) if cap not in caps]
+                if lacking:
+                    missing = missing or (target, lacking[0][0].value, lacking[0][1])
+                    continue
+            out.append((target, provider))
+        if not out:
+            assert missing is not None
+            target, what, param = missing
+            raise CapabilityError(
+                f"Model {route.requested!r} ({target.provider}/{target.model}) does not support {what} "
+                f"(requested by '{param}')",
+                param=param,
+            )
+        return out
+
+    # -- outcomes ------------------------------------------------------------------------------
+
+    def _as_error(self, target: Target, exc: Exception) -> AigwError:
+        """Anything outside aigw's error tree is a bug in the provider: logged, and a 502."""
+        if isinstance(exc, AigwError):
+            return exc
+        log.error("provider %s failed unexpectedly: %s: %s", target.provider, type(exc).__name__, exc)
+        return UpstreamProtocolError(
+            f"{target.provider}: unexpected failure ({type(exc).__name__})", provider=target.provider
         )
 
-    def _failed(self, target: Target, err: AigwError) -> None:
-        if not isinstance(err, UpstreamError):
+    def _record_failure(self, target: Target, err: AigwError) -> None:
+        breaker = self.breakers.get(target)
+        if not counts_against_target(err):
+            breaker.release()
             return
-        if isinstance(err, UpstreamStatusError) and err.is_client_fault:
-            return  # the request was at fault, not the provider
+        breaker.failure()
+        assert isinstance(err, UpstreamError)
         unreachable = isinstance(err, UpstreamConnectError | UpstreamTimeout)
         self._health.record_error(target.provider, err.message, unreachable=unreachable)
 
-    def _failure(self, target: Target, exc: Exception) -> AigwError:
-        """Record a provider's failure; what to raise. Anything outside aigw's error tree is a bug
-        in the provider, logged and reported to the client as a 502."""
-        if not isinstance(exc, AigwError):
-            log.error("provider %s failed unexpectedly: %s: %s", target.provider, type(exc).__name__, exc)
-            exc = UpstreamProtocolError(
-                f"{target.provider}: unexpected failure ({type(exc).__name__})", provider=target.provider
-            )
-        self._failed(target, exc)
-        return exc
+    def _record_success(self, target: Target) -> None:
+        self.breakers.get(target).success()
+        self._health.record_ok(target.provider)
 
-    async def _call(
+    # -- the chain -----------------------------------------------------------------------------
+
+    async def _run(
         self,
         route: Route,
-        needs: Capability,
-        call: Callable[[Provider, Target], Awaitable[T]],
-        req: ChatRequest | None = None,
-    ) -> Routed[T]:
-        target, provider = self._pick(route, needs, req)
-        t0 = self._clock()
-        try:
-            value = await call(provider, target)
-        except Exception as e:
-            raise self._failure(target, e) from None
-        self._health.record_ok(target.provider)
-        return Routed(value, target, self._clock() - t0)
+        targets: list[tuple[Target, Provider]],
+        attempt: Callable[[Provider, Target, bool], Awaitable[T]],
+    ) -> tuple[T, Target, Trace]:
+        """Try the targets in order; the first success wins. `attempt` gets whether another
+        target remains after this one."""
+        deadline = self._clock() + self._cfg.deadline_s
+        trace = Trace()
+        tried = 0
+        last: AigwError | None = None
+        waits: list[float] = []
+        for i, (target, provider) in enumerate(targets):
+            breaker = self.breakers.get(target)
+            if not breaker.allow():
+                waits.append(breaker.retry_in())
+                continue
+            tried += 1
+            try:
+                call = functools.partial(attempt, provider, target, i < len(targets) - 1)
+                value = await self._try_target(route, target, call, deadline=deadline, trace=trace, last=last)
+            except _NextTarget as nxt:
+                last = nxt.error
+                continue
+            trace.fallbacks = tried - 1
+            self.stats.fallbacks += trace.fallbacks
+            return value, target, trace
+        if last is not None:
+            raise last
+        raise ServiceUnavailable(
+            f"Every target of {route.requested!r} is failing (circuit open); retry in {min(waits):.0f} s",
+            retry_after=min(waits),
+        )
+
+    async def _try_target(
+        self,
+        route: Route,
+        target: Target,
+        attempt: Callable[[], Awaitable[T]],
+        *,
+        deadline: float,
+        trace: Trace,
+        last: AigwError | None,
+    ) -> T:
+        """Attempt one target, retrying what may succeed on another try. Raises `_NextTarget` to
+        move on, or the error the client should get."""
+        breaker = self.breakers.get(target)
+        retries = 0
+        while True:
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                breaker.release()
+                raise self._deadline_error(route, last)
+            try:
+                async with asyncio.timeout(remaining) as scope:
+                    value = await attempt()
+            except TimeoutError:
+                breaker.release()
+                if scope.expired():
+                    raise self._deadline_error(route, last) from None
+                raise
+            except asyncio.CancelledError:
+                breaker.release()
+                raise
+            except Exception as e:
+                err = self._as_error(target, e)
+                self._record_failure(target, err)
+                decision = verdict(err)
+                if decision is Verdict.FINAL:
+                    raise err from None
+                last = err
+                if decision is Verdict.RETRY and retries < self._cfg.retries:
+                    delay = retry_delay(self._cfg, retries + 1, getattr(err, "retry_after", None), self._rng)
+                    if delay is not None and self._clock() + delay < deadline:
+                        retries += 1
+                        trace.retries += 1
+                        self.stats.retries += 1
+                        await self._sleep(delay)
+                        if breaker.allow():
+                            continue
+                raise _NextTarget(err) from None
+            self._record_success(target)
+            return value
+
+    def _deadline_error(self, route: Route, last: AigwError | None) -> UpstreamTimeout:
+        why = f"; last failure: {last.message}" if last is not None else ""
+        provider = last.provider if isinstance(last, UpstreamError) else route.targets[0].provider
+        return UpstreamTimeout(
+            f"No answer for {route.requested!r} within the {self._cfg.deadline_s:g} s deadline{why}",
+            provider=provider,
+        )
+
+    # -- operations ----------------------------------------------------------------------------
 
     async def chat(self, route: Route, req: ChatRequest) -> Routed[ChatResponse]:
-        return await self._call(route, Capability.CHAT, lambda p, t: p.chat(req.with_model(t.model)), req)
+        targets = self._capable(route, Capability.CHAT, req)
+        t0 = self._clock()
+        value, target, trace = await self._run(
+            route, targets, lambda p, t, _: p.chat(req.with_model(t.model))
+        )
+        return Routed(value, target, self._clock() - t0, trace)
+
+    async def embed(self, route: Route, req: EmbedRequest) -> Routed[EmbedResponse]:
+        targets = self._capable(route, Capability.EMBED)
+        t0 = self._clock()
+        value, target, trace = await self._run(
+            route, targets, lambda p, t, _: p.embed(req.with_model(t.model))
+        )
+        return Routed(value, target, self._clock() - t0, trace)
 
     async def open_stream(self, route: Route, req: ChatRequest) -> RoutedStream:
-        """Start a stream and wait for its first chunk, so early failures surface as exceptions here."""
-        target, provider = self._pick(route, Capability.STREAM, req)
+        """Start a stream and read up to its first content, falling back before it as needed."""
+        targets = self._capable(route, Capability.STREAM, req)
         t0 = self._clock()
-        it = self._guard(target, provider.stream_chat(req.with_model(target.model)))
+
+        async def attempt(provider: Provider, target: Target, has_next: bool) -> _Opened:
+            wait = self._cfg.first_token_timeout_s if has_next else None
+            return await self._first_content(provider.stream_chat(req.with_model(target.model)), target, wait)
+
+        opened, target, trace = await self._run(route, targets, attempt)
+        return RoutedStream(opened.head, self._guard(target, opened.it), target, self._clock() - t0, trace)
+
+    async def _first_content(
+        self, it: AsyncIterator[ChatChunk], target: Target, wait: float | None
+    ) -> _Opened:
+        head: list[ChatChunk] = []
         try:
-            first: ChatChunk | None = await anext(it)
-        except StopAsyncIteration:
-            first = None
-        self._health.record_ok(target.provider)
-        return RoutedStream(first, it, target, self._clock() - t0)
+            async with asyncio.timeout(wait) as scope:
+                async for chunk in it:
+                    head.append(chunk)
+                    if has_content(chunk):
+                        break
+        except TimeoutError:
+            await _aclose(it)
+            if scope.expired():
+                raise UpstreamTimeout(
+                    f"{target.provider}: no first token within {wait:g} s", provider=target.provider
+                ) from None
+            raise
+        except BaseException:
+            await _aclose(it)
+            raise
+        return _Opened(head, it)
 
     async def _guard(self, target: Target, it: AsyncIterator[ChatChunk]) -> AsyncGenerator[ChatChunk, None]:
-        """Relay a provider's stream, recording failures and mapping stray exceptions to aigw errors."""
+        """Relay the rest of a committed stream; a failure now reaches the client as an error."""
         try:
             async for chunk in it:
                 yield chunk
         except Exception as e:
-            raise self._failure(target, e) from None
+            err = self._as_error(target, e)
+            self._record_failure(target, err)
+            self.stats.broken_streams += 1
+            raise err from None
         finally:
-            aclose = getattr(it, "aclose", None)
-            if aclose is not None:
-                await aclose()
-
-    async def embed(self, route: Route, req: EmbedRequest) -> Routed[EmbedResponse]:
-        return await self._call(route, Capability.EMBED, lambda p, t: p.embed(req.with_model(t.model)))
+            await _aclose(it)

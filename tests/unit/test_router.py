@@ -134,7 +134,7 @@ def test_stream_failure_after_first_chunk_is_mapped_and_recorded() -> None:
 
     async def run() -> list[ChatChunk]:
         s = await r.open_stream(Route("b", (Target("basic", "b"),)), req(stream=True))
-        assert s.first is not None
+        assert s.head
         return [c async for c in s.rest]
 
     with pytest.raises(UpstreamProtocolError):

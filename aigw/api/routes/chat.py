@@ -32,8 +32,9 @@ def _encode(chunk: ChatChunk, include_usage: bool) -> bytes | None:
 
 async def _relay(stream: RoutedStream, include_usage: bool) -> AsyncGenerator[bytes, None]:
     try:
-        if stream.first is not None and (data := _encode(stream.first, include_usage)):
-            yield data
+        for chunk in stream.head:
+            if data := _encode(chunk, include_usage):
+                yield data
         async for chunk in stream.rest:
             if data := _encode(chunk, include_usage):
                 yield data
@@ -57,9 +58,10 @@ async def chat_completions(request: Request) -> Response:
         opening = gw.router.open_stream(route, req)
         # A local model may queue or load before its first token: stop if the client leaves.
         stream = await (unless_disconnected(request, opening) if gw.serves_locally(route) else opening)
-        headers = proxy_headers(stream.target, time.perf_counter() - t0 - stream.upstream_s)
+        headers = proxy_headers(stream.target, time.perf_counter() - t0 - stream.upstream_s, stream.trace)
         return sse.SSEResponse(_relay(stream, req.include_usage), headers)
     work = gw.router.chat(route, req)
     result = await (unless_disconnected(request, work) if gw.serves_locally(route) else work)
     payload = orjson.dumps(result.value.to_wire())
-    return JSONBytes(payload, proxy_headers(result.target, time.perf_counter() - t0 - result.upstream_s))
+    overhead = time.perf_counter() - t0 - result.upstream_s
+    return JSONBytes(payload, proxy_headers(result.target, overhead, result.trace))

@@ -22,5 +22,5 @@ async def embeddings(request: Request) -> Response:
     t0 = time.perf_counter()
     inc = await accept(request, EmbeddingRequest)
     result = await inc.gateway.router.embed(inc.route, EmbedRequest(body=inc.body, model=inc.body["model"]))
-    headers = proxy_headers(result.target, time.perf_counter() - t0 - result.upstream_s)
+    headers = proxy_headers(result.target, time.perf_counter() - t0 - result.upstream_s, result.trace)
     return JSONBytes(orjson.dumps(result.value.to_wire()), headers)
