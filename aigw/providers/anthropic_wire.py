@@ -53,6 +53,7 @@ _NEUTRAL = MappingProxyType({
     "n": (1,), "presence_penalty": (0,), "frequency_penalty": (0,), "logprobs": (False,),
     "top_logprobs": (0,), "logit_bias": ({},), "modalities": (["text"],),
 })  # fmt: skip
+_CHOICES = MappingProxyType({"auto": "auto", "none": "none", "required": "any"})
 _IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 _TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 _FINISH = MappingProxyType({
@@ -89,9 +90,7 @@ def request_to_wire(req: ChatRequest) -> WireRequest:
         out["system"] = system
     if (t := req.temperature) is not None:
         if t > 1:
-            raise CapabilityError(
-                f"Anthropic accepts temperature from 0 to 1, not {t:g}", param="temperature"
-            )
+            raise CapabilityError(f"Anthropic takes temperature 0 to 1, not {t:g}", param="temperature")
         out["temperature"] = t
     if req.top_p is not None:
         out["top_p"] = req.top_p
@@ -189,7 +188,7 @@ def _assistant_blocks(m: dict[str, Any], where: str) -> list[dict[str, Any]]:
             args = None
         if not isinstance(args, dict):
             raise InvalidRequest(
-                f"{where}.tool_calls[{j}].function.arguments must be a JSON object", param="messages"
+                f"{where}.tool_calls[{j}]: arguments must be a JSON object", param="messages"
             )
         blocks.append({"type": "tool_use", "id": str(tc["id"]), "name": fn["name"], "input": args})
     return blocks
@@ -249,9 +248,7 @@ def _json_tool(fmt: Any, taken: set[str]) -> dict[str, Any] | None:
     elif kind == "json_schema" and isinstance(spec := fmt.get("json_schema"), dict):
         schema = spec.get("schema") or {"type": "object", "additionalProperties": True}
         if not isinstance(schema, dict) or schema.get("type") != "object":
-            raise CapabilityError(
-                "Anthropic needs a json_schema whose root is an object", param="response_format"
-            )
+            raise CapabilityError("Anthropic needs an object at the schema root", param="response_format")
         name = spec["name"] if isinstance(spec.get("name"), str) else JSON_TOOL
         if not _TOOL_NAME.match(name) or name in taken:
             name = JSON_TOOL
@@ -259,25 +256,16 @@ def _json_tool(fmt: Any, taken: set[str]) -> dict[str, Any] | None:
     else:
         raise CapabilityError(f"response_format type {kind!r} is not supported", param="response_format")
     if name in taken:
-        raise CapabilityError(
-            f"a tool is named {name!r}, which aigw needs for response_format", param="tools"
-        )
+        raise CapabilityError(f"tool name {name!r} is reserved for response_format", param="tools")
     return {"name": name, "description": desc, "input_schema": schema}
 
 
 def _tool_choice(body: dict[str, Any], user_tools: bool, json_tool: str | None) -> dict[str, Any]:
-    tc = body.get("tool_choice")
-    if tc is None or tc == "auto":
-        choice: dict[str, Any] = {"type": "auto"}
-    elif tc == "none":
-        choice = {"type": "none"}
-    elif tc == "required":
-        choice = {"type": "any"}
-    elif (
-        isinstance(tc, dict)
-        and isinstance(fn := tc.get("function"), dict)
-        and isinstance(fn.get("name"), str)
-    ):
+    tc = body.get("tool_choice") or "auto"
+    fn = tc.get("function") if isinstance(tc, dict) else None
+    if isinstance(tc, str) and tc in _CHOICES:
+        choice: dict[str, Any] = {"type": _CHOICES[tc]}
+    elif isinstance(fn, dict) and isinstance(fn.get("name"), str):
         choice = {"type": "tool", "name": fn["name"]}
     else:
         raise InvalidRequest(f"tool_choice {tc!r:.60} is not valid", param="tool_choice")
@@ -287,10 +275,8 @@ def _tool_choice(body: dict[str, Any], user_tools: bool, json_tool: str | None) 
         elif choice["type"] == "auto":
             choice = {"type": "any"}  # call a tool, or answer through the JSON tool
         elif choice["type"] == "any":
-            raise CapabilityError(
-                "tool_choice 'required' cannot be combined with response_format for Anthropic",
-                param="tool_choice",
-            )
+            msg = "tool_choice 'required' and response_format cannot be combined for Anthropic"
+            raise CapabilityError(msg, param="tool_choice")
     if body.get("parallel_tool_calls") is False and choice["type"] != "none":
         choice["disable_parallel_tool_use"] = True
     return choice
@@ -359,12 +345,8 @@ def response_from_wire(provider: str, d: dict[str, Any], json_tool: str | None, 
             message["content"] = "".join(texts) if texts or not calls else None
         if calls:
             message["tool_calls"] = calls
-        choice = {
-            "index": 0,
-            "message": message,
-            "finish_reason": finish_reason(d.get("stop_reason"), bool(calls)) or "stop",
-            "logprobs": None,
-        }
+        finish = finish_reason(d.get("stop_reason"), bool(calls)) or "stop"
+        choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         usage = None if d.get("usage") is None else usage_from_wire(d["usage"])
         return ChatResponse(str(d.get("id") or ""), created, str(d.get("model") or ""), [choice], usage)
     except ValueError as e:
@@ -377,6 +359,13 @@ def _str(value: Any, what: str) -> str:
     return value
 
 
+def _epoch(value: Any) -> int:
+    try:
+        return int(datetime.fromisoformat(value).timestamp()) if isinstance(value, str) else 0
+    except ValueError:
+        return 0
+
+
 def models_from_wire(provider: str, d: dict[str, Any]) -> tuple[list[ModelInfo], str | None]:
     """The models of one page, and the cursor of the next page (None on the last)."""
     items = d.get("data")
@@ -385,13 +374,7 @@ def models_from_wire(provider: str, d: dict[str, Any]) -> tuple[list[ModelInfo],
     out = []
     for m in items:
         if isinstance(m, dict) and isinstance(m.get("id"), str):
-            created = 0
-            if isinstance(m.get("created_at"), str):
-                try:
-                    created = int(datetime.fromisoformat(m["created_at"]).timestamp())
-                except ValueError:
-                    created = 0
-            out.append(ModelInfo(m["id"], provider, created))
+            out.append(ModelInfo(m["id"], provider, _epoch(m.get("created_at"))))
     last = d.get("last_id")
     more = d.get("has_more") is True and isinstance(last, str) and bool(last)
     return out, (last if more else None)
@@ -455,10 +438,10 @@ class StreamTranslator:
         self.json_tool = json_tool
         self.created = created
         self.done = False
-        self._id = ""
-        self._model = ""
+        self._id = self._model = ""
         self._started = False
-        self._blocks: dict[int, tuple[str, int, bool]] = {}  # index -> (kind, tool index, sent args)
+        # block index -> (kind, tool index, the arguments to send at its end unless fragments came)
+        self._blocks: dict[int, tuple[str, int, str | None]] = {}
         self._tools = 0
         self._usage: dict[str, Any] = {}
 
@@ -470,16 +453,15 @@ class StreamTranslator:
             return []
         if kind != "message_start" and not self._started:
             if kind in ("content_block_start", "content_block_delta", "message_delta", "message_stop"):
-                raise UpstreamProtocolError(
-                    f"{self.provider}: stream lacks message_start", provider=self.provider
-                )
+                raise self._bad(f"{kind} before message_start")
             return []
         try:
             return self._feed(kind, d)
         except (ValueError, KeyError, TypeError) as e:
-            raise UpstreamProtocolError(
-                f"{self.provider}: malformed {kind} event: {e}", provider=self.provider
-            ) from None
+            raise self._bad(f"malformed {kind} event: {e}") from None
+
+    def _bad(self, what: str) -> UpstreamProtocolError:
+        return UpstreamProtocolError(f"{self.provider}: {what}", provider=self.provider)
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -506,7 +488,7 @@ class StreamTranslator:
                 self._usage.update({k: v for k, v in d["usage"].items() if v is not None})
             delta = d.get("delta")
             reason = delta.get("stop_reason") if isinstance(delta, dict) else None
-            real_tools = any(k == "tool" for k, _, _ in self._blocks.values())
+            real_tools = any(b[0] == "tool" for b in self._blocks.values())
             finish = finish_reason(reason, real_tools)
             return [] if finish is None else [self._chunk({}, finish)]
         if kind == "message_stop":
@@ -519,29 +501,32 @@ class StreamTranslator:
             raise ValueError("content_block is not an object")
         btype = block.get("type")
         if btype == "text" and self.json_tool is None:
-            self._blocks[index] = ("text", 0, False)
-            text = block.get("text") or ""
-            return [self._chunk({"content": _str(text, "text")})] if text else []
-        if btype == "tool_use" and block.get("name") == self.json_tool:
-            self._blocks[index] = ("json", 0, False)
+            self._blocks[index] = ("text", 0, None)
+            text = _str(block.get("text") or "", "text")
+            return [self._chunk({"content": text})] if text else []
+        if btype != "tool_use":
+            self._blocks[index] = ("ignore", 0, None)  # thinking, or a block type added later
             return []
-        if btype == "tool_use":
-            self._blocks[index] = ("tool", self._tools, False)
-            self._tools += 1
-            call = {
-                "index": self._tools - 1,
-                "id": _str(block.get("id"), "tool id"),
-                "type": "function",
-                "function": {"name": _str(block.get("name"), "tool name"), "arguments": ""},
-            }
-            return [self._chunk({"tool_calls": [call]})]
-        self._blocks[index] = ("ignore", 0, False)  # thinking, or a block type added later
-        return []
+        initial = block.get("input")
+        args = _dumps(initial) if isinstance(initial, dict) and initial else "{}"
+        if block.get("name") == self.json_tool:
+            self._blocks[index] = ("json", 0, args)
+            return []
+        self._blocks[index] = ("tool", self._tools, args)
+        fn = {"name": _str(block.get("name"), "tool name"), "arguments": ""}
+        call = {
+            "index": self._tools,
+            "id": _str(block.get("id"), "tool id"),
+            "type": "function",
+            "function": fn,
+        }
+        self._tools += 1
+        return [self._chunk({"tool_calls": [call]})]
 
     def _block_delta(self, index: int, delta: Any) -> list[ChatChunk]:
         if not isinstance(delta, dict):
             raise ValueError("delta is not an object")
-        kind, tool, _ = self._blocks.get(index, ("ignore", 0, False))
+        kind, tool, _ = self._blocks.get(index, ("ignore", 0, None))
         dtype = delta.get("type")
         if kind == "text" and dtype == "text_delta":
             text = _str(delta.get("text"), "text")
@@ -550,19 +535,19 @@ class StreamTranslator:
             part = _str(delta.get("partial_json"), "partial_json")
             if not part:
                 return []
-            self._blocks[index] = (kind, tool, True)
+            self._blocks[index] = (kind, tool, None)
             if kind == "json":
                 return [self._chunk({"content": part})]
             return [self._chunk({"tool_calls": [{"index": tool, "function": {"arguments": part}}]})]
         return []  # thinking_delta, signature_delta, citations_delta...
 
     def _block_stop(self, index: int) -> list[ChatChunk]:
-        kind, tool, sent = self._blocks.get(index, ("ignore", 0, False))
-        if sent or kind not in ("tool", "json"):
+        kind, tool, args = self._blocks.get(index, ("ignore", 0, None))
+        if args is None:  # not a tool, or its input came in fragments
             return []
-        if kind == "json":  # a tool input without fragments is an empty object
-            return [self._chunk({"content": "{}"})]
-        return [self._chunk({"tool_calls": [{"index": tool, "function": {"arguments": "{}"}}]})]
+        if kind == "json":
+            return [self._chunk({"content": args})]
+        return [self._chunk({"tool_calls": [{"index": tool, "function": {"arguments": args}}]})]
 
 
 def _index(d: dict[str, Any]) -> int:

@@ -764,3 +764,28 @@ def test_unknown_events_and_deltas_are_skipped() -> None:
     chunks, t = run(events)
     assert deltas(chunks)[1:] == [{"content": "ok"}, {}]
     assert chunks[-2].choices[0]["finish_reason"] == "length" and t.done
+
+
+@pytest.mark.parametrize(
+    ("json_tool", "initial", "expected"),
+    [
+        (None, {}, {"tool_calls": [{"index": 0, "function": {"arguments": "{}"}}]}),
+        (
+            None,
+            {"city": "Oslo"},
+            {"tool_calls": [{"index": 0, "function": {"arguments": '{"city":"Oslo"}'}}]},
+        ),
+        ("get_weather", {"city": "Oslo"}, {"content": '{"city":"Oslo"}'}),
+    ],
+)
+def test_tool_input_without_fragments(
+    json_tool: str | None, initial: dict[str, Any], expected: dict[str, Any]
+) -> None:
+    block = {"type": "tool_use", "id": "toolu_c", "name": "get_weather", "input": initial}
+    events = [
+        START,
+        ev("content_block_start", index=0, content_block=block),
+        ev("content_block_stop", index=0),
+    ]
+    chunks, _ = run(events, json_tool)
+    assert deltas(chunks)[-1] == expected
