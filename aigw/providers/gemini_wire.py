@@ -64,6 +64,7 @@ _CONFIG_KEYS = (
     ("n", "candidateCount"),
 )
 _FILTERED = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY"})
+_SERVED_METHODS = frozenset({"generateContent", "batchEmbedContents", "embedContent"})
 _DELAY = re.compile(r"^\s*(\d+(?:\.\d+)?)s\s*$")
 
 
@@ -280,10 +281,10 @@ class StreamTranslator:
     def feed(self, d: dict[str, Any]) -> list[ChatChunk]:
         if "error" in d:
             raise error_from_object(self._provider, d["error"])
-        if not self._id:
+        if not self._id:  # the first event names the stream (and the model version) for good
             self._id = chat_id(d)
-        if isinstance(d.get("modelVersion"), str) and d["modelVersion"]:
-            self._model = d["modelVersion"]
+            if isinstance(d.get("modelVersion"), str) and d["modelVersion"]:
+                self._model = d["modelVersion"]
         if (usage := usage_from_gemini(self._provider, d.get("usageMetadata"))) is not None:
             self._usage = usage
         out: list[ChatChunk] = []
@@ -330,8 +331,12 @@ def models_from_gemini(provider: str, d: dict[str, Any]) -> tuple[list[ModelInfo
         raise _bad(provider, "models is not a list")
     out = []
     for m in items:
-        if isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"]:
-            out.append(ModelInfo(m["name"].removeprefix("models/"), provider))
+        if not isinstance(m, dict) or not isinstance(m.get("name"), str) or not m["name"]:
+            continue
+        methods = m.get("supportedGenerationMethods")
+        if isinstance(methods, list) and not _SERVED_METHODS.intersection(methods):
+            continue  # image, video or question-answering models this provider cannot serve
+        out.append(ModelInfo(m["name"].removeprefix("models/"), provider))
     token = d.get("nextPageToken")
     return out, token if isinstance(token, str) and token else None
 

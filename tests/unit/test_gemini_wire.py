@@ -686,6 +686,17 @@ def test_embed_response_malformed(d: dict[str, Any]) -> None:
         embed_response_from_gemini("gem", "e", {"input": ["a", "b"]}, d)
 
 
+def test_models_page_keeps_chat_and_embedding_models() -> None:
+    predict = {"name": "models/imagen-3.0", "supportedGenerationMethods": ["predict"]}
+    embed = {"name": "models/text-embedding-004", "supportedGenerationMethods": ["embedContent"]}
+    assert [
+        m.id for m in models_from_gemini("gem", {"models": [predict, embed, {"name": "models/x"}]})[0]
+    ] == [
+        "text-embedding-004",
+        "x",
+    ]
+
+
 def test_models_page() -> None:
     d = {
         "models": [
