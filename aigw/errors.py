@@ -13,6 +13,7 @@ Every layer raises these; the HTTP boundary maps them to OpenAI error objects by
     └── UpstreamError                502    upstream_error          .retryable, .upstream_status
         ├── UpstreamConnectError     502    retryable
         ├── UpstreamTimeout          504    retryable
+        │   └── FirstTokenTimeout    504    not retryable (stalled stream; the next target is tried)
         ├── UpstreamProtocolError    502    not retryable (garbage from upstream)
         └── UpstreamStatusError      by upstream status (see `status_code`)
 """
@@ -91,6 +92,14 @@ class UpstreamTimeout(UpstreamError):
     status_code = 504
     retryable = True
     code = "upstream_timeout"
+
+
+class FirstTokenTimeout(UpstreamTimeout):
+    """A stream produced no content in time while another target could answer: fall back
+    rather than retry a target that is stalling."""
+
+    retryable = False
+    code = "first_token_timeout"
 
 
 class UpstreamProtocolError(UpstreamError):

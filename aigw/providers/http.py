@@ -21,6 +21,7 @@ from aigw.config import ProviderConfig, redact_url
 from aigw.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
 from aigw.providers.sse import SSEEvent, SSEParser
 
+_URL_CACHE_SIZE = 256
 # (status, body, response headers) -> the error to raise for an HTTP error status.
 ErrorMapper = Callable[[int, bytes, "CIMultiDictProxy[str]"], UpstreamStatusError]
 
@@ -79,7 +80,9 @@ class HttpTransport:
     def _url(self, path: str) -> URL:
         url = self._urls.get(path)
         if url is None:
-            url = self._urls[path] = URL(self.base + path, encoded=False)
+            url = URL(self.base + path, encoded=False)
+            if len(self._urls) < _URL_CACHE_SIZE:  # paths may carry client-chosen model names
+                self._urls[path] = url
         return url
 
     async def send(

@@ -45,6 +45,14 @@ class Breaker:
             return 0.0
         return max(0.0, self._opened_at + self._cfg.cooldown_s - self._clock())
 
+    def available(self) -> bool:
+        """Whether `allow()` would now say yes (without taking the half-open probe)."""
+        if self.state is BreakerState.CLOSED:
+            return True
+        if self.state is BreakerState.OPEN:
+            return self.retry_in() <= 0
+        return not self._probing
+
     def allow(self) -> bool:
         """May a request use this target now? In half-open, only the one probe may."""
         if self.state is BreakerState.CLOSED:

@@ -29,6 +29,7 @@ from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, Embe
 from aigw.errors import (
     AigwError,
     CapabilityError,
+    FirstTokenTimeout,
     ServiceUnavailable,
     UpstreamConnectError,
     UpstreamError,
@@ -160,6 +161,8 @@ class Router:
         """Anything outside aigw's error tree is a bug in the provider: logged, and a 502."""
         if isinstance(exc, AigwError):
             return exc
+        if isinstance(exc, TimeoutError):
+            return UpstreamTimeout(f"{target.provider}: timed out", provider=target.provider)
         log.error("provider %s failed unexpectedly: %s: %s", target.provider, type(exc).__name__, exc)
         return UpstreamProtocolError(
             f"{target.provider}: unexpected failure ({type(exc).__name__})", provider=target.provider
@@ -201,7 +204,8 @@ class Router:
                 continue
             tried += 1
             try:
-                call = functools.partial(attempt, provider, target, i < len(targets) - 1)
+                has_next = any(self.breakers.get(t).available() for t, _ in targets[i + 1 :])
+                call = functools.partial(attempt, provider, target, has_next)
                 value = await self._try_target(route, target, call, deadline=deadline, trace=trace, last=last)
             except _NextTarget as nxt:
                 last = nxt.error
@@ -209,11 +213,13 @@ class Router:
             trace.fallbacks = tried - 1
             self.stats.fallbacks += trace.fallbacks
             return value, target, trace
+        self.stats.fallbacks += max(0, tried - 1)
         if last is not None:
             raise last
+        wait = max(1.0, min(waits))  # 0 when another request holds the half-open probe
         raise ServiceUnavailable(
-            f"Every target of {route.requested!r} is failing (circuit open); retry in {min(waits):.0f} s",
-            retry_after=min(waits),
+            f"Every target of {route.requested!r} is failing (circuit open); retry in {wait:.0f} s",
+            retry_after=wait,
         )
 
     async def _try_target(
@@ -238,22 +244,20 @@ class Router:
             try:
                 async with asyncio.timeout(remaining) as scope:
                     value = await attempt()
-            except TimeoutError:
-                breaker.release()
-                if scope.expired():
-                    raise self._deadline_error(route, last) from None
-                raise
             except asyncio.CancelledError:
                 breaker.release()
                 raise
             except Exception as e:
+                if isinstance(e, TimeoutError) and scope.expired():
+                    breaker.release()
+                    raise self._deadline_error(route, last) from None
                 err = self._as_error(target, e)
                 self._record_failure(target, err)
                 decision = verdict(err)
                 if decision is Verdict.FINAL:
                     raise err from None
                 last = err
-                if decision is Verdict.RETRY and retries < self._cfg.retries:
+                if decision is Verdict.RETRY and retries < self._cfg.retries and breaker.available():
                     delay = retry_delay(self._cfg, retries + 1, getattr(err, "retry_after", None), self._rng)
                     if delay is not None and self._clock() + delay < deadline:
                         retries += 1
@@ -317,7 +321,7 @@ class Router:
         except TimeoutError:
             await _aclose(it)
             if scope.expired():
-                raise UpstreamTimeout(
+                raise FirstTokenTimeout(
                     f"{target.provider}: no first token within {wait:g} s", provider=target.provider
                 ) from None
             raise

@@ -195,9 +195,6 @@ def test_breaker_opening_during_retries_abandons_the_target() -> None:
     assert rig.breaker("a")["state"] == "open"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="router.py:256-263 sleeps and counts a retry before seeing the breaker opened"
-)
 def test_no_backoff_nor_retry_counted_once_the_breaker_opened() -> None:
     rig = Rig([status(503)] * 2, retries=3, breaker=BreakerConfig(failures=2, cooldown_s=30))
     routed = rig.chat()
@@ -241,9 +238,6 @@ def test_stray_exception_becomes_protocol_error_and_falls_back() -> None:
     assert rig.health.snapshot("a")["last_error"] == "a: unexpected failure (KeyError)"
 
 
-@pytest.mark.xfail(
-    strict=True, reason="router.py:241-245 re-raises a provider's own TimeoutError raw, unmapped"
-)
 def test_stray_timeout_error_is_mapped_and_falls_back() -> None:
     rig = Rig([TimeoutError("socket timed out")], retries=0)
     assert rig.chat().target == Target("b", "mb")
@@ -330,9 +324,6 @@ def test_first_token_timeout_does_not_apply_to_the_last_target() -> None:
     assert s2.target == Target("b", "mb") and rig2.calls == (1, 1)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="router.py:204 has_next ignores that every later target's breaker is open"
-)
 def test_first_token_timeout_does_not_apply_when_later_targets_are_all_open() -> None:
     rig = Rig([Stall(0.3)], [status(500)], retries=0, first_token_timeout_s=0.05)
     for _ in range(5):  # BreakerConfig.failures
