@@ -89,6 +89,16 @@ def status(json_out: bool = JsonOption) -> None:
             typer.echo(line)
         for alias, targets in (data.get("aliases") or {}).items():
             typer.echo(f"  alias {alias} -> {', '.join(targets)}")
+        for target, b in (data.get("breakers") or {}).items():
+            if b.get("state") != "closed":
+                wait = f", retry in {b.get('retry_in_s', 0):.0f} s" if b.get("state") == "open" else ""
+                typer.echo(f"  breaker {target}: {b.get('state')}{wait}")
+        routing = data.get("routing") or {}
+        if any(routing.values()):
+            typer.echo(
+                f"  routing: {routing.get('fallbacks', 0)} fallbacks, {routing.get('retries', 0)} retries, "
+                f"{routing.get('broken_streams', 0)} streams broken after content"
+            )
         local = data.get("local") or {}
         if local.get("loaded"):
             used, budget = local["used_bytes"] / 1024**3, local["budget_bytes"] / 1024**3

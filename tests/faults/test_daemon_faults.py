@@ -8,6 +8,8 @@ completion, and no stream carries content from two targets.
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -204,3 +206,21 @@ def test_the_bar_zero_client_visible_failures(daemon: DaemonProcess, fake: Fault
     assert sum(seen.values()) == 2000
     assert sum(faults.values()) > 500 and len(faults) == len(HIDDEN_FAULTS)
     assert seen["a"] > 1000
+
+
+def test_status_shows_an_open_breaker(daemon: DaemonProcess, fake: FaultUpstreamServer) -> None:
+    fake.fake.script("brk", *["500"] * 5)
+    for _ in range(2):  # 3 attempts, then 2: five consecutive failures open the breaker
+        daemon.post("/v1/chat/completions", json={"model": "p1/brk", "messages": MSG})
+    assert fake.fake.attempts == {"brk": 5}
+    out = subprocess.run(
+        [sys.executable, "-m", "aigw", "status"],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "breaker p1/brk: open, retry in 1 s" in out.stdout
+    assert "fallbacks" in out.stdout
