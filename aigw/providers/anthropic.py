@@ -15,9 +15,9 @@ from urllib.parse import quote
 from aigw.config import ProviderConfig
 from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
 from aigw.errors import CapabilityError, UpstreamProtocolError
+from aigw.providers.anthropic_stream import StreamTranslator
 from aigw.providers.anthropic_wire import (
     API_VERSION,
-    StreamTranslator,
     error_from_body,
     models_from_wire,
     request_to_wire,

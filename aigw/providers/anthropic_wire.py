@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, ModelInfo, Usage
+from aigw.domain import ChatRequest, ChatResponse, ModelInfo, Usage
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 
 API_VERSION = "2023-06-01"
@@ -311,7 +311,7 @@ def finish_reason(stop_reason: Any, tool_calls: bool) -> str | None:
     return _FINISH.get(str(stop_reason), "stop")
 
 
-def _dumps(value: Any) -> str:
+def dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
@@ -330,16 +330,16 @@ def response_from_wire(provider: str, d: dict[str, Any], json_tool: str | None, 
         answer: str | None = None
         for b in _blocks(d):
             if b.get("type") == "text" and json_tool is None:
-                texts.append(_str(b.get("text"), "text"))
+                texts.append(text_field(b.get("text"), "text"))
             elif b.get("type") == "tool_use":
-                name, args = _str(b.get("name"), "tool name"), b.get("input")
+                name, args = text_field(b.get("name"), "tool name"), b.get("input")
                 if not isinstance(args, dict):
                     raise ValueError("tool_use input is not an object")
                 if name == json_tool:
-                    answer = _dumps(args)
+                    answer = dumps(args)
                     continue
-                fn = {"name": name, "arguments": _dumps(args)}
-                calls.append({"id": _str(b.get("id"), "tool id"), "type": "function", "function": fn})
+                fn = {"name": name, "arguments": dumps(args)}
+                calls.append({"id": text_field(b.get("id"), "tool id"), "type": "function", "function": fn})
         message: dict[str, Any] = {"role": "assistant", "content": answer}
         if json_tool is None:
             message["content"] = "".join(texts) if texts or not calls else None
@@ -353,7 +353,7 @@ def response_from_wire(provider: str, d: dict[str, Any], json_tool: str | None, 
         raise UpstreamProtocolError(f"{provider}: malformed response: {e}", provider=provider) from None
 
 
-def _str(value: Any, what: str) -> str:
+def text_field(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} is not a string")
     return value
@@ -420,138 +420,3 @@ def error_from_event(provider: str, d: dict[str, Any]) -> UpstreamStatusError:
     etype = err.get("type") if isinstance(err, dict) else None
     status = ERROR_STATUS.get(etype, 500) if isinstance(etype, str) else 500
     return _error(provider, status, err, "error event in stream", None)
-
-
-# --- streams --------------------------------------------------------------------------------
-
-
-class StreamTranslator:
-    """Anthropic stream events in, OpenAI chunks out. Feed each event's JSON data in order.
-
-    The first chunk carries role "assistant"; tool_use blocks become tool_calls deltas with a
-    running index; message_delta's stop_reason becomes the finish_reason chunk; message_stop
-    ends with a usage-only chunk (choices []) and sets `done`.
-    """
-
-    def __init__(self, provider: str, json_tool: str | None, created: int) -> None:
-        self.provider = provider
-        self.json_tool = json_tool
-        self.created = created
-        self.done = False
-        self._id = self._model = ""
-        self._started = False
-        # block index -> (kind, tool index, the arguments to send at its end unless fragments came)
-        self._blocks: dict[int, tuple[str, int, str | None]] = {}
-        self._tools = 0
-        self._usage: dict[str, Any] = {}
-
-    def feed(self, d: dict[str, Any]) -> list[ChatChunk]:
-        kind = d.get("type")
-        if kind == "error":
-            raise error_from_event(self.provider, d)
-        if kind == "ping" or self.done:
-            return []
-        if kind != "message_start" and not self._started:
-            if kind in ("content_block_start", "content_block_delta", "message_delta", "message_stop"):
-                raise self._bad(f"{kind} before message_start")
-            return []
-        try:
-            return self._feed(kind, d)
-        except (ValueError, KeyError, TypeError) as e:
-            raise self._bad(f"malformed {kind} event: {e}") from None
-
-    def _bad(self, what: str) -> UpstreamProtocolError:
-        return UpstreamProtocolError(f"{self.provider}: {what}", provider=self.provider)
-
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return ChatChunk(self._id, self.created, self._model, [choice])
-
-    def _feed(self, kind: Any, d: dict[str, Any]) -> list[ChatChunk]:
-        if kind == "message_start":
-            msg = d["message"]
-            if not isinstance(msg, dict):
-                raise ValueError("message is not an object")
-            self._id, self._model = str(msg.get("id") or ""), str(msg.get("model") or "")
-            if isinstance(msg.get("usage"), dict):
-                self._usage.update(msg["usage"])
-            self._started = True
-            return [self._chunk({"role": "assistant", "content": ""})]
-        if kind == "content_block_start":
-            return self._block_start(_index(d), d["content_block"])
-        if kind == "content_block_delta":
-            return self._block_delta(_index(d), d["delta"])
-        if kind == "content_block_stop":
-            return self._block_stop(_index(d))
-        if kind == "message_delta":
-            if isinstance(d.get("usage"), dict):
-                self._usage.update({k: v for k, v in d["usage"].items() if v is not None})
-            delta = d.get("delta")
-            reason = delta.get("stop_reason") if isinstance(delta, dict) else None
-            real_tools = any(b[0] == "tool" for b in self._blocks.values())
-            finish = finish_reason(reason, real_tools)
-            return [] if finish is None else [self._chunk({}, finish)]
-        if kind == "message_stop":
-            self.done = True
-            return [ChatChunk(self._id, self.created, self._model, [], usage_from_wire(self._usage))]
-        return []  # unknown event types may be added by the vendor
-
-    def _block_start(self, index: int, block: Any) -> list[ChatChunk]:
-        if not isinstance(block, dict):
-            raise ValueError("content_block is not an object")
-        btype = block.get("type")
-        if btype == "text" and self.json_tool is None:
-            self._blocks[index] = ("text", 0, None)
-            text = _str(block.get("text") or "", "text")
-            return [self._chunk({"content": text})] if text else []
-        if btype != "tool_use":
-            self._blocks[index] = ("ignore", 0, None)  # thinking, or a block type added later
-            return []
-        initial = block.get("input")
-        args = _dumps(initial) if isinstance(initial, dict) and initial else "{}"
-        if block.get("name") == self.json_tool:
-            self._blocks[index] = ("json", 0, args)
-            return []
-        self._blocks[index] = ("tool", self._tools, args)
-        fn = {"name": _str(block.get("name"), "tool name"), "arguments": ""}
-        call = {
-            "index": self._tools,
-            "id": _str(block.get("id"), "tool id"),
-            "type": "function",
-            "function": fn,
-        }
-        self._tools += 1
-        return [self._chunk({"tool_calls": [call]})]
-
-    def _block_delta(self, index: int, delta: Any) -> list[ChatChunk]:
-        if not isinstance(delta, dict):
-            raise ValueError("delta is not an object")
-        kind, tool, _ = self._blocks.get(index, ("ignore", 0, None))
-        dtype = delta.get("type")
-        if kind == "text" and dtype == "text_delta":
-            text = _str(delta.get("text"), "text")
-            return [self._chunk({"content": text})] if text else []
-        if kind in ("tool", "json") and dtype == "input_json_delta":
-            part = _str(delta.get("partial_json"), "partial_json")
-            if not part:
-                return []
-            self._blocks[index] = (kind, tool, None)
-            if kind == "json":
-                return [self._chunk({"content": part})]
-            return [self._chunk({"tool_calls": [{"index": tool, "function": {"arguments": part}}]})]
-        return []  # thinking_delta, signature_delta, citations_delta...
-
-    def _block_stop(self, index: int) -> list[ChatChunk]:
-        kind, tool, args = self._blocks.get(index, ("ignore", 0, None))
-        if args is None:  # not a tool, or its input came in fragments
-            return []
-        if kind == "json":
-            return [self._chunk({"content": args})]
-        return [self._chunk({"tool_calls": [{"index": tool, "function": {"arguments": args}}]})]
-
-
-def _index(d: dict[str, Any]) -> int:
-    i = d.get("index")
-    if not isinstance(i, int) or isinstance(i, bool):
-        raise ValueError("index is not an integer")
-    return i

@@ -9,8 +9,8 @@ import pytest
 
 from aigw.domain import ChatChunk, ChatRequest, Usage
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
+from aigw.providers.anthropic_stream import StreamTranslator
 from aigw.providers.anthropic_wire import (
-    StreamTranslator,
     error_from_body,
     error_from_event,
     models_from_wire,
