@@ -37,7 +37,7 @@ from aigw.errors import (
     UpstreamTimeout,
 )
 from aigw.providers.base import Capability, Provider
-from aigw.routing.breaker import BreakerBoard
+from aigw.routing.breaker import Breaker, BreakerBoard
 from aigw.routing.capabilities import CHAT_FEATURES, requirements
 from aigw.routing.health import HealthBoard
 from aigw.routing.policy import Verdict, counts_against_target, has_content, retry_delay, verdict
@@ -168,8 +168,8 @@ class Router:
             f"{target.provider}: unexpected failure ({type(exc).__name__})", provider=target.provider
         )
 
-    def _record_failure(self, target: Target, err: AigwError) -> None:
-        breaker = self.breakers.get(target)
+    def _record_failure(self, target: Target, err: AigwError, breaker: Breaker | None = None) -> None:
+        breaker = breaker or self.breakers.get(target)
         if not counts_against_target(err):
             breaker.release()
             return
@@ -178,8 +178,8 @@ class Router:
         unreachable = isinstance(err, UpstreamConnectError | UpstreamTimeout)
         self._health.record_error(target.provider, err.message, unreachable=unreachable)
 
-    def _record_success(self, target: Target) -> None:
-        self.breakers.get(target).success()
+    def _record_success(self, target: Target, breaker: Breaker) -> None:
+        breaker.success()
         self._health.record_ok(target.provider)
 
     # -- the chain -----------------------------------------------------------------------------
@@ -206,7 +206,9 @@ class Router:
             try:
                 has_next = any(self.breakers.get(t).available() for t, _ in targets[i + 1 :])
                 call = functools.partial(attempt, provider, target, has_next)
-                value = await self._try_target(route, target, call, deadline=deadline, trace=trace, last=last)
+                value = await self._try_target(
+                    route, target, breaker, call, deadline=deadline, trace=trace, last=last
+                )
             except _NextTarget as nxt:
                 last = nxt.error
                 continue
@@ -226,6 +228,7 @@ class Router:
         self,
         route: Route,
         target: Target,
+        breaker: Breaker,
         attempt: Callable[[], Awaitable[T]],
         *,
         deadline: float,
@@ -234,7 +237,6 @@ class Router:
     ) -> T:
         """Attempt one target, retrying what may succeed on another try. Raises `_NextTarget` to
         move on, or the error the client should get."""
-        breaker = self.breakers.get(target)
         retries = 0
         while True:
             remaining = deadline - self._clock()
@@ -252,7 +254,7 @@ class Router:
                     breaker.release()
                     raise self._deadline_error(route, last) from None
                 err = self._as_error(target, e)
-                self._record_failure(target, err)
+                self._record_failure(target, err, breaker)
                 decision = verdict(err)
                 if decision is Verdict.FINAL:
                     raise err from None
@@ -267,7 +269,7 @@ class Router:
                         if breaker.allow():
                             continue
                 raise _NextTarget(err) from None
-            self._record_success(target)
+            self._record_success(target, breaker)
             return value
 
     def _deadline_error(self, route: Route, last: AigwError | None) -> UpstreamTimeout:
