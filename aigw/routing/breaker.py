@@ -4,15 +4,19 @@
     open ──(cooldown elapsed; the next request becomes the single probe)──▶ half-open
     half-open ──probe succeeds──▶ closed        half-open ──probe fails──▶ open (cooldown restarts)
 
-A probe that ends without a verdict (the client left, the request itself was bad) frees the
-half-open slot for the next request instead of wedging the breaker.
+`allow()` hands out a `Permit`; outcomes are reported with it. Only the probe's permit can
+close a half-open breaker, re-open it or free its slot: a request admitted before the breaker
+opened that ends late (a long stream, a cancelled call) changes nothing. A probe that ends
+without a verdict (the client left, the request itself was bad) frees the slot for the next
+request instead of wedging the breaker.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -24,6 +28,14 @@ class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
     HALF_OPEN = "half_open"
+
+
+@dataclass(frozen=True, slots=True)
+class Permit:
+    """Leave to use a target once. `epoch` is the breaker's open count when it was issued."""
+
+    probe: bool
+    epoch: int
 
 
 class Breaker:
@@ -53,43 +65,54 @@ class Breaker:
             return self.retry_in() <= 0
         return not self._probing
 
-    def allow(self) -> bool:
-        """May a request use this target now? In half-open, only the one probe may."""
+    def allow(self) -> Permit | None:
+        """Leave to use the target now, or None. In half-open, only the one probe gets it."""
         if self.state is BreakerState.CLOSED:
-            return True
+            return Permit(False, self.opens)
         if self.state is BreakerState.OPEN:
             if self.retry_in() > 0:
-                return False
+                return None
             self.state = BreakerState.HALF_OPEN
             self._probing = False
         if self._probing:
-            return False
+            return None
         self._probing = True
-        return True
+        return Permit(True, self.opens)
 
-    def success(self) -> None:
-        self._consecutive = 0
-        if self.state is not BreakerState.CLOSED:
+    @property
+    def healthy(self) -> bool:
+        """Closed, with no failure since the last success: nothing worth remembering."""
+        return self.state is BreakerState.CLOSED and self._consecutive == 0
+
+    def _owns_probe(self, permit: Permit) -> bool:
+        return permit.probe and permit.epoch == self.opens and self.state is BreakerState.HALF_OPEN
+
+    def success(self, permit: Permit) -> None:
+        if self.state is BreakerState.CLOSED:
+            self._consecutive = 0
+            self._note(failed=False)
+        elif self._owns_probe(permit):
             self.state = BreakerState.CLOSED
+            self._probing = False
+            self._consecutive = 0
             self._outcomes.clear()
-        self._probing = False
-        self._note(failed=False)
+            self._note(failed=False)
 
-    def failure(self) -> None:
-        self._probing = False
-        if self.state is BreakerState.HALF_OPEN:
+    def failure(self, permit: Permit) -> None:
+        if self.state is BreakerState.CLOSED:
+            self._consecutive += 1
+            self._note(failed=True)
+            if self._consecutive >= self._cfg.failures or self._ratio_tripped():
+                self._open()
+        elif self._owns_probe(permit):
+            self._probing = False
             self._open()
-            return
-        if self.state is BreakerState.OPEN:
-            return  # a request admitted before the breaker opened; the cooldown stands
-        self._consecutive += 1
-        self._note(failed=True)
-        if self._consecutive >= self._cfg.failures or self._ratio_tripped():
-            self._open()
+        # Otherwise a request admitted before the breaker opened: the cooldown stands.
 
-    def release(self) -> None:
-        """An attempt ended with no verdict on the target's health."""
-        self._probing = False
+    def release(self, permit: Permit) -> None:
+        """The attempt ended with no verdict on the target's health."""
+        if self._owns_probe(permit):
+            self._probing = False
 
     def _open(self) -> None:
         self.state = BreakerState.OPEN
@@ -126,18 +149,36 @@ class Breaker:
 
 
 class BreakerBoard:
-    """The breakers of every target seen so far, created on first use."""
+    """The breakers of the targets in use, created on first use. Requests may name any
+    `provider/model`, so the board is bounded: past `capacity` it forgets the least recently
+    used breakers that are closed (which hold nothing a new breaker would not)."""
 
-    def __init__(self, cfg: BreakerConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, cfg: BreakerConfig, clock: Callable[[], float] = time.monotonic, capacity: int = 1024
+    ) -> None:
         self._cfg = cfg
         self._clock = clock
-        self._breakers: dict[Target, Breaker] = {}
+        self._capacity = capacity
+        self._breakers: OrderedDict[Target, Breaker] = OrderedDict()
 
     def get(self, target: Target) -> Breaker:
         b = self._breakers.get(target)
         if b is None:
             b = self._breakers[target] = Breaker(self._cfg, self._clock)
+            if len(self._breakers) > self._capacity:
+                self._evict()
+        else:
+            self._breakers.move_to_end(target)
         return b
+
+    def _evict(self) -> None:
+        for t, b in self._breakers.items():
+            if b.healthy:
+                del self._breakers[t]
+                return
+
+    def __len__(self) -> int:
+        return len(self._breakers)
 
     def snapshot(self) -> dict[str, dict[str, Any]]:
         return {f"{t.provider}/{t.model}": b.snapshot() for t, b in self._breakers.items()}

@@ -4,7 +4,11 @@ Decisions come from the error's type and its `retryable` flag, never from its me
 
     the request is at fault (aigw's own 4xx, upstream 400/413/422)   FINAL  answer the client now
     a retryable upstream failure (connect, timeout, 408/409/429/5xx)   RETRY  same target, then next
-    anything else (401/403/404, bad response, local queue full)        NEXT   next target
+    anything else (401/403/404, bad response, local queue full, a      NEXT   next target
+      field this target's translator cannot honour)
+
+A timeout is retried on the same target only when no other target could answer: a target that
+has just hung is likely to hang again, and retrying it would spend the request's deadline.
 """
 
 from __future__ import annotations
@@ -14,7 +18,14 @@ from enum import Enum
 
 from aigw.config import RoutingConfig
 from aigw.domain import ChatChunk
-from aigw.errors import AigwError, ServiceUnavailable, UpstreamError, UpstreamStatusError
+from aigw.errors import (
+    AigwError,
+    CapabilityError,
+    ServiceUnavailable,
+    UpstreamError,
+    UpstreamStatusError,
+    UpstreamTimeout,
+)
 
 
 class Verdict(Enum):
@@ -23,12 +34,14 @@ class Verdict(Enum):
     FINAL = "final"
 
 
-def verdict(err: AigwError) -> Verdict:
+def verdict(err: AigwError, *, has_next: bool = False) -> Verdict:
     if isinstance(err, UpstreamStatusError) and err.is_client_fault:
         return Verdict.FINAL
+    if isinstance(err, UpstreamTimeout) and has_next:
+        return Verdict.NEXT
     if isinstance(err, UpstreamError):
         return Verdict.RETRY if err.retryable else Verdict.NEXT
-    if isinstance(err, ServiceUnavailable):
+    if isinstance(err, ServiceUnavailable | CapabilityError):
         return Verdict.NEXT
     return Verdict.FINAL
 

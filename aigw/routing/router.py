@@ -37,7 +37,7 @@ from aigw.errors import (
     UpstreamTimeout,
 )
 from aigw.providers.base import Capability, Provider
-from aigw.routing.breaker import Breaker, BreakerBoard
+from aigw.routing.breaker import Breaker, BreakerBoard, Permit
 from aigw.routing.capabilities import CHAT_FEATURES, requirements
 from aigw.routing.health import HealthBoard
 from aigw.routing.policy import Verdict, counts_against_target, has_content, retry_delay, verdict
@@ -74,6 +74,13 @@ class RoutedStream:
     target: Target
     upstream_s: float
     trace: Trace = field(default_factory=Trace)
+    upstream: AsyncIterator[ChatChunk] | None = None
+
+    async def aclose(self) -> None:
+        """Close the relay, and the upstream stream even when the relay never started."""
+        await self.rest.aclose()
+        if self.upstream is not None:
+            await _aclose(self.upstream)
 
 
 @dataclass(slots=True)
@@ -85,6 +92,15 @@ class RouterStats:
 
     def snapshot(self) -> dict[str, int]:
         return {"fallbacks": self.fallbacks, "retries": self.retries, "broken_streams": self.broken_streams}
+
+
+@dataclass(slots=True)
+class _Win(Generic[T]):
+    value: T
+    target: Target
+    trace: Trace
+    breaker: Breaker
+    permit: Permit
 
 
 class _NextTarget(Exception):
@@ -168,19 +184,14 @@ class Router:
             f"{target.provider}: unexpected failure ({type(exc).__name__})", provider=target.provider
         )
 
-    def _record_failure(self, target: Target, err: AigwError, breaker: Breaker | None = None) -> None:
-        breaker = breaker or self.breakers.get(target)
+    def _record_failure(self, target: Target, err: AigwError, breaker: Breaker, permit: Permit) -> None:
         if not counts_against_target(err):
-            breaker.release()
+            breaker.release(permit)
             return
-        breaker.failure()
+        breaker.failure(permit)
         assert isinstance(err, UpstreamError)
         unreachable = isinstance(err, UpstreamConnectError | UpstreamTimeout)
         self._health.record_error(target.provider, err.message, unreachable=unreachable)
-
-    def _record_success(self, target: Target, breaker: Breaker) -> None:
-        breaker.success()
-        self._health.record_ok(target.provider)
 
     # -- the chain -----------------------------------------------------------------------------
 
@@ -189,35 +200,50 @@ class Router:
         route: Route,
         targets: list[tuple[Target, Provider]],
         attempt: Callable[[Provider, Target, bool], Awaitable[T]],
-    ) -> tuple[T, Target, Trace]:
+    ) -> _Win[T]:
         """Try the targets in order; the first success wins. `attempt` gets whether another
-        target remains after this one."""
+        target remains after this one. When all fail, the client gets the last upstream failure
+        (or, when every target refused the request, the first refusal)."""
         deadline = self._clock() + self._cfg.deadline_s
         trace = Trace()
         tried = 0
-        last: AigwError | None = None
+        failed: AigwError | None = None
+        refused: CapabilityError | None = None
         waits: list[float] = []
         for i, (target, provider) in enumerate(targets):
             breaker = self.breakers.get(target)
-            if not breaker.allow():
+            permit = breaker.allow()
+            if permit is None:
                 waits.append(breaker.retry_in())
                 continue
             tried += 1
+            has_next = any(self.breakers.get(t).available() for t, _ in targets[i + 1 :])
+            call = functools.partial(attempt, provider, target, has_next)
             try:
-                has_next = any(self.breakers.get(t).available() for t, _ in targets[i + 1 :])
-                call = functools.partial(attempt, provider, target, has_next)
-                value = await self._try_target(
-                    route, target, breaker, call, deadline=deadline, trace=trace, last=last
+                win = await self._try_target(
+                    route,
+                    target,
+                    breaker,
+                    permit,
+                    call,
+                    has_next=has_next,
+                    deadline=deadline,
+                    trace=trace,
+                    last=failed,
                 )
             except _NextTarget as nxt:
-                last = nxt.error
+                if isinstance(nxt.error, CapabilityError):
+                    refused = refused or nxt.error
+                else:
+                    failed = nxt.error
                 continue
             trace.fallbacks = tried - 1
             self.stats.fallbacks += trace.fallbacks
-            return value, target, trace
+            return win
         self.stats.fallbacks += max(0, tried - 1)
-        if last is not None:
-            raise last
+        err = failed or refused
+        if err is not None:
+            raise err
         wait = max(1.0, min(waits))  # 0 when another request holds the half-open probe
         raise ServiceUnavailable(
             f"Every target of {route.requested!r} is failing (circuit open); retry in {wait:.0f} s",
@@ -229,48 +255,56 @@ class Router:
         route: Route,
         target: Target,
         breaker: Breaker,
+        permit: Permit,
         attempt: Callable[[], Awaitable[T]],
         *,
+        has_next: bool,
         deadline: float,
         trace: Trace,
         last: AigwError | None,
-    ) -> T:
+    ) -> _Win[T]:
         """Attempt one target, retrying what may succeed on another try. Raises `_NextTarget` to
         move on, or the error the client should get."""
         retries = 0
         while True:
             remaining = deadline - self._clock()
             if remaining <= 0:
-                breaker.release()
+                breaker.release(permit)
                 raise self._deadline_error(route, last)
             try:
                 async with asyncio.timeout(remaining) as scope:
                     value = await attempt()
             except asyncio.CancelledError:
-                breaker.release()
+                breaker.release(permit)
                 raise
             except Exception as e:
                 if isinstance(e, TimeoutError) and scope.expired():
-                    breaker.release()
+                    breaker.release(permit)
                     raise self._deadline_error(route, last) from None
-                err = self._as_error(target, e)
-                self._record_failure(target, err, breaker)
-                decision = verdict(err)
+                err = last = self._as_error(target, e)
+                if isinstance(e, AigwError | TimeoutError):
+                    self._record_failure(target, err, breaker, permit)
+                else:  # a bug in the provider (maybe provoked by this request), not ill health
+                    breaker.release(permit)
+                    self._health.record_error(target.provider, err.message)
+                decision = verdict(err, has_next=has_next)
                 if decision is Verdict.FINAL:
                     raise err from None
-                last = err
                 if decision is Verdict.RETRY and retries < self._cfg.retries and breaker.available():
                     delay = retry_delay(self._cfg, retries + 1, getattr(err, "retry_after", None), self._rng)
                     if delay is not None and self._clock() + delay < deadline:
-                        retries += 1
-                        trace.retries += 1
-                        self.stats.retries += 1
                         await self._sleep(delay)
-                        if breaker.allow():
+                        again = breaker.allow()
+                        if again is not None:
+                            permit = again
+                            retries += 1
+                            trace.retries += 1
+                            self.stats.retries += 1
                             continue
                 raise _NextTarget(err) from None
-            self._record_success(target, breaker)
-            return value
+            breaker.success(permit)
+            self._health.record_ok(target.provider)
+            return _Win(value, target, trace, breaker, permit)
 
     def _deadline_error(self, route: Route, last: AigwError | None) -> UpstreamTimeout:
         why = f"; last failure: {last.message}" if last is not None else ""
@@ -285,18 +319,14 @@ class Router:
     async def chat(self, route: Route, req: ChatRequest) -> Routed[ChatResponse]:
         targets = self._capable(route, Capability.CHAT, req)
         t0 = self._clock()
-        value, target, trace = await self._run(
-            route, targets, lambda p, t, _: p.chat(req.with_model(t.model))
-        )
-        return Routed(value, target, self._clock() - t0, trace)
+        win = await self._run(route, targets, lambda p, t, _: p.chat(req.with_model(t.model)))
+        return Routed(win.value, win.target, self._clock() - t0, win.trace)
 
     async def embed(self, route: Route, req: EmbedRequest) -> Routed[EmbedResponse]:
         targets = self._capable(route, Capability.EMBED)
         t0 = self._clock()
-        value, target, trace = await self._run(
-            route, targets, lambda p, t, _: p.embed(req.with_model(t.model))
-        )
-        return Routed(value, target, self._clock() - t0, trace)
+        win = await self._run(route, targets, lambda p, t, _: p.embed(req.with_model(t.model)))
+        return Routed(win.value, win.target, self._clock() - t0, win.trace)
 
     async def open_stream(self, route: Route, req: ChatRequest) -> RoutedStream:
         """Start a stream and read up to its first content, falling back before it as needed."""
@@ -307,8 +337,9 @@ class Router:
             wait = self._cfg.first_token_timeout_s if has_next else None
             return await self._first_content(provider.stream_chat(req.with_model(target.model)), target, wait)
 
-        opened, target, trace = await self._run(route, targets, attempt)
-        return RoutedStream(opened.head, self._guard(target, opened.it), target, self._clock() - t0, trace)
+        win = await self._run(route, targets, attempt)
+        rest = self._guard(win.target, win.value.it, win.breaker, win.permit)
+        return RoutedStream(win.value.head, rest, win.target, self._clock() - t0, win.trace, win.value.it)
 
     async def _first_content(
         self, it: AsyncIterator[ChatChunk], target: Target, wait: float | None
@@ -332,14 +363,16 @@ class Router:
             raise
         return _Opened(head, it)
 
-    async def _guard(self, target: Target, it: AsyncIterator[ChatChunk]) -> AsyncGenerator[ChatChunk, None]:
+    async def _guard(
+        self, target: Target, it: AsyncIterator[ChatChunk], breaker: Breaker, permit: Permit
+    ) -> AsyncGenerator[ChatChunk, None]:
         """Relay the rest of a committed stream; a failure now reaches the client as an error."""
         try:
             async for chunk in it:
                 yield chunk
         except Exception as e:
             err = self._as_error(target, e)
-            self._record_failure(target, err)
+            self._record_failure(target, err, breaker, permit)
             self.stats.broken_streams += 1
             raise err from None
         finally:

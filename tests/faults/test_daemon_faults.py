@@ -205,7 +205,7 @@ def test_the_bar_zero_client_visible_failures(daemon: DaemonProcess, fake: Fault
     assert failures == [], f"{len(failures)} client-visible failures, first: {failures[0]!r}"
     assert sum(seen.values()) == 2000
     assert sum(faults.values()) > 500 and len(faults) == len(HIDDEN_FAULTS)
-    assert seen["a"] > 1000
+    assert seen["a"] > seen["b"] > seen["c"]
 
 
 def test_status_shows_an_open_breaker(daemon: DaemonProcess, fake: FaultUpstreamServer) -> None:

@@ -124,8 +124,15 @@ async def stream_text(r: Router) -> tuple[str, set[str], Target]:
     return text, {c.model for c in chunks}, s.target
 
 
-RETRYABLE = ["500", "502", "503", "429", "hang", "reset", "cut"]
-NOT_RETRYABLE = ["bad-json"]
+RETRYABLE = ["500", "502", "503", "429", "reset", "cut"]
+# Not retried while another target can answer: a malformed answer, a target that hangs.
+NOT_RETRYABLE = ["bad-json", "hang"]
+
+
+async def test_a_hang_is_retried_on_the_last_target(rig: Rig, upstream: FaultUpstreamServer) -> None:
+    upstream.fake.script("a", "hang")
+    routed = await rig.router.chat(Route("a", (Target("p1", "a"),)), chat_req())
+    assert routed.target == Target("p1", "a") and upstream.fake.attempts == {"a": 2}
 
 
 @pytest.mark.parametrize("kind", RETRYABLE)
@@ -168,7 +175,7 @@ async def test_stream_fault_before_content_falls_back_invisibly(
     text, models, target = await stream_text(rig.router)
     assert target == Target("p2", "b")
     assert text == answer_text("b") and models == {"b"}, "content from one target only"
-    retries = 0 if kind in ("bad-json", "stall") else 2  # a stalled stream is not retried
+    retries = 0 if kind in ("bad-json", "stall", "hang") else 2  # nor is a hung or stalled one
     assert upstream.fake.attempts == {"a": 1 + retries, "b": 1}
 
 

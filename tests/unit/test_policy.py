@@ -36,7 +36,7 @@ CASES: list[tuple[AigwError, Verdict, bool]] = [
     (UpstreamProtocolError("garbage", provider="p"), Verdict.NEXT, True),
     (ServiceUnavailable("queue full"), Verdict.NEXT, False),
     (InvalidRequest("bad", param="x"), Verdict.FINAL, False),
-    (CapabilityError("no tools", param="tools"), Verdict.FINAL, False),
+    (CapabilityError("no tools", param="tools"), Verdict.NEXT, False),  # another target may honour it
     (ModelNotFound("nope"), Verdict.FINAL, False),
     (PayloadTooLarge("big"), Verdict.FINAL, False),
 ]
@@ -54,6 +54,14 @@ def test_verdict_and_whether_it_counts_against_the_target(
 ) -> None:
     assert verdict(err) is expected
     assert counts_against_target(err) is counts
+
+
+def test_a_timeout_moves_on_when_another_target_can_answer() -> None:
+    timeout = UpstreamTimeout("slow", provider="p")
+    assert verdict(timeout, has_next=True) is Verdict.NEXT
+    assert verdict(timeout, has_next=False) is Verdict.RETRY
+    refused = UpstreamConnectError("refused", provider="p")
+    assert verdict(refused, has_next=True) is Verdict.RETRY
 
 
 def test_every_upstream_status_of_the_table_is_covered() -> None:

@@ -21,6 +21,7 @@ from aigw.errors import (
     UpstreamStatusError,
     UpstreamTimeout,
 )
+from aigw.routing.breaker import Permit
 from aigw.routing.resolve import Route, Target
 from tests.unit.router_rig import (
     ONLY_A,
@@ -34,8 +35,11 @@ from tests.unit.router_rig import (
     status,
 )
 
+# A timeout falls back at once when another target remains (the next test).
+RETRIED = [e for e in RETRYABLE if not isinstance(e, UpstreamTimeout)]
 
-@pytest.mark.parametrize("err", RETRYABLE, ids=lambda e: getattr(e, "upstream_status", type(e).__name__))
+
+@pytest.mark.parametrize("err", RETRIED, ids=lambda e: getattr(e, "upstream_status", type(e).__name__))
 def test_retryable_failure_is_retried_then_falls_back(err: UpstreamError) -> None:
     rig = Rig([err, err, err], retries=2)
     routed = rig.chat()
@@ -47,6 +51,16 @@ def test_retryable_failure_is_retried_then_falls_back(err: UpstreamError) -> Non
     assert 0.1 <= rig.sleep.delays[0] <= 0.2 and 0.2 <= rig.sleep.delays[1] <= 0.4
     assert rig.breaker("a")["consecutive_failures"] == 3 and rig.breaker("a")["state"] == "closed"
     assert rig.health.snapshot("a")["last_error"] == err.message
+
+
+def test_a_timeout_falls_back_at_once_but_is_retried_on_the_last_target() -> None:
+    slow = UpstreamTimeout("a: slow", provider="a")
+    rig = Rig([slow, slow, slow], retries=2)
+    routed = rig.chat()
+    assert routed.target == Target("b", "mb") and rig.calls == (1, 1) and routed.trace.retries == 0
+    rig = Rig([slow, slow], retries=2)
+    routed = asyncio.run(rig.router.chat(ONLY_A, REQ))
+    assert routed.target == Target("a", "ma") and rig.calls == (3, 0) and routed.trace.retries == 2
 
 
 def test_retry_that_succeeds_stays_on_the_target() -> None:
@@ -327,7 +341,7 @@ def test_first_token_timeout_does_not_apply_to_the_last_target() -> None:
 def test_first_token_timeout_does_not_apply_when_later_targets_are_all_open() -> None:
     rig = Rig([Stall(0.3)], [status(500)], retries=0, first_token_timeout_s=0.05)
     for _ in range(5):  # BreakerConfig.failures
-        rig.router.breakers.get(Target("b", "mb")).failure()
+        rig.router.breakers.get(Target("b", "mb")).failure(Permit(probe=False, epoch=0))
     assert rig.breaker("b")["state"] == "open"
     s, _ = asyncio.run(open_and_drain(rig))
     assert s.target == Target("a", "ma")

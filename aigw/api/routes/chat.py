@@ -43,7 +43,7 @@ async def _relay(stream: RoutedStream, include_usage: bool) -> AsyncGenerator[by
         log.warning("stream from %s broke: %s", stream.target.provider, e.message)
         yield sse.event({"error": error_payload(e)})
     finally:
-        await stream.rest.aclose()
+        await stream.aclose()
     yield sse.DONE
 
 
