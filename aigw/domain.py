@@ -64,7 +64,9 @@ class ChatRequest:
 
     @property
     def max_tokens(self) -> int | None:
-        v = self.body.get("max_completion_tokens", self.body.get("max_tokens"))
+        v = self.body.get("max_completion_tokens")
+        if v is None:
+            v = self.body.get("max_tokens")
         return None if v is None else int(v)
 
     @property

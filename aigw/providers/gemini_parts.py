@@ -38,12 +38,16 @@ _COPY = frozenset(
 )  # fmt: skip
 _FORMATS = frozenset({"enum", "date-time", "float", "double", "int32", "int64"})
 MAX_DEPTH = 40
+# Schema nodes one reduction may produce: $refs expand inline, and a few kilobytes of
+# definitions that each refer to the next several times would otherwise expand exponentially.
+MAX_NODES = 5_000
 
 
 class _Reducer:
     def __init__(self, defs: dict[str, Any], param: str) -> None:
         self.defs = defs
         self.param = param
+        self.nodes = 0
 
     def refuse(self, why: str) -> CapabilityError:
         return CapabilityError(f"{self.param}: {why}", param=self.param)
@@ -53,10 +57,15 @@ class _Reducer:
             return {}
         if depth > MAX_DEPTH:
             raise self.refuse("the schema nests too deeply for gemini (a recursive $ref?)")
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self.refuse(
+                f"the schema expands to more than {MAX_NODES} nodes ($refs are inlined for gemini)"
+            )
         ref = s.get("$ref")
         if isinstance(ref, str):
             prefix, _, name = ref.rpartition("/")
-            if prefix not in ("#/$defs", "#/definitions") or name not in self.defs:
+            if prefix not in ("#/$defs", "#/definitions") or not isinstance(self.defs.get(name), dict):
                 raise self.refuse(f"unsupported $ref {ref!r}")
             return self.reduce({**self.defs[name], **{k: v for k, v in s.items() if k != "$ref"}}, depth + 1)
         out: dict[str, Any] = {k: v for k, v in s.items() if k in _COPY}
@@ -66,7 +75,8 @@ class _Reducer:
             out["nullable"] = True
         self._type(s.get("type"), out)
         self._variants(s, out, depth)
-        for sub in s.get("allOf") or []:
+        all_of = s.get("allOf")
+        for sub in all_of if isinstance(all_of, list) else []:
             self._merge(out, self.reduce(sub, depth + 1))
         self._enum(s, out)
         if isinstance(s.get("properties"), dict):
@@ -266,7 +276,10 @@ def declarations(provider: str, body: dict[str, Any]) -> list[dict[str, Any]]:
                 f"provider {provider!r} (gemini) supports only function tools", param="tools"
             )
         fns.append(t.get("function"))
-    fns.extend(body.get("functions") or [])
+    legacy = body.get("functions")
+    if legacy is not None and not isinstance(legacy, list):
+        raise InvalidRequest("functions must be a list", param="functions")
+    fns.extend(legacy or [])
     out = []
     for f in fns:
         if not isinstance(f, dict) or not isinstance(f.get("name"), str):

@@ -121,7 +121,9 @@ def chat_request_to_gemini(provider: str, body: dict[str, Any]) -> dict[str, Any
     if (tools_cfg := tool_config(choice, bool(decls))) is not None:
         out["toolConfig"] = tools_cfg
     config: dict[str, Any] = {gkey: body[okey] for okey, gkey in _CONFIG_KEYS if body.get(okey) is not None}
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    limit = body.get("max_completion_tokens")
+    if limit is None:
+        limit = body.get("max_tokens")
     if limit is not None:
         config["maxOutputTokens"] = limit
     stop = body.get("stop")
@@ -411,7 +413,9 @@ def error_from_object(
     upstream_status = status
     if _key_invalid(e):
         upstream_status = 401  # aigw's credentials, not the client's request, are at fault
-    if upstream_status in (401, 403):
+    elif kind == "FAILED_PRECONDITION":
+        upstream_status = 403  # the account (region, billing), not the request: another target may answer
+    if status in (401, 403) or upstream_status == 401:
         message += f" (check the API key of providers.{provider})"
     return UpstreamStatusError(
         f"{provider} returned HTTP {status}: {message}",

@@ -748,6 +748,17 @@ ERRORS = [
     (403, err(403, "PERMISSION_DENIED", "denied"), None, 403, False, None, 502, True),
     (401, err(401, "UNAUTHENTICATED", "no creds"), None, 401, False, None, 502, True),
     (404, err(404, "NOT_FOUND", "no such model"), None, 404, False, None, 404, False),
+    # The account (region, billing), not the request: not the client's fault, no key hint.
+    (
+        400,
+        err(400, "FAILED_PRECONDITION", "not available in your region"),
+        None,
+        403,
+        False,
+        None,
+        502,
+        False,
+    ),
     (502, b"<html>bad gateway</html>", None, 502, True, None, 502, False),
     (503, b"[" + err(503, "UNAVAILABLE", "listed") + b"]", None, 503, True, None, 502, False),
 ]
@@ -783,3 +794,43 @@ def test_error_message_and_code_come_from_the_vendor() -> None:
 )
 def test_model_path_quotes_the_name(model: str, path: str) -> None:
     assert model_path(model, "generateContent") == path
+
+
+def test_a_schema_that_would_expand_exponentially_is_refused_at_once() -> None:
+    defs = {
+        f"d{i}": {"type": "object", "properties": {f"p{j}": {"$ref": f"#/$defs/d{i + 1}"} for j in range(4)}}
+        for i in range(12)
+    }
+    defs["d12"] = {"type": "string"}
+    with pytest.raises(CapabilityError, match="expands to more than"):
+        schema_to_gemini({"$ref": "#/$defs/d0", "$defs": defs}, "tools")
+
+
+@pytest.mark.parametrize(
+    ("fields", "param"),
+    [
+        ({"functions": 5}, "functions"),
+        ({"response_format": {"type": "json_schema", "json_schema": {"schema": {"allOf": 1}}}}, None),
+        (
+            {
+                "tools": [
+                    {
+                        "type": "function",
+                        "function": {"name": "f", "parameters": {"$ref": "#/$defs/x", "$defs": {"x": [1]}}},
+                    }
+                ]
+            },
+            "tools",
+        ),
+    ],
+)
+def test_malformed_fields_are_a_clear_error_not_a_crash(fields: dict[str, Any], param: str | None) -> None:
+    try:
+        req(**fields)
+    except InvalidRequest as e:  # CapabilityError included
+        assert param is None or e.param == param
+
+
+def test_a_null_max_completion_tokens_does_not_hide_max_tokens() -> None:
+    out = req(max_completion_tokens=None, max_tokens=12)
+    assert out["generationConfig"]["maxOutputTokens"] == 12

@@ -140,3 +140,25 @@ def test_stream_failure_after_first_chunk_is_mapped_and_recorded() -> None:
     with pytest.raises(UpstreamProtocolError):
         asyncio.run(run())
     assert health.snapshot("basic")["last_error"] is not None
+
+
+def test_closing_a_stream_whose_relay_never_started_closes_the_upstream() -> None:
+    closed: list[bool] = []
+
+    class Tracked(Scripted):
+        async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+            try:
+                yield ChatChunk("id", 0, req.model, [{"index": 0, "delta": {"content": "a"}}])
+                yield ChatChunk("id", 0, req.model, [{"index": 0, "delta": {}, "finish_reason": "stop"}])
+            finally:
+                closed.append(True)
+
+    r, _ = router(Tracked("basic", BASIC))
+
+    async def run() -> None:
+        s = await r.open_stream(Route("b", (Target("basic", "b"),)), req(stream=True))
+        assert s.head and not closed
+        await s.aclose()  # e.g. the client left while the head was being sent
+
+    asyncio.run(run())
+    assert closed == [True]
