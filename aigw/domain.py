@@ -7,7 +7,7 @@ Responses hold OpenAI-shaped choices; `extra` carries top-level fields aigw does
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -36,7 +36,7 @@ class ChatRequest:
     """The model name the upstream should see (set by model resolution)."""
 
     def with_model(self, model: str) -> ChatRequest:
-        return replace(self, model=model)
+        return ChatRequest(self.body, model)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -142,7 +142,7 @@ class EmbedRequest:
     model: str
 
     def with_model(self, model: str) -> EmbedRequest:
-        return replace(self, model=model)
+        return EmbedRequest(self.body, model)
 
     @property
     def inputs(self) -> list[Any]:
