@@ -21,6 +21,7 @@ honours it; `required` keeps only declared properties. Every other key (`additio
 from __future__ import annotations
 
 import mimetypes
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,7 +30,7 @@ import orjson
 from aigw.errors import CapabilityError, InvalidRequest
 
 SKIP_SIGNATURE = "skip_thought_signature_validator"
-_TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
+_TOOL_MODES = MappingProxyType({"auto": "AUTO", "none": "NONE", "required": "ANY"})
 _COPY = frozenset(
     {
         "title", "description", "minItems", "maxItems", "minLength", "maxLength", "pattern",
