@@ -82,8 +82,7 @@ def routing(**kw: Any) -> RoutingConfig:
 
 def in_use(p: OpenAICompatProvider) -> int:
     """Connections a provider holds and has not given back to its pool."""
-    session = p._http._session
-    return 0 if session is None else len(session.connector._acquired)  # type: ignore[union-attr]
+    return p._http.in_use()
 
 
 class Rig:
