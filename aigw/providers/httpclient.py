@@ -78,6 +78,7 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0
+        self._paused = False
         self._reset_exchange()
 
     def _reset_exchange(self) -> None:
@@ -88,8 +89,11 @@ class _Connection(asyncio.Protocol):
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
         self._complete = False
+        self._keep_alive = False
         self._received = False
         self._error: BaseException | None = None
+        if self._paused and self.transport is not None:
+            self.transport.resume_reading()  # released unread while paused: read the next answer
         self._paused = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------------
@@ -111,8 +115,15 @@ class _Connection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._head is not None and self._head.done() and not self._complete and self._close_delimited():
-            self._complete = True  # a body without length ends with the connection
+        clean = exc is None
+        if (
+            clean
+            and self._head is not None
+            and self._head.done()
+            and not self._complete
+            and self._close_delimited()
+        ):
+            self._complete = True  # a body without length ends when the server closes
             self._wake()
             return
         if not self._complete:
@@ -147,6 +158,7 @@ class _Connection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         self._complete = True
+        self._keep_alive = self._parser.should_keep_alive()  # httptools forgets it afterwards
         self._wake()
 
     # -- exchange --------------------------------------------------------------------------------
@@ -197,7 +209,7 @@ class _Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return self._complete and not self.closed and self._error is None and self._parser.should_keep_alive()
+        return self._complete and self._keep_alive and not self.closed and self._error is None
 
     def close(self) -> None:
         self.closed = True
@@ -246,6 +258,8 @@ class Response:
                     raise BadResponse(f"undecodable {self.headers.get('content-encoding')} body") from e
             if data:
                 yield data
+        if self._decoder is not None and not self._decoder.eof:
+            raise BadResponse(f"truncated {self.headers.get('content-encoding')} body")
 
     async def read(self, read_timeout: float | None) -> bytes:
         parts = [d async for d in self.iter_chunks(read_timeout)]
@@ -256,6 +270,14 @@ class Response:
         conn, self._conn = self._conn, None
         if conn is not None:
             self._pool._give_back(conn)
+
+
+def _within(timeout: float | None, deadline: float | None) -> float | None:
+    """`timeout`, shortened to what is left before `deadline`."""
+    if deadline is None:
+        return timeout
+    left = max(0.0, deadline - time.monotonic())
+    return left if timeout is None else min(timeout, left)
 
 
 class ConnectionPool:
@@ -320,9 +342,9 @@ class ConnectionPool:
         self._in_use += 1
         try:
             for attempt in range(2):
-                conn, reused = await self._connection()
+                conn, reused = await self._connection(fresh=attempt > 0, deadline=deadline)
                 try:
-                    status, resp_headers = await conn.exchange(data, head_timeout)
+                    status, resp_headers = await conn.exchange(data, _within(head_timeout, deadline))
                 except ConnectionLost as e:
                     conn.close()
                     # A kept-alive connection the server had closed: nothing was processed, try anew.
@@ -339,16 +361,18 @@ class ConnectionPool:
             self._slots.release()
             raise
 
-    async def _connection(self) -> tuple[_Connection, bool]:
+    async def _connection(self, *, fresh: bool, deadline: float | None) -> tuple[_Connection, bool]:
+        """An idle kept-alive connection, or a new one (always new when `fresh`)."""
         now = time.monotonic()
-        while self._idle:
+        while self._idle and not fresh:
             conn = self._idle.pop()
             if not conn.closed and now - conn.idle_since < self._keepalive_s:
                 return conn, True
             conn.close()
         loop = asyncio.get_running_loop()
+        wait = _within(self._connect_timeout, deadline)
         try:
-            async with asyncio.timeout(self._connect_timeout):
+            async with asyncio.timeout(wait):
                 _, conn = await loop.create_connection(
                     _Connection,
                     self.host,
@@ -356,10 +380,12 @@ class ConnectionPool:
                     ssl=self._tls,
                     server_hostname=self.host if self._tls else None,
                 )
-        except OSError as e:
-            raise ConnectFailed(e.strerror or type(e).__name__) from None
+        except TimeoutError:
+            raise ConnectFailed(f"no connection within {wait:g} s") from None
         except ssl.SSLError as e:
             raise ConnectFailed(f"TLS: {e.reason or type(e).__name__}") from None
+        except OSError as e:
+            raise ConnectFailed(e.strerror or type(e).__name__) from None
         return conn, False
 
     def _give_back(self, conn: _Connection) -> None:

@@ -23,9 +23,6 @@ from aigw.providers.httpclient import BadResponse, ConnectFailed, ConnectionLost
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(10)]
 BOTH_LOOPS = pytest.mark.parametrize("anyio_backend", ["asyncio", ("asyncio", {"use_uvloop": True})])
-# httpclient.py:200 asks httptools' should_keep_alive() after the message completed, when llhttp has
-# already reset its flags: it is always False there, so no connection is ever reused.
-KEEPALIVE_BUG = pytest.mark.xfail(strict=True, reason="keep-alive never reuses (should_keep_alive read late)")
 
 
 @pytest.fixture
@@ -136,7 +133,6 @@ async def until(cond: Callable[[], bool]) -> None:
 # -- 1. keep-alive -------------------------------------------------------------------------------
 
 
-@KEEPALIVE_BUG
 async def test_sequential_requests_share_one_connection() -> None:
     chunked = CHUNKED + chunk(b"hel") + chunk(b"lo") + b"0\r\n\r\n"
     replies = [ok(), chunked, ok(gzip.compress(b"hello"), GZ)]  # every framing keeps the connection
@@ -149,7 +145,6 @@ async def test_sequential_requests_share_one_connection() -> None:
         assert pool.in_use() == 0
 
 
-@KEEPALIVE_BUG
 async def test_connection_close_from_server_opens_a_new_connection() -> None:
     async with RawServer([REQ, ok(), REQ, ok(b"bye", "Connection: close"), HANG], serving()) as srv:
         pool = ConnectionPool(srv.url)
@@ -171,7 +166,6 @@ async def test_response_released_before_its_end_closes_the_connection() -> None:
         assert srv.paths() == [(1, "/"), (2, "/")]
 
 
-@pytest.mark.xfail(strict=True, reason="keep-alive bug; then: a paused connection is pooled paused")
 async def test_unread_body_above_high_water_does_not_wedge_the_next_request() -> None:
     big = b"x" * (256 * 1024 + 1)  # over the pause threshold only once its last byte arrived
     async with RawServer([REQ, ok(big), *serving()]) as srv:
@@ -186,7 +180,6 @@ async def test_unread_body_above_high_water_does_not_wedge_the_next_request() ->
 # -- 2. stale keep-alive connections -------------------------------------------------------------
 
 
-@KEEPALIVE_BUG
 @BOTH_LOOPS
 @pytest.mark.parametrize("noticed", [True, False], ids=["close-noticed", "close-on-request"])
 async def test_stale_keepalive_connection_is_replaced(noticed: bool) -> None:
@@ -205,7 +198,6 @@ async def test_stale_keepalive_connection_is_replaced(noticed: bool) -> None:
         assert pool.in_use() == 0
 
 
-@KEEPALIVE_BUG
 @pytest.mark.parametrize("partial", [b"HTTP/1.1 200 OK\r\nContent-", PARTIAL], ids=["head", "body"])
 async def test_connection_dying_after_response_bytes_is_not_retried(partial: bytes) -> None:
     async with RawServer([REQ, ok(), REQ, partial], serving()) as srv:
@@ -218,7 +210,6 @@ async def test_connection_dying_after_response_bytes_is_not_retried(partial: byt
         assert pool.in_use() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="keep-alive bug; then: the retry may take a second stale one")
 async def test_retry_after_a_stale_connection_uses_a_fresh_one() -> None:
     # Two kept-alive connections, then the server restarts: both die on their next request.
     async with RawServer([REQ, ok(), REQ], [REQ, ok(), REQ], serving()) as srv:
@@ -273,6 +264,13 @@ async def test_undecodable_gzip_body_is_a_bad_response() -> None:
         with pytest.raises(BadResponse, match="undecodable gzip"):
             await fetch(pool)
         assert pool.in_use() == 0
+
+
+async def test_truncated_gzip_body_is_a_bad_response() -> None:
+    packed = gzip.compress(b"x" * 5000)
+    async with RawServer([REQ, ok(packed[: len(packed) // 2], GZ), HANG]) as srv:
+        with pytest.raises(BadResponse, match="truncated gzip"):
+            await fetch(ConnectionPool(srv.url))
 
 
 async def test_headers_repeated_joined_and_case_insensitive() -> None:
@@ -364,7 +362,6 @@ async def test_total_timeout_bounds_a_slow_trickle() -> None:
         assert pool.in_use() == 0
 
 
-@pytest.mark.xfail(strict=True, reason="total_timeout is not applied while waiting for the headers")
 async def test_total_timeout_bounds_the_wait_for_headers() -> None:
     async with RawServer([REQ, HANG]) as srv:
         t0 = time.monotonic()
