@@ -1,6 +1,5 @@
-"""HTTP transport shared by the cloud providers: one connection pool per provider (`httpclient`),
-timeouts, and the mapping of transport failures to `aigw.errors` types. Vendor formats live in
-the providers.
+"""HTTP transport shared by the cloud providers: one pooled aiohttp session, timeouts, and the
+mapping of transport failures to `aigw.errors` types. Vendor formats live in the providers.
 
 Timeouts (from the provider's config): `connect_timeout_s` to open a connection;
 `first_byte_timeout_s` until the response headers (and, for non-streaming calls, each read);
@@ -9,27 +8,33 @@ Timeouts (from the provider's config): `connect_timeout_s` to open a connection;
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
+import aiohttp
 import orjson
+from multidict import CIMultiDictProxy
+from yarl import URL
 
-from aigw import __version__
 from aigw.config import ProviderConfig, redact_url
 from aigw.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
-from aigw.providers.httpclient import (
-    BadResponse,
-    ConnectFailed,
-    ConnectionLost,
-    ConnectionPool,
-    Headers,
-    HttpClientError,
-    Response,
-)
 from aigw.providers.sse import SSEEvent, SSEParser
 
+_URL_CACHE_SIZE = 256
 # (status, body, response headers) -> the error to raise for an HTTP error status.
-ErrorMapper = Callable[[int, bytes, Headers], UpstreamStatusError]
+ErrorMapper = Callable[[int, bytes, "CIMultiDictProxy[str]"], UpstreamStatusError]
+
+
+def describe(e: BaseException) -> str:
+    """What went wrong, without echoing URLs (which may carry credentials) back to clients."""
+    if isinstance(e, aiohttp.ClientConnectorError):
+        return e.os_error.strerror or type(e.os_error).__name__
+    if isinstance(e, aiohttp.ClientResponseError | aiohttp.InvalidURL):
+        return type(e).__name__
+    if isinstance(e, aiohttp.ClientError):
+        return str(e) or type(e).__name__
+    return type(e).__name__
 
 
 class HttpTransport:
@@ -45,75 +50,96 @@ class HttpTransport:
         self.base = base_url.rstrip("/")
         self._cfg = config
         self._map_error = map_error
-        merged = {
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "Accept-Encoding": "gzip, deflate",
-            "User-Agent": f"aigw/{__version__}",
-            **headers,
-        }
+        merged = {"Content-Type": "application/json", "Accept": "application/json", **headers}
         for k, v in config.headers.items():
             merged[k] = v.get_secret_value()
-        self._headers = list(merged.items())
-        self._pool: ConnectionPool | None = None
+        self._headers = merged
+        self._timeout = aiohttp.ClientTimeout(
+            total=config.total_timeout_s,
+            connect=config.connect_timeout_s,
+            sock_read=config.first_byte_timeout_s,
+        )
+        self._stream_timeout = aiohttp.ClientTimeout(
+            total=config.total_timeout_s, connect=config.connect_timeout_s, sock_read=config.read_timeout_s
+        )
+        self._urls: dict[str, URL] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._in_use = 0
 
-    @property
-    def pool(self) -> ConnectionPool:
-        if self._pool is None:
-            self._pool = ConnectionPool(
-                self.base, limit=self._cfg.max_connections, connect_timeout=self._cfg.connect_timeout_s
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._cfg.max_connections, keepalive_timeout=30)
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                headers=self._headers,
+                raise_for_status=False,
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
-        return self._pool
+        return self._session
 
-    def in_use(self) -> int:
-        """Upstream connections taken and not yet given back (0 when idle: no leak)."""
-        return 0 if self._pool is None else self._pool.in_use()
+    def _url(self, path: str) -> URL:
+        url = self._urls.get(path)
+        if url is None:
+            url = URL(self.base + path, encoded=False)
+            if len(self._urls) < _URL_CACHE_SIZE:  # paths may carry client-chosen model names
+                self._urls[path] = url
+        return url
 
-    async def send(self, method: str, path: str, body: dict[str, Any] | None) -> Response:
-        """Send a request; return the response once its headers arrived with a 2xx status."""
+    async def send(
+        self, method: str, path: str, body: dict[str, Any] | None, *, stream: bool = False
+    ) -> aiohttp.ClientResponse:
+        """Send a request; return the response once its headers arrived with a 2xx status.
+
+        Non-streaming calls rely on the session's timeouts (sock_read = first-byte timeout, since
+        the whole answer arrives at once); streams bound the wait for headers separately and then
+        allow `read_timeout_s` between chunks.
+        """
+        session = self._get_session()
         data = None if body is None else orjson.dumps(body)
         try:
-            resp = await self.pool.request(
-                method,
-                path,
-                self._headers,
-                data,
-                head_timeout=self._cfg.first_byte_timeout_s,
-                total_timeout=self._cfg.total_timeout_s,
-            )
+            if stream:
+                async with asyncio.timeout(self._cfg.first_byte_timeout_s):
+                    resp = await session.request(
+                        method, self._url(path), data=data, timeout=self._stream_timeout
+                    )
+            else:
+                resp = await session.request(method, self._url(path), data=data)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{self.name}: no response within {self._cfg.first_byte_timeout_s:g} s", provider=self.name
             ) from None
-        except ConnectFailed as e:
+        except aiohttp.ClientError as e:
             raise UpstreamConnectError(
-                f"{self.name}: cannot reach {redact_url(self.base)}: {e}", provider=self.name
+                f"{self.name}: cannot reach {redact_url(self.base)}: {describe(e)}", provider=self.name
             ) from None
-        except HttpClientError as e:
-            raise self.broken(e, "", "connection lost") from None
         if resp.status >= 400:
             try:
                 payload = await self.read(resp)
             finally:
                 resp.release()
             raise self._map_error(resp.status, payload, resp.headers)
+        self._in_use += 1
         return resp
 
-    def broken(
-        self, e: BaseException, timed_out: str, lost: str
-    ) -> UpstreamTimeout | UpstreamConnectError | UpstreamProtocolError:
-        """A transfer that failed after the request was sent: a timeout, a lost connection, garbage."""
+    def _release(self, resp: aiohttp.ClientResponse) -> None:
+        self._in_use -= 1
+        resp.release()
+
+    def in_use(self) -> int:
+        """Responses handed out and not yet released (0 when idle: no connection leaked)."""
+        return self._in_use
+
+    def broken(self, e: BaseException, timed_out: str, lost: str) -> UpstreamTimeout | UpstreamConnectError:
+        """A transfer that failed after the response began: a timeout, or a lost connection."""
         if isinstance(e, TimeoutError):
             return UpstreamTimeout(f"{self.name}: {timed_out}", provider=self.name)
-        if isinstance(e, BadResponse):
-            return UpstreamProtocolError(f"{self.name}: {e}", provider=self.name)
-        detail = str(e) if isinstance(e, ConnectionLost) else type(e).__name__
-        return UpstreamConnectError(f"{self.name}: {lost}: {detail}", provider=self.name)
+        return UpstreamConnectError(f"{self.name}: {lost}: {describe(e)}", provider=self.name)
 
-    async def read(self, resp: Response) -> bytes:
+    async def read(self, resp: aiohttp.ClientResponse) -> bytes:
         try:
-            return await resp.read(self._cfg.first_byte_timeout_s)
-        except (TimeoutError, HttpClientError) as e:
+            return await resp.read()
+        except (TimeoutError, aiohttp.ClientError) as e:
             raise self.broken(e, "response timed out", "connection lost") from None
 
     async def call_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -121,7 +147,7 @@ class HttpTransport:
         try:
             payload = await self.read(resp)
         finally:
-            resp.release()
+            self._release(resp)
         try:
             data = orjson.loads(payload)
         except orjson.JSONDecodeError:
@@ -134,24 +160,25 @@ class HttpTransport:
         """POST `body` and yield the SSE events of the streamed answer, as they arrive.
 
         Errors before the first event surface from the first `__anext__()`. Closing the iterator
-        early releases (closes) the connection.
+        early releases the connection.
         """
-        resp = await self.send("POST", path, body)
+        resp = await self.send("POST", path, body, stream=True)
         parser = SSEParser()
         try:
-            async for raw in resp.iter_chunks(self._cfg.read_timeout_s):
+            async for raw in resp.content.iter_any():
                 for ev in parser.feed(raw):
                     yield ev
             for ev in parser.close():
                 yield ev
-        except (TimeoutError, HttpClientError) as e:
+        except (TimeoutError, aiohttp.ClientError) as e:
             raise self.broken(e, "stream stalled", "stream broke") from None
         finally:
-            resp.release()
+            self._release(resp)
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.aclose()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
 
 def json_event(name: str, data: str) -> dict[str, Any]:

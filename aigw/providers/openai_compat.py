@@ -1,7 +1,7 @@
 """The `openai` provider: any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, llama-server, LM Studio).
 
 Request bodies pass through unchanged apart from `model` (and, for streams, a request for the
-usage chunk); one connection pool per provider carries every call.
+usage chunk); one pooled aiohttp session per provider carries every call.
 """
 
 from __future__ import annotations
