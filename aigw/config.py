@@ -54,16 +54,19 @@ class ServerConfig(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     require_keys: bool = False
-    """Reserved: API keys arrive in a later release; until then `true` is refused, not ignored."""
+    """Every /v1 request needs `Authorization: Bearer KEY`. Off, keys are optional on loopback."""
+    allowed_origins: list[str] = Field(default_factory=list)
+    """Browser origins allowed by CORS (exact, e.g. "http://localhost:3000"); none by default."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
-    @field_validator("require_keys")
+    @field_validator("allowed_origins")
     @classmethod
-    def _keys_not_yet(cls, v: bool) -> bool:
-        if v:
-            raise ValueError("API keys are not supported by this release of aigw; remove the line")
+    def _exact_origins(cls, v: list[str]) -> list[str]:
+        for origin in v:
+            if origin == "*" or not origin.startswith(("http://", "https://")):
+                raise ValueError(f"{origin!r} is not an origin like http://localhost:3000 (no wildcards)")
         return v
 
 
@@ -185,6 +188,27 @@ class RoutingConfig(_Strict):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig)
 
 
+class LimitsConfig(_Strict):
+    """Rate limits for requests without a key of their own limits (per client address when keys
+    are off). 0 means unlimited."""
+
+    rpm: int = Field(default=0, ge=0)
+    tpm: int = Field(default=0, ge=0)
+
+
+class PriceConfig(_Strict):
+    input: float = Field(ge=0)
+    """USD per million prompt tokens."""
+    output: float = Field(ge=0)
+    """USD per million completion tokens."""
+
+
+class UsageConfig(_Strict):
+    log_content: bool = False
+    """Store prompts and completions with each usage row (off: only counts and costs)."""
+    flush_interval_s: float = Field(default=1.0, gt=0, le=60)
+
+
 class ChatConfig(_Strict):
     default_model: str | None = Field(default=None, min_length=1)
     """The model `aigw chat` uses without -m (AIGW_MODEL overrides it)."""
@@ -195,6 +219,10 @@ class Config(_Strict):
     chat: ChatConfig = Field(default_factory=ChatConfig)
     local: LocalConfig = Field(default_factory=LocalConfig)
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    usage: UsageConfig = Field(default_factory=UsageConfig)
+    prices: dict[str, PriceConfig] = Field(default_factory=dict)
+    """USD per million tokens by "provider/model" or model name; overrides the built-in table."""
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, AliasConfig] = Field(default_factory=dict)
 
