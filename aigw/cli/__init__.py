@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from aigw.cli import chat, config_cmd, daemon_cmds, models
+from aigw.cli import chat, config_cmd, daemon_cmds, keys_cmd, models, usage_cmd
 
 
 class AigwGroup(TyperGroup):
@@ -39,6 +39,8 @@ daemon_cmds.register(app)
 chat.register(app)
 app.add_typer(models.app, name="models")
 app.add_typer(config_cmd.app, name="config")
+app.add_typer(keys_cmd.app, name="keys")
+usage_cmd.register(app)
 
 
 def main() -> None:
