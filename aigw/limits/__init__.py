@@ -1,0 +1,1 @@
+"""Per-subject rate limits: token buckets for requests and tokens per minute."""
