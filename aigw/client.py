@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import orjson
@@ -35,6 +36,22 @@ def daemon_url(environ: dict[str, str] | None = None) -> str:
     return (env.get("AIGW_URL") or DEFAULT_URL).rstrip("/")
 
 
+def credential(url: str, environ: dict[str, str] | None = None) -> str | None:
+    """What the CLI authenticates with: AIGW_API_KEY, else (for a daemon on this machine only:
+    never sent to another host) the admin token from AIGW_HOME."""
+    env = os.environ if environ is None else environ
+    if env.get("AIGW_API_KEY"):
+        return env["AIGW_API_KEY"]
+    from aigw.paths import Paths
+    from aigw.security.admin_token import read_admin_token
+    from aigw.security.net import is_loopback
+
+    host = urlsplit(url).hostname or ""
+    if not is_loopback(host):
+        return None
+    return read_admin_token(Paths.from_env(env).admin_token_file)
+
+
 @dataclass(slots=True)
 class StreamInfo:
     """What the daemon said about the answer: filled in as the stream is read."""
@@ -57,6 +74,7 @@ def _error_message(resp: httpx.Response) -> str:
 class DaemonClient:
     def __init__(self, url: str | None = None, *, api_key: str | None = None, timeout: float = 600.0) -> None:
         self.url = (url or daemon_url()).rstrip("/")
+        api_key = api_key or credential(self.url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
             base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=3.0)

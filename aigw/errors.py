@@ -9,6 +9,9 @@ Every layer raises these; the HTTP boundary maps them to OpenAI error objects by
     ├── ModelNotFound                404    invalid_request_error   code=model_not_found
     ├── PayloadTooLarge              413    invalid_request_error
     ├── CapabilityError              400    invalid_request_error   (backend cannot honour a field)
+    ├── AuthenticationError          401    authentication_error    (missing, unknown or revoked key)
+    ├── PermissionDenied             403    permission_error        (Host, Origin, a model not for this key)
+    ├── RateLimited                  429    rate_limit_error        (.retry_after, .headers; a budget spent)
     ├── ServiceUnavailable           503    service_unavailable     (queue full, shutting down)
     └── UpstreamError                502    upstream_error          .retryable, .upstream_status
         ├── UpstreamConnectError     502    retryable
@@ -59,6 +62,35 @@ class PayloadTooLarge(AigwError):
     status_code = 413
     error_type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class AuthenticationError(AigwError):
+    status_code = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(AigwError):
+    status_code = 403
+    error_type = "permission_error"
+
+
+class RateLimited(AigwError):
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None,
+        headers: dict[str, str] | None = None,
+        code: str = "rate_limit_exceeded",
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.headers = headers or {}
+        self.code = code
 
 
 class ServiceUnavailable(AigwError):

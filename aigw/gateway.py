@@ -14,16 +14,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aigw import __version__
+from aigw.auth.keys import ApiKey, KeyStore
 from aigw.config import Config
 from aigw.domain import ModelInfo
 from aigw.errors import AigwError, InvalidRequest, ModelNotFound, UpstreamConnectError, UpstreamTimeout
+from aigw.limits.ratelimit import RateLimiter
 from aigw.local.engine import FOREVER, Engine, EngineLimits
+from aigw.meter import Meter
+from aigw.metrics import Metrics
 from aigw.paths import Paths
 from aigw.providers.base import Provider, ProviderContext
 from aigw.providers.registry import ProviderRegistry
 from aigw.routing.health import HealthBoard
 from aigw.routing.resolve import Route, Target, resolve
 from aigw.routing.router import Router
+from aigw.security.keycache import KeyCache
+from aigw.store.db import open_db
+from aigw.usage.prices import PriceTable
+from aigw.usage.recorder import UsageRecorder
 
 log = logging.getLogger("aigw.gateway")
 
@@ -42,6 +50,8 @@ class Gateway:
         environ: Mapping[str, str] | None = None,
         engine: Engine | None = None,
         clock: Callable[[], float] = time.monotonic,
+        keys: KeyStore | None = None,
+        meter: Meter | None = None,
     ) -> None:
         self.config = config
         self.engine = engine or Engine(EngineLimits(memory_budget_bytes=config.local.budget_bytes()))
@@ -50,6 +60,16 @@ class Gateway:
         self.providers = dict(providers)
         self.health = HealthBoard(list(self.providers))
         self.router = Router(self.providers, self.health, config.routing)
+        self.keys = keys
+        self.key_cache = KeyCache(keys.by_hash if keys is not None else lambda _: None)
+        self.meter = meter or Meter(
+            config,
+            limiter=RateLimiter(),
+            metrics=Metrics(),
+            recorder=None,
+            prices=PriceTable.from_config(config),
+            spent={},
+        )
         self._clock = clock
         self._started = clock()
         self._aliases: dict[str, tuple[Target, ...]] = {
@@ -76,7 +96,23 @@ class Gateway:
         )
         ctx = ProviderContext(environ=environ, paths=paths, engine=engine, local=config.local)
         providers = {name: registry.create(name, pcfg, ctx) for name, pcfg in config.providers.items()}
-        return cls(config, providers, environ=environ, engine=engine)
+        keys = KeyStore(open_db(paths.database))
+        recorder = UsageRecorder(paths.database, flush_interval_s=config.usage.flush_interval_s)
+        spent = recorder.totals_by_key()
+        meter = Meter(
+            config,
+            limiter=RateLimiter(),
+            metrics=Metrics(),
+            recorder=recorder,
+            prices=PriceTable.from_config(config),
+            spent=spent,
+        )
+        return cls(config, providers, environ=environ, engine=engine, keys=keys, meter=meter)
+
+    def rate_subject(self, subject: str) -> tuple[str, ApiKey | None]:
+        """A rate-limit subject named by a key's id or name, or a client address."""
+        key = self.keys.get(subject) if self.keys is not None else None
+        return (key.id, key) if key is not None else (subject, None)
 
     # -- model index -------------------------------------------------------------------------
 
@@ -207,6 +243,7 @@ class Gateway:
     async def aclose(self) -> None:
         if self._bg_refresh is not None:
             self._bg_refresh.cancel()
+        await asyncio.to_thread(self.meter.close)  # flushes the usage log
         await self.engine.aclose()
         for name, p in self.providers.items():
             try:

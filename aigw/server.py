@@ -41,6 +41,29 @@ def load_checked_config(paths: Paths, config_path: Path | None, environ: Mapping
     return cfg
 
 
+def check_exposure(cfg: Config, paths: Paths) -> None:
+    """Refuse to listen beyond this machine unless every request must carry a key and one exists."""
+    from aigw.security.net import is_loopback
+
+    host = cfg.server.host
+    if is_loopback(host):
+        return
+    if not cfg.server.require_keys:
+        raise ServeError(
+            f"refusing to listen on {host}, which other machines can reach, without API keys: "
+            "set `require_keys = true` under [server] in config.toml and create a key with "
+            "`aigw keys create NAME` (or listen on 127.0.0.1)"
+        )
+    from aigw.auth.keys import KeyStore
+    from aigw.store.db import open_db
+
+    if KeyStore(open_db(paths.database)).count_active() == 0:
+        raise ServeError(
+            f"refusing to listen on {host}: require_keys is on but no API key exists yet; "
+            "create one with `aigw keys create NAME`"
+        )
+
+
 def bind_socket(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -87,7 +110,9 @@ def serve(
     cfg = load_checked_config(paths, config_path, env)
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
+    cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host})})
     paths.ensure()
+    check_exposure(cfg, paths)
     lock = RunLock(paths.lock_file)
     pidfile = PidFile(paths.pid_file)
     if not lock.acquire():

@@ -13,11 +13,15 @@ from starlette.types import ASGIApp
 from aigw import __version__
 from aigw.api.errors import install_error_handlers
 from aigw.api.fastpath import FastPath
-from aigw.api.routes import admin, chat, embeddings, health, models
+from aigw.api.routes import admin, chat, embeddings, health, metrics, models
+from aigw.auth.keys import ApiKey
 from aigw.config import Config
 from aigw.gateway import Gateway
 from aigw.paths import Paths
 from aigw.providers.registry import ProviderRegistry
+from aigw.security.admin_token import ensure_admin_token
+from aigw.security.guard import AccessGuard
+from aigw.security.net import is_loopback
 
 log = logging.getLogger("aigw.api")
 
@@ -45,7 +49,7 @@ def create_app(
 
     app = FastAPI(title="aigw", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    for r in (health.router, models.router, chat.router, embeddings.router, admin.router):
+    for r in (health.router, models.router, chat.router, embeddings.router, admin.router, metrics.router):
         app.include_router(r)
     return app
 
@@ -57,9 +61,21 @@ def create_asgi_app(
     registry: ProviderRegistry,
     environ: Mapping[str, str],
 ) -> ASGIApp:
-    """The app the daemon serves: the FastAPI app behind the hot-path dispatcher."""
+    """The app the daemon serves: the access guard, then the hot-path dispatcher, then FastAPI."""
     app = create_app(config, paths, registry=registry, environ=environ)
     hot = {"/chat/completions": chat.chat_completions, "/embeddings": embeddings.embeddings}
     # Clients whose base URL lacks /v1 are served too, as by OpenAI-compatible servers generally.
     routes = {("POST", prefix + path): fn for path, fn in hot.items() for prefix in ("/v1", "")}
-    return FastPath(app, routes)
+
+    def resolve_key(token: str) -> ApiKey | None:
+        gateway: Gateway = app.state.gateway
+        return gateway.key_cache.resolve(token)
+
+    return AccessGuard(
+        FastPath(app, routes),
+        loopback_only=is_loopback(config.server.host),
+        allowed_origins=config.server.allowed_origins,
+        require_keys=config.server.require_keys,
+        admin_token=ensure_admin_token(paths.admin_token_file),
+        resolve_key=resolve_key,
+    )

@@ -14,7 +14,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from aigw.api.headers import header_safe
-from aigw.errors import AigwError, InvalidRequest, PayloadTooLarge, ServiceUnavailable, UpstreamError
+from aigw.errors import (
+    AigwError,
+    InvalidRequest,
+    PayloadTooLarge,
+    RateLimited,
+    ServiceUnavailable,
+    UpstreamError,
+)
 
 log = logging.getLogger("aigw.api")
 
@@ -44,8 +51,10 @@ def error_payload(exc: AigwError) -> dict[str, Any]:
 
 
 def aigw_error_response(exc: AigwError) -> Response:
-    headers: dict[str, str] = {}
-    retry_after = exc.retry_after if isinstance(exc, UpstreamError | ServiceUnavailable) else None
+    headers: dict[str, str] = dict(exc.headers) if isinstance(exc, RateLimited) else {}
+    retry_after = (
+        exc.retry_after if isinstance(exc, UpstreamError | ServiceUnavailable | RateLimited) else None
+    )
     if retry_after is not None:
         headers["Retry-After"] = str(max(1, round(retry_after)))
     if isinstance(exc, UpstreamError):

@@ -37,13 +37,14 @@ class FastPath:
             return
         scope["app"] = self.app
         request = Request(scope, receive)
-        try:
-            response = await endpoint(request)
-        except AigwError as e:
-            if e.status_code >= 500:
-                log.warning("%s: %s", type(e).__name__, e.message)
-            response = aigw_error_response(e)
-        except Exception:
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
-            response = error_response(500, "Internal error in aigw; see `aigw logs`", "server_error")
-        await response(scope, receive, send)
+        with self.app.state.gateway.meter.metrics.inflight():  # type: ignore[attr-defined]
+            try:
+                response = await endpoint(request)
+            except AigwError as e:
+                if e.status_code >= 500:
+                    log.warning("%s: %s", type(e).__name__, e.message)
+                response = aigw_error_response(e)
+            except Exception:
+                log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+                response = error_response(500, "Internal error in aigw; see `aigw logs`", "server_error")
+            await response(scope, receive, send)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from starlette.requests import Request
 from starlette.responses import Response
 
 from aigw.routing.resolve import Target
@@ -16,6 +17,12 @@ def header_safe(value: str) -> str:
     if value.isascii() and value.isprintable():
         return value
     return quote(value, safe="/:@!$&'()*+,;=-._~ ")
+
+
+def client_address(request: Request) -> str:
+    """The peer's address: the rate-limit subject when keys are off."""
+    client = request.client
+    return client.host if client is not None else "unknown"
 
 
 def proxy_headers(target: Target, overhead_s: float, trace: Trace, cache: str = "bypass") -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""/admin/*: operations on the daemon itself. Local models: what is loaded, load, unload."""
+"""/admin/*: operations on the daemon itself (the access guard checks the admin token).
+Local models: what is loaded, load, unload; keys reload; rate-limit use and reset."""
 
 from __future__ import annotations
 
@@ -34,3 +35,33 @@ async def unload(ref: ModelRef, gw: GatewayDep) -> dict[str, Any]:
     key = await gw.local_key(ref.model)
     was_loaded = await gw.engine.unload(key)
     return {"model": key, "loaded": False, "was_loaded": was_loaded}
+
+
+@router.post("/keys/reload")
+async def reload_keys(gw: GatewayDep) -> dict[str, Any]:
+    """The CLI changed the keys table: forget cached lookups now rather than within seconds."""
+    gw.key_cache.clear()
+    return {"reloaded": True}
+
+
+@router.get("/ratelimit/{subject}")
+async def ratelimit_status(subject: str, gw: GatewayDep) -> dict[str, Any]:
+    """A key's (by id or name) or a client address's current rate-limit use."""
+    sid, key = gw.rate_subject(subject)
+    snap = gw.meter.limiter.snapshot(sid, gw.meter.limits_for(key))
+    spent = gw.meter.spent(key.id) if key is not None else None
+    budget = key.budget_usd if key is not None else None
+    return {
+        "subject": sid,
+        "key": key.name if key else None,
+        **snap,
+        "spent_usd": spent,
+        "budget_usd": budget,
+    }
+
+
+@router.delete("/ratelimit/{subject}")
+async def ratelimit_reset(subject: str, gw: GatewayDep) -> dict[str, Any]:
+    sid, _ = gw.rate_subject(subject)
+    gw.meter.limiter.reset(sid)
+    return {"subject": sid, "reset": True}

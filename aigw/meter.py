@@ -1,0 +1,228 @@
+"""Per-request accounting on the API path: admission (model allow-list, budget, rate limits) before
+routing; afterwards rate-limit reconciliation, the usage row, spend and metrics.
+
+Admission is decided in memory (no I/O): buckets in the rate limiter, each key's spend kept as a
+running total (loaded from the usage log at start). The usage row is handed to the recorder, which
+writes it off the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from aigw.auth.keys import ApiKey
+from aigw.config import Config
+from aigw.domain import Usage
+from aigw.errors import AigwError, PermissionDenied, RateLimited
+from aigw.limits.ratelimit import Admission, Limits, RateLimiter
+from aigw.metrics import Metrics
+from aigw.routing.resolve import Route, Target
+from aigw.usage.prices import PriceTable
+from aigw.usage.recorder import UsageRecorder, UsageRow
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted request."""
+
+    subject: str
+    key: ApiKey | None
+    limits: Limits
+    admission: Admission
+    route: Route
+    started: float
+    content: dict[str, Any] | None = field(default=None)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.admission.headers
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """A cheap upper-side estimate of the prompt's tokens (about 4 characters each), for the TPM
+    bucket before the call; the real count replaces it afterwards."""
+    chars = 0
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for m in messages:
+            content = m.get("content") if isinstance(m, dict) else None
+            chars += len(content) if isinstance(content, str) else len(str(content or ""))
+            chars += 16  # role and framing
+    inp = body.get("input")
+    if isinstance(inp, str):
+        chars += len(inp)
+    elif isinstance(inp, list):
+        chars += sum(
+            len(x) if isinstance(x, str) else 4 * (len(x) if isinstance(x, list) else 1) for x in inp
+        )
+    return max(1, chars // 4)
+
+
+class Meter:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        recorder: UsageRecorder | None,
+        prices: PriceTable,
+        spent: dict[str, float],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._default = Limits(config.limits.rpm, config.limits.tpm)
+        self._log_content = config.usage.log_content
+        self.limiter = limiter
+        self.metrics = metrics
+        self._recorder = recorder
+        self._prices = prices
+        self._spent = spent
+        self._clock = clock
+
+    def close(self) -> None:
+        """Flush the usage log (blocking: call it off the event loop)."""
+        if self._recorder is not None:
+            self._recorder.close()
+
+    def limits_for(self, key: ApiKey | None) -> Limits:
+        if key is None:
+            return self._default
+        return Limits(key.rpm, key.tpm)
+
+    def spent(self, key_id: str) -> float:
+        return self._spent.get(key_id, 0.0)
+
+    def admit(self, key: ApiKey | None, client: str, route: Route, body: dict[str, Any]) -> Ticket:
+        if key is not None and key.models is not None and route.requested not in key.models:
+            raise PermissionDenied(
+                f"API key {key.name!r} may not use model {route.requested!r}; "
+                f"it may use: {', '.join(key.models) or 'none'}",
+                param="model",
+            )
+        if key is not None and key.budget_usd is not None:
+            spent = self.spent(key.id)
+            if spent >= key.budget_usd:
+                self.metrics.ratelimited("budget")
+                raise RateLimited(
+                    f"API key {key.name!r} has exhausted its budget: ${spent:.4f} spent of "
+                    f"${key.budget_usd:.2f} (see `aigw usage --by key`)",
+                    retry_after=None,
+                    code="budget_exhausted",
+                )
+        subject = key.id if key is not None else client
+        limits = self.limits_for(key)
+        admission = self.limiter.admit(subject, limits, estimate_tokens(body))
+        if not admission.allowed:
+            self.metrics.ratelimited(admission.limited_by or "requests")
+            who = f"API key {key.name!r}" if key is not None else f"client {client}"
+            raise RateLimited(
+                f"Rate limit of {who} reached ({admission.limited_by} per minute); "
+                f"retry in {admission.retry_after:.1f} s",
+                retry_after=admission.retry_after,
+                headers=admission.headers,
+            )
+        content = {"messages": body.get("messages")} if self._log_content else None
+        return Ticket(subject, key, limits, admission, route, self._clock(), content)
+
+    def done(
+        self,
+        t: Ticket,
+        target: Target,
+        usage: Usage | None,
+        *,
+        overhead_s: float,
+        fallbacks: int,
+        cache: str = "bypass",
+        completion: Any = None,
+    ) -> None:
+        latency = self._clock() - t.started
+        prompt = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        self.limiter.settle(t.subject, t.limits, t.admission, prompt + completion_tokens)
+        cost = self._prices.cost(target.provider, target.model, prompt, completion_tokens)
+        if t.key is not None and cost:
+            self._spent[t.key.id] = self._spent.get(t.key.id, 0.0) + cost
+        self.metrics.request_done(
+            provider=target.provider,
+            model=target.model,
+            status=200,
+            latency_s=latency,
+            overhead_s=overhead_s,
+            prompt_tokens=prompt,
+            completion_tokens=completion_tokens,
+            fallbacks=fallbacks,
+            cache=cache,
+        )
+        content = None
+        if t.content is not None:
+            t.content["completion"] = completion
+            content = t.content
+        self._record(
+            t,
+            target,
+            200,
+            latency=latency,
+            prompt=prompt,
+            completion=completion_tokens,
+            cost=cost,
+            cache=cache,
+            fallbacks=fallbacks,
+            content=content,
+        )
+
+    def abandoned(self, t: Ticket) -> None:
+        """The client left (or aigw is stopping) before an answer: give the reservation back."""
+        self.limiter.settle(t.subject, t.limits, t.admission, 0)
+
+    def failed(self, t: Ticket, err: AigwError, target: Target | None = None) -> None:
+        latency = self._clock() - t.started
+        self.limiter.settle(t.subject, t.limits, t.admission, 0)
+        provider = getattr(err, "provider", None) or (target.provider if target else "")
+        model = target.model if target else ""
+        self.metrics.request_failed(provider=provider, model=model, status=err.status_code, latency_s=latency)
+        kind = type(err).__name__
+        self._record(
+            t, target, err.status_code, latency=latency, error_kind=kind, content=t.content, provider=provider
+        )
+
+    def _record(
+        self,
+        t: Ticket,
+        target: Target | None,
+        status: int,
+        *,
+        latency: float,
+        prompt: int = 0,
+        completion: int = 0,
+        cost: float = 0.0,
+        cache: str = "bypass",
+        fallbacks: int = 0,
+        error_kind: str | None = None,
+        content: dict[str, Any] | None = None,
+        provider: str | None = None,
+    ) -> None:
+        if self._recorder is None:
+            return
+        self._recorder.record(
+            UsageRow(
+                ts=t.started,
+                key_id=t.key.id if t.key else None,
+                alias=t.route.alias,
+                provider=target.provider if target else (provider or None),
+                model=target.model if target else None,
+                status=status,
+                latency_ms=latency * 1000,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=cost,
+                cache_hit=cache == "hit",
+                fallbacks=fallbacks,
+                error_kind=error_kind,
+                content=None if content is None else orjson.dumps(content, default=str).decode(),
+            )
+        )
