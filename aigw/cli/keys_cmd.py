@@ -91,7 +91,7 @@ def list_keys(
         (
             r["name"],
             r["id"],
-            r["prefix"] + "…",
+            r["prefix"] + "...",
             str(r["rpm"] or "-"),
             str(r["tpm"] or "-"),
             "-" if r["budget_usd"] is None else f"${r['budget_usd']:.2f}",

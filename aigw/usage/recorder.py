@@ -47,6 +47,7 @@ class UsageRow:
 
 _COLUMNS = tuple(f.name for f in fields(UsageRow))
 _as_tuple = attrgetter(*_COLUMNS)
+_FAILURE_LOG_EVERY_S = 60.0  # while writes keep failing, say so at most this often
 _INSERT = f"INSERT INTO usage ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
 
 
@@ -59,7 +60,7 @@ class UsageRecorder:
         max_batch: int = 500,
         max_pending: int = 100_000,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
-        close_timeout_s: float = 30.0,
+        close_timeout_s: float = 10.0,
     ) -> None:
         if flush_interval_s <= 0 or max_batch < 1 or max_pending < max_batch:
             raise ValueError("flush_interval_s > 0, max_batch >= 1 and max_pending >= max_batch")
@@ -80,6 +81,8 @@ class UsageRecorder:
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._written = 0
+        self._failing_since: float | None = None  # start of a streak of failed writes
+        self._last_failure_log = 0.0
         self._thread = threading.Thread(target=self._run, name="aigw-usage-writer", daemon=True)
         self._thread.start()
 
@@ -141,8 +144,7 @@ class UsageRecorder:
         deadline = time.monotonic() + timeout_s
         self._wake.set()
         while self.pending and time.monotonic() < deadline and self._thread.is_alive():
-            time.sleep(0.005)
-            self._wake.set()
+            time.sleep(0.005)  # a failed write is retried every flush_interval_s
         return not self.pending
 
     def close(self) -> None:
@@ -233,9 +235,16 @@ class UsageRecorder:
                 for _ in batch:
                     self._inflight.popleft()
             self._written += len(batch)
+            if self._failing_since is not None:
+                log.info("usage log: writing again after %.1f s", time.monotonic() - self._failing_since)
+                self._failing_since = None
             return True
         except (sqlite3.Error, OSError) as e:
-            log.warning("usage log: writing %d rows failed (kept for the next try): %s", len(batch), e)
+            now = time.monotonic()
+            if self._failing_since is None or now - self._last_failure_log >= _FAILURE_LOG_EVERY_S:
+                self._failing_since = self._failing_since or now
+                self._last_failure_log = now
+                log.warning("usage log: writing %d rows failed (kept for the next try): %s", self.pending, e)
             if self._writer is not None and self._writer.in_transaction:
                 try:
                     self._writer.execute("ROLLBACK")

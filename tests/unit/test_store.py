@@ -1,0 +1,144 @@
+"""aigw.store: the database file, its pragmas and numbered migrations."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from aigw.store.db import MIGRATIONS, connect, migrate, open_db, schema_version
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_new_file_is_private_and_its_directory_made(tmp_path: Path) -> None:
+    path = tmp_path / "nested" / "aigw.db"
+    old = os.umask(0)
+    try:
+        db = open_db(path)
+    finally:
+        os.umask(old)
+    db.table("usage").insert({"ts": 1.0, "status": 200})  # makes the WAL file exist too
+    assert _mode(path) == 0o600
+    for side in path.parent.glob("aigw.db-*"):
+        assert _mode(side) == 0o600, side
+    assert _mode(path.parent) == 0o700
+    db.close()
+
+
+def test_pragmas(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "aigw.db")
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
+    db.close()
+
+
+def test_migrations_apply_once_and_reopen_is_idempotent(tmp_path: Path) -> None:
+    path = tmp_path / "aigw.db"
+    open_db(path).close()
+    db = open_db(path)
+    rows = db.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == [n for n, _ in MIGRATIONS]
+    assert migrate(db.conn) == []
+    assert schema_version(db.conn) == MIGRATIONS[-1][0]
+    db.close()
+
+
+def test_a_new_migration_applies_alone_and_in_order(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "aigw.db")
+    assert migrate(conn) == [1]
+    extra = (*MIGRATIONS, (2, "CREATE TABLE extra (x INTEGER);"), (3, "ALTER TABLE extra ADD COLUMN y TEXT;"))
+    assert migrate(conn, extra) == [2, 3]
+    assert migrate(conn, extra) == []
+    cols = [r[1] for r in conn.execute("PRAGMA table_info(extra)")]
+    assert cols == ["x", "y"]
+    conn.close()
+
+
+def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "aigw.db")
+    migrate(conn)
+    bad = (*MIGRATIONS, (2, "CREATE TABLE half (x INTEGER);\nCREATE TABLE broken (;"))
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(conn, bad)
+    assert schema_version(conn) == 1
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert "half" not in tables
+    conn.close()
+
+
+def test_migration_numbers_must_ascend(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "aigw.db")
+    with pytest.raises(ValueError, match="ascending"):
+        migrate(conn, ((2, "SELECT 1;"), (1, "SELECT 1;")))
+    conn.close()
+
+
+def test_concurrent_opens_migrate_once(tmp_path: Path) -> None:
+    path = tmp_path / "aigw.db"
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            open_db(path).close()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=opener) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    db = open_db(path)
+    assert db.execute("SELECT COUNT(*) FROM schema_migrations").fetchone()[0] == len(MIGRATIONS)
+    db.close()
+
+
+def test_schema(tmp_path: Path) -> None:
+    db = open_db(tmp_path / "aigw.db")
+    assert {"api_keys", "usage", "schema_migrations"} <= set(db.table_names())
+    keys = {c.name: c.type for c in db.table("api_keys").columns}
+    assert keys == {
+        "id": "TEXT",
+        "name": "TEXT",
+        "key_hash": "TEXT",
+        "prefix": "TEXT",
+        "rpm": "INTEGER",
+        "tpm": "INTEGER",
+        "budget_usd": "REAL",
+        "models": "TEXT",
+        "created_at": "REAL",
+        "revoked_at": "REAL",
+    }
+    assert db.table("api_keys").pks == ["id"]
+    usage = {c.name: c.type for c in db.table("usage").columns}
+    assert usage == {
+        "id": "INTEGER",
+        "ts": "REAL",
+        "key_id": "TEXT",
+        "alias": "TEXT",
+        "provider": "TEXT",
+        "model": "TEXT",
+        "status": "INTEGER",
+        "latency_ms": "REAL",
+        "prompt_tokens": "INTEGER",
+        "completion_tokens": "INTEGER",
+        "cost_usd": "REAL",
+        "cache_hit": "INTEGER",
+        "fallbacks": "INTEGER",
+        "error_kind": "TEXT",
+        "content": "TEXT",
+    }
+    indexed = {tuple(ix.columns) for ix in db.table("usage").indexes}
+    assert {("ts",), ("key_id", "ts")} <= indexed
+    unique = {tuple(ix.columns) for ix in db.table("api_keys").indexes if ix.unique}
+    assert {("name",), ("key_hash",)} <= unique
+    db.close()
