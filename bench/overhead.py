@@ -5,7 +5,10 @@ worker), then measures each both directly and through aigw, in the same run:
   * latency: sequential keep-alive requests (plain http.client), alternating direct and via aigw, p50/p99;
   * throughput: wrk, 32 connections, 1 thread, for DURATION seconds;
   * streaming: time to the first SSE chunk, and whether later chunks are held back.
-Prints a table and exits 0. Usage: python bench/overhead.py [--requests N] [--duration S]
+The daemon runs with everything on: API keys required (a key with generous limits), rate limits,
+the usage log, metrics. `--soak S` then drives it with wrk for S more seconds (at least 100,000
+requests on this machine at 30 s) and reports how much its RSS grew.
+Prints a table and exits 0. Usage: python bench/overhead.py [--requests N] [--duration S] [--soak S]
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+KEY = [""]  # the API key the gateway requires (set in main)
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hello."}]})
 STREAM_BODY = json.dumps(
     {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "Say hello."}]}
@@ -50,11 +54,13 @@ def wait_port(port: int, timeout: float = 20.0) -> None:
 
 
 @contextmanager
-def process(cmd: list[str], port: int, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    cmd: list[str], port: int, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_port(port)
-        yield
+        yield proc
     finally:
         proc.terminate()
         proc.wait(15)
@@ -63,7 +69,7 @@ def process(cmd: list[str], port: int, env: dict[str, str] | None = None) -> Ite
 def latency(ports: tuple[int, int], n: int) -> tuple[list[float], list[float]]:
     """Sequential keep-alive requests, alternating between the two ports so drift hits both alike."""
     conns = [http.client.HTTPConnection("127.0.0.1", p) for p in ports]
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY[0]}"}
     out: tuple[list[float], list[float]] = ([], [])
     for i in range(n + 200):
         for conn, times in zip(conns, out, strict=True):
@@ -83,7 +89,7 @@ def latency(ports: tuple[int, int], n: int) -> tuple[list[float], list[float]]:
 def ttfb(port: int, n: int) -> tuple[list[float], list[float]]:
     """Time to the first SSE chunk, and to the end of the stream."""
     conn = http.client.HTTPConnection("127.0.0.1", port)
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY[0]}"}
     firsts, totals = [], []
     for _ in range(n):
         t = time.perf_counter()
@@ -100,6 +106,11 @@ def ttfb(port: int, n: int) -> tuple[list[float], list[float]]:
 
 
 def wrk(port: int, duration: int) -> float:
+    return wrk_run(port, duration)[0]
+
+
+def wrk_run(port: int, duration: int) -> tuple[float, int]:
+    """(requests/s, requests) of a wrk run: 1 thread, 32 connections."""
     script = HERE / "post.lua"
     out = subprocess.run(
         [
@@ -114,11 +125,27 @@ def wrk(port: int, duration: int) -> float:
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "AIGW_BENCH_KEY": KEY[0]},
     ).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
     m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return float(m.group(1)) if m else 0.0
+    n = re.search(r"(\d+) requests in", out)
+    return (float(m.group(1)) if m else 0.0), (int(n.group(1)) if n else 0)
+
+
+def rss_kib(pid: int) -> int:
+    out = subprocess.run(["ps", "-o", "rss=", "-p", str(pid)], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip())
+
+
+def create_key(home: str) -> str:
+    """An API key with limits no benchmark reaches, made the way `aigw keys create` makes one."""
+    from aigw.auth.keys import KeyStore
+    from aigw.store.db import open_db
+
+    _, plain = KeyStore(open_db(Path(home) / "aigw.db")).create("bench", rpm=10**9, tpm=10**12)
+    return plain
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -131,25 +158,45 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=2000)
     ap.add_argument("--duration", type=int, default=5)
     ap.add_argument("--streams", type=int, default=100)
+    ap.add_argument("--soak", type=int, default=0, help="seconds of wrk load for the RSS soak (0: none)")
+    ap.add_argument("--plain", action="store_true", help="no keys, limits or prices (to see their cost)")
     args = ap.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk; macOS: brew install wrk)")
     up_port, gw_port = free_port(), free_port()
     home = tempfile.mkdtemp(prefix="aigw-bench-")
+    features = (
+        "require_keys = true\n[limits]\nrpm = 1000000000\ntpm = 1000000000000\n"
+        '[prices]\n"bench" = { input = 0.15, output = 0.6 }\n'
+    )
     Path(home, "config.toml").write_text(
         f'[server]\nport = {gw_port}\nlog_level = "warning"\n'
-        f'[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:{up_port}/v1"\n'
+        + ("" if args.plain else features)
+        + f'[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:{up_port}/v1"\n'
     )
+    KEY[0] = "unused" if args.plain else create_key(home)
     env = {**os.environ, "AIGW_HOME": home}
     with (
         process([sys.executable, str(HERE / "fake_upstream.py"), str(up_port)], up_port),
-        process([sys.executable, "-m", "aigw", "serve"], gw_port, env),
+        process([sys.executable, "-m", "aigw", "serve"], gw_port, env) as gw,
     ):
         rows = []
         d_lat, g_lat = latency((up_port, gw_port), args.requests)
         d_rps, g_rps = wrk(up_port, args.duration), wrk(gw_port, args.duration)
         d_ft, d_tot = ttfb(up_port, args.streams)
         g_ft, g_tot = ttfb(gw_port, args.streams)
+        soak = ""
+        if args.soak:
+            wrk_run(gw_port, 10)  # warm: caches, pools, histograms, SQLite pages all populated
+            before = rss_kib(gw.pid)
+            rps, n = wrk_run(gw_port, args.soak)
+            middle = rss_kib(gw.pid)
+            rps2, n2 = wrk_run(gw_port, args.soak)
+            grew, grew2 = (middle - before) / 1024, (rss_kib(gw.pid) - middle) / 1024
+            soak = (
+                f"; soak: {n} requests at {rps:.0f} req/s grew RSS by {grew:.1f} MB (bar: < 10 MB), "
+                f"the next {n2} by {grew2:.1f} MB"
+            )
     shutil.rmtree(home, ignore_errors=True)
     rows = [
         ("latency p50 (ms)", pct(d_lat, 0.50), pct(g_lat, 0.50)),
@@ -168,7 +215,7 @@ def main() -> None:
     print(
         f"\nadded latency p50: {pct(g_lat, 0.5) - pct(d_lat, 0.5):.3f} ms (bar: <= 0.5 ms); "
         f"throughput: {g_rps:.0f} req/s (bar: >= 3000); "
-        f"first chunk added: {pct(g_ft, 0.5) - pct(d_ft, 0.5):.3f} ms (bar: <= 1 ms)"
+        f"first chunk added: {pct(g_ft, 0.5) - pct(d_ft, 0.5):.3f} ms (bar: <= 1 ms){soak}"
     )
 
 

@@ -13,6 +13,7 @@ request instead of wedging the breaker.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -22,6 +23,8 @@ from typing import Any
 
 from aigw.config import BreakerConfig
 from aigw.routing.resolve import Target
+
+WINDOW_SLOTS = 20
 
 
 class BreakerState(StrEnum):
@@ -46,7 +49,9 @@ class Breaker:
         self._clock = clock
         self.state = BreakerState.CLOSED
         self._consecutive = 0
-        self._outcomes: deque[tuple[float, bool]] = deque()  # (time, failed) within the window
+        # Outcomes within the window, counted per slot of window_s / WINDOW_SLOTS: [slot, total,
+        # failed]. Memory stays constant however many requests a second a target serves.
+        self._outcomes: deque[list[int]] = deque()
         self._opened_at = 0.0
         self._probing = False
         self.opens = 0
@@ -121,23 +126,33 @@ class Breaker:
         self._outcomes.clear()
         self.opens += 1
 
-    def _note(self, *, failed: bool) -> None:
-        now = self._clock()
-        self._outcomes.append((now, failed))
-        horizon = now - self._cfg.window_s
-        while self._outcomes and self._outcomes[0][0] < horizon:
+    def _slot_now(self) -> int:
+        """The current slot; slots older than the window are dropped."""
+        slot = math.floor(self._clock() * WINDOW_SLOTS / self._cfg.window_s)
+        while self._outcomes and self._outcomes[0][0] < slot - WINDOW_SLOTS:
             self._outcomes.popleft()
+        return slot
+
+    def _note(self, *, failed: bool) -> None:
+        slot = self._slot_now()
+        last = self._outcomes[-1] if self._outcomes else None
+        if last is None or last[0] != slot:
+            last = [slot, 0, 0]
+            self._outcomes.append(last)
+        last[1] += 1
+        last[2] += failed
+
+    def _window(self) -> tuple[int, int]:
+        """(requests, failures) within the window."""
+        self._slot_now()
+        return sum(s[1] for s in self._outcomes), sum(s[2] for s in self._outcomes)
 
     def _ratio_tripped(self) -> bool:
-        n = len(self._outcomes)
-        if n < self._cfg.min_requests:
-            return False
-        failed = sum(1 for _, f in self._outcomes if f)
-        return failed / n >= self._cfg.failure_ratio
+        n, failed = self._window()
+        return n >= self._cfg.min_requests and failed / n >= self._cfg.failure_ratio
 
     def snapshot(self) -> dict[str, Any]:
-        n = len(self._outcomes)
-        failed = sum(1 for _, f in self._outcomes if f)
+        n, failed = self._window()
         return {
             "state": self.state.value,
             "consecutive_failures": self._consecutive,

@@ -55,6 +55,9 @@ def strip_version(model: str) -> str:
     return _VERSION_SUFFIX.sub("", model)
 
 
+_MEMO_SIZE = 1024
+
+
 class PriceTable:
     def __init__(
         self,
@@ -69,6 +72,7 @@ class PriceTable:
             merged[k.lower()] = Price(float(p.input), float(p.output))
         self._prices: Mapping[str, Price] = MappingProxyType(merged)
         self._local = local_providers
+        self._memo: dict[tuple[str | None, str], Price | None] = {}
 
     @classmethod
     def from_config(cls, config: Config) -> PriceTable:
@@ -81,7 +85,19 @@ class PriceTable:
         return self._prices
 
     def price(self, provider: str | None, model: str) -> Price | None:
-        """The price that applies, or None for a local provider or an unknown model."""
+        """The price that applies, or None for a local provider or an unknown model (memoized:
+        this runs once per request)."""
+        key = (provider, model)
+        try:
+            return self._memo[key]
+        except KeyError:
+            pass
+        if len(self._memo) >= _MEMO_SIZE:  # clients may name any provider/model
+            self._memo.clear()
+        found = self._memo[key] = self._lookup(provider, model)
+        return found
+
+    def _lookup(self, provider: str | None, model: str) -> Price | None:
         if provider:
             exact = self._prices.get(f"{provider}/{model}".lower())
             if exact is not None:

@@ -45,6 +45,7 @@ class UsageRow:
     content: str | None = None
 
 
+WRITER_CACHE_KIB = 256
 _COLUMNS = tuple(f.name for f in fields(UsageRow))
 _as_tuple = attrgetter(*_COLUMNS)
 _FAILURE_LOG_EVERY_S = 60.0  # while writes keep failing, say so at most this often
@@ -226,6 +227,8 @@ class UsageRecorder:
         try:
             if self._writer is None:
                 self._writer = connect(self._path, busy_timeout_ms=self._busy_ms)
+                # Appends need few pages in memory; the default cache (2 MB) only grows RSS.
+                self._writer.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
                 migrate(self._writer)
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
