@@ -23,7 +23,7 @@ def client(local_daemon: DaemonProcess) -> openai.OpenAI:
 
 
 def local_status(d: DaemonProcess) -> dict[str, Any]:
-    return dict(d.get("/admin/local").json())
+    return dict(d.aget("/admin/local").json())
 
 
 def slot(d: DaemonProcess, model: str) -> dict[str, Any] | None:

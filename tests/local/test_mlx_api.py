@@ -94,7 +94,7 @@ def test_what_mlx_cannot_honour_is_refused(client: openai.OpenAI, kwargs: dict[s
 
 def test_disconnect_stops_mlx_generation(mlx_daemon: DaemonProcess) -> None:
     def state() -> dict[str, Any]:
-        loaded = mlx_daemon.get("/admin/local").json()["loaded"]
+        loaded = mlx_daemon.aget("/admin/local").json()["loaded"]
         return next((m for m in loaded if m["model"] == "mlx/tiny-mlx"), {})
 
     before = state().get("tokens_generated", 0)

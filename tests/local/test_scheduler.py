@@ -22,15 +22,15 @@ def chat(d: DaemonProcess, model: str, **kw: Any) -> httpx.Response:
 
 
 def loaded(d: DaemonProcess) -> list[str]:
-    return [m["model"].removeprefix("local/") for m in d.get("/admin/local").json()["loaded"]]
+    return [m["model"].removeprefix("local/") for m in d.aget("/admin/local").json()["loaded"]]
 
 
 def sizes(d: DaemonProcess, *models: str) -> int:
     total = 0
     for m in models:
-        assert d.post("/admin/local/load", json={"model": m}).status_code == 200
+        assert d.apost("/admin/local/load", json={"model": m}).status_code == 200
         total += next(
-            x["memory_bytes"] for x in d.get("/admin/local").json()["loaded"] if x["model"] == f"local/{m}"
+            x["memory_bytes"] for x in d.aget("/admin/local").json()["loaded"] if x["model"] == f"local/{m}"
         )
     return total
 
@@ -56,7 +56,7 @@ def test_least_recently_used_idle_model_is_unloaded_first(
         assert sorted(loaded(d)) == ["tiny", "tiny2"]
         assert chat(d, "tiny3").status_code == 200
         assert sorted(loaded(d)) == ["tiny", "tiny3"]
-        status = d.get("/admin/local").json()
+        status = d.aget("/admin/local").json()
         assert status["used_bytes"] <= status["budget_bytes"]
     finally:
         assert d.terminate() == 0
@@ -113,14 +113,14 @@ def test_model_larger_than_the_budget_is_a_clear_503(gguf_dir: Path, tmp_path: P
 def test_explicit_load_and_unload(gguf_dir: Path, tmp_path: Path) -> None:
     d = start_local_daemon(tmp_path / "home", gguf_dir)
     try:
-        r = d.post("/admin/local/load", json={"model": "tiny"})
+        r = d.apost("/admin/local/load", json={"model": "tiny"})
         assert r.status_code == 200 and r.json()["status"]["state"] == "idle"
         assert loaded(d) == ["tiny"]
-        assert d.post("/admin/local/unload", json={"model": "tiny"}).json()["was_loaded"] is True
+        assert d.apost("/admin/local/unload", json={"model": "tiny"}).json()["was_loaded"] is True
         assert loaded(d) == []
-        assert d.post("/admin/local/load", json={"model": "nope"}).status_code == 404
+        assert d.apost("/admin/local/load", json={"model": "nope"}).status_code == 404
         t0 = time.monotonic()
-        assert d.post("/admin/local/unload", json={"model": "tiny"}).json()["was_loaded"] is False
+        assert d.apost("/admin/local/unload", json={"model": "tiny"}).json()["was_loaded"] is False
         assert time.monotonic() - t0 < 5
     finally:
         assert d.terminate() == 0

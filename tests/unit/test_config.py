@@ -84,7 +84,7 @@ def test_platformdirs_without_aigw_home() -> None:
             '[providers.openai]\nheaders = { X = "a\\rb" }\n',
             "providers.openai.headers: contains a control character",
         ),
-        ("[server]\nallowed_origins = [\"*\"]\n", "server.allowed_origins: '*' is not an origin"),
+        ('[server]\nallowed_origins = ["*"]\n', "server.allowed_origins: '*' is not an origin"),
         (
             '[providers.openai]\nbase_url = "localhost:8000"\n',
             "providers.openai.base_url: must start with http",
