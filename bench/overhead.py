@@ -191,7 +191,7 @@ def main() -> None:
             before = rss_kib(gw.pid)
             rps, n = wrk_run(gw_port, args.soak)
             middle = rss_kib(gw.pid)
-            rps2, n2 = wrk_run(gw_port, args.soak)
+            _, n2 = wrk_run(gw_port, args.soak)
             grew, grew2 = (middle - before) / 1024, (rss_kib(gw.pid) - middle) / 1024
             soak = (
                 f"; soak: {n} requests at {rps:.0f} req/s grew RSS by {grew:.1f} MB (bar: < 10 MB), "
