@@ -77,7 +77,10 @@ class DaemonClient:
         api_key = api_key or credential(self.url)
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._http = httpx.Client(
-            base_url=self.url, headers=headers, timeout=httpx.Timeout(timeout, connect=3.0)
+            trust_env=False,  # never through an HTTP proxy: the daemon is local, the token secret
+            base_url=self.url,
+            headers=headers,
+            timeout=httpx.Timeout(timeout, connect=3.0),
         )
 
     def close(self) -> None:

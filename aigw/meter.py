@@ -37,6 +37,10 @@ class Ticket:
     route: Route
     started: float
     content: dict[str, Any] | None = field(default=None)
+    est_tokens: int = 0
+    """The prompt's estimated tokens: charged when the answer carries no usage."""
+    held_usd: float = 0.0
+    """Budget held while the request runs (its prompt's estimated cost)."""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -82,6 +86,7 @@ class Meter:
         self._recorder = recorder
         self._prices = prices
         self._spent = spent
+        self._held: dict[str, float] = {}
         self._clock = clock
 
     def close(self) -> None:
@@ -97,6 +102,10 @@ class Meter:
     def spent(self, key_id: str) -> float:
         return self._spent.get(key_id, 0.0)
 
+    def _hold(self, t: Ticket, delta: float) -> None:
+        if t.key is not None and delta:
+            self._held[t.key.id] = self._held.get(t.key.id, 0.0) + delta
+
     def admit(self, key: ApiKey | None, client: str, route: Route, body: dict[str, Any]) -> Ticket:
         if key is not None and key.models is not None and route.requested not in key.models:
             raise PermissionDenied(
@@ -104,8 +113,14 @@ class Meter:
                 f"it may use: {', '.join(key.models) or 'none'}",
                 param="model",
             )
+        est = estimate_tokens(body)
+        held = 0.0
         if key is not None and key.budget_usd is not None:
-            spent = self.spent(key.id)
+            # Requests in flight hold their prompt's estimated cost, so concurrent ones cannot
+            # all pass on the same remaining budget.
+            first = route.targets[0]
+            held = self._prices.cost(first.provider, first.model, est, 0)
+            spent = self.spent(key.id) + self._held.get(key.id, 0.0)
             if spent >= key.budget_usd:
                 self.metrics.ratelimited("budget")
                 raise RateLimited(
@@ -116,7 +131,7 @@ class Meter:
                 )
         subject = key.id if key is not None else client
         limits = self.limits_for(key)
-        admission = self.limiter.admit(subject, limits, estimate_tokens(body))
+        admission = self.limiter.admit(subject, limits, est)
         if not admission.allowed:
             self.metrics.ratelimited(admission.limited_by or "requests")
             who = f"API key {key.name!r}" if key is not None else f"client {client}"
@@ -127,7 +142,9 @@ class Meter:
                 headers=admission.headers,
             )
         content = {"messages": body.get("messages")} if self._log_content else None
-        return Ticket(subject, key, limits, admission, route, self._clock(), content)
+        ticket = Ticket(subject, key, limits, admission, route, self._clock(), content, est, held)
+        self._hold(ticket, held)
+        return ticket
 
     def done(
         self,
@@ -139,14 +156,16 @@ class Meter:
         fallbacks: int,
         cache: str = "bypass",
         completion: Any = None,
+        completion_chars: int = 0,
     ) -> None:
+        """A request answered. Without usage from the upstream (a stream cut short, a server that
+        sends none) its tokens are estimated, never taken as zero."""
         latency = self._clock() - t.started
-        prompt = usage.prompt_tokens if usage else 0
-        completion_tokens = usage.completion_tokens if usage else 0
-        self.limiter.settle(t.subject, t.limits, t.admission, prompt + completion_tokens)
-        cost = self._prices.cost(target.provider, target.model, prompt, completion_tokens)
-        if t.key is not None and cost:
-            self._spent[t.key.id] = self._spent.get(t.key.id, 0.0) + cost
+        if usage is not None:
+            prompt, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        else:
+            prompt, completion_tokens = t.est_tokens, -(-completion_chars // 4)
+        cost = self._charge(t, target, prompt, completion_tokens)
         self.metrics.request_done(
             provider=target.provider,
             model=target.model,
@@ -175,19 +194,45 @@ class Meter:
             content=content,
         )
 
+    def _charge(self, t: Ticket, target: Target | None, prompt: int, completion: int) -> float:
+        """Settle the rate limits and the budget; the request's cost in USD."""
+        self.limiter.settle(t.subject, t.limits, t.admission, prompt + completion)
+        self._hold(t, -t.held_usd)
+        if target is None or not (prompt or completion):
+            return 0.0
+        cost = self._prices.cost(target.provider, target.model, prompt, completion)
+        if t.key is not None and cost:
+            self._spent[t.key.id] = self._spent.get(t.key.id, 0.0) + cost
+        return cost
+
     def abandoned(self, t: Ticket) -> None:
         """The client left (or aigw is stopping) before an answer: give the reservation back."""
-        self.limiter.settle(t.subject, t.limits, t.admission, 0)
+        self._charge(t, None, 0, 0)
 
-    def failed(self, t: Ticket, err: AigwError, target: Target | None = None) -> None:
+    def failed(
+        self, t: Ticket, err: AigwError, target: Target | None = None, *, delivered_chars: int = 0
+    ) -> None:
+        """A request failed; one that broke after content reached the client is charged for it."""
         latency = self._clock() - t.started
-        self.limiter.settle(t.subject, t.limits, t.admission, 0)
+        delivered = target is not None and delivered_chars > 0
+        prompt = t.est_tokens if delivered else 0
+        completion = -(-delivered_chars // 4) if delivered else 0
+        cost = self._charge(t, target, prompt, completion)
         provider = getattr(err, "provider", None) or (target.provider if target else "")
         model = target.model if target else ""
         self.metrics.request_failed(provider=provider, model=model, status=err.status_code, latency_s=latency)
         kind = type(err).__name__
         self._record(
-            t, target, err.status_code, latency=latency, error_kind=kind, content=t.content, provider=provider
+            t,
+            target,
+            err.status_code,
+            latency=latency,
+            prompt=prompt,
+            completion=completion,
+            cost=cost,
+            error_kind=kind,
+            content=t.content,
+            provider=provider,
         )
 
     def _record(

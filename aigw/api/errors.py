@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from types import MappingProxyType
 from typing import Any
 
@@ -56,7 +57,7 @@ def aigw_error_response(exc: AigwError) -> Response:
         exc.retry_after if isinstance(exc, UpstreamError | ServiceUnavailable | RateLimited) else None
     )
     if retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(retry_after)))
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     if isinstance(exc, UpstreamError):
         headers["x-aigw-provider"] = header_safe(exc.provider)
     if isinstance(exc, PayloadTooLarge):

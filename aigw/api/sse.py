@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
@@ -27,11 +27,18 @@ def event(data: dict[str, Any]) -> bytes:
 class SSEResponse(Response):
     media_type = "text/event-stream"
 
-    def __init__(self, body: AsyncGenerator[bytes, None], headers: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        body: AsyncGenerator[bytes, None],
+        headers: Mapping[str, str],
+        on_unstarted: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
         # Deliberately not Response.__init__: there is no body to render up front.
         self.status_code = 200
         self.background = None
         self.stream = body
+        # Closing a generator that never ran skips its `finally`: this cleans up instead.
+        self._on_unstarted = on_unstarted
         self.raw_headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
@@ -46,7 +53,7 @@ class SSEResponse(Response):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sender = asyncio.current_task()
         assert sender is not None
-        disconnected = started = False
+        disconnected = started = iterated = False
 
         async def watch() -> None:
             nonlocal disconnected
@@ -59,6 +66,7 @@ class SSEResponse(Response):
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             started = True
+            iterated = True
             async for data in self.stream:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
@@ -70,3 +78,5 @@ class SSEResponse(Response):
         finally:
             watcher.cancel()
             await self.stream.aclose()
+            if not iterated and self._on_unstarted is not None:
+                await self._on_unstarted()

@@ -15,6 +15,8 @@ The resolved key (or None) travels in the ASGI scope as `aigw.key`.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Collection
 from typing import Any
 
@@ -22,10 +24,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aigw.api.errors import error_body
 from aigw.auth.keys import ApiKey
-from aigw.errors import AigwError, AuthenticationError, PermissionDenied
+from aigw.errors import AigwError, AuthenticationError, PermissionDenied, ServiceUnavailable
 from aigw.security.admin_token import same_secret
 from aigw.security.net import is_loopback
 
+log = logging.getLogger("aigw.security")
 KEY_PREFIX = "aigw-"
 SCOPE_KEY = "aigw.key"
 _ALLOW_HEADERS = (
@@ -114,7 +117,13 @@ class AccessGuard:
         if is_admin:
             return None  # the admin may use the API too, under the anonymous limits
         if token is not None and token.startswith(KEY_PREFIX):
-            key = self._resolve_key(token)
+            try:
+                key = self._resolve_key(token)
+            except Exception:  # the key store is unreadable (locked, corrupt): not the client's fault
+                log.exception("looking up an API key failed")
+                raise ServiceUnavailable(
+                    "API keys cannot be checked right now; retry", retry_after=1
+                ) from None
             if key is None:
                 raise AuthenticationError("Invalid API key: unknown or revoked (see `aigw keys list`)")
             return key
@@ -157,6 +166,8 @@ async def _refuse(e: AigwError, send: Send) -> None:
     ]
     if isinstance(e, AuthenticationError):
         headers.append((b"www-authenticate", b"Bearer"))
+    if isinstance(e, ServiceUnavailable) and e.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(e.retry_after))).encode()))
     start: dict[str, Any] = {"type": "http.response.start", "status": e.status_code, "headers": headers}
     await send(start)
     await send({"type": "http.response.body", "body": body})

@@ -249,3 +249,22 @@ def test_require_keys_refuses_anonymous_requests(upstream: FakeOpenAIServer, tmp
         assert d.get("/metrics").status_code == 401
     finally:
         assert d.terminate() == 0, d.log()
+
+
+def test_a_stream_without_usage_is_still_charged(daemon: DaemonProcess, created: dict[str, str]) -> None:
+    """An upstream that sends no usage (stream_usage = false here) must not make requests free."""
+    client = sdk(daemon, created["app"])
+    stream = client.chat.completions.create(model="nousage/gpt-test", messages=MSG, stream=True)
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text
+    db = open_db(daemon.home / "aigw.db")
+    row: dict[str, object] = {}
+    for _ in range(50):
+        rows = list(db.query("SELECT * FROM usage WHERE provider = 'nousage' ORDER BY id DESC LIMIT 1"))
+        if rows:
+            row = rows[0]
+            break
+        time.sleep(0.1)
+    assert row["status"] == 200
+    assert row["prompt_tokens"] and row["completion_tokens"] == -(-len(text) // 4)
+    assert row["cost_usd"] and float(str(row["cost_usd"])) > 0

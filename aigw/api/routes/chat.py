@@ -38,17 +38,16 @@ async def _relay(
     usage: Usage | None = None
     failure: AigwError | None = None
     text: list[str] | None = [] if ticket.content is not None else None
+    chars = 0  # what reached the client: charged when the stream ends without usage
     try:
         for chunk in stream.head:
             usage = chunk.usage or usage
-            if text is not None:
-                _collect(chunk, text)
+            chars += _collect(chunk, text)
             if data := _encode(chunk, include_usage):
                 yield data
         async for chunk in stream.rest:
             usage = chunk.usage or usage
-            if text is not None:
-                _collect(chunk, text)
+            chars += _collect(chunk, text)
             if data := _encode(chunk, include_usage):
                 yield data
     except AigwError as e:
@@ -59,7 +58,7 @@ async def _relay(
     finally:
         await stream.aclose()
         if failure is not None:
-            meter.failed(ticket, failure, stream.target)
+            meter.failed(ticket, failure, stream.target, delivered_chars=chars)
         else:
             completion = "".join(text) if text is not None else None
             meter.done(
@@ -69,15 +68,28 @@ async def _relay(
                 overhead_s=overhead_s,
                 fallbacks=stream.trace.fallbacks,
                 completion=completion,
+                completion_chars=chars,
             )
     yield sse.DONE
 
 
-def _collect(chunk: ChatChunk, text: list[str]) -> None:
+def _collect(chunk: ChatChunk, text: list[str] | None) -> int:
+    """The characters of content and tool-call arguments in a chunk (kept when logging)."""
+    n = 0
     for choice in chunk.choices:
         delta = choice.get("delta")
-        if isinstance(delta, dict) and isinstance(delta.get("content"), str):
-            text.append(delta["content"])
+        if not isinstance(delta, dict):
+            continue
+        content = delta.get("content")
+        if isinstance(content, str):
+            n += len(content)
+            if text is not None:
+                text.append(content)
+        for call in delta.get("tool_calls") or ():
+            fn = call.get("function") if isinstance(call, dict) else None
+            if isinstance(fn, dict) and isinstance(fn.get("arguments"), str):
+                n += len(fn["arguments"])
+    return n
 
 
 @router.post("/v1/chat/completions")
@@ -108,10 +120,17 @@ async def chat_completions(request: Request) -> Response:
         overhead = time.perf_counter() - t0 - stream.upstream_s
         headers = proxy_headers(stream.target, overhead, stream.trace)
         headers.update(ticket.headers)
-        return sse.SSEResponse(_relay(stream, req.include_usage, meter, ticket, overhead), headers)
+
+        async def unstarted() -> None:  # the client left before the first byte was sent
+            await stream.aclose()
+            meter.abandoned(ticket)
+
+        body = _relay(stream, req.include_usage, meter, ticket, overhead)
+        return sse.SSEResponse(body, headers, on_unstarted=unstarted)
     value = result.value
     overhead = time.perf_counter() - t0 - result.upstream_s
     completion = value.choices if ticket.content is not None else None
+    chars = 0 if value.usage is not None else len(orjson.dumps(value.choices))
     meter.done(
         ticket,
         result.target,
@@ -119,6 +138,7 @@ async def chat_completions(request: Request) -> Response:
         overhead_s=overhead,
         fallbacks=result.trace.fallbacks,
         completion=completion,
+        completion_chars=chars,
     )
     headers = proxy_headers(result.target, overhead, result.trace)
     headers.update(ticket.headers)
