@@ -107,8 +107,9 @@ class UsageRecorder:
 
     @property
     def pending(self) -> int:
-        """Rows recorded but not yet committed."""
-        return len(self._pending) + len(self._inflight)
+        """Rows recorded but not yet committed (consistent with what a reader of the table sees)."""
+        with self._mu:
+            return len(self._pending) + len(self._inflight)
 
     @property
     def written(self) -> int:
@@ -237,7 +238,7 @@ class UsageRecorder:
                 conn.execute("COMMIT")
                 for _ in batch:
                     self._inflight.popleft()
-            self._written += len(batch)
+                self._written += len(batch)
             if self._failing_since is not None:
                 log.info("usage log: writing again after %.1f s", time.monotonic() - self._failing_since)
                 self._failing_since = None
