@@ -6,6 +6,11 @@ its own SQLite connection writes what accumulated every `flush_interval_s` (soon
 database) is logged and its rows kept for the next try; past `max_pending` rows the oldest are
 dropped with a warning, so memory stays bounded. Nothing is ever raised to the caller.
 `close()` writes what is left and stops the thread.
+
+A batch is one INSERT ... SELECT over `json_each` of the batch serialized once, not an
+`executemany`: the sqlite3 module drops and retakes the GIL around every row's step, so under load
+an executemany of 500 rows waits for the busy event loop 500 times, and interrupts it as often.
+One statement takes the GIL back once per batch.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from collections import deque
 from dataclasses import dataclass, fields
 from operator import attrgetter
 from pathlib import Path
+
+import orjson
 
 from aigw.store.db import DEFAULT_BUSY_TIMEOUT_MS, connect, migrate
 
@@ -49,7 +56,11 @@ WRITER_CACHE_KIB = 256
 _COLUMNS = tuple(f.name for f in fields(UsageRow))
 _as_tuple = attrgetter(*_COLUMNS)
 _FAILURE_LOG_EVERY_S = 60.0  # while writes keep failing, say so at most this often
-_INSERT = f"INSERT INTO usage ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+_INSERT = (
+    f"INSERT INTO usage ({', '.join(_COLUMNS)}) SELECT "
+    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(len(_COLUMNS)))
+    + " FROM json_each(?) ORDER BY key"
+)
 
 
 class UsageRecorder:
@@ -233,7 +244,7 @@ class UsageRecorder:
                 migrate(self._writer)
             conn = self._writer
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany(_INSERT, [_as_tuple(r) for r in batch])
+            conn.execute(_INSERT, (orjson.dumps([_as_tuple(r) for r in batch]).decode(),))
             with self._mu:
                 conn.execute("COMMIT")
                 for _ in batch:
