@@ -209,6 +209,19 @@ class UsageConfig(_Strict):
     flush_interval_s: float = Field(default=1.0, gt=0, le=60)
 
 
+class CacheConfig(_Strict):
+    """The response cache. `cache = "all"` (a bare mode) is short for `[cache] mode = "all"`."""
+
+    mode: Literal["deterministic", "all", "off"] = "deterministic"
+    """deterministic: only requests that ask for it (temperature 0, or a seed) and embeddings;
+    all: every successful answer; off: nothing is cached."""
+    ttl_s: float = Field(default=24 * 3600.0, gt=0)
+    max_size_mb: float = Field(default=1024.0, gt=0)
+    """On-disk size bound; the oldest entries are evicted beyond it."""
+    memory_mb: float = Field(default=32.0, ge=0)
+    """Recently used entries kept in memory as well (0: every hit reads the disk)."""
+
+
 class ChatConfig(_Strict):
     default_model: str | None = Field(default=None, min_length=1)
     """The model `aigw chat` uses without -m (AIGW_MODEL overrides it)."""
@@ -221,10 +234,16 @@ class Config(_Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    cache: CacheConfig = Field(default_factory=CacheConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     """USD per million tokens by "provider/model" or model name; overrides the built-in table."""
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)
     models: dict[str, AliasConfig] = Field(default_factory=dict)
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache_shorthand(cls, v: Any) -> Any:
+        return {"mode": v} if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _check_references(self) -> Config:

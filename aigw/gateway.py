@@ -11,10 +11,12 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from aigw import __version__
 from aigw.auth.keys import ApiKey, KeyStore
+from aigw.cache.service import AnswerCache
+from aigw.cache.store import ResponseStore, open_store
 from aigw.config import Config
 from aigw.domain import ModelInfo
 from aigw.errors import AigwError, InvalidRequest, ModelNotFound, UpstreamConnectError, UpstreamTimeout
@@ -23,7 +25,7 @@ from aigw.local.engine import FOREVER, Engine, EngineLimits
 from aigw.meter import Meter
 from aigw.metrics import Metrics
 from aigw.paths import Paths
-from aigw.providers.base import Provider, ProviderContext
+from aigw.providers.base import Fingerprinted, Provider, ProviderContext
 from aigw.providers.registry import ProviderRegistry
 from aigw.routing.health import HealthBoard
 from aigw.routing.resolve import Route, Target, resolve
@@ -52,6 +54,7 @@ class Gateway:
         clock: Callable[[], float] = time.monotonic,
         keys: KeyStore | None = None,
         meter: Meter | None = None,
+        cache_store: ResponseStore | None = None,
     ) -> None:
         self.config = config
         self.engine = engine or Engine(EngineLimits(memory_budget_bytes=config.local.budget_bytes()))
@@ -69,6 +72,9 @@ class Gateway:
             recorder=None,
             prices=PriceTable.from_config(config),
             spent={},
+        )
+        self.cache = AnswerCache(
+            cache_store, config.cache.mode, self.cache_identity, wait_s=config.routing.deadline_s
         )
         self._clock = clock
         self._started = clock()
@@ -107,7 +113,12 @@ class Gateway:
             prices=PriceTable.from_config(config),
             spent=spent,
         )
-        return cls(config, providers, environ=environ, engine=engine, keys=keys, meter=meter)
+        store = (
+            open_store(paths.cache_dir / "responses", config.cache) if config.cache.mode != "off" else None
+        )
+        return cls(
+            config, providers, environ=environ, engine=engine, keys=keys, meter=meter, cache_store=store
+        )
 
     def rate_subject(self, subject: str) -> tuple[str, ApiKey | None]:
         """A rate-limit subject named by a key's id or name, or a client address."""
@@ -200,6 +211,15 @@ class Gateway:
         shown = ", ".join(known[:20]) + (f", and {len(known) - 20} more" if len(known) > 20 else "")
         return f"The model {model!r} does not exist. Known models: {shown or 'none listed'}"
 
+    def cache_identity(self, target: Target) -> str:
+        """What identifies a target's answers in cache keys: provider, model, and for a local
+        model the fingerprint of the weights it serves now."""
+        provider = self.providers.get(target.provider)
+        fingerprint = getattr(provider, "fingerprint", None)
+        fp = cast(Fingerprinted, provider).fingerprint(target.model) if callable(fingerprint) else None
+        base = f"{target.provider}/{target.model}"
+        return base if fp is None else f"{base}@{fp}"
+
     def serves_locally(self, route: Route) -> bool:
         """Whether any of the route's targets is a local model (of this machine's engine)."""
         return any(self.engine.knows(f"{t.provider}/{t.model}") for t in route.targets)
@@ -244,6 +264,7 @@ class Gateway:
         if self._bg_refresh is not None:
             self._bg_refresh.cancel()
         await asyncio.to_thread(self.meter.close)  # flushes the usage log
+        await asyncio.to_thread(self.cache.close)  # finishes the cache's pending writes
         await self.engine.aclose()
         for name, p in self.providers.items():
             try:

@@ -194,6 +194,22 @@ class Meter:
             content=content,
         )
 
+    def hit(self, t: Ticket, target: Target, prompt: int, completion: int) -> None:
+        """A request answered from the cache: it costs nothing and uses no tokens of the rate
+        limit (no upstream processed any); the usage row says what it saved."""
+        latency = self._clock() - t.started
+        self.limiter.settle(t.subject, t.limits, t.admission, 0)
+        self._hold(t, -t.held_usd)
+        saved = (
+            self._prices.cost(target.provider, target.model, prompt, completion)
+            if prompt or completion
+            else 0.0
+        )
+        self.metrics.cache_hit(latency)
+        self._record(
+            t, target, 200, latency=latency, prompt=prompt, completion=completion, cache="hit", saved=saved
+        )
+
     def _charge(self, t: Ticket, target: Target | None, prompt: int, completion: int) -> float:
         """Settle the rate limits and the budget; the request's cost in USD."""
         self.limiter.settle(t.subject, t.limits, t.admission, prompt + completion)
@@ -245,7 +261,8 @@ class Meter:
         prompt: int = 0,
         completion: int = 0,
         cost: float = 0.0,
-        cache: str = "bypass",
+        cache: str | None = None,
+        saved: float = 0.0,
         fallbacks: int = 0,
         error_kind: str | None = None,
         content: dict[str, Any] | None = None,
@@ -266,6 +283,8 @@ class Meter:
                 completion_tokens=completion,
                 cost_usd=cost,
                 cache_hit=cache == "hit",
+                cache=cache,
+                saved_usd=saved,
                 fallbacks=fallbacks,
                 error_kind=error_kind,
                 content=None if content is None else orjson.dumps(content, default=str).decode(),

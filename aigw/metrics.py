@@ -124,6 +124,11 @@ class Metrics:
         elif cache == "miss":
             self._cache_misses.inc()
 
+    def cache_hit(self, latency_s: float) -> None:
+        """A request answered from the cache: no provider call, no tokens processed."""
+        self._cache_hits.inc()
+        self._overhead.observe(latency_s)
+
     def request_failed(self, *, provider: str, model: str, status: int, latency_s: float) -> None:
         children = self._children.get((provider, model, status)) or self._admit(provider, model, status)
         children[0].inc()

@@ -41,11 +41,11 @@ class JSONBytes(Response):
 
     media_type = "application/json"
 
-    def __init__(self, body: bytes, headers: dict[str, str]) -> None:
+    def __init__(self, body: bytes, headers: dict[str, str], media_type: bytes = b"application/json") -> None:
         # Deliberately not Response.__init__, which re-derives what is known here.
         self.status_code = 200
         self.background = None
         self.body = body
-        raw = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        raw = [(b"content-type", media_type), (b"content-length", str(len(body)).encode())]
         raw.extend((k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items())
         self.raw_headers = raw

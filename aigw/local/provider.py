@@ -18,6 +18,7 @@ from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, Embe
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound
 from aigw.local.backend import Backend, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.local.engine import FOREVER, Engine, Job
+from aigw.local.fingerprint import Fingerprints
 from aigw.providers.base import Capability, ProviderContext
 
 HONOURED = frozenset(
@@ -142,6 +143,7 @@ class LocalProvider:
             self._specs[model] = ModelSpec(model, path, spec.embedding, spec.context)
             self.engine.register(self._key(model), self._specs[model], backend)
         self._backend = backend
+        self._fingerprints = Fingerprints()
         self._caps = caps
         self._embed_caps = embed_caps
         self.capabilities = caps | embed_caps
@@ -167,6 +169,11 @@ class LocalProvider:
             known = ", ".join(sorted(self._specs)) or "none configured"
             raise ModelNotFound(f"{self.name} has no model {model!r} (known: {known})", param="model")
         return spec
+
+    def fingerprint(self, model: str) -> str | None:
+        """Identifies the weights a model name serves now (for cache keys); None if unknown."""
+        spec = self._specs.get(model)
+        return None if spec is None else self._fingerprints.of(spec.path)
 
     def capabilities_for(self, model: str) -> frozenset[Capability]:
         spec = self._specs.get(model)

@@ -52,6 +52,13 @@ class Provider(Protocol):
     async def aclose(self) -> None: ...
 
 
+class Fingerprinted(Protocol):
+    """A provider whose models' identity is more than their name (local weights that can be
+    replaced under the same name); the response cache puts this in its keys."""
+
+    def fingerprint(self, model: str) -> str | None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderContext:
     """What a provider factory may use besides its own config."""

@@ -56,6 +56,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX usage_key_ts ON usage (key_id, ts);
         """,
     ),
+    (
+        2,
+        """
+        ALTER TABLE usage ADD COLUMN cache TEXT;
+        ALTER TABLE usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;
+        """,
+    ),
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000

@@ -50,6 +50,10 @@ class UsageRow:
     fallbacks: int = 0
     error_kind: str | None = None
     content: str | None = None
+    cache: str | None = None
+    """hit, miss or bypass (None: a request the cache never saw, such as one that failed early)."""
+    saved_usd: float = 0.0
+    """What a cache hit would have cost."""
 
 
 WRITER_CACHE_KIB = 256

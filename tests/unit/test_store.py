@@ -53,9 +53,14 @@ def test_migrations_apply_once_and_reopen_is_idempotent(tmp_path: Path) -> None:
 
 def test_a_new_migration_applies_alone_and_in_order(tmp_path: Path) -> None:
     conn = connect(tmp_path / "aigw.db")
-    assert migrate(conn) == [1]
-    extra = (*MIGRATIONS, (2, "CREATE TABLE extra (x INTEGER);"), (3, "ALTER TABLE extra ADD COLUMN y TEXT;"))
-    assert migrate(conn, extra) == [2, 3]
+    last = MIGRATIONS[-1][0]
+    assert migrate(conn) == [n for n, _ in MIGRATIONS]
+    extra = (
+        *MIGRATIONS,
+        (last + 1, "CREATE TABLE extra (x INTEGER);"),
+        (last + 2, "ALTER TABLE extra ADD COLUMN y TEXT;"),
+    )
+    assert migrate(conn, extra) == [last + 1, last + 2]
     assert migrate(conn, extra) == []
     cols = [r[1] for r in conn.execute("PRAGMA table_info(extra)")]
     assert cols == ["x", "y"]
@@ -65,10 +70,11 @@ def test_a_new_migration_applies_alone_and_in_order(tmp_path: Path) -> None:
 def test_a_failing_migration_leaves_nothing_behind(tmp_path: Path) -> None:
     conn = connect(tmp_path / "aigw.db")
     migrate(conn)
-    bad = (*MIGRATIONS, (2, "CREATE TABLE half (x INTEGER);\nCREATE TABLE broken (;"))
+    last = MIGRATIONS[-1][0]
+    bad = (*MIGRATIONS, (last + 1, "CREATE TABLE half (x INTEGER);\nCREATE TABLE broken (;"))
     with pytest.raises(sqlite3.OperationalError):
         migrate(conn, bad)
-    assert schema_version(conn) == 1
+    assert schema_version(conn) == last
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     assert "half" not in tables
     conn.close()
@@ -136,9 +142,22 @@ def test_schema(tmp_path: Path) -> None:
         "fallbacks": "INTEGER",
         "error_kind": "TEXT",
         "content": "TEXT",
+        "cache": "TEXT",
+        "saved_usd": "REAL",
     }
     indexed = {tuple(ix.columns) for ix in db.table("usage").indexes}
     assert {("ts",), ("key_id", "ts")} <= indexed
     unique = {tuple(ix.columns) for ix in db.table("api_keys").indexes if ix.unique}
     assert {("name",), ("key_hash",)} <= unique
     db.close()
+
+
+def test_a_version_1_database_upgrades_keeping_its_rows(tmp_path: Path) -> None:
+    conn = connect(tmp_path / "aigw.db")
+    assert migrate(conn, MIGRATIONS[:1]) == [1]
+    conn.execute("INSERT INTO usage (ts, status, key_id, cost_usd) VALUES (1.0, 200, 'k', 0.25)")
+    conn.commit()
+    assert migrate(conn) == [n for n, _ in MIGRATIONS[1:]]
+    row = conn.execute("SELECT key_id, cost_usd, cache, saved_usd FROM usage").fetchone()
+    assert row == ("k", 0.25, None, 0.0)
+    conn.close()
