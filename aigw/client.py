@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httpx
 import orjson
@@ -119,6 +119,15 @@ class DaemonClient:
 
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         return self._call("POST", path, body)
+
+    def cache_stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._get("/admin/cache")
+        return data
+
+    def cache_clear(self, model: str | None = None) -> dict[str, Any]:
+        path = "/admin/cache" if model is None else f"/admin/cache?model={quote(model, safe='')}"
+        data: dict[str, Any] = self._call("DELETE", path)
+        return data
 
     def local_status(self) -> dict[str, Any]:
         data: dict[str, Any] = self._get("/admin/local")

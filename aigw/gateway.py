@@ -11,6 +11,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any, cast
 
 from aigw import __version__
@@ -55,6 +56,7 @@ class Gateway:
         keys: KeyStore | None = None,
         meter: Meter | None = None,
         cache_store: ResponseStore | None = None,
+        database: Path | None = None,
     ) -> None:
         self.config = config
         self.engine = engine or Engine(EngineLimits(memory_budget_bytes=config.local.budget_bytes()))
@@ -64,6 +66,8 @@ class Gateway:
         self.health = HealthBoard(list(self.providers))
         self.router = Router(self.providers, self.health, config.routing)
         self.keys = keys
+        self.database = database
+        """The SQLite database of keys and usage (None: a gateway without one, in tests)."""
         self.key_cache = KeyCache(keys.by_hash if keys is not None else lambda _: None)
         self.meter = meter or Meter(
             config,
@@ -117,7 +121,14 @@ class Gateway:
             open_store(paths.cache_dir / "responses", config.cache) if config.cache.mode != "off" else None
         )
         return cls(
-            config, providers, environ=environ, engine=engine, keys=keys, meter=meter, cache_store=store
+            config,
+            providers,
+            environ=environ,
+            engine=engine,
+            keys=keys,
+            meter=meter,
+            cache_store=store,
+            database=paths.database,
         )
 
     def rate_subject(self, subject: str) -> tuple[str, ApiKey | None]:
@@ -219,6 +230,14 @@ class Gateway:
         fp = cast(Fingerprinted, provider).fingerprint(target.model) if callable(fingerprint) else None
         base = f"{target.provider}/{target.model}"
         return base if fp is None else f"{base}@{fp}"
+
+    def cache_names(self, model: str) -> list[str]:
+        """The "provider/model" names whose cached answers a model name covers: an alias's
+        targets, or the name itself (provider/model, or a bare model of any provider)."""
+        targets = self._aliases.get(model)
+        if targets is None:
+            return [model]
+        return [f"{t.provider}/{t.model}" for t in targets]
 
     def serves_locally(self, route: Route) -> bool:
         """Whether any of the route's targets is a local model (of this machine's engine)."""

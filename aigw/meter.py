@@ -94,6 +94,11 @@ class Meter:
         if self._recorder is not None:
             self._recorder.close()
 
+    def flush(self) -> None:
+        """Write the usage rows recorded so far (blocking: call it off the event loop)."""
+        if self._recorder is not None:
+            self._recorder.flush()
+
     def limits_for(self, key: ApiKey | None) -> Limits:
         if key is None:
             return self._default

@@ -257,24 +257,26 @@ class ResponseStore:
         """Wait until every write submitted so far is on disk."""
         self._writer.submit(lambda: None).result()
 
-    def clear(self, tags: Collection[str] | None = None) -> int:
-        """Remove every entry, or those of the given tags ("provider/model"); the count removed."""
+    def clear(self, models: Collection[str] | None = None) -> int:
+        """Remove every entry, or those answered by the given models; each is "provider/model"
+        or a bare model name (any provider's). The number removed from disk."""
         self.flush()
+        wanted = None if models is None else set(models)
+
+        def matches(tag: str) -> bool:
+            return wanted is None or tag in wanted or tag.split("/", 1)[-1] in wanted
+
         with self._mu:
-            if tags is None:
-                self._memory.clear()
-                self._memory_used = 0
-            else:
-                wanted = set(tags)
-                for k in [k for k, a in self._memory.items() if f"{a.provider}/{a.model}" in wanted]:
-                    self._forget(k)
+            for k in [k for k, a in self._memory.items() if matches(f"{a.provider}/{a.model}")]:
+                self._forget(k)
         disk = self._disk
         if disk is None:
             return 0
         try:
-            if tags is None:
+            if wanted is None:
                 return int(disk.clear(retry=True))
-            return sum(int(disk.evict(t, retry=True)) for t in set(tags))
+            tags = [row[0] for row in disk._sql("SELECT DISTINCT tag FROM Cache WHERE tag IS NOT NULL")]
+            return sum(int(disk.evict(t, retry=True)) for t in tags if isinstance(t, str) and matches(t))
         except (sqlite3.Error, OSError) as e:
             self._failed("clearing", e)
             return 0
