@@ -271,7 +271,12 @@ def test_usage_rows_and_metrics_record_hits_and_savings(gw: DaemonProcess, clien
 
 def cli(gw: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "aigw", *args], env=gw.env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "aigw", *args],
+        check=False,
+        env=gw.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
