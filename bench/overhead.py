@@ -6,9 +6,13 @@ worker), then measures each both directly and through aigw, in the same run:
   * throughput: wrk, 32 connections, 1 thread, for DURATION seconds;
   * streaming: time to the first SSE chunk, and whether later chunks are held back.
 The daemon runs with everything on: API keys required (a key with generous limits), rate limits,
-the usage log, metrics. `--soak S` then drives it with wrk for S more seconds (at least 100,000
-requests on this machine at 30 s) and reports how much its RSS grew.
-Prints a table and exits 0. Usage: python bench/overhead.py [--requests N] [--duration S] [--soak S]
+the usage log, metrics, the response cache (in its default mode these requests bypass it).
+`--cache-hit` sends cacheable requests (temperature 0) answered from the cache after the first;
+`--cache-miss` sends cacheable requests that all differ, so each is looked up, missed and stored.
+`--soak S` then drives it with wrk for S more seconds (at least 100,000 requests on this machine
+at 30 s) and reports how much its RSS grew.
+Prints a table and exits 0. Usage: python bench/overhead.py [--requests N] [--duration S]
+[--soak S] [--plain] [--cache-hit | --cache-miss]
 """
 
 from __future__ import annotations
@@ -30,10 +34,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 KEY = [""]  # the API key the gateway requires (set in main)
-BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "Say hello."}]})
-STREAM_BODY = json.dumps(
-    {"model": "bench", "stream": True, "messages": [{"role": "user", "content": "Say hello."}]}
-)
+MESSAGES = [{"role": "user", "content": "Say hello."}]
+BODY = [json.dumps({"model": "bench", "messages": MESSAGES})]  # [0] is what every request sends
+STREAM_BODY = [json.dumps({"model": "bench", "stream": True, "messages": MESSAGES})]
+UNIQUE = [False]  # every request a different (cacheable) message: a cache miss each time
 
 
 def free_port() -> int:
@@ -72,9 +76,14 @@ def latency(ports: tuple[int, int], n: int) -> tuple[list[float], list[float]]:
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY[0]}"}
     out: tuple[list[float], list[float]] = ([], [])
     for i in range(n + 200):
+        body = BODY[0]
+        if UNIQUE[0]:
+            body = json.dumps(
+                {"model": "bench", "temperature": 0, "messages": [{"role": "user", "content": f"Hello {i}."}]}
+            )
         for conn, times in zip(conns, out, strict=True):
             t = time.perf_counter()
-            conn.request("POST", "/v1/chat/completions", BODY, headers)
+            conn.request("POST", "/v1/chat/completions", body, headers)
             resp = conn.getresponse()
             resp.read()
             if resp.status != 200:
@@ -93,7 +102,7 @@ def ttfb(port: int, n: int) -> tuple[list[float], list[float]]:
     firsts, totals = [], []
     for _ in range(n):
         t = time.perf_counter()
-        conn.request("POST", "/v1/chat/completions", STREAM_BODY, headers)
+        conn.request("POST", "/v1/chat/completions", STREAM_BODY[0], headers)
         resp = conn.getresponse()
         line = resp.readline()
         while not line.startswith(b"data:"):
@@ -125,7 +134,12 @@ def wrk_run(port: int, duration: int) -> tuple[float, int]:
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "AIGW_BENCH_KEY": KEY[0]},
+        env={
+            **os.environ,
+            "AIGW_BENCH_KEY": KEY[0],
+            "AIGW_BENCH_BODY": BODY[0],
+            "AIGW_BENCH_UNIQUE": "1" if UNIQUE[0] else "0",
+        },
     ).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"wrk saw errors:\n{out}")
@@ -160,7 +174,16 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--soak", type=int, default=0, help="seconds of wrk load for the RSS soak (0: none)")
     ap.add_argument("--plain", action="store_true", help="no keys, limits or prices (to see their cost)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--cache-hit", action="store_true", help="cacheable requests, answered from the cache")
+    mode.add_argument("--cache-miss", action="store_true", help="cacheable requests, each one different")
     args = ap.parse_args()
+    if args.cache_hit or args.cache_miss:
+        BODY[0] = json.dumps({"model": "bench", "temperature": 0, "messages": MESSAGES})
+        STREAM_BODY[0] = json.dumps(
+            {"model": "bench", "temperature": 0, "stream": True, "messages": MESSAGES}
+        )
+        UNIQUE[0] = args.cache_miss
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk; macOS: brew install wrk)")
     up_port, gw_port = free_port(), free_port()
@@ -180,7 +203,9 @@ def main() -> None:
         process([sys.executable, str(HERE / "fake_upstream.py"), str(up_port)], up_port),
         process([sys.executable, "-m", "aigw", "serve"], gw_port, env) as gw,
     ):
-        rows = []
+        if args.cache_hit:  # store the answers every request below is served from
+            latency((up_port, gw_port), 1)
+            ttfb(gw_port, 1)
         d_lat, g_lat = latency((up_port, gw_port), args.requests)
         d_rps, g_rps = wrk(up_port, args.duration), wrk(gw_port, args.duration)
         d_ft, d_tot = ttfb(up_port, args.streams)
@@ -212,8 +237,15 @@ def main() -> None:
     print(f"{'metric':32} {'direct':>10} {'via aigw':>10} {'added':>10} {'ratio':>7}")
     for name, d, g in rows:
         print(f"{name:32} {d:10.3f} {g:10.3f} {g - d:10.3f} {g / d if d else 0:7.2f}")
+    if args.cache_hit:
+        print(
+            f"\ncache hit: p50 {pct(g_lat, 0.5):.3f} ms end to end (bar: <= 0.5 ms, and below the upstream "
+            f"called directly: {pct(d_lat, 0.5):.3f} ms); throughput: {g_rps:.0f} req/s (bar: >= 5000){soak}"
+        )
+        return
+    what = "cache miss: " if args.cache_miss else ""
     print(
-        f"\nadded latency p50: {pct(g_lat, 0.5) - pct(d_lat, 0.5):.3f} ms (bar: <= 0.5 ms); "
+        f"\n{what}added latency p50: {pct(g_lat, 0.5) - pct(d_lat, 0.5):.3f} ms (bar: <= 0.5 ms); "
         f"throughput: {g_rps:.0f} req/s (bar: >= 3000); "
         f"first chunk added: {pct(g_ft, 0.5) - pct(d_ft, 0.5):.3f} ms (bar: <= 1 ms){soak}"
     )

@@ -169,9 +169,10 @@ def test_concurrent_requests_all_complete_through_the_queue(client: openai.OpenA
 
 
 def test_queue_overflow_is_503_with_retry_after(local_daemon: DaemonProcess) -> None:
-    body = {"model": "medium", "messages": MSG, "max_tokens": 400, "temperature": 0}
-
-    def one(_: int) -> httpx.Response:
+    def one(i: int) -> httpx.Response:
+        # Each request differs: identical ones would share one generation (the cache's single-flight).
+        msgs = [{"role": "user", "content": f"Request {i}: say hello."}]
+        body = {"model": "medium", "messages": msgs, "max_tokens": 400, "temperature": 0}
         return httpx.post(local_daemon.url + "/v1/chat/completions", json=body, timeout=60)
 
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
