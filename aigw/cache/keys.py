@@ -24,7 +24,7 @@ IGNORED_FIELDS = frozenset({"stream", "stream_options", "user", "provider", "kee
 
 def _normalise(value: Any) -> Any:
     if isinstance(value, float):
-        if value.is_integer() and abs(value) < 2**63:
+        if value.is_integer() and -(2**63) <= value < 2**64:  # what orjson can write as an integer
             return int(value)  # 1.0 -> 1 (and -0.0 -> 0)
         return value
     if isinstance(value, dict):

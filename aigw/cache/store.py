@@ -18,14 +18,14 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import diskcache  # type: ignore[import-untyped]
 import orjson
 
+from aigw.cache.writer import BatchWriter
 from aigw.config import CacheConfig
 
 log = logging.getLogger("aigw.cache")
@@ -123,7 +123,7 @@ class ResponseStore:
         self._memory: OrderedDict[str, CachedAnswer] = OrderedDict()
         self._memory_used = 0
         self._mu = threading.Lock()  # the memory LRU is shared with the writer thread
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-cache")
+        self._writer: BatchWriter[tuple[str, CachedAnswer, str]] = BatchWriter(self._write)
         self._last_error_log = float("-inf")
         self._disk: diskcache.Cache | None = self._open()
 
@@ -217,14 +217,18 @@ class ResponseStore:
         """Store an answer: in memory now, on disk shortly (off the caller's thread)."""
         self._remember(key, answer)
         if self._disk is not None:
-            self._writer.submit(self._write, key, answer, tag)
+            self._writer.submit((key, answer, tag))
 
-    def _write(self, key: str, answer: CachedAnswer, tag: str) -> None:
+    def _write(self, batch: Sequence[tuple[str, CachedAnswer, str]]) -> None:
+        """Runs on the writer thread: one transaction for the whole batch."""
         disk = self._disk
         if disk is None:
             return
+        now = self._clock()
         try:
-            disk.set(key, answer.encode(), expire=max(answer.expires_at - self._clock(), 1.0), tag=tag)
+            with disk.transact(retry=True):
+                for key, answer, tag in batch:
+                    disk.set(key, answer.encode(), expire=max(answer.expires_at - now, 1.0), tag=tag)
         except (sqlite3.Error, OSError, diskcache.Timeout) as e:
             self._failed("a write", e)
 
@@ -236,10 +240,10 @@ class ResponseStore:
         return CachedAnswer(kind, target[0], target[1], body, tokens[0], tokens[1], now, now + self.ttl_s)
 
     def _remember(self, key: str, answer: CachedAnswer) -> None:
-        if answer.size > self._memory_max // 8:
-            return  # a huge answer would flush everything else out
         with self._mu:
-            self._forget(key)
+            self._forget(key)  # even when the new answer is too big to keep: never serve the old one
+            if answer.size > self._memory_max // 8:
+                return  # a huge answer would flush everything else out
             self._memory[key] = answer
             self._memory_used += answer.size
             while self._memory_used > self._memory_max and self._memory:
@@ -255,7 +259,7 @@ class ResponseStore:
 
     def flush(self) -> None:
         """Wait until every write submitted so far is on disk."""
-        self._writer.submit(lambda: None).result()
+        self._writer.flush()
 
     def clear(self, models: Collection[str] | None = None) -> int:
         """Remove every entry, or those answered by the given models; each is "provider/model"
@@ -294,7 +298,7 @@ class ResponseStore:
         return StoreStats(entries, size, self.max_size_bytes, mem_n, mem_b, disk is not None)
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._writer.close()
         if self._disk is not None:
             self._disk.close()
             self._disk = None

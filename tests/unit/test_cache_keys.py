@@ -321,3 +321,11 @@ def test_key_does_not_depend_on_the_callers_copy() -> None:
     before = copy.deepcopy(body)
     key("chat", body)
     assert body == before  # canonical() must not strip fields from the request it is given
+
+
+def test_integral_floats_up_to_two_to_the_64_are_integers() -> None:
+    from aigw.cache.keys import canonical
+
+    assert canonical({"x": 9223372036854775808.0}) == canonical({"x": 9223372036854775808})
+    assert canonical({"x": -9223372036854775808.0}) == canonical({"x": -9223372036854775808})
+    assert canonical({"x": 1e300}) != canonical({"x": 1e299})

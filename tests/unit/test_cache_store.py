@@ -232,12 +232,6 @@ def test_an_answer_too_big_for_memory_goes_only_to_disk(
     assert s.get("small") == small
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="store.py _remember (line 239-240) returns early for an answer larger than memory_bytes//8 "
-    "without dropping the older in-memory entry for the same key, so get() keeps serving the stale "
-    "answer from memory while the disk holds the new one",
-)
 def test_put_replaces_an_entry_even_when_the_new_answer_is_too_big_for_memory(
     tmp_path: Path, clock: FakeClock, stores: list[ResponseStore]
 ) -> None:
