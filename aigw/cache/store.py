@@ -32,6 +32,7 @@ log = logging.getLogger("aigw.cache")
 
 _FORMAT = 1
 _ERROR_LOG_EVERY_S = 60.0
+_CULL_EVERY = 1000  # entries written between eviction passes (size may overshoot by that much)
 _SQLITE_CACHE_PAGES = 1024  # 4 MiB of page cache; diskcache's default (32 MiB) only grows RSS
 
 
@@ -125,6 +126,7 @@ class ResponseStore:
         self._mu = threading.Lock()  # the memory LRU is shared with the writer thread
         self._writer: BatchWriter[tuple[str, CachedAnswer, str]] = BatchWriter(self._write)
         self._last_error_log = float("-inf")
+        self._written = 0  # since the last cull (writer thread only)
         self._disk: diskcache.Cache | None = self._open()
 
     # -- opening and recovery ------------------------------------------------------------------
@@ -138,6 +140,7 @@ class ResponseStore:
             tag_index=True,
             statistics=False,
             sqlite_cache_size=_SQLITE_CACHE_PAGES,
+            cull_limit=0,  # no eviction scan inside every set: the writer culls now and then
         )
         disk.get("\0probe")  # reads the schema: a damaged file fails here, not on a request
         return disk
@@ -229,6 +232,10 @@ class ResponseStore:
             with disk.transact(retry=True):
                 for key, answer, tag in batch:
                     disk.set(key, answer.encode(), expire=max(answer.expires_at - now, 1.0), tag=tag)
+            self._written += len(batch)
+            if self._written >= _CULL_EVERY:
+                self._written = 0
+                disk.cull(retry=True)  # drop expired entries, then the oldest beyond the size limit
         except (sqlite3.Error, OSError, diskcache.Timeout) as e:
             self._failed("a write", e)
 
