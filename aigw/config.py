@@ -220,6 +220,9 @@ class CacheConfig(_Strict):
     """On-disk size bound; the oldest entries are evicted beyond it."""
     memory_mb: float = Field(default=32.0, ge=0)
     """Recently used entries kept in memory as well (0: every hit reads the disk)."""
+    shared: bool = True
+    """One cache for every API key. False: each key has its own entries, so no key can tell from
+    a hit that another key sent the same request (requests without a key share one)."""
 
 
 class ChatConfig(_Strict):

@@ -78,7 +78,11 @@ class Gateway:
             spent={},
         )
         self.cache = AnswerCache(
-            cache_store, config.cache.mode, self.cache_identity, wait_s=config.routing.deadline_s
+            cache_store,
+            config.cache.mode,
+            self.cache_identity,
+            wait_s=config.routing.deadline_s,
+            shared=config.cache.shared,
         )
         self._clock = clock
         self._started = clock()

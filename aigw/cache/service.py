@@ -40,17 +40,35 @@ class Plan:
 
 
 class AnswerCache:
-    def __init__(self, store: ResponseStore | None, mode: Mode, identity: Identity, wait_s: float) -> None:
+    def __init__(
+        self,
+        store: ResponseStore | None,
+        mode: Mode,
+        identity: Identity,
+        wait_s: float,
+        *,
+        shared: bool = True,
+    ) -> None:
         self.store = store if store is not None and store.available else None
+        self.shared = shared
         self.mode: Mode = mode if self.store is not None else "off"
         self._identity = identity
         self._flights: SingleFlight[CachedAnswer] = SingleFlight(wait_s)
 
-    def plan(self, kind: str, route: Route, body: dict[str, Any], cache_control: str | None) -> Plan:
+    def plan(
+        self,
+        kind: str,
+        route: Route,
+        body: dict[str, Any],
+        cache_control: str | None,
+        key_id: str | None = None,
+    ) -> Plan:
+        """`key_id`: the API key's id, which partitions the cache unless it is shared."""
         decision = decide(self.mode, kind, body, cache_control)
         if not decision.uses_cache:
             return Plan(kind, decision)
-        digest = request_digest(kind, body)
+        scope = kind if self.shared or key_id is None else f"{kind}\0{key_id}"
+        digest = request_digest(scope, body)
         identities = [self._identity(t) for t in route.targets]
         keys = {t: target_key(digest, ident) for t, ident in zip(route.targets, identities, strict=True)}
         return Plan(kind, decision, keys, target_key(digest, "\0".join(identities)))

@@ -64,7 +64,8 @@ async def chat_completions(request: Request) -> Response:
     meter = gw.meter
     ticket = meter.admit(request.scope.get(SCOPE_KEY), client_address(request), route, inc.body)
     req = ChatRequest(body=inc.body, model=inc.body["model"])
-    plan = gw.cache.plan("chat", route, inc.body, request.headers.get("cache-control"))
+    key_id = ticket.key.id if ticket.key is not None else None
+    plan = gw.cache.plan("chat", route, inc.body, request.headers.get("cache-control"), key_id)
     local = gw.serves_locally(route)
     try:
         if plan.decision.lookup and (found := await gw.cache.lookup(plan)) is not None:

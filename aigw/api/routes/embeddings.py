@@ -27,7 +27,8 @@ async def embeddings(request: Request) -> Response:
     meter = inc.gateway.meter
     ticket = meter.admit(request.scope.get(SCOPE_KEY), client_address(request), inc.route, inc.body)
     cache = inc.gateway.cache
-    plan = cache.plan("embed", inc.route, inc.body, request.headers.get("cache-control"))
+    key_id = ticket.key.id if ticket.key is not None else None
+    plan = cache.plan("embed", inc.route, inc.body, request.headers.get("cache-control"), key_id)
     try:
         if plan.decision.lookup and (found := await cache.lookup(plan)) is not None:
             return from_cache(found, meter, ticket, t0, stream=False, include_usage=False)
