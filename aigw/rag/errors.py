@@ -1,0 +1,63 @@
+"""Errors of the RAG layer, in aigw's one exception tree (`aigw.errors`).
+
+    AigwError
+    ├── RagUnavailable           503  a RAG dependency is missing (names the pip command)
+    ├── EmbedderUnavailable      404  ModelNotFound: the embedding model cannot be loaded locally
+    ├── CollectionNotFound       404
+    └── EmbeddingModelMismatch   409  a collection holds vectors of another model (names both)
+
+Bad arguments (a folder that does not exist, a vector of the wrong dimension) raise
+`aigw.errors.InvalidRequest`.
+"""
+
+from __future__ import annotations
+
+from aigw.errors import AigwError, ModelNotFound
+
+
+class RagUnavailable(AigwError):
+    """A package RAG needs is not installed, or SQLite cannot load the sqlite-vec extension."""
+
+    status_code = 503
+    error_type = "service_unavailable"
+    code = "rag_unavailable"
+
+
+class EmbedderUnavailable(ModelNotFound):
+    """The embedding model is neither bundled nor in the local Hugging Face cache (or failed to load)."""
+
+
+class CollectionNotFound(AigwError):
+    status_code = 404
+    error_type = "invalid_request_error"
+    code = "collection_not_found"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no RAG collection named {name!r}", param="collection")
+        self.name = name
+
+
+class EmbeddingModelMismatch(AigwError):
+    """Vectors of two embedding models never share a collection: their spaces are unrelated."""
+
+    status_code = 409
+    error_type = "invalid_request_error"
+    code = "embedding_model_mismatch"
+
+    def __init__(
+        self,
+        collection: str,
+        stored_model: str,
+        stored_dim: int,
+        requested_model: str,
+        requested_dim: int | None,
+    ) -> None:
+        wanted = requested_model if requested_dim is None else f"{requested_model} ({requested_dim} dims)"
+        super().__init__(
+            f"collection {collection!r} was indexed with {stored_model} ({stored_dim} dims) and cannot take "
+            f"vectors from {wanted}: use that model, another collection, or drop this one first",
+            param="model",
+        )
+        self.collection = collection
+        self.stored_model = stored_model
+        self.requested_model = requested_model

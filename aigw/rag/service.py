@@ -1,0 +1,115 @@
+"""The daemon's RAG: one store, one embedding model kept warm, one worker thread.
+
+Everything that blocks (loading the model, encoding, SQLite) runs on the service's single worker
+thread, so the event loop never waits and writes are serialised; searches queue behind an index
+batch at most. The store opens on first use and the model loads on first use, then stays loaded
+for the daemon's lifetime. Nothing heavy is imported until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aigw.rag.errors import RagUnavailable
+
+if TYPE_CHECKING:
+    from aigw.rag.documents import Document, DocumentsSummary
+    from aigw.rag.embed import LazyEmbedder
+    from aigw.rag.store import CollectionStats, Hit, RagStore
+
+T = TypeVar("T")
+
+_NEEDED = ("sentence_transformers", "sqlite_vec", "numpy", "pathspec")
+
+
+def missing_packages() -> list[str]:
+    return [m for m in _NEEDED if importlib.util.find_spec(m) is None]
+
+
+class RagService:
+    def __init__(self, database: Path, model: str) -> None:
+        self.database = database
+        self.model = model
+        self._store: RagStore | None = None
+        self._embedder: LazyEmbedder | None = None
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-rag")
+
+    # -- plumbing --------------------------------------------------------------------------------
+
+    def _check(self) -> None:
+        missing = missing_packages()
+        if missing:
+            raise RagUnavailable(
+                f"RAG needs {', '.join(missing)}: pip install 'aigw[rag]' (torch==2.13.0 first on CPU-only Linux)"
+            )
+
+    def store(self) -> RagStore:
+        """The store (opened now if needed). Worker thread only."""
+        if self._store is None:
+            self._check()
+            from aigw.rag.store import RagStore
+
+            self._store = RagStore.open(self.database)
+        return self._store
+
+    def embedder(self) -> LazyEmbedder:
+        if self._embedder is None:
+            self._check()
+            from aigw.rag.embed import LazyEmbedder
+
+            self._embedder = LazyEmbedder(self.model)
+        return self._embedder
+
+    @property
+    def model_loaded(self) -> bool:
+        return self._embedder is not None and self._embedder.loaded
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+
+    # -- operations ------------------------------------------------------------------------------
+
+    async def index(
+        self, collection: str, documents: Sequence[Document], remove: Sequence[str]
+    ) -> DocumentsSummary:
+        from aigw.rag.documents import index_documents
+
+        def work() -> DocumentsSummary:
+            return index_documents(self.store(), collection, documents, self.embedder(), remove=remove)
+
+        return await self._run(work)
+
+    async def file_hashes(self, collection: str) -> dict[str, str]:
+        return await self._run(lambda: self.store().file_hashes(collection))
+
+    async def search(self, collection: str, query: str, k: int) -> list[Hit]:
+        from aigw.rag.query import search_text
+
+        return await self._run(lambda: search_text(self.store(), collection, query, self.embedder(), k=k))
+
+    async def stats(self) -> list[CollectionStats]:
+        return await self._run(lambda: self.store().stats())
+
+    async def drop(self, collection: str) -> bool:
+        return await self._run(lambda: self.store().drop_collection(collection))
+
+    async def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
+        """Vectors of the service's model for /v1/embeddings, with the prompt's token count."""
+
+        def work() -> tuple[list[list[float]], int]:
+            e = self.embedder()
+            vectors = e.embed(list(texts))
+            return [v.tolist() for v in vectors], sum(e.count_tokens(t) for t in texts)
+
+        return await self._run(work)
+
+    def close(self) -> None:
+        self._worker.shutdown(wait=True)
+        if self._store is not None:
+            self._store.close()
+            self._store = None
