@@ -225,6 +225,17 @@ class CacheConfig(_Strict):
     a hit that another key sent the same request (requests without a key share one)."""
 
 
+class RagConfig(_Strict):
+    """RAG over local folders (`aigw rag ...`, /v1/rag/*)."""
+
+    model: str = Field(default="all-MiniLM-L6-v2", min_length=1)
+    """The embedding model: the bundled all-MiniLM-L6-v2, or a sentence-transformers model in the
+    local Hugging Face cache. It is also served on /v1/embeddings under this name."""
+    chat_model: str | None = Field(default=None, min_length=1)
+    """The model that answers `aigw rag query` (default: [chat] default_model)."""
+    top_k: int = Field(default=5, ge=1, le=50)
+
+
 class ChatConfig(_Strict):
     default_model: str | None = Field(default=None, min_length=1)
     """The model `aigw chat` uses without -m (AIGW_MODEL overrides it)."""
@@ -238,6 +249,7 @@ class Config(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
+    rag: RagConfig = Field(default_factory=RagConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     """USD per million tokens by "provider/model" or model name; overrides the built-in table."""
     providers: dict[str, ProviderConfig] = Field(default_factory=dict)

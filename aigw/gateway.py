@@ -28,6 +28,8 @@ from aigw.metrics import Metrics
 from aigw.paths import Paths
 from aigw.providers.base import Fingerprinted, Provider, ProviderContext
 from aigw.providers.registry import ProviderRegistry
+from aigw.rag.provider import PROVIDER_NAME, EmbeddingProvider
+from aigw.rag.service import RagService, missing_packages
 from aigw.routing.health import HealthBoard
 from aigw.routing.resolve import Route, Target, resolve
 from aigw.routing.router import Router
@@ -57,12 +59,16 @@ class Gateway:
         meter: Meter | None = None,
         cache_store: ResponseStore | None = None,
         database: Path | None = None,
+        rag: RagService | None = None,
     ) -> None:
         self.config = config
         self.engine = engine or Engine(EngineLimits(memory_budget_bytes=config.local.budget_bytes()))
         env = environ or {}
         self._has_key = {n: p.api_key_value(env) is not None for n, p in config.providers.items()}
         self.providers = dict(providers)
+        self.rag = rag
+        if rag is not None and PROVIDER_NAME not in self.providers and not missing_packages():
+            self.providers[PROVIDER_NAME] = EmbeddingProvider(rag)
         self.health = HealthBoard(list(self.providers))
         self.router = Router(self.providers, self.health, config.routing)
         self.keys = keys
@@ -133,6 +139,7 @@ class Gateway:
             meter=meter,
             cache_store=store,
             database=paths.database,
+            rag=RagService(paths.data_dir / "rag.db", config.rag.model),
         )
 
     def rate_subject(self, subject: str) -> tuple[str, ApiKey | None]:
@@ -265,9 +272,10 @@ class Gateway:
         providers = {}
         for name in self.providers:
             snap = self.health.snapshot(name)
+            configured = name in self.config.providers
             providers[name] = {
-                "type": self.config.provider_type(name),
-                "configured": True,
+                "type": self.config.provider_type(name) if configured else "sentence_transformers",
+                "configured": configured,
                 "api_key_set": self._has_key.get(name, False),
                 "models": [m.id for m in self._models[name]],
                 **snap,
@@ -288,6 +296,8 @@ class Gateway:
             self._bg_refresh.cancel()
         await asyncio.to_thread(self.meter.close)  # flushes the usage log
         await asyncio.to_thread(self.cache.close)  # finishes the cache's pending writes
+        if self.rag is not None:
+            await asyncio.to_thread(self.rag.close)
         await self.engine.aclose()
         for name, p in self.providers.items():
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from aigw.errors import InvalidRequest
 from aigw.rag.chunk import Chunk, chunk_text
@@ -64,7 +65,9 @@ def index_documents(
         raise EmbeddingModelMismatch(collection, info.model, info.dimension, embedder.name, None)
     for doc in documents:
         if doc.kind not in KINDS:
-            raise InvalidRequest(f"{doc.path}: unknown kind {doc.kind!r} (one of {sorted(KINDS)})", param="kind")
+            raise InvalidRequest(
+                f"{doc.path}: unknown kind {doc.kind!r} (one of {sorted(KINDS)})", param="kind"
+            )
     stored = store.file_hashes(collection) if info is not None else {}
     for path in remove:
         if store.remove_file(collection, path):
@@ -108,7 +111,7 @@ def _write(
     store.ensure_collection(collection, embedder.name, embedder.dimension)
     at = 0
     for doc, chunks in pending:
-        vecs = vectors[at : at + len(chunks)] if vectors is not None else []
+        vecs: Any = vectors[at : at + len(chunks)] if vectors is not None else []
         at += len(chunks)
         store.replace_file(collection, doc.path, doc.sha256, chunks, vecs, size=doc.size, mtime=doc.mtime)
         summary.indexed += 1

@@ -45,7 +45,8 @@ class RagService:
         missing = missing_packages()
         if missing:
             raise RagUnavailable(
-                f"RAG needs {', '.join(missing)}: pip install 'aigw[rag]' (torch==2.13.0 first on CPU-only Linux)"
+                f"RAG needs {', '.join(missing)}: pip install 'aigw[rag]' "
+                "(on CPU-only Linux, pip install torch==2.13.0 first)"
             )
 
     def store(self) -> RagStore:

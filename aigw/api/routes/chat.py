@@ -96,7 +96,7 @@ async def chat_completions(request: Request) -> Response:
             meter.abandoned(ticket)
 
         saver = _Saver(gw.cache, plan) if plan.decision.store else None
-        body = _relay(stream, req.include_usage, meter, ticket, overhead, saver=saver, cache=plan.status)
+        body = relay(stream, req.include_usage, meter, ticket, overhead, saver=saver, cache=plan.status)
         return sse.SSEResponse(body, headers, on_unstarted=unstarted)
     value = result.value
     overhead = time.perf_counter() - t0 - result.upstream_s
@@ -136,7 +136,7 @@ class _Saver:
             self.plan.publish(None)
 
 
-async def _relay(
+async def relay(
     stream: RoutedStream,
     include_usage: bool,
     meter: Meter,
