@@ -60,6 +60,8 @@ class StreamInfo:
     model: str = ""
     finish_reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    """For answers from a RAG collection: what the [n] citations refer to."""
 
 
 def _error_message(resp: httpx.Response) -> str:
@@ -120,6 +122,32 @@ class DaemonClient:
     def _post(self, path: str, body: dict[str, Any]) -> Any:
         return self._call("POST", path, body)
 
+    def rag_files(self, collection: str) -> dict[str, str]:
+        data: dict[str, str] = self._get(f"/v1/rag/collections/{quote(collection, safe='')}/files")["files"]
+        return data
+
+    def rag_index(
+        self, collection: str, documents: list[dict[str, Any]], remove: list[str] | None = None
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = self._post(
+            "/v1/rag/index", {"collection": collection, "documents": documents, "remove": remove or []}
+        )
+        return data
+
+    def rag_search(self, collection: str, query: str, k: int | None = None) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"collection": collection, "query": query}
+        if k is not None:
+            body["k"] = k
+        data: list[dict[str, Any]] = self._post("/v1/rag/search", body)["data"]
+        return data
+
+    def rag_stats(self) -> dict[str, Any]:
+        data: dict[str, Any] = self._get("/v1/rag/stats")
+        return data
+
+    def rag_remove(self, collection: str) -> bool:
+        return bool(self._call("DELETE", f"/v1/rag/collections/{quote(collection, safe='')}")["deleted"])
+
     def cache_stats(self) -> dict[str, Any]:
         data: dict[str, Any] = self._get("/admin/cache")
         return data
@@ -145,16 +173,20 @@ class DaemonClient:
         data: list[dict[str, Any]] = self._get("/v1/models")["data"]
         return data
 
-    def chat_stream(self, messages: list[dict[str, Any]], *, model: str, info: StreamInfo) -> Iterator[str]:
-        """Yield the answer's text as it arrives; `info` is filled with provider, model and usage."""
-        body = {
-            "model": model,
-            "messages": messages,
-            "stream": True,
-            "stream_options": {"include_usage": True},
-        }
+    def chat_stream(
+        self, messages: list[dict[str, Any]], *, model: str, info: StreamInfo, rag: str | None = None
+    ) -> Iterator[str]:
+        """Yield the answer's text as it arrives; `info` is filled with provider, model and usage.
+        With `rag`, the answer is grounded in that collection and `info.sources` says which."""
+        body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
+        if rag is None:
+            path = "/v1/chat/completions"
+            body["stream_options"] = {"include_usage": True}
+        else:
+            path = "/v1/rag/query"
+            body["collection"] = rag
         try:
-            with self._http.stream("POST", "/v1/chat/completions", json=body) as resp:
+            with self._http.stream("POST", path, json=body) as resp:
                 if resp.status_code >= 400:
                     raise ClientError(_error_message(resp), status=resp.status_code)
                 info.provider = resp.headers.get("x-aigw-provider", "")
@@ -178,6 +210,8 @@ class DaemonClient:
                 raise ClientError(str(event["error"].get("message", "the stream failed")))
             if event.get("usage"):
                 info.usage = event["usage"]
+            if isinstance(event.get("sources"), list):
+                info.sources = event["sources"]
             for choice in event.get("choices") or []:
                 if choice.get("finish_reason"):
                     info.finish_reason = choice["finish_reason"]

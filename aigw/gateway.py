@@ -181,8 +181,11 @@ class Gateway:
             self._last_refresh = self._clock()
 
     def start(self) -> None:
-        """List models in the background: an unreachable upstream must not delay startup."""
+        """List models in the background: an unreachable upstream must not delay startup. Warm the
+        RAG embedding model too when there are collections."""
         self._background_refresh()
+        if self.rag is not None:
+            self.rag.warm()
 
     def _background_refresh(self) -> None:
         if self._bg_refresh is None or self._bg_refresh.done():

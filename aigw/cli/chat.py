@@ -84,12 +84,12 @@ def _pick_model(client: DaemonClient, model: str | None, assume_yes: bool = Fals
     )
 
 
-def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str) -> str:
+def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str, rag: str | None = None) -> str:
     from aigw.client import StreamInfo
 
     info = StreamInfo()
     parts: list[str] = []
-    for text in client.chat_stream(messages, model=model, info=info):
+    for text in client.chat_stream(messages, model=model, info=info, rag=rag):
         parts.append(text)
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -100,11 +100,14 @@ def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str) ->
         tail += f" · {info.usage.get('prompt_tokens', 0)}+{info.usage.get('completion_tokens', 0)} tokens"
     if info.finish_reason == "length":
         tail += " · cut at max tokens"
+    for src in info.sources:
+        where = src["path"] + (f" — {src['heading']}" if src.get("heading") else "")
+        typer.echo(f"[{src['n']}] {where}")
     note(f"[{tail}]")
     return "".join(parts)
 
 
-def _repl(client: DaemonClient, model: str, system: str | None) -> None:
+def _repl(client: DaemonClient, model: str, system: str | None, rag: str | None = None) -> None:
     from aigw.client import ClientError
 
     history_file = paths().chat_history_file
@@ -141,7 +144,7 @@ def _repl(client: DaemonClient, model: str, system: str | None) -> None:
                 continue
             messages.append({"role": "user", "content": line})
             try:
-                reply = _answer(client, messages, model)
+                reply = _answer(client, messages, model, rag)
             except KeyboardInterrupt:
                 typer.echo()
                 note("(interrupted)")
@@ -163,16 +166,19 @@ def chat(
     model: str | None = typer.Option(None, "--model", "-m", help="Model or alias (see `aigw models list`)."),
     system: str | None = typer.Option(None, "--system", "-s", help="A system prompt."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Pull the default local model without asking."),
+    rag: str | None = typer.Option(
+        None, "--rag", help="Ground answers in this RAG collection, with citations."
+    ),
 ) -> None:
     """Chat with a model through the daemon (starting it when needed)."""
     with _connect() as client:
         chosen = _pick_model(client, model, yes)
         if prompt is None:
-            _repl(client, chosen, system)
+            _repl(client, chosen, system, rag)
             return
         messages: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
         messages.append({"role": "user", "content": prompt})
-        _answer(client, messages, chosen)
+        _answer(client, messages, chosen, rag)
 
 
 def register(app: typer.Typer) -> None:

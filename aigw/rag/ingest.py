@@ -251,3 +251,15 @@ def _size(n: int) -> str:
     if n < 1024 * 1024:
         return f"{n / 1024:.0f} KiB"
     return f"{n / 1024 / 1024:.1f} MiB".replace(".0 MiB", " MiB")
+
+
+SkipFile = _Skip
+"""Raised by `load_file` with the note saying why a file is not indexed."""
+
+
+def load_file(cand: Candidate, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> tuple[bytes, str]:
+    """A candidate's bytes and text, for indexing elsewhere (the CLI sending documents to the
+    daemon): the same reading, size limit and binary/UTF-8/PDF rules as `index_folder`. Raises
+    OSError when unreadable, `SkipFile` (with the note) when it is not indexable."""
+    data = _read(cand, max_file_bytes)
+    return data, _extract(cand.kind, data)

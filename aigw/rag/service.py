@@ -73,6 +73,19 @@ class RagService:
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
 
+    def warm(self) -> None:
+        """Load the model in the background when collections exist, so the first search after a
+        start does not wait for it. Without the RAG packages or collections it does nothing."""
+        if missing_packages() or not self.database.exists():
+            return
+
+        def work() -> None:
+            if self.store().stats():
+                self.embedder().get()
+
+        future = self._worker.submit(work)
+        future.add_done_callback(lambda f: f.exception())  # a failure surfaces on first real use
+
     # -- operations ------------------------------------------------------------------------------
 
     async def index(
