@@ -13,9 +13,10 @@ byte in the first 8 KiB), text that is not UTF-8, unreadable files (whose earlie
 is kept), PDFs when pypdf is missing or cannot read them, an empty folder.
 
 Throughput: chunks of several files are embedded in one call of about `batch_chunks` texts (the
-model sorts them by length and pads less), then each file is committed in its own transaction, so
-a run killed at any point leaves every file either fully old or fully new, and the next run picks
-up where it stopped. The embedder is first touched when a file needs embedding: with a
+model sorts them by length and pads less) on an embedding thread, while this thread reads and
+chunks the next files and commits the batch embedded before. Each file is committed in its own
+transaction, so a run killed at any point leaves every file either fully old or fully new, and
+the next run picks up where it stopped. The embedder is first touched when a file needs embedding: with a
 `LazyEmbedder`, re-indexing an unchanged folder never loads a model.
 
 `progress(files_done, files_total, chunks_done)` is called as files are settled; an exception
@@ -29,8 +30,10 @@ import io
 import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aigw.errors import InvalidRequest
 from aigw.rag.chunk import Chunk, chunk_text
@@ -38,6 +41,9 @@ from aigw.rag.embed import Embedder
 from aigw.rag.errors import EmbeddingModelMismatch
 from aigw.rag.store import RagStore
 from aigw.rag.walk import Candidate, FileKind, Note, scan
+
+if TYPE_CHECKING:
+    from aigw.rag.embed import FloatArray
 
 DEFAULT_MAX_FILE_BYTES = 2 * 1024 * 1024
 BINARY_SNIFF_BYTES = 8192
@@ -80,25 +86,82 @@ class _Run:
         embedder: Embedder,
         summary: IndexSummary,
         total: int,
+        stored: dict[str, str],
+        max_file_bytes: int,
+        max_tokens: int,
+        overlap_tokens: int,
         batch_chunks: int,
         progress: Progress | None,
+        pool: ThreadPoolExecutor,
     ) -> None:
         self.store = store
         self.collection = collection
         self.embedder = embedder
         self.summary = summary
         self.total = total
+        self.stored = stored
+        self.max_file_bytes = max_file_bytes
+        self.max_tokens = max_tokens
+        self.overlap_tokens = overlap_tokens
         self.batch_chunks = batch_chunks
         self.progress = progress
         self.done = 0
         self.pending: list[_Pending] = []
         self.pending_chunks = 0
         self.ready = False
+        self.pool = pool
+        self.inflight: tuple[list[_Pending], Future[FloatArray]] | None = None
 
     def settled(self) -> None:
         self.done += 1
         if self.progress is not None:
             self.progress(self.done, self.total, self.summary.chunks)
+
+    def index(self, files: list[Candidate]) -> None:
+        for cand in files:
+            item = self._prepare(cand)
+            if item is None:
+                self.settled()
+            else:
+                self.add(item)
+        self.flush(final=True)
+
+    def _prepare(self, cand: Candidate) -> _Pending | None:
+        """Read, hash and chunk one file; None when it is unchanged or skipped (with a note)."""
+        key = str(cand.path)
+        stale = key in self.stored
+        try:
+            data = _read(cand, self.max_file_bytes)
+        except OSError as exc:
+            kept = " (its earlier index is kept)" if stale else ""
+            self.summary.skipped.append(Note(key, f"unreadable: {exc.strerror or exc}{kept}"))
+            return None
+        except _Skip as skip:
+            self._skip(key, str(skip), stale)
+            return None
+        digest = hashlib.sha256(data).hexdigest()
+        if self.stored.get(key) == digest:
+            self.summary.unchanged += 1
+            return None
+        try:
+            text = _extract(cand.kind, data)
+        except _Skip as skip:
+            self._skip(key, str(skip), stale)
+            return None
+        chunks = chunk_text(
+            text,
+            "text" if cand.kind == "pdf" else cand.kind,
+            max_tokens=min(self.max_tokens, self.embedder.max_tokens),
+            overlap_tokens=self.overlap_tokens,
+            count_tokens=self.embedder.count_tokens,
+        )
+        return _Pending(key, digest, len(data), cand.mtime, cand.kind, chunks)
+
+    def _skip(self, key: str, note: str, stale: bool) -> None:
+        """Note a file that cannot be indexed now; drop what an earlier run indexed of it."""
+        self.summary.skipped.append(Note(key, note))
+        if stale and self.store.remove_file(self.collection, key):
+            self.summary.removed += 1
 
     def add(self, item: _Pending) -> None:
         self.pending.append(item)
@@ -106,15 +169,28 @@ class _Run:
         if self.pending_chunks >= self.batch_chunks:
             self.flush()
 
-    def flush(self) -> None:
-        if not self.pending:
-            return
-        if not self.ready:
-            self.store.ensure_collection(self.collection, self.embedder.name, self.embedder.dimension)
-            self.ready = True
-        vectors = self.embedder.embed([c.embedding_text for p in self.pending for c in p.chunks])
+    def flush(self, *, final: bool = False) -> None:
+        """Start embedding the pending files on the embedding thread, then commit the batch that
+        was embedding before (its writes overlap this batch's inference)."""
+        submitted = None
+        if self.pending:
+            if not self.ready:
+                self.store.ensure_collection(self.collection, self.embedder.name, self.embedder.dimension)
+                self.ready = True
+            texts = [c.embedding_text for p in self.pending for c in p.chunks]
+            submitted = (self.pending, self.pool.submit(self.embedder.embed, texts))
+            self.pending, self.pending_chunks = [], 0
+        previous, self.inflight = self.inflight, submitted
+        if previous is not None:
+            self._commit(*previous)
+        if final and self.inflight is not None:
+            last, self.inflight = self.inflight, None
+            self._commit(*last)
+
+    def _commit(self, batch: list[_Pending], future: Future[FloatArray]) -> None:
+        vectors = future.result()
         offset = 0
-        for p in self.pending:
+        for p in batch:
             n = len(p.chunks)
             self.store.replace_file(
                 self.collection, p.key, p.digest, p.chunks, vectors[offset : offset + n],
@@ -124,7 +200,6 @@ class _Run:
             self.summary.indexed += 1
             self.summary.chunks += n
             self.settled()
-        self.pending, self.pending_chunks = [], 0
 
 
 def index_folder(
@@ -161,52 +236,18 @@ def index_folder(
         if store.remove_file(collection, path):
             summary.removed += 1
 
-    run = _Run(
-        store=store, collection=collection, embedder=embedder, summary=summary,
-        total=len(found.files), batch_chunks=batch_chunks, progress=progress,
-    )  # fmt: skip
-    for cand in found.files:
-        key = str(cand.path)
-        try:
-            data = _read(cand, max_file_bytes)
-        except OSError as exc:
-            kept = " (its earlier index is kept)" if key in stored else ""
-            summary.skipped.append(Note(key, f"unreadable: {exc.strerror or exc}{kept}"))
-            run.settled()
-            continue
-        except _Skip as skip:
-            _skip_file(store, summary, key, str(skip), key in stored)
-            run.settled()
-            continue
-        digest = hashlib.sha256(data).hexdigest()
-        if stored.get(key) == digest:
-            summary.unchanged += 1
-            run.settled()
-            continue
-        try:
-            text = _extract(cand.kind, data)
-        except _Skip as skip:
-            _skip_file(store, summary, key, str(skip), key in stored)
-            run.settled()
-            continue
-        chunks = chunk_text(
-            text,
-            "text" if cand.kind == "pdf" else cand.kind,
-            max_tokens=min(max_tokens, embedder.max_tokens),
-            overlap_tokens=overlap_tokens,
-            count_tokens=embedder.count_tokens,
-        )
-        run.add(_Pending(key, digest, len(data), cand.mtime, cand.kind, chunks))
-    run.flush()
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-rag-embed")
+    try:
+        run = _Run(
+            store=store, collection=collection, embedder=embedder, summary=summary,
+            total=len(found.files), stored=stored, max_file_bytes=max_file_bytes, max_tokens=max_tokens,
+            overlap_tokens=overlap_tokens, batch_chunks=batch_chunks, progress=progress, pool=pool,
+        )  # fmt: skip
+        run.index(found.files)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     summary.seconds = time.perf_counter() - started
     return summary
-
-
-def _skip_file(store: RagStore, summary: IndexSummary, key: str, note: str, stale: bool) -> None:
-    """Note a file that cannot be indexed now; drop what an earlier run indexed of it."""
-    summary.skipped.append(Note(key, note))
-    if stale and store.remove_file(summary.collection, key):
-        summary.removed += 1
 
 
 def _read(cand: Candidate, limit: int) -> bytes:
