@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aigw.errors import InvalidRequest
+from aigw.rag.bitindex import BitIndex
 from aigw.rag.chunk import Chunk
 from aigw.rag.errors import CollectionNotFound, EmbeddingModelMismatch
 from aigw.rag.schema import (
@@ -82,6 +83,8 @@ class RagStore:
         self._conn = conn
         self.path = path
         self._lock = threading.RLock()
+        self._bits: dict[int, BitIndex] = {}  # collection id -> its sign bits in memory
+        self._data_version: int | None = None
 
     @classmethod
     def open(cls, path: Path | str, *, busy_timeout_ms: int = 5000) -> RagStore:
@@ -121,6 +124,8 @@ class RagStore:
             except BaseException:
                 self._conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._bits.clear()
             self._conn.execute("COMMIT")
 
     # -- collections -----------------------------------------------------------------------------
@@ -296,19 +301,25 @@ class RagStore:
         query = self._query_blob(info, query_vector, k)
         n = min(MAX_CANDIDATES, max(k, candidates if candidates is not None else max(10 * k, 100)))
         with self._lock:
-            ids = [
-                int(r[0])
-                for r in self._conn.execute(
-                    f"SELECT rowid FROM rag_bits_{info.id} WHERE embedding MATCH vec_quantize_binary(?) "
-                    "AND k = ?",
-                    (query, n),
-                )
-            ]
+            (qbits,) = self._conn.execute("SELECT vec_quantize_binary(?)", (query,)).fetchone()
+            ids = self._bit_index(info.id).nearest(qbits, n)
             rows = self._conn.execute(
                 HIT_SQL.format(cid=info.id, where="v.chunk_id IN (SELECT value FROM json_each(?))"),
                 (query, json.dumps(ids), k),
             ).fetchall()
         return [hit_from_row(r) for r in rows]
+
+    def _bit_index(self, cid: int) -> BitIndex:
+        """The collection's sign bits in memory, reloaded after any change to the database."""
+        (version,) = self._conn.execute("PRAGMA data_version").fetchone()
+        if version != self._data_version:  # another connection committed
+            self._bits.clear()
+            self._data_version = version
+        index = self._bits.get(cid)
+        if index is None:
+            index = BitIndex.build(self._conn.execute(f"SELECT rowid, embedding FROM rag_bits_{cid}"))
+            self._bits[cid] = index
+        return index
 
     def search_exact(self, collection: str, query_vector: Vector, k: int = 5) -> list[Hit]:
         """The exact k nearest chunks by cosine similarity, scanning every vector."""
