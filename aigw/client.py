@@ -127,11 +127,16 @@ class DaemonClient:
         return data
 
     def rag_index(
-        self, collection: str, documents: list[dict[str, Any]], remove: list[str] | None = None
+        self,
+        collection: str,
+        documents: list[dict[str, Any]],
+        remove: list[str] | None = None,
+        model: str | None = None,
     ) -> dict[str, Any]:
-        data: dict[str, Any] = self._post(
-            "/v1/rag/index", {"collection": collection, "documents": documents, "remove": remove or []}
-        )
+        body: dict[str, Any] = {"collection": collection, "documents": documents, "remove": remove or []}
+        if model is not None:
+            body["model"] = model
+        data: dict[str, Any] = self._post("/v1/rag/index", body)
         return data
 
     def rag_search(self, collection: str, query: str, k: int | None = None) -> list[dict[str, Any]]:

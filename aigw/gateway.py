@@ -19,7 +19,7 @@ from aigw.auth.keys import ApiKey, KeyStore
 from aigw.cache.service import AnswerCache
 from aigw.cache.store import ResponseStore, open_store
 from aigw.config import Config
-from aigw.domain import ModelInfo
+from aigw.domain import EmbedRequest, ModelInfo
 from aigw.errors import AigwError, InvalidRequest, ModelNotFound, UpstreamConnectError, UpstreamTimeout
 from aigw.limits.ratelimit import RateLimiter
 from aigw.local.engine import FOREVER, Engine, EngineLimits
@@ -67,6 +67,8 @@ class Gateway:
         self._has_key = {n: p.api_key_value(env) is not None for n, p in config.providers.items()}
         self.providers = dict(providers)
         self.rag = rag
+        if rag is not None:
+            rag.bind(self.embed_texts)
         if rag is not None and PROVIDER_NAME not in self.providers and not missing_packages():
             self.providers[PROVIDER_NAME] = EmbeddingProvider(rag)
         self.health = HealthBoard(list(self.providers))
@@ -141,6 +143,16 @@ class Gateway:
             database=paths.database,
             rag=RagService(paths.data_dir / "rag.db", config.rag.model),
         )
+
+    async def embed_texts(self, model: str, texts: list[str]) -> list[list[float]]:
+        """Embeddings of `texts` by any model the gateway routes to (for RAG collections that use
+        a provider's embedding model)."""
+        route = await self.resolve(model, None)
+        result = await self.router.embed(
+            route, EmbedRequest(body={"model": model, "input": texts}, model=model)
+        )
+        data = sorted(result.value.data, key=lambda d: int(d.get("index", 0)))
+        return [list(d["embedding"]) for d in data]
 
     def rate_subject(self, subject: str) -> tuple[str, ApiKey | None]:
         """A rate-limit subject named by a key's id or name, or a client address."""

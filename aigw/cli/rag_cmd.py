@@ -62,8 +62,11 @@ def _progress() -> Progress:
 class _Sender:
     """Batches documents to the daemon and keeps the figures for the summary."""
 
-    def __init__(self, client: DaemonClient, collection: str, bar: Progress, task: TaskID) -> None:
+    def __init__(
+        self, client: DaemonClient, collection: str, bar: Progress, task: TaskID, model: str | None
+    ) -> None:
         self.client, self.collection, self.bar, self.task = client, collection, bar, task
+        self.model = model
         self.batch: list[dict[str, Any]] = []
         self.size = 0
         self.started = time.perf_counter()
@@ -79,7 +82,7 @@ class _Sender:
     def send(self, remove: list[str] | None = None) -> None:
         if not self.batch and not remove:
             return
-        out = self.client.rag_index(self.collection, self.batch, remove)
+        out = self.client.rag_index(self.collection, self.batch, remove, self.model)
         for k in self.figures:
             self.figures[k] += int(out.get(k, 0))
         self.notes.extend((n["path"], n["note"]) for n in out.get("notes", []))
@@ -93,7 +96,7 @@ class _Sender:
         self.bar.update(self.task, chunks=chunks, rate=f"{rate:.0f}")
 
 
-def _index_via_daemon(root: Path, collection: str, globs: list[str]) -> dict[str, Any]:
+def _index_via_daemon(root: Path, collection: str, globs: list[str], model: str | None) -> dict[str, Any]:
     from aigw.cli.chat import _connect
     from aigw.rag.ingest import SkipFile, load_file
     from aigw.rag.walk import scan
@@ -109,7 +112,7 @@ def _index_via_daemon(root: Path, collection: str, globs: list[str]) -> dict[str
         remove = [p for p in stored if p not in present]
         with _progress() as bar:
             task = bar.add_task("index", total=len(found.files), chunks=0, rate="0")
-            sender = _Sender(client, collection, bar, task)
+            sender = _Sender(client, collection, bar, task, model)
             unchanged = 0
             for cand in found.files:
                 doc = _document(cand, stored, notes, remove, load_file=load_file, skip_file=SkipFile)
@@ -196,9 +199,13 @@ def _index_local(root: Path, collection: str, globs: list[str]) -> dict[str, Any
 @app.command()
 def index(
     path: Path = PathArgument,
+    *,
     collection: str | None = CollectionOption,
     glob: list[str] = GlobOption,
     local: bool = typer.Option(False, "--local", help="Index in this process, without the daemon."),
+    model: str | None = typer.Option(
+        None, "--model", "-m", help="A new collection's embedding model, e.g. openai/text-embedding-3-small."
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Index a folder's documents into a collection, incrementally."""
@@ -209,7 +216,11 @@ def index(
         raise InvalidRequest(f"{path} is not a folder", param="path")
     root = root.resolve()
     name = _collection_for(root, collection)
-    out = _index_local(root, name, glob) if local else _index_via_daemon(root, name, glob)
+    if local and model is not None:
+        raise InvalidRequest(
+            "--local indexes with the bundled model only; a provider's model needs the daemon"
+        )
+    out = _index_local(root, name, glob) if local else _index_via_daemon(root, name, glob, model)
     if json_out:
         print_json(out)
         return

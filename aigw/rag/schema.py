@@ -39,8 +39,6 @@ SCHEMA = (
 )
 
 
-
-
 def collection_tables(cid: int, dimension: int) -> tuple[str, str]:
     """The DDL of collection `cid`'s float vectors (a plain rowid table: fetching candidates
     from it by id is fast) and its vec0 index of their sign bits."""

@@ -15,11 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aigw.errors import InvalidRequest
 from aigw.rag.errors import RagUnavailable
 
 if TYPE_CHECKING:
     from aigw.rag.documents import Document, DocumentsSummary
-    from aigw.rag.embed import LazyEmbedder
+    from aigw.rag.embed import Embedder, LazyEmbedder
+    from aigw.rag.remote import EmbedCall
     from aigw.rag.store import CollectionStats, Hit, RagStore
 
 T = TypeVar("T")
@@ -32,11 +34,17 @@ def missing_packages() -> list[str]:
 
 
 class RagService:
-    def __init__(self, database: Path, model: str) -> None:
+    def __init__(
+        self, database: Path, model: str, embed_call: EmbedCall | None = None, timeout_s: float = 300.0
+    ) -> None:
         self.database = database
         self.model = model
         self._store: RagStore | None = None
         self._embedder: LazyEmbedder | None = None
+        self._remote: dict[str, Embedder] = {}
+        self._embed_call = embed_call
+        self._timeout_s = timeout_s
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-rag")
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -66,12 +74,46 @@ class RagService:
             self._embedder = LazyEmbedder(self.model)
         return self._embedder
 
+    def bind(self, embed_call: EmbedCall) -> None:
+        """How to embed with a provider's model (the gateway's router)."""
+        self._embed_call = embed_call
+
+    def embedder_for(self, model: str | None) -> Embedder:
+        """The local model for None or its own name; else a provider's model (through the router).
+        Worker thread only."""
+        local = self.embedder()
+        if model is None or model in (self.model, local.name):
+            return local
+        if self._embed_call is None or self._loop is None:
+            raise InvalidRequest(
+                f"{model!r} is not this daemon's embedding model ({self.model})", param="model"
+            )
+        if model not in self._remote:
+            from aigw.rag.remote import RemoteEmbedder
+
+            self._remote[model] = RemoteEmbedder(model, self._embed_call, self._loop, self._timeout_s)
+        return self._remote[model]
+
+    def _collection_embedder(self, collection: str, requested: str | None) -> Embedder:
+        """A collection's own model when it exists (EmbeddingModelMismatch if another is asked
+        for); else the requested one, or the default."""
+        info = self.store().collection(collection)
+        if info is None:
+            return self.embedder_for(requested)
+        embedder = self.embedder_for(info.model)
+        if requested is not None and self.embedder_for(requested).name != info.model:
+            from aigw.rag.errors import EmbeddingModelMismatch
+
+            raise EmbeddingModelMismatch(collection, info.model, info.dimension, requested, None)
+        return embedder
+
     @property
     def model_loaded(self) -> bool:
         return self._embedder is not None and self._embedder.loaded
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._worker, fn, *args)
+        self._loop = asyncio.get_running_loop()
+        return await self._loop.run_in_executor(self._worker, fn, *args)
 
     def warm(self) -> None:
         """Load the model in the background when collections exist, so the first search after a
@@ -89,12 +131,13 @@ class RagService:
     # -- operations ------------------------------------------------------------------------------
 
     async def index(
-        self, collection: str, documents: Sequence[Document], remove: Sequence[str]
+        self, collection: str, documents: Sequence[Document], remove: Sequence[str], model: str | None = None
     ) -> DocumentsSummary:
         from aigw.rag.documents import index_documents
 
         def work() -> DocumentsSummary:
-            return index_documents(self.store(), collection, documents, self.embedder(), remove=remove)
+            embedder = self._collection_embedder(collection, model)
+            return index_documents(self.store(), collection, documents, embedder, remove=remove)
 
         return await self._run(work)
 
@@ -104,7 +147,12 @@ class RagService:
     async def search(self, collection: str, query: str, k: int) -> list[Hit]:
         from aigw.rag.query import search_text
 
-        return await self._run(lambda: search_text(self.store(), collection, query, self.embedder(), k=k))
+        def work() -> list[Hit]:
+            return search_text(
+                self.store(), collection, query, self._collection_embedder(collection, None), k=k
+            )
+
+        return await self._run(work)
 
     async def stats(self) -> list[CollectionStats]:
         return await self._run(lambda: self.store().stats())

@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 
     Vector = npt.NDArray[np.float32] | Sequence[float]
 
+
 def rag_database(paths: Paths) -> Path:
     """Where the RAG store lives: `rag.db` in aigw's data directory (AIGW_HOME when set)."""
     return paths.data_dir / "rag.db"
@@ -365,9 +366,7 @@ class RagStore:
         out = []
         for cname, model, dim, created, files, source, last, chunks, text_bytes in rows:
             stored = int(text_bytes) + int(chunks) * (4 * int(dim) + int(dim) // 8)
-            out.append(
-                CollectionStats(cname, model, dim, files, chunks, int(source), stored, created, last)
-            )
+            out.append(CollectionStats(cname, model, dim, files, chunks, int(source), stored, created, last))
         return out
 
     def integrity_check(self) -> str:

@@ -211,3 +211,23 @@ def test_cli_index_search_and_chat_with_citations(gw: DaemonProcess, tmp_path: P
     assert "echo: how long for pasta?" in answer.stdout and f"[1] {folder / 'cooking.txt'}" in answer.stdout
     bad = cli(gw, "rag", "index", str(tmp_path / "nope"))
     assert bad.returncode == 1 and bad.stderr.strip().startswith("aigw: ") and "Traceback" not in bad.stderr
+
+
+def test_a_collection_can_use_a_providers_embedding_model(gw: DaemonProcess) -> None:
+    docs = [doc(f"/p/{name}", text) for name, text in DOCS.items()]
+    r = gw.post(
+        "/v1/rag/index",
+        json={"collection": "remote", "model": "fake/text-embed", "documents": docs},
+        timeout=60,
+    )
+    assert r.status_code == 200, r.text
+    stats = {c["name"]: c for c in gw.get("/v1/rag/stats").json()["collections"]}
+    assert stats["remote"]["model"] == "fake/text-embed" and stats["remote"]["dimension"] == 8
+    hits = gw.post("/v1/rag/search", json={"collection": "remote", "query": "pasta", "k": 3}).json()["data"]
+    assert len(hits) == 3 and {h["path"] for h in hits} <= {d["path"] for d in docs}
+    mixed = gw.post(
+        "/v1/rag/index",
+        json={"collection": "remote", "model": "all-MiniLM-L6-v2", "documents": [doc("/p/new.md", "new")]},
+    )
+    assert mixed.status_code == 409 and "fake/text-embed" in mixed.json()["error"]["message"]
+    assert set(gw.get("/v1/rag/collections/remote/files").json()["files"]) == {d["path"] for d in docs}

@@ -39,6 +39,9 @@ class DocumentIn(BaseModel):
 class IndexIn(BaseModel):
     model_config = _STRICT
     collection: str = CollectionName
+    model: str | None = Field(default=None, min_length=1)
+    """A new collection's embedding model: the daemon's own (default) or a provider's, e.g.
+    "openai/text-embedding-3-small". An existing collection keeps its own."""
     documents: list[DocumentIn] = Field(default_factory=list, max_length=10_000)
     remove: list[str] = Field(default_factory=list, max_length=100_000)
 
@@ -76,7 +79,7 @@ async def index(body: IndexIn, gw: GatewayDep) -> dict[str, Any]:
     from aigw.rag.documents import Document
 
     docs = [Document(d.path, d.kind, d.text, d.sha256, d.size, d.mtime) for d in body.documents]
-    summary = await service(gw).index(body.collection, docs, body.remove)
+    summary = await service(gw).index(body.collection, docs, body.remove, body.model)
     out = dataclasses.asdict(summary)
     out["notes"] = [{"path": p, "note": n} for p, n in summary.notes]
     return out
