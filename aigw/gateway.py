@@ -240,7 +240,7 @@ class Gateway:
 
     def _not_found_message(self, model: str) -> str:
         known = self.known_model_ids()
-        if not self.providers:
+        if not set(self.providers) - {PROVIDER_NAME}:  # the RAG embedding model alone cannot chat
             return (
                 f"The model {model!r} does not exist: no providers are configured "
                 "(set OPENAI_API_KEY or write a config.toml; see `aigw config path`)"

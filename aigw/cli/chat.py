@@ -73,7 +73,10 @@ def _pick_model(client: DaemonClient, model: str | None, assume_yes: bool = Fals
     configured = load_checked_config(paths(), env_config_path(), os.environ).chat.default_model
     if configured:
         return configured
-    ids = [m["id"] for m in client.list_models()]
+    from aigw.rag.provider import PROVIDER_NAME
+
+    # The RAG embedding model is served too, but it cannot chat.
+    ids = [m["id"] for m in client.list_models() if m.get("owned_by") != PROVIDER_NAME]
     if len(ids) == 1:
         return str(ids[0])
     if not ids:
