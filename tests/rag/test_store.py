@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import pytest
 from aigw.errors import InvalidRequest
 from aigw.paths import Paths
 from aigw.rag.chunk import Chunk
-from aigw.rag.errors import CollectionNotFound, EmbeddingModelMismatch
+from aigw.rag.errors import CollectionNotFound, EmbeddingModelMismatch, RagUnavailable
 from aigw.rag.store import RagStore, rag_database
 from aigw.store.db import open_db
 
@@ -195,3 +196,14 @@ def test_reopen_and_share_between_threads(tmp_path: Path) -> None:
         assert store.stats("docs")[0].chunks == 40
         assert store.search("docs", vectors[7], k=1)[0].path == "/d/3.md"
         assert store.integrity_check() == "ok"
+
+
+def test_without_an_sqlite_that_loads_extensions_the_error_names_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if hasattr(sqlite3.Connection, "enable_load_extension"):
+        pytest.skip("this Python's own sqlite3 loads extensions")
+    monkeypatch.setitem(sys.modules, "sqlean", None)  # as if sqlean.py were not installed
+    with pytest.raises(RagUnavailable, match=r"pip install sqlean\.py") as err:
+        RagStore.open(tmp_path / "rag.db")
+    assert err.value.status_code == 503
