@@ -9,6 +9,7 @@ writes it off the event loop.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,23 @@ from aigw.metrics import Metrics
 from aigw.routing.resolve import Route, Target
 from aigw.usage.prices import PriceTable
 from aigw.usage.recorder import UsageRecorder, UsageRow
+
+RECENT_REQUESTS = 500  # kept in memory for the dashboard (aigw tui)
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    """One finished request, as the dashboard shows it."""
+
+    ts: float
+    key: str | None
+    model: str
+    provider: str
+    status: int
+    latency_ms: float
+    tokens: int
+    cache: str | None
+    fallbacks: int
 
 
 @dataclass(slots=True)
@@ -88,6 +106,8 @@ class Meter:
         self._spent = spent
         self._held: dict[str, float] = {}
         self._clock = clock
+        self.recent: deque[Recent] = deque(maxlen=RECENT_REQUESTS)
+        self.cache_counts = {"hit": 0, "miss": 0, "bypass": 0}
 
     def close(self) -> None:
         """Flush the usage log (blocking: call it off the event loop)."""
@@ -273,6 +293,21 @@ class Meter:
         content: dict[str, Any] | None = None,
         provider: str | None = None,
     ) -> None:
+        self.recent.append(
+            Recent(
+                t.started,
+                t.key.name if t.key else None,
+                t.route.requested,
+                target.provider if target else (provider or ""),
+                status,
+                round(latency * 1000, 3),
+                prompt + completion,
+                cache,
+                fallbacks,
+            )
+        )
+        if cache in self.cache_counts:
+            self.cache_counts[cache] += 1
         if self._recorder is None:
             return
         self._recorder.record(

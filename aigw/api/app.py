@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 from aigw import __version__
 from aigw.api.errors import install_error_handlers
 from aigw.api.fastpath import FastPath
-from aigw.api.routes import admin, admin_cache, chat, embeddings, health, metrics, models, rag
+from aigw.api.routes import admin, admin_cache, admin_stats, chat, embeddings, health, metrics, models, rag
 from aigw.auth.keys import ApiKey
 from aigw.config import Config
 from aigw.gateway import Gateway
@@ -49,7 +49,7 @@ def create_app(
 
     app = FastAPI(title="aigw", version=__version__, lifespan=lifespan)
     install_error_handlers(app)
-    routers = (health, models, chat, embeddings, rag, admin, admin_cache, metrics)
+    routers = (health, models, chat, embeddings, rag, admin, admin_cache, admin_stats, metrics)
     for r in (m.router for m in routers):
         app.include_router(r)
     return app
