@@ -23,22 +23,26 @@ def tui(
     from aigw import daemon
 
     url, may_start = daemon_target()
-    token_file = paths().admin_token_file
-    token = token_file.read_text(encoding="utf-8").strip() if token_file.exists() else None
 
     def start() -> None:
         with contextlib.suppress(daemon.AlreadyRunning):  # started meanwhile: fine
             daemon.start(paths(), config_path=env_config_path())
 
-    source = DaemonSource(url, token, start if may_start else None)
+    # The admin token only ever goes to this machine's own daemon (as with the CLI).
+    token = paths().admin_token_file if may_start or url == _own_url() else None
     if may_start and daemon.running_daemon(paths()) is None:
         start()
-        if token is None and token_file.exists():  # made by the daemon's first start
-            source = DaemonSource(url, token_file.read_text(encoding="utf-8").strip(), start)
-    app = Dashboard(source)
+    app = Dashboard(DaemonSource(url, token, start if may_start else None))
     if light:
         app.theme = "textual-light"
     app.run()
+
+
+def _own_url() -> str | None:
+    from aigw import daemon
+
+    info = daemon.running_daemon(paths())
+    return info.url if info is not None else None
 
 
 def register(app: typer.Typer) -> None:

@@ -4,6 +4,7 @@ read from AIGW_HOME. A `Source` protocol keeps the app testable with canned data
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
@@ -38,11 +39,24 @@ def _message(resp: httpx.Response) -> str:
 
 
 class DaemonSource:
-    def __init__(self, url: str, admin_token: str | None, start: Any = None) -> None:
+    """`admin_token`: the token itself, or the file the daemon keeps it in (read when needed: a
+    daemon started from the dashboard makes it at its first start)."""
+
+    def __init__(self, url: str, admin_token: str | Path | None, start: Any = None) -> None:
         self.url = url
-        self._headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self._token = admin_token
         self._http = httpx.AsyncClient(base_url=url, timeout=httpx.Timeout(5.0, read=600.0), trust_env=False)
         self._start = start
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        token = self._token
+        if isinstance(token, Path):
+            try:
+                token = token.read_text(encoding="utf-8").strip() or None
+            except OSError:
+                token = None
+        return {"Authorization": f"Bearer {token}"} if token else {}
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         try:

@@ -1,0 +1,250 @@
+"""The dashboard driven with Textual's Pilot against a real daemon and a fake upstream, plus
+snapshots of its main screens rendered from canned data."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+pytest.importorskip("textual")
+
+from textual.widgets import DataTable, Input, Static
+
+from aigw.tui.app import Dashboard
+from aigw.tui.source import DaemonDown, DaemonSource
+from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_config
+from tests.fixtures.fake_openai import FakeOpenAIServer
+
+SIZE = (80, 24)
+
+
+@pytest.fixture(scope="module")
+def up() -> Iterator[FakeOpenAIServer]:
+    server = FakeOpenAIServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def gw(up: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    home = tmp_path_factory.mktemp("aigw-tui-home")
+    port = free_port()
+    write_config(
+        home, fake_config(up.base_url, port, '[prices."fake/gpt-test"]\ninput = 1000.0\noutput = 2000.0\n')
+    )
+    d = DaemonProcess(home, port).start()
+    yield d
+    assert d.terminate() == 0
+
+
+def text(app: Dashboard, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+def rows(app: Dashboard, selector: str) -> list[list[str]]:
+    table = app.query_one(selector, DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def until(pilot: Any, check: Any, within_s: float = 10.0) -> None:
+    deadline = time.monotonic() + within_s
+    while not check():
+        assert time.monotonic() < deadline, "the dashboard did not show it in time"
+        await pilot.pause(0.1)
+
+
+def token(d: DaemonProcess) -> str:
+    return (d.home / "admin_token").read_text().strip()
+
+
+def test_panels_show_the_figures_after_requests(gw: DaemonProcess) -> None:
+    body = {"model": "smart", "temperature": 0, "messages": [{"role": "user", "content": "tui figures"}]}
+    for _ in range(3):
+        assert gw.post("/v1/chat/completions", json=body).status_code == 200
+    assert gw.post("/v1/chat/completions", json={**body, "model": "fake/fail-400"}).status_code == 400
+
+    async def run() -> None:
+        app = Dashboard(DaemonSource(gw.url, token(gw)), refresh_s=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.stats is not None)
+            assert "errors / 4 requests" in text(app, "#traffic") and " 1 errors" in text(app, "#traffic")
+            assert "2 hits, 1 misses" in text(app, "#cache")
+            providers = {r[0]: r for r in rows(app, "#providers")}
+            assert providers["fake"][2] == "ok" and "fake/gpt-test: closed" in providers["fake"][3]
+            tail = rows(app, "#tail")
+            assert [r[3] for r in tail[:4]] == ["400", "200", "200", "200"]
+            assert [r[6] for r in tail[1:4]] == ["hit", "hit", "miss"]
+            await pilot.press("2")
+            assert app.query_one("#tabs").active == "requests"  # type: ignore[attr-defined]
+
+    asyncio.run(run())
+
+
+def test_the_chat_tab_streams_an_answer(gw: DaemonProcess) -> None:
+    async def run() -> None:
+        app = Dashboard(DaemonSource(gw.url, token(gw)), refresh_s=0.5)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("3")
+            app.query_one("#chat-model", Input).value = "smart"
+            prompt = app.query_one("#chat-prompt", Input)
+            prompt.focus()
+            prompt.value = "stream to the dashboard"
+            await pilot.press("enter")
+            await until(pilot, lambda: "smart: echo: stream to the dashboard" in text(app, "#chat-log"))
+            assert app.history[-1] == {"role": "assistant", "content": "echo: stream to the dashboard"}
+
+    asyncio.run(run())
+
+
+def test_the_daemon_down_screen_appears_and_recovers(up: FakeOpenAIServer, tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    port = free_port()
+    write_config(home, fake_config(up.base_url, port))
+    d = DaemonProcess(home, port)
+
+    async def run() -> None:
+        app = Dashboard(DaemonSource(d.url, home / "admin_token", start=d.start), refresh_s=0.2)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: bool(app.query_one("#down").display))
+            assert "is not running" in text(app, "#down") and not app.query_one("#tabs").display
+            await pilot.press("s")
+            await until(pilot, lambda: app.stats is not None and not app.query_one("#down").display, 30)
+            assert app.query_one("#tabs").display
+
+    try:
+        asyncio.run(run())
+    finally:
+        if d.proc is not None:
+            assert d.terminate() == 0
+
+
+# -- snapshots of canned data (deterministic) ----------------------------------------------------
+
+CANNED: dict[str, Any] = {
+    "version": "0.1.0",
+    "uptime_s": 3725.0,
+    "traffic": {"requests_per_s": 4.2, "requests_1m": 250, "errors_1m": 3, "p50_ms": 412.5, "p95_ms": 1830.0},
+    "providers": {
+        "openai": {"type": "openai", "reachable": True, "last_error": None, "models": []},
+        "local": {"type": "llama_cpp", "reachable": True, "last_error": None, "models": []},
+        "anthropic": {"type": "anthropic", "reachable": False, "last_error": "timeout", "models": []},
+    },
+    "breakers": {"anthropic/claude-haiku": {"state": "open"}, "openai/gpt-4o-mini": {"state": "closed"}},
+    "routing": {},
+    "local": {
+        "budget_bytes": 8e9,
+        "used_bytes": 7e8,
+        "loaded": [
+            {
+                "model": "local/qwen",
+                "state": "idle",
+                "memory_bytes": 7e8,
+                "queue_depth": 0,
+                "unloads_in_s": 241.0,
+            }
+        ],
+    },
+    "cache": {
+        "mode": "deterministic",
+        "hits": 120,
+        "misses": 40,
+        "hit_ratio": 0.75,
+        "entries": 160,
+        "size_bytes": 2.5e6,
+    },
+    "keys": [
+        {
+            "name": "notebook",
+            "id": "key_1",
+            "requests": {"limit": 60, "remaining": 48, "reset_s": 12.0},
+            "tokens": {"limit": 100000, "remaining": 91000, "reset_s": 5.4},
+            "spent_today_usd": 0.1234,
+            "spent_usd": 2.5,
+            "budget_usd": 10.0,
+        }
+    ],
+    "rag": [
+        {"name": "docs", "files": 120, "chunks": 2048, "model": "sentence-transformers/all-MiniLM-L6-v2"}
+    ],
+    "recent": [
+        {
+            "ts": 1_800_000_000.0 + i,
+            "key": "notebook",
+            "model": "smart",
+            "provider": "openai",
+            "status": 200,
+            "latency_ms": 400.0 + i,
+            "tokens": 120,
+            "cache": "miss" if i % 3 else "hit",
+            "fallbacks": 0,
+        }
+        for i in range(12)
+    ],
+}
+
+
+class Canned:
+    url = "http://127.0.0.1:8080"
+
+    def __init__(self, stats: dict[str, Any] | None) -> None:
+        self._stats = stats
+
+    async def stats(self) -> dict[str, Any]:
+        if self._stats is None:
+            raise DaemonDown(self.url)
+        return self._stats
+
+    async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    async def chat(self, model: str, messages: list[dict[str, Any]], rag: str | None) -> AsyncIterator[str]:
+        yield "canned"
+
+    async def start_daemon(self) -> None:
+        return None
+
+
+@pytest.fixture(autouse=False)
+def utc() -> Iterator[None]:
+    old = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    yield
+    if old is None:
+        os.environ.pop("TZ")
+    else:
+        os.environ["TZ"] = old
+    time.tzset()
+
+
+def test_snapshot_overview(snap_compare: Any, utc: None) -> None:
+    assert snap_compare(Dashboard(Canned(CANNED), refresh_s=60), terminal_size=SIZE)
+
+
+def test_snapshot_requests(snap_compare: Any, utc: None) -> None:
+    assert snap_compare(Dashboard(Canned(CANNED), refresh_s=60), press=["2"], terminal_size=SIZE)
+
+
+def test_snapshot_daemon_down(snap_compare: Any) -> None:
+    assert snap_compare(Dashboard(Canned(None), refresh_s=60), terminal_size=SIZE)
+
+
+def test_canned_figures_in_the_view() -> None:
+    from aigw.tui import view
+
+    assert view.key_rows(CANNED) == [("notebook", "12/60", "9000/100000", "$0.1234", "$10.00")]
+    assert view.provider_rows(CANNED)[0] == (
+        "anthropic",
+        "anthropic",
+        "unreachable",
+        "anthropic/claude-haiku: open",
+    )
+    assert "hit ratio 75% (120 hits, 40 misses) · 160 entries, 2.5 MB" in view.cache_line(CANNED)
+    assert httpx  # the module is the dashboard's HTTP client too
