@@ -13,23 +13,14 @@ The database file is created 0600 in a 0700 directory.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from pathlib import Path
 from typing import Any, cast
 
 from aigw.rag.errors import RagUnavailable
+from aigw.store.db import create_private
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
-
-
-def _create_private(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return
-    os.close(fd)
 
 
 def _load_vec(conn: Any) -> None:
@@ -80,7 +71,7 @@ def _connect_vec(path: Path, timeout_s: float) -> sqlite3.Connection:
 def connect(path: Path | str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """Open `path` (creating it 0600) with sqlite-vec loaded and aigw's pragmas set."""
     path = Path(path)
-    _create_private(path)
+    create_private(path)
     conn = _connect_vec(path, busy_timeout_ms / 1000)
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")

@@ -68,7 +68,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
 
-def _create_private(path: Path) -> None:
+def create_private(path: Path) -> None:
     """Create the database file 0600 (and its directory 0700) before SQLite opens it."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     try:
@@ -80,7 +80,7 @@ def _create_private(path: Path) -> None:
 
 def connect(path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sqlite3.Connection:
     """A plain sqlite3 connection with aigw's pragmas; the schema is not touched."""
-    _create_private(path)
+    create_private(path)
     # check_same_thread=False: a connection may be handed to another thread; callers that
     # share one between threads serialise its use themselves.
     conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, check_same_thread=False)

@@ -152,20 +152,21 @@ async def relay(
     text: list[str] | None = [] if ticket.content is not None else None
     chars = 0  # what reached the client: charged when the stream ends without usage
     fold = saver.assembler.add if saver is not None else None
+
+    def take(chunk: ChatChunk) -> bytes | None:
+        nonlocal usage, chars
+        usage = chunk.usage or usage
+        chars += _collect(chunk, text)
+        if fold is not None:
+            fold(chunk)
+        return _encode(chunk, include_usage)
+
     try:
         for chunk in stream.head:
-            usage = chunk.usage or usage
-            chars += _collect(chunk, text)
-            if fold is not None:
-                fold(chunk)
-            if data := _encode(chunk, include_usage):
+            if data := take(chunk):
                 yield data
         async for chunk in stream.rest:
-            usage = chunk.usage or usage
-            chars += _collect(chunk, text)
-            if fold is not None:
-                fold(chunk)
-            if data := _encode(chunk, include_usage):
+            if data := take(chunk):
                 yield data
         ended = True
     except AigwError as e:
