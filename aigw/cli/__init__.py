@@ -7,7 +7,18 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from aigw.cli import cache_cmd, chat, config_cmd, daemon_cmds, keys_cmd, models, rag_cmd, tui_cmd, usage_cmd
+from aigw.cli import (
+    cache_cmd,
+    chat,
+    config_cmd,
+    daemon_cmds,
+    keys_cmd,
+    models,
+    rag_cmd,
+    service_cmd,
+    tui_cmd,
+    usage_cmd,
+)
 
 
 class AigwGroup(TyperGroup):
@@ -42,6 +53,7 @@ app.add_typer(config_cmd.app, name="config")
 app.add_typer(keys_cmd.app, name="keys")
 app.add_typer(cache_cmd.app, name="cache")
 app.add_typer(rag_cmd.app, name="rag")
+app.add_typer(service_cmd.app, name="service")
 usage_cmd.register(app)
 tui_cmd.register(app)
 
