@@ -12,6 +12,7 @@ from aigw.cli import (
     chat,
     config_cmd,
     daemon_cmds,
+    doctor_cmd,
     keys_cmd,
     models,
     rag_cmd,
@@ -55,6 +56,7 @@ app.add_typer(cache_cmd.app, name="cache")
 app.add_typer(rag_cmd.app, name="rag")
 app.add_typer(service_cmd.app, name="service")
 usage_cmd.register(app)
+doctor_cmd.register(app)
 tui_cmd.register(app)
 
 
