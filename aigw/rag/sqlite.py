@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from aigw.rag.errors import RagUnavailable
-from aigw.store.db import create_private
+from aigw.store.db import create_private, with_pragmas
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
@@ -72,13 +72,4 @@ def connect(path: Path | str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS)
     """Open `path` (creating it 0600) with sqlite-vec loaded and aigw's pragmas set."""
     path = Path(path)
     create_private(path)
-    conn = _connect_vec(path, busy_timeout_ms / 1000)
-    try:
-        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = NORMAL")
-        conn.execute("PRAGMA foreign_keys = ON")
-    except BaseException:
-        conn.close()
-        raise
-    return conn
+    return with_pragmas(_connect_vec(path, busy_timeout_ms / 1000), busy_timeout_ms)

@@ -84,6 +84,11 @@ def connect(path: Path, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sq
     # check_same_thread=False: a connection may be handed to another thread; callers that
     # share one between threads serialise its use themselves.
     conn = sqlite3.connect(str(path), timeout=busy_timeout_ms / 1000, check_same_thread=False)
+    return with_pragmas(conn, busy_timeout_ms)
+
+
+def with_pragmas(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Connection:
+    """aigw's pragmas on a new connection (closed again if they cannot be set)."""
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
         conn.execute("PRAGMA journal_mode = WAL")
