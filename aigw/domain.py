@@ -8,6 +8,7 @@ Responses hold OpenAI-shaped choices; `extra` carries top-level fields aigw does
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 
@@ -175,3 +176,33 @@ class ModelInfo:
     id: str
     owned_by: str
     created: int = 0
+
+
+class Capability(StrEnum):
+    """What a backend can do for a model; the router matches requests against these."""
+
+    CHAT = "chat"
+    STREAM = "stream"
+    EMBED = "embed"
+    TOOLS = "tools"
+    JSON_MODE = "json_mode"
+    JSON_SCHEMA = "json_schema"
+    VISION = "vision"
+    LOGPROBS = "logprobs"
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One model at one provider: where a request may be sent."""
+
+    provider: str
+    model: str
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """What a request's `model` resolved to: its targets in fallback order."""
+
+    requested: str
+    targets: tuple[Target, ...]
+    alias: str | None = None

@@ -155,8 +155,8 @@ def rss_kib(pid: int) -> int:
 
 def create_key(home: str) -> str:
     """An API key with limits no benchmark reaches, made the way `aigw keys create` makes one."""
-    from aigw.auth.keys import KeyStore
-    from aigw.store.db import open_db
+    from aigw.access.keys import KeyStore
+    from aigw.state.db import open_db
 
     _, plain = KeyStore(open_db(Path(home) / "aigw.db")).create("bench", rpm=10**9, tpm=10**12)
     return plain

@@ -11,17 +11,22 @@ from fastapi import FastAPI
 from starlette.types import ASGIApp
 
 from aigw import __version__
+from aigw.access.admin_token import ensure_admin_token
+from aigw.access.keys import ApiKey
+from aigw.access.net import is_loopback
+from aigw.api import health, metrics
+from aigw.api.admin import cache as admin_cache
+from aigw.api.admin import local as admin
+from aigw.api.admin import stats as admin_stats
 from aigw.api.errors import install_error_handlers
 from aigw.api.fastpath import FastPath
-from aigw.api.routes import admin, admin_cache, admin_stats, chat, embeddings, health, metrics, models, rag
-from aigw.auth.keys import ApiKey
+from aigw.api.guard import AccessGuard
+from aigw.api.openai import chat, embeddings, models
+from aigw.api.rag import routes as rag
 from aigw.config import Config
-from aigw.gateway import Gateway
+from aigw.gateway.gateway import Gateway
 from aigw.paths import Paths
 from aigw.providers.registry import ProviderRegistry
-from aigw.security.admin_token import ensure_admin_token
-from aigw.security.guard import AccessGuard
-from aigw.security.net import is_loopback
 
 log = logging.getLogger("aigw.api")
 

@@ -8,12 +8,12 @@ import time
 import orjson
 from starlette.responses import Response
 
+from aigw.access.meter import Meter, Ticket
 from aigw.api import sse
 from aigw.api.headers import JSONBytes, proxy_headers
 from aigw.cache.store import CachedAnswer
 from aigw.cache.streams import replay
-from aigw.meter import Meter, Ticket
-from aigw.routing.resolve import Target
+from aigw.domain import Target
 from aigw.routing.router import Trace
 
 _NO_TRACE = Trace()

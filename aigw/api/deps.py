@@ -6,7 +6,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from aigw.gateway import Gateway
+from aigw.gateway.gateway import Gateway
 
 
 def get_gateway(request: Request) -> Gateway:

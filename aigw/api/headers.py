@@ -7,7 +7,7 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response
 
-from aigw.routing.resolve import Target
+from aigw.domain import Target
 from aigw.routing.router import Trace
 
 

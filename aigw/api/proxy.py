@@ -11,10 +11,10 @@ from starlette.requests import Request
 from aigw.api.body import read_json_object
 from aigw.api.deps import get_gateway
 from aigw.api.errors import invalid_request_from_validation
-from aigw.api.schemas import ChatCompletionRequest
+from aigw.api.openai.schemas import ChatCompletionRequest
+from aigw.domain import Route
 from aigw.errors import InvalidRequest
-from aigw.gateway import Gateway
-from aigw.routing.resolve import Route
+from aigw.gateway.gateway import Gateway
 
 
 @dataclass(slots=True)

@@ -16,8 +16,7 @@ from aigw.cache.flight import Flight, SingleFlight
 from aigw.cache.keys import request_digest, target_key
 from aigw.cache.policy import Decision, Mode, decide
 from aigw.cache.store import CachedAnswer, ResponseStore
-from aigw.domain import Usage
-from aigw.routing.resolve import Route, Target
+from aigw.domain import Route, Target, Usage
 
 Identity = Callable[[Target], str]
 

@@ -16,15 +16,15 @@ import typer
 from aigw.cli.common import ConfigOption, JsonOption, config_path_arg, paths, print_json
 
 if TYPE_CHECKING:
-    from aigw.client import DaemonClient
     from aigw.config import Config
+    from aigw.daemon.client import DaemonClient
 
 app = typer.Typer(help="The response cache: stats, clear.", no_args_is_help=True)
 
 
 def _daemon() -> DaemonClient | None:
-    from aigw.client import DaemonClient
-    from aigw.daemon import running_daemon
+    from aigw.daemon.client import DaemonClient
+    from aigw.daemon.process import running_daemon
 
     info = running_daemon(paths())
     if info is None:
@@ -37,7 +37,7 @@ def _daemon() -> DaemonClient | None:
 
 
 def _config(config: Path | None) -> Config:
-    from aigw.server import load_checked_config
+    from aigw.daemon.serve import load_checked_config
 
     return load_checked_config(paths(), config_path_arg(config), os.environ)
 
@@ -45,7 +45,7 @@ def _config(config: Path | None) -> Config:
 def _offline_stats(cfg: Config) -> dict[str, Any]:
     from aigw.cache.stats import cache_stats
     from aigw.cache.store import open_store
-    from aigw.store.db import open_db
+    from aigw.state.db import open_db
 
     with contextlib.ExitStack() as stack:
         store = open_store(paths().cache_dir / "responses", cfg.cache)

@@ -12,15 +12,15 @@ import typer
 from aigw.cli.common import daemon_target, env_config_path, note, paths
 
 if TYPE_CHECKING:
-    from aigw.client import DaemonClient
+    from aigw.daemon.client import DaemonClient
 
 REPL_HELP = "Type a message; /reset forgets the conversation, /exit or Ctrl-D quits."
 
 
 def _connect() -> DaemonClient:
     """A client of the daemon, starting the local one when AIGW_URL is unset and none runs."""
-    from aigw import daemon
-    from aigw.client import DaemonClient, DaemonNotRunning
+    from aigw.daemon import process as daemon
+    from aigw.daemon.client import DaemonClient, DaemonNotRunning
 
     url, may_start = daemon_target()
     client = DaemonClient(url)
@@ -63,8 +63,8 @@ def _offer_pull(assume_yes: bool) -> str:
 
 
 def _pick_model(client: DaemonClient, model: str | None, assume_yes: bool = False) -> str:
+    from aigw.daemon.serve import load_checked_config
     from aigw.errors import InvalidRequest
-    from aigw.server import load_checked_config
 
     if model:
         return model
@@ -88,7 +88,7 @@ def _pick_model(client: DaemonClient, model: str | None, assume_yes: bool = Fals
 
 
 def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str, rag: str | None = None) -> str:
-    from aigw.client import StreamInfo
+    from aigw.daemon.client import StreamInfo
 
     info = StreamInfo()
     parts: list[str] = []
@@ -111,7 +111,7 @@ def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str, ra
 
 
 def _repl(client: DaemonClient, model: str, system: str | None, rag: str | None = None) -> None:
-    from aigw.client import ClientError
+    from aigw.daemon.client import ClientError
 
     history_file = paths().chat_history_file
     readline: Any = None

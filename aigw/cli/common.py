@@ -54,12 +54,12 @@ def daemon_target() -> tuple[str, bool]:
     explicit = os.environ.get("AIGW_URL")
     if explicit:
         return explicit.rstrip("/"), False
-    from aigw.daemon import running_daemon
+    from aigw.daemon.process import running_daemon
 
     info = running_daemon(paths())
     if info is not None:
         return info.url, True
-    from aigw.server import load_checked_config
+    from aigw.daemon.serve import load_checked_config
 
     server = load_checked_config(paths(), env_config_path(), os.environ).server
     host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host

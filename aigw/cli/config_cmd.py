@@ -18,7 +18,7 @@ def show(config: Path | None = ConfigOption, json_out: bool = JsonOption) -> Non
     import tomli_w
 
     from aigw.config import masked_dump
-    from aigw.server import load_checked_config
+    from aigw.daemon.serve import load_checked_config
 
     cfg = load_checked_config(paths(), config_path_arg(config), os.environ)
     data = masked_dump(cfg)

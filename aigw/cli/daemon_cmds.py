@@ -19,7 +19,7 @@ def serve(
     config: Path | None = ConfigOption, host: str | None = HostOption, port: int | None = PortOption
 ) -> None:
     """Run the daemon in the foreground (Ctrl-C or SIGTERM stops it gracefully)."""
-    from aigw.server import serve as run
+    from aigw.daemon.serve import serve as run
 
     raise typer.Exit(run(paths(), config_path=config_path_arg(config), host=host, port=port))
 
@@ -28,8 +28,8 @@ def start(
     config: Path | None = ConfigOption, host: str | None = HostOption, port: int | None = PortOption
 ) -> None:
     """Start the daemon in the background; returns once it answers."""
-    from aigw import daemon
-    from aigw.server import load_checked_config
+    from aigw.daemon import process as daemon
+    from aigw.daemon.serve import load_checked_config
 
     p = paths()
     load_checked_config(p, config_path_arg(config), os.environ)  # fail fast, in this terminal
@@ -39,7 +39,7 @@ def start(
 
 def stop() -> None:
     """Stop the background daemon (SIGTERM; in-flight requests finish first)."""
-    from aigw import daemon
+    from aigw.daemon import process as daemon
 
     info = daemon.stop(paths())
     if info is None:
@@ -49,8 +49,8 @@ def stop() -> None:
 
 
 def _status_data() -> dict[str, Any]:
-    from aigw.client import ClientError, DaemonClient
-    from aigw.daemon import running_daemon
+    from aigw.daemon.client import ClientError, DaemonClient
+    from aigw.daemon.process import running_daemon
 
     info = running_daemon(paths())
     if info is None:

@@ -14,8 +14,8 @@ app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 def _notify_daemon() -> None:
     """Best effort: tell a daemon serving this AIGW_HOME to re-read its keys now. It re-reads
     them on its own within seconds anyway, so any failure here is ignored."""
-    from aigw.client import DaemonClient
-    from aigw.daemon import running_daemon
+    from aigw.daemon.client import DaemonClient
+    from aigw.daemon.process import running_daemon
     from aigw.errors import AigwError
 
     try:
@@ -52,8 +52,8 @@ def create(
     json_out: bool = JsonOption,
 ) -> None:
     """Make a key. It is printed once: store it now, it cannot be shown again."""
-    from aigw.auth.keys import KeyStore
-    from aigw.store.db import open_db
+    from aigw.access.keys import KeyStore
+    from aigw.state.db import open_db
 
     with open_db(paths().database) as db:
         key, plain = KeyStore(db).create(
@@ -73,8 +73,8 @@ def list_keys(
     active: bool = typer.Option(False, "--active", help="Hide revoked keys."),
 ) -> None:
     """Keys with their prefix, limits, budget and spend (never the key itself)."""
-    from aigw.auth.keys import KeyStore
-    from aigw.store.db import open_db
+    from aigw.access.keys import KeyStore
+    from aigw.state.db import open_db
     from aigw.usage.report import spend_by_key
 
     with open_db(paths().database) as db:
@@ -111,8 +111,8 @@ def list_keys(
 @app.command()
 def revoke(name_or_id: str = typer.Argument(..., help="The key's name or id (key_...).")) -> None:
     """Revoke a key: requests with it are refused from now on."""
-    from aigw.auth.keys import KeyStore
-    from aigw.store.db import open_db
+    from aigw.access.keys import KeyStore
+    from aigw.state.db import open_db
 
     with open_db(paths().database) as db:
         store = KeyStore(db)

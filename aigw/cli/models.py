@@ -16,7 +16,7 @@ app = typer.Typer(help="Models: what the daemon serves; local models in memory."
 def list_models(json_out: bool = JsonOption) -> None:
     """What the daemon serves, and the catalog of local models (pulled or not)."""
     from aigw.cli.common import paths
-    from aigw.client import DaemonClient, DaemonNotRunning
+    from aigw.daemon.client import DaemonClient, DaemonNotRunning
     from aigw.local.catalog import load_catalog
 
     served: list[dict[str, Any]] | None
@@ -63,7 +63,7 @@ def list_models(json_out: bool = JsonOption) -> None:
 @app.command()
 def load(model: str = typer.Argument(..., help="A local model (or an alias whose target is one).")) -> None:
     """Load a local model now instead of on first use."""
-    from aigw.client import DaemonClient
+    from aigw.daemon.client import DaemonClient
 
     with DaemonClient(daemon_target()[0]) as client:
         out = client.load_model(model)
@@ -74,7 +74,7 @@ def load(model: str = typer.Argument(..., help="A local model (or an alias whose
 @app.command()
 def unload(model: str = typer.Argument(..., help="A loaded local model.")) -> None:
     """Free a local model's memory now."""
-    from aigw.client import DaemonClient
+    from aigw.daemon.client import DaemonClient
 
     with DaemonClient(daemon_target()[0]) as client:
         out = client.unload_model(model)
@@ -84,7 +84,7 @@ def unload(model: str = typer.Argument(..., help="A loaded local model.")) -> No
 @app.command()
 def ps(json_out: bool = JsonOption) -> None:
     """Local models in memory: size, queue, when each unloads."""
-    from aigw.client import DaemonClient
+    from aigw.daemon.client import DaemonClient
 
     with DaemonClient(daemon_target()[0]) as client:
         data = client.local_status()
@@ -149,7 +149,7 @@ def pull(
 def rm(name: str = typer.Argument(..., help="A pulled model (a file in the models dir).")) -> None:
     """Delete a pulled model (unloading it first when the daemon has it loaded)."""
     from aigw.cli.common import paths
-    from aigw.client import ClientError, DaemonClient
+    from aigw.daemon.client import ClientError, DaemonClient
     from aigw.errors import InvalidRequest
 
     gguf, mlx_dir = paths().models_dir / f"{name}.gguf", paths().models_dir / name
@@ -183,7 +183,7 @@ def show(
 
     from aigw.cli.common import paths
     from aigw.errors import InvalidRequest
-    from aigw.local.llama_cpp import describe_file
+    from aigw.local.llama_cpp.backend import describe_file
 
     path = Path(name).expanduser()
     if not path.is_file():

@@ -22,7 +22,7 @@ from aigw.cli.common import JsonOption, note, paths, print_json
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from aigw.client import DaemonClient
+    from aigw.daemon.client import DaemonClient
     from aigw.rag.walk import Candidate
 
 app = typer.Typer(help="RAG over local folders: index, search, query, stats, rm.", no_args_is_help=True)
@@ -168,10 +168,10 @@ def _document(
 
 
 def _index_local(root: Path, collection: str, globs: list[str]) -> dict[str, Any]:
+    from aigw.daemon.serve import load_checked_config
     from aigw.rag.embed import LazyEmbedder
     from aigw.rag.ingest import index_folder
     from aigw.rag.store import RagStore, rag_database
-    from aigw.server import load_checked_config
 
     cfg = load_checked_config(paths(), None, os.environ)
     embedder = LazyEmbedder(cfg.rag.model)

@@ -21,7 +21,7 @@ app = typer.Typer(
 
 
 def _manager() -> ServiceManager:
-    from aigw import daemon
+    from aigw.daemon import process as daemon
     from aigw.service import DaemonControl, Host, run_command, service_manager
 
     p = paths()

@@ -20,7 +20,7 @@ def tui(
         from aigw.tui.source import DaemonSource
     except ImportError:
         raise AigwError("the dashboard needs Textual: pip install 'aigw[tui]'") from None
-    from aigw import daemon
+    from aigw.daemon import process as daemon
 
     url, may_start = daemon_target()
 
@@ -39,7 +39,7 @@ def tui(
 
 
 def _own_url() -> str | None:
-    from aigw import daemon
+    from aigw.daemon import process as daemon
 
     info = daemon.running_daemon(paths())
     return info.url if info is not None else None

@@ -49,7 +49,7 @@ def usage(
     json_out: bool = JsonOption,
 ) -> None:
     """Requests, errors, tokens and cost (default: by key, model and day)."""
-    from aigw.store.db import open_db
+    from aigw.state.db import open_db
     from aigw.usage.report import summarise, total
 
     groups = _split_groups(by)

@@ -18,7 +18,7 @@ def config_file(f: Facts) -> Path:
 
 def check_config(f: Facts) -> tuple[Check, Config | None]:
     """Load the config as the daemon would; the check, and the config when it is valid."""
-    from aigw.server import load_checked_config
+    from aigw.daemon.serve import load_checked_config
 
     path = config_file(f)
     try:

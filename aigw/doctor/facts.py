@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from aigw.daemon import RunInfo, running_daemon
+from aigw.daemon.process import RunInfo, running_daemon
 from aigw.paths import Paths
 
 

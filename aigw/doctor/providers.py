@@ -51,11 +51,11 @@ def _defaults(ptype: str) -> str | None:
     if ptype == "openai":
         return DEFAULT_OPENAI_BASE_URL
     if ptype == "anthropic":
-        from aigw.providers.anthropic import DEFAULT_BASE_URL
+        from aigw.providers.anthropic.provider import DEFAULT_BASE_URL
 
         return DEFAULT_BASE_URL
     if ptype == "gemini":
-        from aigw.providers.gemini import DEFAULT_GEMINI_BASE_URL
+        from aigw.providers.gemini.provider import DEFAULT_GEMINI_BASE_URL
 
         return DEFAULT_GEMINI_BASE_URL
     return None
@@ -92,7 +92,7 @@ def _cloud(name: str, p: ProviderConfig, ptype: str, environ: Mapping[str, str])
     url = f"{base}/models"
     if ptype == "anthropic":
         url += "?limit=1"
-        from aigw.providers.anthropic_wire import API_VERSION
+        from aigw.providers.anthropic.wire import API_VERSION
 
         headers["anthropic-version"] = API_VERSION
         if key is not None:
@@ -247,7 +247,7 @@ def _official(c: Cloud) -> bool:
 
 def _model_ok(ptype: str, path: Path) -> bool:
     if ptype == "mlx":
-        from aigw.local.mlx import is_mlx_dir
+        from aigw.local.mlx.backend import is_mlx_dir
 
         return path.is_dir() and is_mlx_dir(path)
     return path.is_file()
@@ -257,7 +257,7 @@ def _discovered(ptype: str, models_dir: Path) -> int:
     if not models_dir.is_dir():
         return 0
     if ptype == "mlx":
-        from aigw.local.mlx import is_mlx_dir
+        from aigw.local.mlx.backend import is_mlx_dir
 
         return sum(1 for d in models_dir.iterdir() if d.is_dir() and is_mlx_dir(d))
     return sum(1 for _ in models_dir.glob("*.gguf"))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from aigw.providers.base import Capability
+from aigw.domain import Capability
 
 
 @dataclass(frozen=True, slots=True)

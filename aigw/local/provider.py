@@ -14,12 +14,21 @@ from pathlib import Path
 from typing import Any
 
 from aigw.config import LocalModelConfig, ProviderConfig
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo, Usage
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+    Usage,
+)
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound
 from aigw.local.backend import Backend, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.local.engine import FOREVER, Engine, Job
 from aigw.local.fingerprint import Fingerprints
-from aigw.providers.base import Capability, ProviderContext
+from aigw.providers.base import ProviderContext
 
 HONOURED = frozenset(
     {
@@ -248,13 +257,13 @@ def _usage(result: GenResult) -> Usage:
 
 
 def create_llama_cpp(name: str, config: ProviderConfig, ctx: ProviderContext) -> LocalProvider:
-    from aigw.local.llama_cpp import CHAT_CAPS, EMBED_CAPS, LlamaCppBackend
+    from aigw.local.llama_cpp.backend import CHAT_CAPS, EMBED_CAPS, LlamaCppBackend
 
     backend = LlamaCppBackend(gpu_layers=ctx.local.gpu_layers, threads=ctx.local.threads)
     return LocalProvider(name, config, ctx, backend=backend, caps=CHAT_CAPS, embed_caps=EMBED_CAPS)
 
 
 def create_mlx(name: str, config: ProviderConfig, ctx: ProviderContext) -> LocalProvider:
-    from aigw.local.mlx import CHAT_CAPS, EMBED_CAPS, MlxBackend
+    from aigw.local.mlx.backend import CHAT_CAPS, EMBED_CAPS, MlxBackend
 
     return LocalProvider(name, config, ctx, backend=MlxBackend(), caps=CHAT_CAPS, embed_caps=EMBED_CAPS)

@@ -4,26 +4,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
 from aigw.config import LocalConfig, ProviderConfig
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+)
 from aigw.paths import Paths
 
 if TYPE_CHECKING:
     from aigw.local.engine import Engine
-
-
-class Capability(StrEnum):
-    CHAT = "chat"
-    STREAM = "stream"
-    EMBED = "embed"
-    TOOLS = "tools"
-    JSON_MODE = "json_mode"
-    JSON_SCHEMA = "json_schema"
-    VISION = "vision"
-    LOGPROBS = "logprobs"
 
 
 class Provider(Protocol):

@@ -7,9 +7,17 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo, Usage
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+    Usage,
+)
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound
-from aigw.providers.base import Capability
 from aigw.rag.service import RagService
 
 PROVIDER_NAME = "embed"

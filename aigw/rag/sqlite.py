@@ -7,7 +7,7 @@ RAG connection of a process goes through the same SQLite library. When neither w
 `RagUnavailable` names the package to install.
 
 The connection is in autocommit mode (`isolation_level=None`): callers open their own
-`BEGIN IMMEDIATE ... COMMIT`. WAL, a busy timeout and foreign keys are on, as in `aigw.store.db`.
+`BEGIN IMMEDIATE ... COMMIT`. WAL, a busy timeout and foreign keys are on, as in `aigw.state.db`.
 The database file is created 0600 in a 0700 directory.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from aigw.rag.errors import RagUnavailable
-from aigw.store.db import create_private, with_pragmas
+from aigw.state.db import create_private, with_pragmas
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 

@@ -22,7 +22,7 @@ from enum import StrEnum
 from typing import Any
 
 from aigw.config import BreakerConfig
-from aigw.routing.resolve import Target
+from aigw.domain import Target
 
 WINDOW_SLOTS = 20
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from aigw.domain import ChatRequest
-from aigw.providers.base import Capability
+from aigw.domain import Capability, ChatRequest
 
 # Everything a request can require; a backend with all of these needs no per-request check.
 CHAT_FEATURES = frozenset(

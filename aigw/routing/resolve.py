@@ -7,22 +7,9 @@ where the first segment names a provider; a bare model that exactly one provider
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
 
+from aigw.domain import Route, Target
 from aigw.errors import InvalidRequest
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    provider: str
-    model: str
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    requested: str
-    targets: tuple[Target, ...]
-    alias: str | None = None
 
 
 def resolve(

@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from aigw.config import RoutingConfig
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    Route,
+    Target,
+)
 from aigw.errors import (
     AigwError,
     CapabilityError,
@@ -36,12 +45,11 @@ from aigw.errors import (
     UpstreamProtocolError,
     UpstreamTimeout,
 )
-from aigw.providers.base import Capability, Provider
+from aigw.providers.base import Provider
 from aigw.routing.breaker import Breaker, BreakerBoard, Permit
 from aigw.routing.capabilities import CHAT_FEATURES, requirements
 from aigw.routing.health import HealthBoard
 from aigw.routing.policy import Verdict, counts_against_target, has_content, retry_delay, verdict
-from aigw.routing.resolve import Route, Target
 
 T = TypeVar("T")
 log = logging.getLogger("aigw.router")

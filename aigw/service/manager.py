@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from aigw.daemon import RunInfo
+from aigw.daemon.process import RunInfo
 from aigw.errors import AigwError
 from aigw.paths import Paths
 from aigw.service.render import RenderError, ServiceSpec, make_spec

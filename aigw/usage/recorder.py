@@ -27,7 +27,7 @@ from pathlib import Path
 
 import orjson
 
-from aigw.store.db import DEFAULT_BUSY_TIMEOUT_MS, connect, migrate
+from aigw.state.db import DEFAULT_BUSY_TIMEOUT_MS, connect, migrate
 
 log = logging.getLogger(__name__)
 

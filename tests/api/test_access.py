@@ -14,8 +14,8 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from aigw.auth.keys import KeyStore
-from aigw.store.db import open_db
+from aigw.access.keys import KeyStore
+from aigw.state.db import open_db
 from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_config
 from tests.fixtures.fake_openai import FakeOpenAIServer
 

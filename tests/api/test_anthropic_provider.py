@@ -16,7 +16,7 @@ import pytest
 from aigw.config import ProviderConfig
 from aigw.domain import ChatChunk, ChatRequest, EmbedRequest
 from aigw.errors import CapabilityError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
-from aigw.providers.anthropic import AnthropicProvider
+from aigw.providers.anthropic.provider import AnthropicProvider
 from tests.fixtures.daemon import DaemonProcess, free_port, write_config
 from tests.fixtures.fake_anthropic import API_KEY, MODELS, FakeAnthropicServer
 

@@ -16,7 +16,7 @@ import pytest
 from aigw.config import ProviderConfig
 from aigw.domain import ChatChunk, ChatRequest, EmbedRequest
 from aigw.errors import CapabilityError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
-from aigw.providers.gemini import GeminiProvider
+from aigw.providers.gemini.provider import GeminiProvider
 from tests.fixtures.daemon import DaemonProcess, free_port, write_config
 from tests.fixtures.fake_gemini import KEY, MODELS, FakeGeminiServer
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from aigw.auth.keys import KeyStore
+from aigw.access.keys import KeyStore
 from aigw.config import Config
+from aigw.daemon.serve import ServeError, check_exposure
 from aigw.paths import Paths
-from aigw.server import ServeError, check_exposure
-from aigw.store.db import open_db
+from aigw.state.db import open_db
 from tests.fixtures.daemon import base_env, free_port, write_config
 
 

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aigw.cli import app
-from aigw.daemon import PidFile, RunInfo, RunLock
+from aigw.daemon.process import PidFile, RunInfo, RunLock
 from aigw.paths import Paths
 from aigw.usage.recorder import UsageRecorder, UsageRow
 from tests.fixtures.daemon import base_env

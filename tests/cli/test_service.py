@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from aigw.daemon import RunInfo
+from aigw.daemon.process import RunInfo
 from aigw.paths import Paths
 from aigw.service import DaemonControl, Host, Runner, ServiceError, ServiceManager, service_manager
 from aigw.service.render import make_spec, render_plist, render_unit

@@ -14,12 +14,11 @@ from typing import Any
 import pytest
 
 from aigw.config import BreakerConfig, ProviderConfig, RoutingConfig
-from aigw.domain import ChatRequest, EmbedRequest
+from aigw.domain import ChatRequest, EmbedRequest, Route, Target
 from aigw.errors import ServiceUnavailable, UpstreamError, UpstreamStatusError, UpstreamTimeout
-from aigw.providers.openai_compat import OpenAICompatProvider
+from aigw.providers.openai.provider import OpenAICompatProvider
 from aigw.routing.health import HealthBoard
 from aigw.routing.policy import has_content
-from aigw.routing.resolve import Route, Target
 from aigw.routing.router import Router
 from tests.fixtures.fault_upstream import FaultUpstreamServer, answer_text
 

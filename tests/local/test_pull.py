@@ -131,7 +131,7 @@ def test_mlx_model_directory_is_pulled_file_by_file_and_verified(hub: FakeHub, t
     assert dest == tmp_path / "models" / "tiny-4bit"
     assert {p.name for p in dest.iterdir()} == {f.name for f in src.iterdir()}
     assert (dest / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
-    from aigw.local.mlx import MlxBackend
+    from aigw.local.mlx.backend import MlxBackend
 
     assert "tiny-4bit" in MlxBackend().discover(tmp_path / "models")
 

@@ -16,7 +16,7 @@ from aigw.paths import Paths
 from aigw.rag.chunk import Chunk
 from aigw.rag.errors import CollectionNotFound, EmbeddingModelMismatch, RagUnavailable
 from aigw.rag.store import RagStore, rag_database
-from aigw.store.db import open_db
+from aigw.state.db import open_db
 
 MODEL = "test/model-a"
 DIM = 64

@@ -10,11 +10,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from aigw.config import RoutingConfig
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+    Route,
+    Target,
+)
 from aigw.errors import UpstreamConnectError, UpstreamError, UpstreamStatusError, UpstreamTimeout
-from aigw.providers.base import Capability
 from aigw.routing.health import HealthBoard
-from aigw.routing.resolve import Route, Target
 from aigw.routing.router import Router
 
 CAPS = frozenset({Capability.CHAT, Capability.STREAM, Capability.EMBED})

@@ -9,8 +9,8 @@ import pytest
 
 from aigw.domain import ChatChunk, ChatRequest, Usage
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
-from aigw.providers.anthropic_stream import StreamTranslator
-from aigw.providers.anthropic_wire import (
+from aigw.providers.anthropic.stream import StreamTranslator
+from aigw.providers.anthropic.wire import (
     error_from_body,
     error_from_event,
     models_from_wire,

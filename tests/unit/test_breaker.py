@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from aigw.config import BreakerConfig
+from aigw.domain import Target
 from aigw.routing.breaker import Breaker, BreakerBoard, BreakerState, Permit
-from aigw.routing.resolve import Target
 
 
 class Clock:

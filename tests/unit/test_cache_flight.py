@@ -15,8 +15,7 @@ from aigw.cache.keys import request_digest, target_key
 from aigw.cache.policy import BYPASS, Decision
 from aigw.cache.service import AnswerCache, Plan
 from aigw.cache.store import CachedAnswer, ResponseStore
-from aigw.domain import Usage
-from aigw.routing.resolve import Route, Target
+from aigw.domain import Route, Target, Usage
 
 LONG_WAIT = 30.0  # an upper bound no passing test comes near: followers are woken by publish()
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aigw.cache.service import AnswerCache
-from aigw.routing.resolve import Route, Target
+from aigw.domain import Route, Target
 
 ROUTE = Route("m", (Target("p", "m"),))
 BODY = {"model": "m", "temperature": 0, "messages": [{"role": "user", "content": "hi"}]}

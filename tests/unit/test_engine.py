@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from aigw.domain import Capability
 from aigw.errors import ServiceUnavailable
 from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.local.engine import Engine, EngineLimits, Job
-from aigw.providers.base import Capability
 
 
 class Echo:

@@ -8,11 +8,18 @@ from collections.abc import AsyncIterator
 import pytest
 
 from aigw.config import Config, ProviderConfig
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+    Target,
+)
 from aigw.errors import ModelNotFound, UpstreamConnectError
-from aigw.gateway import Gateway
-from aigw.providers.base import Capability
-from aigw.routing.resolve import Target
+from aigw.gateway.gateway import Gateway
 
 
 class ListOnly:

@@ -12,9 +12,9 @@ import orjson
 import pytest
 
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
-from aigw.providers.gemini import model_path
-from aigw.providers.gemini_parts import SKIP_SIGNATURE, schema_to_gemini
-from aigw.providers.gemini_wire import (
+from aigw.providers.gemini.parts import SKIP_SIGNATURE, schema_to_gemini
+from aigw.providers.gemini.provider import model_path
+from aigw.providers.gemini.wire import (
     StreamTranslator,
     chat_request_to_gemini,
     embed_request_to_gemini,

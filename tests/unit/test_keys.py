@@ -1,4 +1,4 @@
-"""aigw.auth.keys: generating, hashing, storing, revoking and finding API keys."""
+"""aigw.access.keys: generating, hashing, storing, revoking and finding API keys."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from aigw.auth.keys import KeyStore, generate_key, hash_key
+from aigw.access.keys import KeyStore, generate_key, hash_key
 from aigw.errors import InvalidRequest
-from aigw.store.db import open_db
+from aigw.state.db import open_db
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""aigw.metrics: the exposition read back with prometheus_client's own parser."""
+"""aigw.usage.metrics: the exposition read back with prometheus_client's own parser."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from aigw.metrics import LATENCY_BUCKETS, OVERHEAD_BUCKETS, Metrics
+from aigw.usage.metrics import LATENCY_BUCKETS, OVERHEAD_BUCKETS, Metrics
 
 Labels = dict[str, str]
 

@@ -7,12 +7,7 @@ import pytest
 
 from aigw.domain import ChatRequest, Usage
 from aigw.errors import UpstreamStatusError
-from aigw.providers.openai_wire import (
-    chunk_from_wire,
-    error_from_body,
-    parse_retry_after,
-    response_from_wire,
-)
+from aigw.providers.openai.wire import chunk_from_wire, error_from_body, parse_retry_after, response_from_wire
 
 
 def test_response_round_trip_keeps_unknown_fields() -> None:

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from aigw.limits.ratelimit import Admission, Limits, RateLimiter, format_duration
+from aigw.access.ratelimit import Admission, Limits, RateLimiter, format_duration
 
 T0 = 1000.0
 

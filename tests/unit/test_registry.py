@@ -11,7 +11,7 @@ from aigw.errors import ConfigError
 from aigw.local.engine import Engine, EngineLimits
 from aigw.paths import Paths
 from aigw.providers.base import ProviderContext
-from aigw.providers.openai_compat import OpenAICompatProvider
+from aigw.providers.openai.provider import OpenAICompatProvider
 from aigw.providers.registry import ProviderRegistry
 
 

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import pytest
 
+from aigw.domain import Route, Target
 from aigw.errors import InvalidRequest
-from aigw.routing.resolve import Route, Target, resolve
+from aigw.routing.resolve import resolve
 
 ALIASES = {"smart": [Target("openai", "gpt-4o-mini"), Target("local", "tiny")]}
 PROVIDERS = {"openai", "local", "vllm"}

@@ -8,11 +8,19 @@ from typing import Any
 
 import pytest
 
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, ModelInfo
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+    Route,
+    Target,
+)
 from aigw.errors import CapabilityError, UpstreamProtocolError, UpstreamStatusError
-from aigw.providers.base import Capability
 from aigw.routing.health import HealthBoard
-from aigw.routing.resolve import Route, Target
 from aigw.routing.router import Router
 
 BASIC = frozenset({Capability.CHAT, Capability.STREAM})

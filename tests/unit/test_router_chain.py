@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from aigw.config import BreakerConfig
-from aigw.domain import ChatChunk, EmbedRequest
+from aigw.domain import ChatChunk, EmbedRequest, Route, Target
 from aigw.errors import (
     AigwError,
     InvalidRequest,
@@ -22,7 +22,6 @@ from aigw.errors import (
     UpstreamTimeout,
 )
 from aigw.routing.breaker import Permit
-from aigw.routing.resolve import Route, Target
 from tests.unit.router_rig import (
     ONLY_A,
     REQ,

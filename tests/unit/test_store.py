@@ -1,4 +1,4 @@
-"""aigw.store: the database file, its pragmas and numbered migrations."""
+"""aigw.state.db: the database file, its pragmas and numbered migrations."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from aigw.store.db import MIGRATIONS, connect, migrate, open_db, schema_version
+from aigw.state.db import MIGRATIONS, connect, migrate, open_db, schema_version
 
 
 def _mode(path: Path) -> int:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from aigw.auth.keys import KeyStore
+from aigw.access.keys import KeyStore
 from aigw.config import Config
 from aigw.errors import InvalidRequest
-from aigw.store.db import open_db
+from aigw.state.db import open_db
 from aigw.usage.prices import PriceTable, default_prices, strip_version
 from aigw.usage.recorder import UsageRecorder, UsageRow
 from aigw.usage.report import summarise, total

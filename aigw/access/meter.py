@@ -1,0 +1,331 @@
+"""Per-request accounting on the API path: admission (model allow-list, budget, rate limits) before
+routing; afterwards rate-limit reconciliation, the usage row, spend and metrics.
+
+Admission is decided in memory (no I/O): buckets in the rate limiter, each key's spend kept as a
+running total (loaded from the usage log at start). The usage row is handed to the recorder, which
+writes it off the event loop.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from aigw.access.keys import ApiKey
+from aigw.access.ratelimit import Admission, Limits, RateLimiter
+from aigw.config import Config
+from aigw.domain import Route, Target, Usage
+from aigw.errors import AigwError, PermissionDenied, RateLimited
+from aigw.usage.metrics import Metrics
+from aigw.usage.prices import PriceTable
+from aigw.usage.recorder import UsageRecorder, UsageRow
+
+RECENT_REQUESTS = 500  # kept in memory for the dashboard (aigw tui)
+
+
+@dataclass(frozen=True, slots=True)
+class Recent:
+    """One finished request, as the dashboard shows it."""
+
+    ts: float
+    key: str | None
+    model: str
+    provider: str
+    status: int
+    latency_ms: float
+    tokens: int
+    cache: str | None
+    fallbacks: int
+
+
+@dataclass(slots=True)
+class Ticket:
+    """One admitted request."""
+
+    subject: str
+    key: ApiKey | None
+    limits: Limits
+    admission: Admission
+    route: Route
+    started: float
+    content: dict[str, Any] | None = field(default=None)
+    est_tokens: int = 0
+    """The prompt's estimated tokens: charged when the answer carries no usage."""
+    held_usd: float = 0.0
+    """Budget held while the request runs (its prompt's estimated cost)."""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return self.admission.headers
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """A cheap upper-side estimate of the prompt's tokens (about 4 characters each), for the TPM
+    bucket before the call; the real count replaces it afterwards."""
+    chars = 0
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for m in messages:
+            content = m.get("content") if isinstance(m, dict) else None
+            chars += len(content) if isinstance(content, str) else len(str(content or ""))
+            chars += 16  # role and framing
+    inp = body.get("input")
+    if isinstance(inp, str):
+        chars += len(inp)
+    elif isinstance(inp, list):
+        chars += sum(
+            len(x) if isinstance(x, str) else 4 * (len(x) if isinstance(x, list) else 1) for x in inp
+        )
+    return max(1, chars // 4)
+
+
+class Meter:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        limiter: RateLimiter,
+        metrics: Metrics,
+        recorder: UsageRecorder | None,
+        prices: PriceTable,
+        spent: dict[str, float],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._default = Limits(config.limits.rpm, config.limits.tpm)
+        self._log_content = config.usage.log_content
+        self.limiter = limiter
+        self.metrics = metrics
+        self._recorder = recorder
+        self._prices = prices
+        self._spent = spent
+        self._held: dict[str, float] = {}
+        self._clock = clock
+        self.recent: deque[Recent] = deque(maxlen=RECENT_REQUESTS)
+        self.cache_counts = {"hit": 0, "miss": 0, "bypass": 0}
+
+    def close(self) -> None:
+        """Flush the usage log (blocking: call it off the event loop)."""
+        if self._recorder is not None:
+            self._recorder.close()
+
+    def flush(self) -> None:
+        """Write the usage rows recorded so far (blocking: call it off the event loop)."""
+        if self._recorder is not None:
+            self._recorder.flush()
+
+    def limits_for(self, key: ApiKey | None) -> Limits:
+        if key is None:
+            return self._default
+        return Limits(key.rpm, key.tpm)
+
+    def spent(self, key_id: str) -> float:
+        return self._spent.get(key_id, 0.0)
+
+    def _hold(self, t: Ticket, delta: float) -> None:
+        if t.key is not None and delta:
+            self._held[t.key.id] = self._held.get(t.key.id, 0.0) + delta
+
+    def admit(self, key: ApiKey | None, client: str, route: Route, body: dict[str, Any]) -> Ticket:
+        if key is not None and key.models is not None and route.requested not in key.models:
+            raise PermissionDenied(
+                f"API key {key.name!r} may not use model {route.requested!r}; "
+                f"it may use: {', '.join(key.models) or 'none'}",
+                param="model",
+            )
+        est = estimate_tokens(body)
+        held = 0.0
+        if key is not None and key.budget_usd is not None:
+            # Requests in flight hold their prompt's estimated cost, so concurrent ones cannot
+            # all pass on the same remaining budget.
+            first = route.targets[0]
+            held = self._prices.cost(first.provider, first.model, est, 0)
+            spent = self.spent(key.id) + self._held.get(key.id, 0.0)
+            if spent >= key.budget_usd:
+                self.metrics.ratelimited("budget")
+                raise RateLimited(
+                    f"API key {key.name!r} has exhausted its budget: ${spent:.4f} spent of "
+                    f"${key.budget_usd:.2f} (see `aigw usage --by key`)",
+                    retry_after=None,
+                    code="budget_exhausted",
+                )
+        subject = key.id if key is not None else client
+        limits = self.limits_for(key)
+        admission = self.limiter.admit(subject, limits, est)
+        if not admission.allowed:
+            self.metrics.ratelimited(admission.limited_by or "requests")
+            who = f"API key {key.name!r}" if key is not None else f"client {client}"
+            raise RateLimited(
+                f"Rate limit of {who} reached ({admission.limited_by} per minute); "
+                f"retry in {admission.retry_after:.1f} s",
+                retry_after=admission.retry_after,
+                headers=admission.headers,
+            )
+        content = {"messages": body.get("messages")} if self._log_content else None
+        ticket = Ticket(subject, key, limits, admission, route, self._clock(), content, est, held)
+        self._hold(ticket, held)
+        return ticket
+
+    def done(
+        self,
+        t: Ticket,
+        target: Target,
+        usage: Usage | None,
+        *,
+        overhead_s: float,
+        fallbacks: int,
+        cache: str = "bypass",
+        completion: Any = None,
+        completion_chars: int = 0,
+    ) -> None:
+        """A request answered. Without usage from the upstream (a stream cut short, a server that
+        sends none) its tokens are estimated, never taken as zero."""
+        latency = self._clock() - t.started
+        if usage is not None:
+            prompt, completion_tokens = usage.prompt_tokens, usage.completion_tokens
+        else:
+            prompt, completion_tokens = t.est_tokens, -(-completion_chars // 4)
+        cost = self._charge(t, target, prompt, completion_tokens)
+        self.metrics.request_done(
+            provider=target.provider,
+            model=target.model,
+            status=200,
+            latency_s=latency,
+            overhead_s=overhead_s,
+            prompt_tokens=prompt,
+            completion_tokens=completion_tokens,
+            fallbacks=fallbacks,
+            cache=cache,
+        )
+        content = None
+        if t.content is not None:
+            t.content["completion"] = completion
+            content = t.content
+        self._record(
+            t,
+            target,
+            200,
+            latency=latency,
+            prompt=prompt,
+            completion=completion_tokens,
+            cost=cost,
+            cache=cache,
+            fallbacks=fallbacks,
+            content=content,
+        )
+
+    def hit(self, t: Ticket, target: Target, prompt: int, completion: int) -> None:
+        """A request answered from the cache: it costs nothing and uses no tokens of the rate
+        limit (no upstream processed any); the usage row says what it saved."""
+        latency = self._clock() - t.started
+        self.limiter.settle(t.subject, t.limits, t.admission, 0)
+        self._hold(t, -t.held_usd)
+        saved = (
+            self._prices.cost(target.provider, target.model, prompt, completion)
+            if prompt or completion
+            else 0.0
+        )
+        self.metrics.cache_hit(latency)
+        self._record(
+            t, target, 200, latency=latency, prompt=prompt, completion=completion, cache="hit", saved=saved
+        )
+
+    def _charge(self, t: Ticket, target: Target | None, prompt: int, completion: int) -> float:
+        """Settle the rate limits and the budget; the request's cost in USD."""
+        self.limiter.settle(t.subject, t.limits, t.admission, prompt + completion)
+        self._hold(t, -t.held_usd)
+        if target is None or not (prompt or completion):
+            return 0.0
+        cost = self._prices.cost(target.provider, target.model, prompt, completion)
+        if t.key is not None and cost:
+            self._spent[t.key.id] = self._spent.get(t.key.id, 0.0) + cost
+        return cost
+
+    def abandoned(self, t: Ticket) -> None:
+        """The client left (or aigw is stopping) before an answer: give the reservation back."""
+        self._charge(t, None, 0, 0)
+
+    def failed(
+        self, t: Ticket, err: AigwError, target: Target | None = None, *, delivered_chars: int = 0
+    ) -> None:
+        """A request failed; one that broke after content reached the client is charged for it."""
+        latency = self._clock() - t.started
+        delivered = target is not None and delivered_chars > 0
+        prompt = t.est_tokens if delivered else 0
+        completion = -(-delivered_chars // 4) if delivered else 0
+        cost = self._charge(t, target, prompt, completion)
+        provider = getattr(err, "provider", None) or (target.provider if target else "")
+        model = target.model if target else ""
+        self.metrics.request_failed(provider=provider, model=model, status=err.status_code, latency_s=latency)
+        kind = type(err).__name__
+        self._record(
+            t,
+            target,
+            err.status_code,
+            latency=latency,
+            prompt=prompt,
+            completion=completion,
+            cost=cost,
+            error_kind=kind,
+            content=t.content,
+            provider=provider,
+        )
+
+    def _record(
+        self,
+        t: Ticket,
+        target: Target | None,
+        status: int,
+        *,
+        latency: float,
+        prompt: int = 0,
+        completion: int = 0,
+        cost: float = 0.0,
+        cache: str | None = None,
+        saved: float = 0.0,
+        fallbacks: int = 0,
+        error_kind: str | None = None,
+        content: dict[str, Any] | None = None,
+        provider: str | None = None,
+    ) -> None:
+        self.recent.append(
+            Recent(
+                t.started,
+                t.key.name if t.key else None,
+                t.route.requested,
+                target.provider if target else (provider or ""),
+                status,
+                round(latency * 1000, 3),
+                prompt + completion,
+                cache,
+                fallbacks,
+            )
+        )
+        if cache in self.cache_counts:
+            self.cache_counts[cache] += 1
+        if self._recorder is None:
+            return
+        self._recorder.record(
+            UsageRow(
+                ts=t.started,
+                key_id=t.key.id if t.key else None,
+                alias=t.route.alias,
+                provider=target.provider if target else (provider or None),
+                model=target.model if target else None,
+                status=status,
+                latency_ms=latency * 1000,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=cost,
+                cache_hit=cache == "hit",
+                cache=cache,
+                saved_usd=saved,
+                fallbacks=fallbacks,
+                error_kind=error_kind,
+                content=None if content is None else orjson.dumps(content, default=str).decode(),
+            )
+        )

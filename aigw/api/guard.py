@@ -1,0 +1,173 @@
+"""The access guard: ASGI middleware in front of every endpoint.
+
+In order, for each HTTP request:
+  1. Host: while aigw listens on loopback, a Host header that is not a loopback name is refused
+     (DNS rebinding: a web page whose name resolves to 127.0.0.1 must not reach the gateway).
+  2. Origin: a browser request from an origin not in `server.allowed_origins` is refused (no
+     wildcard CORS; a page cannot make a user's browser spend their tokens). Allowed origins get
+     CORS headers, and their preflight requests an answer.
+  3. Credentials: /health is open; /admin/* needs the admin token; everything else accepts an API
+     key (`Authorization: Bearer aigw-...`) and needs one when `require_keys` is on. With keys
+     optional, a bearer token that is not an aigw key (the SDKs' "unused") is anonymous, but an
+     unknown or revoked aigw key is refused rather than silently treated as anonymous.
+The resolved key (or None) travels in the ASGI scope as `aigw.key`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Collection
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aigw.access.admin_token import same_secret
+from aigw.access.keys import ApiKey
+from aigw.access.net import is_loopback
+from aigw.api.errors import error_body
+from aigw.errors import AigwError, AuthenticationError, PermissionDenied, ServiceUnavailable
+
+log = logging.getLogger("aigw.security")
+KEY_PREFIX = "aigw-"
+SCOPE_KEY = "aigw.key"
+_ALLOW_HEADERS = (
+    b"authorization, content-type, x-aigw-cache, cache-control, openai-organization, openai-project"
+)
+
+
+def _host_name(host: str) -> str:
+    """The name part of a Host header: without its port, IPv6 brackets kept."""
+    if host.startswith("["):
+        return host[: host.find("]") + 1] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def bearer(value: str | None) -> str | None:
+    if not value:
+        return None
+    scheme, _, token = value.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+class AccessGuard:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        loopback_only: bool,
+        allowed_origins: Collection[str],
+        require_keys: bool,
+        admin_token: str,
+        resolve_key: Callable[[str], ApiKey | None],
+    ) -> None:
+        self.app = app
+        self._loopback_only = loopback_only
+        self._origins = frozenset(allowed_origins)
+        self._require_keys = require_keys
+        self._admin_token = admin_token
+        self._resolve_key = resolve_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        host = origin = auth = None
+        for k, v in scope["headers"]:
+            if k == b"host":
+                host = v.decode("latin-1")
+            elif k == b"authorization":
+                auth = v.decode("latin-1")
+            elif k == b"origin":
+                origin = v.decode("latin-1")
+        try:
+            if self._loopback_only and not is_loopback(_host_name(host or "")):
+                raise PermissionDenied(
+                    f"Host {host!r} is not allowed: aigw listens on loopback only; use "
+                    "http://127.0.0.1 or http://localhost (a defence against DNS rebinding)"
+                )
+            if origin is not None and origin not in self._origins:
+                raise PermissionDenied(
+                    f"Origin {origin!r} is not allowed; add it to server.allowed_origins in config.toml"
+                )
+            if origin is not None and scope["method"] == "OPTIONS":
+                await self._preflight(origin, send)
+                return
+            scope[SCOPE_KEY] = self._authenticate(scope["path"], bearer(auth))
+        except AigwError as e:
+            await _refuse(e, send)
+            return
+        if origin is None:
+            await self.app(scope, receive, send)
+            return
+        await self.app(scope, receive, _with_cors(send, origin))
+
+    def _authenticate(self, path: str, token: str | None) -> ApiKey | None:
+        if path == "/health":
+            return None
+        is_admin = token is not None and same_secret(token, self._admin_token)
+        if path.startswith("/admin"):
+            if not is_admin:
+                raise AuthenticationError(
+                    "/admin needs the admin token (`Authorization: Bearer` with the token in "
+                    "AIGW_HOME's admin_token file)"
+                )
+            return None
+        if is_admin:
+            return None  # the admin may use the API too, under the anonymous limits
+        if token is not None and token.startswith(KEY_PREFIX):
+            try:
+                key = self._resolve_key(token)
+            except Exception:  # the key store is unreadable (locked, corrupt): not the client's fault
+                log.exception("looking up an API key failed")
+                raise ServiceUnavailable(
+                    "API keys cannot be checked right now; retry", retry_after=1
+                ) from None
+            if key is None:
+                raise AuthenticationError("Invalid API key: unknown or revoked (see `aigw keys list`)")
+            return key
+        if self._require_keys:
+            raise AuthenticationError(
+                "This gateway requires an API key: send `Authorization: Bearer aigw-...` "
+                "(create one with `aigw keys create NAME`)"
+            )
+        return None
+
+    async def _preflight(self, origin: str, send: Send) -> None:
+        headers = [
+            (b"access-control-allow-origin", origin.encode("latin-1")),
+            (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
+            (b"access-control-allow-headers", _ALLOW_HEADERS),
+            (b"access-control-max-age", b"600"),
+            (b"vary", b"Origin"),
+            (b"content-length", b"0"),
+        ]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _with_cors(send: Send, origin: str) -> Send:
+    extra = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), *extra]}
+        await send(message)
+
+    return wrapped
+
+
+async def _refuse(e: AigwError, send: Send) -> None:
+    body = error_body(e.message, e.error_type, e.param, e.code)
+    headers: list[tuple[bytes, bytes]] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    if isinstance(e, AuthenticationError):
+        headers.append((b"www-authenticate", b"Bearer"))
+    if isinstance(e, ServiceUnavailable) and e.retry_after is not None:
+        headers.append((b"retry-after", str(max(1, math.ceil(e.retry_after))).encode()))
+    start: dict[str, Any] = {"type": "http.response.start", "status": e.status_code, "headers": headers}
+    await send(start)
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,119 @@
+"""/v1/rag/*: index documents, search a collection, answer from it, figures, removal.
+
+The daemon owns the embedding model and the writes (aigw/rag/service.py); the CLI walks folders
+and sends the documents. `POST /v1/rag/query` retrieves, then asks a chat model with the numbered
+chunks in its prompt, and returns an OpenAI chat completion (or SSE stream) plus its `sources`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response
+
+from aigw.api.deps import GatewayDep
+from aigw.api.rag.answer import answer
+from aigw.errors import InvalidRequest, ServiceUnavailable
+from aigw.gateway.gateway import Gateway
+from aigw.rag.service import RagService
+
+router = APIRouter(prefix="/v1/rag")
+
+_STRICT = ConfigDict(extra="forbid", strict=True)
+CollectionName = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class DocumentIn(BaseModel):
+    model_config = _STRICT
+    path: str = Field(min_length=1, max_length=4096)
+    kind: Literal["markdown", "rst", "text", "code", "html", "pdf"]
+    text: str
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(default=0, ge=0)
+    mtime: float = Field(default=0.0, ge=0)
+
+
+class IndexIn(BaseModel):
+    model_config = _STRICT
+    collection: str = CollectionName
+    model: str | None = Field(default=None, min_length=1)
+    """A new collection's embedding model: the daemon's own (default) or a provider's, e.g.
+    "openai/text-embedding-3-small". An existing collection keeps its own."""
+    documents: list[DocumentIn] = Field(default_factory=list, max_length=10_000)
+    remove: list[str] = Field(default_factory=list, max_length=100_000)
+
+
+class SearchIn(BaseModel):
+    model_config = _STRICT
+    query: str = Field(min_length=1)
+    collection: str = CollectionName
+    k: int | None = Field(default=None, ge=1, le=100)
+
+
+class QueryIn(BaseModel):
+    model_config = _STRICT
+    query: str | None = Field(default=None, min_length=1)
+    messages: list[dict[str, Any]] | None = Field(default=None, min_length=1)
+    collection: str = CollectionName
+    k: int | None = Field(default=None, ge=1, le=50)
+    model: str | None = Field(default=None, min_length=1)
+    stream: bool = False
+    temperature: float | None = Field(default=None, ge=0, le=2)
+
+
+def service(gw: Gateway) -> RagService:
+    if gw.rag is None:
+        raise ServiceUnavailable("RAG is not available in this daemon")
+    return gw.rag
+
+
+def hit_dict(hit: Any) -> dict[str, Any]:
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in dataclasses.asdict(hit).items()}
+
+
+@router.post("/index")
+async def index(body: IndexIn, gw: GatewayDep) -> dict[str, Any]:
+    from aigw.rag.documents import Document
+
+    docs = [Document(d.path, d.kind, d.text, d.sha256, d.size, d.mtime) for d in body.documents]
+    summary = await service(gw).index(body.collection, docs, body.remove, body.model)
+    out = dataclasses.asdict(summary)
+    out["notes"] = [{"path": p, "note": n} for p, n in summary.notes]
+    return out
+
+
+@router.get("/collections/{name}/files")
+async def files(name: str, gw: GatewayDep) -> dict[str, Any]:
+    """Each indexed file's sha256 (the CLI sends only what changed); empty for a new collection."""
+    rag = service(gw)
+    stats = {s.name for s in await rag.stats()}
+    return {"collection": name, "files": await rag.file_hashes(name) if name in stats else {}}
+
+
+@router.post("/search")
+async def search(body: SearchIn, gw: GatewayDep) -> dict[str, Any]:
+    k = body.k or gw.config.rag.top_k
+    hits = await service(gw).search(body.collection, body.query, k)
+    return {"object": "list", "collection": body.collection, "data": [hit_dict(h) for h in hits]}
+
+
+@router.post("/query")
+async def query(body: QueryIn, request: Request, gw: GatewayDep) -> Response:
+    if (body.query is None) == (body.messages is None):
+        raise InvalidRequest("give either 'query' or 'messages'", param="query")
+    return await answer(request, gw, body.model_dump())
+
+
+@router.get("/stats")
+async def stats(gw: GatewayDep) -> dict[str, Any]:
+    rag = service(gw)
+    collections = [dataclasses.asdict(s) for s in await rag.stats()]
+    return {"model": rag.model, "model_loaded": rag.model_loaded, "collections": collections}
+
+
+@router.delete("/collections/{name}")
+async def remove(name: str, gw: GatewayDep) -> dict[str, Any]:
+    return {"collection": name, "deleted": await service(gw).drop(name)}

@@ -1,1 +1,0 @@
-"""Per-subject rate limits: token buckets for requests and tokens per minute."""

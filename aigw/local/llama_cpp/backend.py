@@ -1,0 +1,256 @@
+"""llama.cpp through llama-cpp-python: GGUF models, Metal on Apple Silicon, CPU elsewhere.
+
+The chat template comes from the GGUF's own metadata (`tokenizer.chat_template`); JSON output
+(response_format) is enforced with llama.cpp's grammar-constrained sampling.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from aigw.domain import Capability
+from aigw.errors import CapabilityError
+from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.local.textstream import TextStream
+
+if TYPE_CHECKING:
+    import llama_cpp
+
+# Used when a GGUF carries no chat template of its own.
+FALLBACK_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+DEFAULT_CONTEXT = 4096
+CHAT_CAPS = frozenset({Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA})
+EMBED_CAPS = frozenset({Capability.EMBED})
+
+
+def gguf_metadata(path: str) -> dict[str, Any]:
+    """Scalar metadata of a GGUF file, read without loading its tensors."""
+    from gguf import GGUFReader
+
+    reader = GGUFReader(path, "r")
+    out: dict[str, Any] = {}
+    for name, field in reader.fields.items():
+        if name.startswith(
+            (
+                "tokenizer.ggml.tokens",
+                "tokenizer.ggml.scores",
+                "tokenizer.ggml.token_type",
+                "tokenizer.ggml.merges",
+            )
+        ):
+            continue
+        try:
+            out[name] = field.contents()
+        except (ValueError, IndexError):
+            continue
+    return out
+
+
+class LlamaCppBackend:
+    kind = "llama_cpp"
+
+    def __init__(self, *, gpu_layers: int = -1, threads: int | None = None) -> None:
+        self.gpu_layers = gpu_layers
+        self.threads = threads
+
+    def discover(self, models_dir: Path) -> dict[str, Path]:
+        return {p.stem: p for p in sorted(models_dir.glob("*.gguf"))}
+
+    def estimate_bytes(self, spec: ModelSpec) -> int:
+        """Weights (the file, memory-mapped) plus an f16 KV cache for the context."""
+        size = spec.path.stat().st_size
+        try:
+            meta = gguf_metadata(str(spec.path))
+        except Exception:  # an unreadable header is reported when loading; estimate from size
+            return int(size * 1.2)
+        arch = meta.get("general.architecture", "llama")
+        layers = int(meta.get(f"{arch}.block_count", 0))
+        embd = int(meta.get(f"{arch}.embedding_length", 0))
+        heads = int(meta.get(f"{arch}.attention.head_count", 1)) or 1
+        kv_heads = int(meta.get(f"{arch}.attention.head_count_kv", heads)) or heads
+        ctx = self._context(spec, meta)
+        kv = 2 * layers * ctx * (embd * kv_heads // heads) * 2
+        return size + kv
+
+    def _context(self, spec: ModelSpec, meta: dict[str, Any]) -> int:
+        if spec.context:
+            return spec.context
+        arch = meta.get("general.architecture", "llama")
+        trained = int(meta.get(f"{arch}.context_length", DEFAULT_CONTEXT))
+        return min(trained, DEFAULT_CONTEXT)
+
+    def load(self, spec: ModelSpec) -> LoadedModel:
+        try:
+            import llama_cpp
+        except ImportError:
+            raise RuntimeError("llama-cpp-python is not installed (pip install 'aigw[local]')") from None
+
+        meta = gguf_metadata(str(spec.path))
+        llm = llama_cpp.Llama(
+            model_path=str(spec.path),
+            n_ctx=self._context(spec, meta),
+            n_gpu_layers=self.gpu_layers if sys.platform == "darwin" else 0,
+            n_threads=self.threads,
+            embedding=spec.embedding,
+            verbose=False,
+        )
+        return LlamaModel(spec, llm, meta)
+
+
+def _token_text(llm: llama_cpp.Llama, token: int) -> str:
+    """A special token's text (`</s>`), which detokenizing would render as nothing."""
+    if token < 0:
+        return ""
+    text: bytes | str = llm._model.token_get_text(token)
+    return text.decode("utf-8", errors="ignore") if isinstance(text, bytes) else text
+
+
+class LlamaModel:
+    def __init__(self, spec: ModelSpec, llm: llama_cpp.Llama, meta: dict[str, Any]) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        self.spec = spec
+        self.llm = llm
+        self.meta = meta
+        template = llm.metadata.get("tokenizer.chat_template") or FALLBACK_TEMPLATE
+        eos, bos = _token_text(llm, llm.token_eos()), _token_text(llm, llm.token_bos())
+        self.template_source = "gguf" if llm.metadata.get("tokenizer.chat_template") else "fallback"
+        self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+
+    def capabilities(self) -> frozenset[Capability]:
+        return EMBED_CAPS if self.spec.embedding else CHAT_CAPS
+
+    def _grammar(self, schema: dict[str, Any] | None) -> Any:
+        if schema is None:
+            return None
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+        if not schema:
+            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
+        try:
+            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        except Exception as e:  # llama.cpp's converter covers most, not all, of JSON Schema
+            raise CapabilityError(
+                f"llama.cpp cannot enforce this JSON schema: {e}", param="response_format"
+            ) from None
+
+    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
+        if self.spec.embedding:
+            raise CapabilityError(f"{self.spec.name} is an embedding model", param="model")
+        formatted = self.formatter(messages=cast(Any, messages))
+        prompt = self.llm.tokenize(
+            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
+        )
+        stops = list(params.stop)
+        stops.extend([formatted.stop] if isinstance(formatted.stop, str) else (formatted.stop or []))
+        stops = [s for s in stops if s]  # an empty stop string would end every generation at once
+        n_ctx = self.llm.n_ctx()
+        if len(prompt) >= n_ctx:
+            raise CapabilityError(
+                f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {n_ctx}", param="messages"
+            )
+        max_tokens = min(params.max_tokens or n_ctx, n_ctx - len(prompt))
+        if params.seed is not None:
+            self.llm.set_seed(params.seed)
+        extra = params.extra
+        tokens = self.llm.generate(
+            prompt,
+            temp=params.temperature,
+            top_p=params.top_p,
+            top_k=int(extra.get("top_k", 40)),
+            min_p=float(extra.get("min_p", 0.05)),
+            repeat_penalty=float(extra.get("repeat_penalty", 1.0)),
+            presence_penalty=float(extra.get("presence_penalty", 0.0)),
+            frequency_penalty=float(extra.get("frequency_penalty", 0.0)),
+            grammar=self._grammar(params.json_schema),
+        )
+        out = TextStream(stops, emit)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        count, finish = 0, "length"
+        try:
+            for token in tokens:
+                if self._is_eog(token):
+                    finish = "stop"
+                    break
+                count += 1
+                if out.add(decoder.decode(self.llm.detokenize([token]))):
+                    finish = "stop"
+                    break
+                if out.cancelled or count >= max_tokens:
+                    break
+        finally:
+            tokens.close()
+        text = out.finish(decoder.decode(b"", final=True))
+        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count)
+
+    def _is_eog(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        if not self.spec.embedding:
+            raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
+        vectors: list[list[float]] = []
+        tokens = 0
+        for text in texts:
+            tokens += len(self.llm.tokenize(text.encode("utf-8"), add_bos=True))
+            out: Any = self.llm.embed(text, normalize=True)
+            if out and isinstance(out[0], list):  # no pooling in the model: mean-pool the tokens
+                dim = len(out[0])
+                mean = [sum(row[i] for row in out) / len(out) for i in range(dim)]
+                norm = sum(v * v for v in mean) ** 0.5 or 1.0
+                out = [v / norm for v in mean]
+            vectors.append([float(v) for v in out])
+        return vectors, tokens
+
+    def describe(self) -> dict[str, Any]:
+        arch = self.meta.get("general.architecture", "?")
+        return {
+            "format": "gguf",
+            "architecture": arch,
+            "context": self.llm.n_ctx(),
+            "trained_context": self.meta.get(f"{arch}.context_length"),
+            "file_type": self.meta.get("general.file_type"),
+            "template": self.template_source,
+        }
+
+    def close(self) -> None:
+        self.llm.close()
+
+
+def describe_file(path: Path) -> dict[str, Any]:
+    """What `aigw models show` prints, from the GGUF header alone (no loading)."""
+    from gguf import LlamaFileType
+
+    meta = gguf_metadata(str(path))
+    arch = meta.get("general.architecture", "?")
+    ftype = meta.get("general.file_type")
+    try:
+        quant = LlamaFileType(int(ftype)).name if ftype is not None else "?"
+    except ValueError:
+        quant = str(ftype)
+    quant = quant.removeprefix("MOSTLY_").removeprefix("ALL_")
+    embedding = f"{arch}.pooling_type" in meta or arch in ("bert", "nomic-bert", "jina-bert-v2")
+    caps = sorted(c.value for c in (EMBED_CAPS if embedding else CHAT_CAPS))
+    return {
+        "path": str(path),
+        "format": "gguf",
+        "size_bytes": path.stat().st_size,
+        "name": meta.get("general.name", path.stem),
+        "architecture": arch,
+        "quantization": quant,
+        "context": meta.get(f"{arch}.context_length"),
+        "parameters": meta.get("general.size_label"),
+        "chat_template": "from the GGUF"
+        if meta.get("tokenizer.chat_template")
+        else "none (aigw's plain fallback)",
+        "capabilities": ", ".join(caps),
+    }

@@ -1,0 +1,145 @@
+"""MLX through mlx-lm: models as MLX directories (config.json, safetensors, tokenizer).
+
+Native on Apple Silicon; `mlx[cpu]` runs it on Linux. The chat template is the tokenizer's own.
+MLX has no constrained decoding here, so JSON response formats are not offered (a request for
+one is refused with a 400 by the capability contract).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+from aigw.domain import Capability
+from aigw.errors import CapabilityError
+from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.local.textstream import TextStream
+
+DEFAULT_CONTEXT = 4096
+CHAT_CAPS = frozenset({Capability.CHAT, Capability.STREAM})
+EMBED_CAPS: frozenset[Capability] = frozenset()
+
+
+def is_mlx_dir(path: Path) -> bool:
+    return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+
+
+class MlxBackend:
+    kind = "mlx"
+
+    def discover(self, models_dir: Path) -> dict[str, Path]:
+        return {p.name: p for p in sorted(models_dir.iterdir()) if p.is_dir() and is_mlx_dir(p)}
+
+    def estimate_bytes(self, spec: ModelSpec) -> int:
+        """The weights plus an fp16 KV cache for the context."""
+        weights = sum(p.stat().st_size for p in spec.path.glob("*.safetensors"))
+        try:
+            cfg = json.loads((spec.path / "config.json").read_text())
+            layers, hidden = int(cfg["num_hidden_layers"]), int(cfg["hidden_size"])
+            heads = int(cfg.get("num_attention_heads", 1)) or 1
+            kv_heads = int(cfg.get("num_key_value_heads", heads)) or heads
+        except (OSError, ValueError, KeyError):
+            return int(weights * 1.2)
+        ctx = spec.context or min(int(cfg.get("max_position_embeddings", DEFAULT_CONTEXT)), DEFAULT_CONTEXT)
+        return weights + 2 * layers * ctx * (hidden * kv_heads // heads) * 2
+
+    def load(self, spec: ModelSpec) -> LoadedModel:
+        if spec.embedding:
+            raise CapabilityError("the mlx provider serves chat models only", param="model")
+        try:
+            import mlx_lm
+        except ImportError:
+            raise RuntimeError("mlx-lm is not installed (pip install 'aigw[mlx]')") from None
+        model, tokenizer = mlx_lm.load(str(spec.path))[:2]
+        return MlxModel(spec, model, tokenizer)
+
+
+class MlxModel:
+    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any) -> None:
+        self.spec = spec
+        self.model = model
+        self.tokenizer = tokenizer
+        cfg = json.loads((spec.path / "config.json").read_text())
+        self.context = spec.context or int(cfg.get("max_position_embeddings", DEFAULT_CONTEXT))
+        self.config = cfg
+
+    def capabilities(self) -> frozenset[Capability]:
+        return CHAT_CAPS
+
+    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
+        import mlx.core as mx
+        from mlx_lm import stream_generate
+        from mlx_lm.sample_utils import make_logits_processors, make_sampler
+        from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
+
+        if params.json_schema is not None:
+            raise CapabilityError("MLX models cannot enforce a response_format", param="response_format")
+        prompt_text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        prompt = self.tokenizer.encode(prompt_text, add_special_tokens=False)
+        if len(prompt) >= self.context:
+            raise CapabilityError(
+                f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {self.context}",
+                param="messages",
+            )
+        max_tokens = min(params.max_tokens or self.context, self.context - len(prompt))
+        if params.seed is not None:
+            mx.random.seed(params.seed)
+        extra = params.extra
+        sampler = make_sampler(
+            temp=params.temperature,
+            top_p=params.top_p,
+            min_p=float(extra.get("min_p", 0.0)),
+            top_k=int(extra.get("top_k", 0)),
+        )
+        processors = make_logits_processors(repetition_penalty=extra.get("repeat_penalty"))
+        eos = set(getattr(self.tokenizer, "eos_token_ids", None) or [self.tokenizer.eos_token_id])
+        # mlx-lm's own streaming detokenizer releases text a word at a time; this one releases
+        # each token's text as soon as it is whole characters, so tokens stream as produced.
+        detok: Any = cast(Any, NaiveStreamingDetokenizer)(
+            getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+        )
+        out = TextStream(list(params.stop), emit)
+        count, finish = 0, "length"
+        for step in stream_generate(
+            self.model,
+            self.tokenizer,
+            prompt,
+            max_tokens=max_tokens,
+            sampler=sampler,
+            logits_processors=processors,
+        ):
+            if step.token in eos:
+                finish = "stop"
+                break
+            count += 1
+            detok.add_token(step.token)
+            if out.add(detok.last_segment):
+                finish = "stop"
+                break
+            if out.cancelled:
+                break
+        tail = ""
+        if finish == "length" and not out.cancelled:
+            detok.finalize()
+            tail = detok.last_segment
+        text = out.finish(tail)
+        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count)
+
+    def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
+        raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "format": "mlx",
+            "architecture": self.config.get("model_type"),
+            "context": self.context,
+            "quantization": self.config.get("quantization"),
+            "template": "tokenizer",
+        }
+
+    def close(self) -> None:
+        import mlx.core as mx
+
+        self.model = None
+        mx.clear_cache()

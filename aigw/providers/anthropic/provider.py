@@ -1,0 +1,125 @@
+"""The `anthropic` provider: Claude through the Anthropic Messages API.
+
+Translation lives in `anthropic_wire` (pure); this module only does I/O through HttpTransport.
+The API key comes from the provider's config (`api_key` or `api_key_env`), else from
+ANTHROPIC_API_KEY or CLAUDE_API_KEY.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from urllib.parse import quote
+
+from aigw.config import ProviderConfig
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+)
+from aigw.errors import CapabilityError, UpstreamProtocolError
+from aigw.providers.anthropic.stream import StreamTranslator
+from aigw.providers.anthropic.wire import (
+    API_VERSION,
+    error_from_body,
+    models_from_wire,
+    request_to_wire,
+    response_from_wire,
+)
+from aigw.providers.base import ProviderContext
+from aigw.providers.http import HttpTransport, json_event
+from aigw.providers.openai.wire import parse_retry_after
+
+DEFAULT_BASE_URL = "https://api.anthropic.com/v1"
+KEY_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
+MAX_MODEL_PAGES = 10
+_CAPS = frozenset(
+    {
+        Capability.CHAT,
+        Capability.STREAM,
+        Capability.TOOLS,
+        Capability.JSON_MODE,
+        Capability.JSON_SCHEMA,
+        Capability.VISION,
+    }
+)
+
+
+def _api_key(config: ProviderConfig, environ: Mapping[str, str]) -> str | None:
+    if config.api_key is None and config.api_key_env is None:
+        for var in KEY_ENV:
+            if (key := config.model_copy(update={"api_key_env": var}).api_key_value(environ)) is not None:
+                return key.get_secret_value()
+        return None
+    key = config.api_key_value(environ)
+    return None if key is None else key.get_secret_value()
+
+
+class AnthropicProvider:
+    capabilities = _CAPS
+
+    def __init__(self, name: str, config: ProviderConfig, environ: Mapping[str, str]) -> None:
+        self.name = name
+        self._cfg = config
+        headers = {"anthropic-version": API_VERSION}
+        if (key := _api_key(config, environ)) is not None:
+            headers["x-api-key"] = key
+        self._http = HttpTransport(
+            name,
+            config.base_url or DEFAULT_BASE_URL,
+            headers,
+            config,
+            lambda status, body, hdrs: error_from_body(
+                name, status, body, parse_retry_after(hdrs.get("retry-after"))
+            ),
+        )
+
+    def capabilities_for(self, model: str) -> frozenset[Capability]:
+        return self.capabilities
+
+    async def list_models(self) -> list[ModelInfo]:
+        found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.model_names()}
+        if self._cfg.discover_models:
+            path = "/models?limit=1000"
+            for _ in range(MAX_MODEL_PAGES):
+                page, after = models_from_wire(self.name, await self._http.call_json("GET", path))
+                for m in page:
+                    found.setdefault(m.id, m)
+                if after is None:
+                    break
+                path = f"/models?limit=1000&after_id={quote(after, safe='')}"
+        return list(found.values())
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        wire = request_to_wire(req)
+        data = await self._http.call_json("POST", "/messages", wire.body)
+        return response_from_wire(self.name, data, wire.json_tool, int(time.time()))
+
+    async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        wire = request_to_wire(req)
+        body = {**wire.body, "stream": True}
+        translator = StreamTranslator(self.name, wire.json_tool, int(time.time()))
+        async with aclosing(self._http.events("/messages", body)) as events:
+            async for ev in events:
+                if not ev.data.strip():
+                    continue
+                for chunk in translator.feed(json_event(self.name, ev.data)):
+                    yield chunk
+                if translator.done:
+                    return
+        raise UpstreamProtocolError(f"{self.name}: stream ended early (no message_stop)", provider=self.name)
+
+    async def embed(self, req: EmbedRequest) -> EmbedResponse:
+        raise CapabilityError(f"{self.name}: Anthropic has no embeddings API", param="model")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def create_provider(name: str, config: ProviderConfig, ctx: ProviderContext) -> AnthropicProvider:
+    return AnthropicProvider(name, config, ctx.environ)

@@ -1,0 +1,141 @@
+"""The `openai` provider: any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, llama-server, LM Studio).
+
+Request bodies pass through unchanged apart from `model` (and, for streams, a request for the
+usage chunk); one pooled aiohttp session per provider carries every call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import aclosing
+from typing import Any
+
+import orjson
+
+from aigw.config import DEFAULT_OPENAI_BASE_URL, ProviderConfig
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+)
+from aigw.errors import UpstreamProtocolError
+from aigw.providers.base import ProviderContext
+from aigw.providers.http import HttpTransport, json_event
+from aigw.providers.openai.wire import (
+    chunk_from_wire,
+    error_from_body,
+    models_from_wire,
+    parse_retry_after,
+    response_from_wire,
+    usage_from_wire,
+)
+
+_CAPS = frozenset(
+    {
+        Capability.CHAT,
+        Capability.STREAM,
+        Capability.EMBED,
+        Capability.TOOLS,
+        Capability.JSON_MODE,
+        Capability.JSON_SCHEMA,
+        Capability.VISION,
+        Capability.LOGPROBS,
+    }
+)
+_RESPONSE_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage"})
+
+
+# The end-of-stream marker: a sentinel chunk compared by identity.
+_DONE = ChatChunk(id="", created=0, model="", choices=[])
+
+
+class OpenAICompatProvider:
+    capabilities = _CAPS
+
+    def __init__(self, name: str, config: ProviderConfig, environ: Mapping[str, str]) -> None:
+        self.name = name
+        self._cfg = config
+        headers: dict[str, str] = {}
+        key = config.api_key_value(environ)
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key.get_secret_value()}"
+        self._http = HttpTransport(
+            name,
+            config.base_url or DEFAULT_OPENAI_BASE_URL,
+            headers,
+            config,
+            lambda status, body, hdrs: error_from_body(
+                name, status, body, parse_retry_after(hdrs.get("Retry-After"))
+            ),
+        )
+
+    def capabilities_for(self, model: str) -> frozenset[Capability]:
+        return self.capabilities
+
+    async def _call_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return await self._http.call_json(method, path, body)
+
+    async def list_models(self) -> list[ModelInfo]:
+        found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.model_names()}
+        if self._cfg.discover_models:
+            for m in models_from_wire(self.name, await self._call_json("GET", "/models")):
+                found.setdefault(m.id, m)
+        return list(found.values())
+
+    def _body(self, body: dict[str, Any], model: str) -> dict[str, Any]:
+        out = dict(body)
+        out["model"] = model
+        return out
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        data = await self._call_json("POST", "/chat/completions", self._body(req.body, req.model))
+        return response_from_wire(self.name, data)
+
+    async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        body = self._body(req.body, req.model)
+        body["stream"] = True
+        if self._cfg.stream_usage:
+            opts = body.get("stream_options")
+            body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
+        finished = False
+        async with aclosing(self._http.events("/chat/completions", body)) as events:
+            async for ev in events:
+                if (chunk := self._decode_event(ev.data)) is _DONE:
+                    return
+                if chunk is not None:
+                    finished = finished or any(c.get("finish_reason") for c in chunk.choices)
+                    yield chunk
+        if not finished:
+            raise UpstreamProtocolError(f"{self.name}: stream ended without [DONE]", provider=self.name)
+        # Some servers omit [DONE] after the final chunk; a finish_reason was seen, so it ended well.
+
+    def _decode_event(self, data: str) -> ChatChunk | None:
+        """A chunk, `_DONE` at the end marker, or None for an event without data."""
+        data = data.strip()
+        if not data:
+            return None
+        if data == "[DONE]":
+            return _DONE
+        d = json_event(self.name, data)
+        if "error" in d:
+            raise error_from_body(self.name, 502, orjson.dumps(d), None)
+        return chunk_from_wire(self.name, d)
+
+    async def embed(self, req: EmbedRequest) -> EmbedResponse:
+        data = await self._call_json("POST", "/embeddings", self._body(req.body, req.model))
+        items = data.get("data")
+        if not isinstance(items, list):
+            raise UpstreamProtocolError(f"{self.name}: embeddings response has no data", provider=self.name)
+        usage = usage_from_wire(self.name, data.get("usage"))
+        return EmbedResponse(model=str(data.get("model") or req.model), data=items, usage=usage)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def create_provider(name: str, config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
+    return OpenAICompatProvider(name, config, ctx.environ)
