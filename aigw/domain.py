@@ -206,3 +206,13 @@ class Route:
     requested: str
     targets: tuple[Target, ...]
     alias: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """What a model costs, in USD per million tokens."""
+
+    input: float
+    """USD per million prompt tokens."""
+    output: float
+    """USD per million completion tokens."""

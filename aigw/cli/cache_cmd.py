@@ -7,13 +7,12 @@ too); without it, they work on AIGW_HOME's files directly.
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aigw.cli.common import ConfigOption, JsonOption, config_path_arg, paths, print_json
+from aigw.cli.common import ConfigOption, JsonOption, config_path_arg, load_config, paths, print_json
 
 if TYPE_CHECKING:
     from aigw.config import Config
@@ -37,9 +36,7 @@ def _daemon() -> DaemonClient | None:
 
 
 def _config(config: Path | None) -> Config:
-    from aigw.daemon.serve import load_checked_config
-
-    return load_checked_config(paths(), config_path_arg(config), os.environ)
+    return load_config(config_path_arg(config))
 
 
 def _offline_stats(cfg: Config) -> dict[str, Any]:

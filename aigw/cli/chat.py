@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aigw.cli.common import daemon_target, env_config_path, note, paths
+from aigw.cli.common import daemon_target, env_config_path, load_config, model_library, note, paths
 
 if TYPE_CHECKING:
     from aigw.daemon.client import DaemonClient
@@ -57,20 +57,21 @@ def _offer_pull(assume_yes: bool) -> str:
         if not typer.confirm(f"No model is available. Pull {entry.name} ({size}) now?", default=False):
             raise InvalidRequest(f"no model is available (`aigw models pull {entry.name}` when you want one)")
     target = resolve(entry.name, catalog)
+    library = model_library()
+    where = library.destination(library.kind_for(target.format), entry.name)
     note(f"pulling {target.repo}" + (f"/{target.file}" if target.file else " (MLX)"))
-    pull(target, paths().models_dir)
-    return f"{target.provider}/{entry.name}"
+    pull(target, where.path.parent)
+    return where.model
 
 
 def _pick_model(client: DaemonClient, model: str | None, assume_yes: bool = False) -> str:
-    from aigw.daemon.serve import load_checked_config
     from aigw.errors import InvalidRequest
 
     if model:
         return model
     if os.environ.get("AIGW_MODEL"):
         return os.environ["AIGW_MODEL"]
-    configured = load_checked_config(paths(), env_config_path(), os.environ).chat.default_model
+    configured = load_config().chat.default_model
     if configured:
         return configured
     from aigw.rag.provider import PROVIDER_NAME

@@ -6,11 +6,15 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from aigw.paths import Paths
+
+if TYPE_CHECKING:
+    from aigw.config import Config
+    from aigw.local.library import ModelLibrary
 
 ConfigOption = typer.Option(
     None, "--config", "-c", envvar="AIGW_CONFIG", help="Config file (default: config.toml in AIGW_HOME)."
@@ -46,6 +50,26 @@ def env_config_path() -> Path | None:
     return Path(value).expanduser() if value else None
 
 
+def load_config(config_path: Path | None = None) -> Config:
+    """The config as the daemon would load it: `config_path`, else $AIGW_CONFIG, else AIGW_HOME's."""
+    from aigw.config.checked import load_checked
+
+    return load_checked(paths(), config_path or env_config_path(), os.environ)
+
+
+def model_library(cfg: Config | None = None) -> ModelLibrary:
+    """The local model files and the local provider types that serve them."""
+    from aigw.local.library import ModelLibrary
+    from aigw.providers.registry import ProviderRegistry
+
+    registry = ProviderRegistry.from_entry_points()
+    if cfg is None:
+        from aigw.config.checked import load_checked
+
+        cfg = load_checked(paths(), env_config_path(), os.environ, registry)
+    return ModelLibrary(paths().models_dir, cfg, registry)
+
+
 def daemon_target() -> tuple[str, bool]:
     """The daemon's URL, and whether aigw may start it itself (only when AIGW_URL is unset).
 
@@ -59,9 +83,7 @@ def daemon_target() -> tuple[str, bool]:
     info = running_daemon(paths())
     if info is not None:
         return info.url, True
-    from aigw.daemon.serve import load_checked_config
-
-    server = load_checked_config(paths(), env_config_path(), os.environ).server
+    server = load_config().server
     host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{server.port}", True

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import typer
 
-from aigw.cli.common import ConfigOption, JsonOption, config_path_arg, paths, print_json
+from aigw.cli.common import ConfigOption, JsonOption, config_path_arg, load_config, paths, print_json
 
 app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
 
@@ -18,9 +17,8 @@ def show(config: Path | None = ConfigOption, json_out: bool = JsonOption) -> Non
     import tomli_w
 
     from aigw.config import masked_dump
-    from aigw.daemon.serve import load_checked_config
 
-    cfg = load_checked_config(paths(), config_path_arg(config), os.environ)
+    cfg = load_config(config_path_arg(config))
     data = masked_dump(cfg)
     if json_out:
         print_json(data)

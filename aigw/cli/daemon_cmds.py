@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from aigw.cli.common import ConfigOption, JsonOption, config_path_arg, note, paths, print_json
+from aigw.cli.common import ConfigOption, JsonOption, config_path_arg, load_config, note, paths, print_json
 
 HostOption = typer.Option(None, "--host", help="Address to bind (default from config: 127.0.0.1).")
 PortOption = typer.Option(None, "--port", "-p", help="Port to listen on (default from config: 8080).")
@@ -29,10 +28,9 @@ def start(
 ) -> None:
     """Start the daemon in the background; returns once it answers."""
     from aigw.daemon import process as daemon
-    from aigw.daemon.serve import load_checked_config
 
     p = paths()
-    load_checked_config(p, config_path_arg(config), os.environ)  # fail fast, in this terminal
+    load_config(config_path_arg(config))  # fail fast, in this terminal
     info = daemon.start(p, config_path=config_path_arg(config), host=host, port=port)
     typer.echo(f"aigw started (pid {info.pid}) at {info.url}; logs: {p.log_file}")
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 from typing import Any
 
 import typer
 
-from aigw.cli.common import JsonOption, daemon_target, print_json
+from aigw.cli.common import JsonOption, daemon_target, model_library, print_json
 
 app = typer.Typer(help="Models: what the daemon serves; local models in memory.", no_args_is_help=True)
 
@@ -15,7 +16,6 @@ app = typer.Typer(help="Models: what the daemon serves; local models in memory."
 @app.command("list")
 def list_models(json_out: bool = JsonOption) -> None:
     """What the daemon serves, and the catalog of local models (pulled or not)."""
-    from aigw.cli.common import paths
     from aigw.daemon.client import DaemonClient, DaemonNotRunning
     from aigw.local.catalog import load_catalog
 
@@ -25,7 +25,7 @@ def list_models(json_out: bool = JsonOption) -> None:
             served = client.list_models()
     except DaemonNotRunning:
         served = None
-    models_dir = paths().models_dir
+    library = model_library()
     catalog = load_catalog()
     rows: list[dict[str, Any]] = [
         {
@@ -34,8 +34,7 @@ def list_models(json_out: bool = JsonOption) -> None:
             "context": e.context,
             "size_mb": e.gguf.size_mb if e.gguf else None,
             "embedding": e.embedding,
-            "pulled": (models_dir / f"{e.name}.gguf").exists()
-            or (models_dir / e.name / "config.json").exists(),
+            "pulled": bool(library.pulled(e.name)),
             "default": e.name == catalog.default,
         }
         for e in catalog.entries.values()
@@ -126,7 +125,6 @@ def pull(
     ),
 ) -> None:
     """Download a model into the models dir (resumable, checksum-verified)."""
-    from aigw.cli.common import paths
     from aigw.errors import InvalidRequest
     from aigw.local.catalog import load_catalog
     from aigw.local.pull import pull as do_pull
@@ -134,43 +132,42 @@ def pull(
 
     if fmt not in (None, "gguf", "mlx"):
         raise InvalidRequest("--format is gguf or mlx")
+    library = model_library()
     target = resolve(name, load_catalog(), fmt)  # type: ignore[arg-type]
+    where = library.destination(library.kind_for(target.format), target.name)
     typer.echo(f"pulling {target.repo}" + (f"/{target.file}" if target.file else " (MLX)"), err=True)
-    dest = do_pull(target, paths().models_dir)
-    size = (
-        sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
-        if dest.is_dir()
-        else dest.stat().st_size
-    )
-    typer.echo(f"{target.name}: {dest} ({_gib(size)}); serve it as {target.provider}/{target.name}")
+    dest = do_pull(target, where.path.parent)
+    typer.echo(f"{target.name}: {dest} ({_gib(_size(dest))}); serve it as {where.model}")
+
+
+def _size(path: Path) -> int:
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return path.stat().st_size
 
 
 @app.command()
 def rm(name: str = typer.Argument(..., help="A pulled model (a file in the models dir).")) -> None:
     """Delete a pulled model (unloading it first when the daemon has it loaded)."""
-    from aigw.cli.common import paths
     from aigw.daemon.client import ClientError, DaemonClient
     from aigw.errors import InvalidRequest
 
-    gguf, mlx_dir = paths().models_dir / f"{name}.gguf", paths().models_dir / name
-    found = [p for p in (gguf, mlx_dir) if p.exists()]
+    library = model_library()
+    found = library.pulled(name)
     if not found:
-        raise InvalidRequest(f"no pulled model {name!r} in {gguf.parent}")
-    for provider, path in (("local", gguf), ("mlx", mlx_dir)):
-        if not path.exists():
-            continue
+        raise InvalidRequest(f"no pulled model {name!r} in {library.models_dir}")
+    for pulled in found:
         try:
             with DaemonClient(daemon_target()[0], timeout=30) as client:
-                client.unload_model(f"{provider}/{name}")
+                client.unload_model(pulled.model)
         except ClientError:
             pass  # not running, or not a model it serves: nothing is holding the files
-        if path.is_dir():
-            size = sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-            shutil.rmtree(path)
+        size = _size(pulled.path)
+        if pulled.path.is_dir():
+            shutil.rmtree(pulled.path)
         else:
-            size = path.stat().st_size
-            path.unlink()
-        typer.echo(f"removed {name} ({path.name}, {_gib(size)})")
+            pulled.path.unlink()
+        typer.echo(f"removed {name} ({pulled.path.name}, {_gib(size)})")
 
 
 @app.command()
@@ -179,18 +176,15 @@ def show(
     json_out: bool = JsonOption,
 ) -> None:
     """Format, size, quantization, context, chat template and capabilities of a local model."""
-    from pathlib import Path
-
-    from aigw.cli.common import paths
     from aigw.errors import InvalidRequest
-    from aigw.local.llama_cpp.backend import describe_file
 
+    library = model_library()
     path = Path(name).expanduser()
-    if not path.is_file():
-        path = paths().models_dir / f"{name}.gguf"
-    if not path.is_file():
-        raise InvalidRequest(f"no local model {name!r} (pulled models live in {path.parent})")
-    info = describe_file(path)
+    candidates = [path] if path.exists() else [p.path for p in library.pulled(name)]
+    kind = next((k for c in candidates if (k := library.kind_of(c)) is not None), None)
+    if kind is None:
+        raise InvalidRequest(f"no local model {name!r} (pulled models live in {library.models_dir})")
+    info = kind.describe(next(c for c in candidates if kind.is_model(c)))
     if json_out:
         print_json(info)
         return

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aigw.cli.common import JsonOption, note, paths, print_json
+from aigw.cli.common import JsonOption, load_config, note, paths, print_json
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -168,12 +168,11 @@ def _document(
 
 
 def _index_local(root: Path, collection: str, globs: list[str]) -> dict[str, Any]:
-    from aigw.daemon.serve import load_checked_config
     from aigw.rag.embed import LazyEmbedder
     from aigw.rag.ingest import index_folder
     from aigw.rag.store import RagStore, rag_database
 
-    cfg = load_checked_config(paths(), None, os.environ)
+    cfg = load_config()
     embedder = LazyEmbedder(cfg.rag.model)
     with RagStore.open(rag_database(paths())) as store, _progress() as bar:
         task = bar.add_task("index", total=None, chunks=0, rate="0")

@@ -17,28 +17,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
-from aigw.config import Config, load_config
+from aigw.config import Config
+from aigw.config.checked import load_checked
 from aigw.daemon.process import AlreadyRunning, PidFile, RunInfo, RunLock
-from aigw.errors import AigwError, ConfigError
+from aigw.errors import AigwError
 from aigw.paths import Paths
 from aigw.providers.registry import ProviderRegistry
 
 
 class ServeError(AigwError):
     """The daemon cannot start (port busy, already running)."""
-
-
-def load_checked_config(paths: Paths, config_path: Path | None, environ: Mapping[str, str]) -> Config:
-    """Load the config and make sure every provider type it names can be loaded."""
-    registry = ProviderRegistry.from_entry_points()
-    cfg = load_config(config_path or paths.config_file, known_types=registry.types(), environ=environ)
-    for name, pcfg in cfg.providers.items():
-        try:
-            registry.factory(pcfg.type or name)
-            pcfg.api_key_value(environ)
-        except ConfigError as e:
-            raise ConfigError(f"providers.{name}: {e.message}") from None
-    return cfg
 
 
 def check_exposure(cfg: Config, paths: Paths) -> None:
@@ -107,7 +95,8 @@ def serve(
     environ: Mapping[str, str] | None = None,
 ) -> int:
     env = dict(os.environ if environ is None else environ)
-    cfg = load_checked_config(paths, config_path, env)
+    registry = ProviderRegistry.from_entry_points()
+    cfg = load_checked(paths, config_path, env, registry)
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
     cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host})})
@@ -128,9 +117,8 @@ def serve(
     import uvicorn
 
     from aigw.api.app import create_asgi_app
-    from aigw.providers.registry import ProviderRegistry as Registry
 
-    app = create_asgi_app(cfg, paths, registry=Registry.from_entry_points(), environ=env)
+    app = create_asgi_app(cfg, paths, registry=registry, environ=env)
     uv_cfg = uvicorn.Config(
         app,
         loop="uvloop" if sys.platform != "win32" else "auto",

@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from pydantic import SecretStr
+
 from aigw.config import Config
 from aigw.doctor.checks import (
     Check,
@@ -30,6 +32,7 @@ from aigw.doctor.checks import (
 from aigw.doctor.config_checks import check_config, check_port
 from aigw.doctor.facts import Facts, real_facts
 from aigw.doctor.providers import start_provider_checks
+from aigw.providers.registry import ProviderRegistry
 
 __all__ = ["Check", "Facts", "Status", "all_ok", "real_facts", "run_checks"]
 
@@ -37,10 +40,11 @@ _MIN_SECRET_LEN = 6
 _MASK = "****"
 
 
-def run_checks(f: Facts) -> list[Check]:
+def run_checks(f: Facts, registry: ProviderRegistry | None = None) -> list[Check]:
     """Every check, in the order they are shown. Provider probes run while the rest do."""
-    config, cfg = check_config(f)
-    providers = start_provider_checks(f, cfg)
+    registry = registry or ProviderRegistry.from_entry_points()
+    config, cfg = check_config(f, registry)
+    providers = start_provider_checks(f, cfg, registry)
     checks = [
         check_platform(f),
         check_python(f),
@@ -62,14 +66,25 @@ def all_ok(checks: Iterable[Check]) -> bool:
 
 
 def _secrets(f: Facts, cfg: Config | None) -> set[str]:
+    """Every value that must never be shown: secret-looking environment variables, and in each
+    provider table (of whatever type) its secrets and the variables its `*_env` keys name."""
     found = {v for k, v in f.environ.items() if k.upper().endswith(("_API_KEY", "_TOKEN", "_SECRET"))}
     for p in cfg.providers.values() if cfg is not None else ():
-        if p.api_key is not None:
-            found.add(p.api_key.get_secret_value())
-        if p.api_key_env:
-            found.add(f.environ.get(p.api_key_env, ""))
-        found.update(v.get_secret_value() for v in p.headers.values())
+        for key, value in p:
+            found.update(_secret_values(value))
+            if key.endswith("_env") and isinstance(value, str):
+                found.add(f.environ.get(value, ""))
     return {s.strip() for s in found if len(s.strip()) >= _MIN_SECRET_LEN}
+
+
+def _secret_values(value: object) -> list[str]:
+    if isinstance(value, SecretStr):
+        return [value.get_secret_value()]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _secret_values(v)]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in _secret_values(v)]
+    return []
 
 
 def _masked(checks: list[Check], secrets: set[str]) -> list[Check]:

@@ -7,22 +7,22 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aigw.config import Config
+from aigw.config.checked import load_checked
 from aigw.doctor.checks import Check, fail, ok, warn
 from aigw.doctor.facts import Facts
 from aigw.errors import ConfigError
+from aigw.providers.registry import ProviderRegistry
 
 
 def config_file(f: Facts) -> Path:
     return f.config_path or f.paths.config_file
 
 
-def check_config(f: Facts) -> tuple[Check, Config | None]:
+def check_config(f: Facts, registry: ProviderRegistry) -> tuple[Check, Config | None]:
     """Load the config as the daemon would; the check, and the config when it is valid."""
-    from aigw.daemon.serve import load_checked_config
-
     path = config_file(f)
     try:
-        cfg = load_checked_config(f.paths, f.config_path, f.environ)
+        cfg = load_checked(f.paths, f.config_path, f.environ, registry)
     except ConfigError as e:
         message = e.message if str(path) in e.message else f"{path}: {e.message}"
         return fail("config", message, f"correct that key in {path} (`aigw config show` re-checks it)"), None

@@ -22,13 +22,14 @@ from aigw.access.ratelimit import RateLimiter
 from aigw.cache.service import AnswerCache
 from aigw.cache.store import ResponseStore, open_store
 from aigw.config import Config
-from aigw.domain import EmbedRequest, ModelInfo, Route, Target
+from aigw.domain import Capability, EmbedRequest, ModelInfo, Route, Target
 from aigw.errors import AigwError, InvalidRequest, ModelNotFound, UpstreamConnectError, UpstreamTimeout
 from aigw.local.engine import FOREVER, Engine, EngineLimits
 from aigw.paths import Paths
-from aigw.providers.base import Fingerprinted, Provider, ProviderContext
+from aigw.providers.base import Fingerprinted, Provider
 from aigw.providers.registry import ProviderRegistry
-from aigw.rag.provider import PROVIDER_NAME, EmbeddingProvider
+from aigw.providers.spec import ProviderContext
+from aigw.rag.provider import PROVIDER_NAME, TYPE_NAME, EmbeddingProvider
 from aigw.rag.service import RagService, missing_packages
 from aigw.routing.health import HealthBoard
 from aigw.routing.resolve import resolve
@@ -52,7 +53,8 @@ class Gateway:
         config: Config,
         providers: Mapping[str, Provider],
         *,
-        environ: Mapping[str, str] | None = None,
+        types: Mapping[str, str] | None = None,
+        credentials: Mapping[str, bool] | None = None,
         engine: Engine | None = None,
         clock: Callable[[], float] = time.monotonic,
         keys: KeyStore | None = None,
@@ -63,14 +65,16 @@ class Gateway:
     ) -> None:
         self.config = config
         self.engine = engine or Engine(EngineLimits(memory_budget_bytes=config.local.budget_bytes()))
-        env = environ or {}
-        self._has_key = {n: p.api_key_value(env) is not None for n, p in config.providers.items()}
+        self._types = {n: config.provider_type(n) for n in config.providers} | dict(types or {})
+        """Each provider's type name, as /health/detailed shows it."""
+        self._credentials = dict(credentials or {})
         self.providers = dict(providers)
         self.rag = rag
         if rag is not None:
             rag.bind(self.embed_texts)
         if rag is not None and PROVIDER_NAME not in self.providers and not missing_packages():
             self.providers[PROVIDER_NAME] = EmbeddingProvider(rag)
+            self._types[PROVIDER_NAME] = TYPE_NAME
         self.health = HealthBoard(list(self.providers))
         self.router = Router(self.providers, self.health, config.routing)
         self.keys = keys
@@ -82,7 +86,7 @@ class Gateway:
             limiter=RateLimiter(),
             metrics=Metrics(),
             recorder=None,
-            prices=PriceTable.from_config(config),
+            prices=PriceTable(overrides=config.prices),
             spent={},
         )
         self.cache = AnswerCache(
@@ -118,6 +122,8 @@ class Gateway:
         )
         ctx = ProviderContext(environ=environ, paths=paths, engine=engine, local=config.local)
         providers = {name: registry.create(name, pcfg, ctx) for name, pcfg in config.providers.items()}
+        types = {name: registry.of(name, pcfg) for name, pcfg in config.providers.items()}
+        local = frozenset(name for name, t in types.items() if t.is_local)
         keys = KeyStore(open_db(paths.database))
         recorder = UsageRecorder(paths.database, flush_interval_s=config.usage.flush_interval_s)
         spent = recorder.totals_by_key()
@@ -126,7 +132,7 @@ class Gateway:
             limiter=RateLimiter(),
             metrics=Metrics(),
             recorder=recorder,
-            prices=PriceTable.from_config(config),
+            prices=PriceTable.from_config(config, registry.prices(), local),
             spent=spent,
         )
         store = (
@@ -135,7 +141,7 @@ class Gateway:
         return cls(
             config,
             providers,
-            environ=environ,
+            credentials={n: t.has_credentials(config.providers[n], environ) for n, t in types.items()},
             engine=engine,
             keys=keys,
             meter=meter,
@@ -240,7 +246,7 @@ class Gateway:
 
     def _not_found_message(self, model: str) -> str:
         known = self.known_model_ids()
-        if not set(self.providers) - {PROVIDER_NAME}:  # the RAG embedding model alone cannot chat
+        if not any(Capability.CHAT in p.capabilities for p in self.providers.values()):
             return (
                 f"The model {model!r} does not exist: no providers are configured "
                 "(set OPENAI_API_KEY or write a config.toml; see `aigw config path`)"
@@ -287,11 +293,10 @@ class Gateway:
         providers = {}
         for name in self.providers:
             snap = self.health.snapshot(name)
-            configured = name in self.config.providers
             providers[name] = {
-                "type": self.config.provider_type(name) if configured else "sentence_transformers",
-                "configured": configured,
-                "api_key_set": self._has_key.get(name, False),
+                "type": self._types.get(name),
+                "configured": name in self.config.providers,
+                "api_key_set": self._credentials.get(name, False),
                 "models": [m.id for m in self._models[name]],
                 **snap,
             }

@@ -60,12 +60,6 @@ class LoadedModel(Protocol):
 class Backend(Protocol):
     """A local inference library."""
 
-    kind: str
-
-    def discover(self, models_dir: Path) -> dict[str, Path]:
-        """Models of this kind found in the models dir (what `aigw models pull` puts there)."""
-        ...
-
     def estimate_bytes(self, spec: ModelSpec) -> int:
         """Memory the model will hold once loaded (weights plus context), before loading it."""
         ...

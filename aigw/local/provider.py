@@ -11,9 +11,8 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from aigw.config import LocalModelConfig, ProviderConfig
 from aigw.domain import (
     Capability,
     ChatChunk,
@@ -26,9 +25,10 @@ from aigw.domain import (
 )
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound
 from aigw.local.backend import Backend, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
 from aigw.local.engine import FOREVER, Engine, Job
 from aigw.local.fingerprint import Fingerprints
-from aigw.providers.base import ProviderContext
+from aigw.providers.spec import ProviderContext
 
 HONOURED = frozenset(
     {
@@ -126,37 +126,46 @@ def _messages(req: ChatRequest) -> list[dict[str, Any]]:
     return [{"role": m["role"], "content": _text(m.get("content"))} for m in req.messages]
 
 
+class ModelKind(Protocol):
+    """What a local provider needs of its type (`aigw.local.spec.LocalType`)."""
+
+    @property
+    def chat_caps(self) -> frozenset[Capability]: ...
+
+    @property
+    def embed_caps(self) -> frozenset[Capability]: ...
+
+    def discover(self, models_dir: Path) -> dict[str, Path]: ...
+
+
 class LocalProvider:
     """A `llama_cpp` or `mlx` provider: the models of one config table, run by the shared engine."""
 
     def __init__(
         self,
         name: str,
-        config: ProviderConfig,
+        config: LocalProviderConfig,
         ctx: ProviderContext,
         *,
+        kind: ModelKind,
         backend: Backend,
-        caps: frozenset[Capability],
-        embed_caps: frozenset[Capability],
     ) -> None:
         self.name = name
         self.engine: Engine = ctx.engine
+        self._kind = kind
+        self._backend = backend
         self._specs: dict[str, ModelSpec] = {}
         self._models_dir = ctx.paths.models_dir if config.discover_models else None
-        models = config.models if isinstance(config.models, dict) else {}
-        for model, entry in models.items():
-            spec = entry if isinstance(entry, LocalModelConfig) else LocalModelConfig(path=entry)
-            path = Path(spec.path).expanduser()
-            if not path.is_absolute():
-                path = ctx.paths.models_dir / path
-            self._specs[model] = ModelSpec(model, path, spec.embedding, spec.context)
-            self.engine.register(self._key(model), self._specs[model], backend)
-        self._backend = backend
+        for model, path in model_paths(config, ctx.paths.models_dir).items():
+            entry = config.models[model]
+            opts = entry if isinstance(entry, LocalModelConfig) else LocalModelConfig(path=entry)
+            self._register(ModelSpec(model, path, opts.embedding, opts.context))
         self._fingerprints = Fingerprints()
-        self._caps = caps
-        self._embed_caps = embed_caps
-        self.capabilities = caps | embed_caps
-        self.backend = backend
+        self.capabilities = kind.chat_caps | kind.embed_caps
+
+    def _register(self, spec: ModelSpec) -> None:
+        self._specs[spec.name] = spec
+        self.engine.register(self._key(spec.name), spec, self._backend)
 
     def _key(self, model: str) -> str:
         return f"{self.name}/{model}"
@@ -165,10 +174,9 @@ class LocalProvider:
         """Serve the models dir's models of this kind too (what `aigw models pull` puts there)."""
         if self._models_dir is None or not self._models_dir.is_dir():
             return
-        for name, path in self._backend.discover(self._models_dir).items():
+        for name, path in self._kind.discover(self._models_dir).items():
             if name not in self._specs:
-                self._specs[name] = ModelSpec(name, path)
-                self.engine.register(self._key(name), self._specs[name], self._backend)
+                self._register(ModelSpec(name, path))
 
     def _spec(self, model: str) -> ModelSpec:
         if model not in self._specs:
@@ -188,7 +196,7 @@ class LocalProvider:
         spec = self._specs.get(model)
         if spec is None:
             return self.capabilities
-        return self._embed_caps if spec.embedding else self._caps
+        return self._kind.embed_caps if spec.embedding else self._kind.chat_caps
 
     async def list_models(self) -> list[ModelInfo]:
         self._discover()
@@ -255,15 +263,3 @@ def _usage(result: GenResult) -> Usage:
         result.prompt_tokens, result.completion_tokens, result.prompt_tokens + result.completion_tokens
     )
 
-
-def create_llama_cpp(name: str, config: ProviderConfig, ctx: ProviderContext) -> LocalProvider:
-    from aigw.local.llama_cpp.backend import CHAT_CAPS, EMBED_CAPS, LlamaCppBackend
-
-    backend = LlamaCppBackend(gpu_layers=ctx.local.gpu_layers, threads=ctx.local.threads)
-    return LocalProvider(name, config, ctx, backend=backend, caps=CHAT_CAPS, embed_caps=EMBED_CAPS)
-
-
-def create_mlx(name: str, config: ProviderConfig, ctx: ProviderContext) -> LocalProvider:
-    from aigw.local.mlx.backend import CHAT_CAPS, EMBED_CAPS, MlxBackend
-
-    return LocalProvider(name, config, ctx, backend=MlxBackend(), caps=CHAT_CAPS, embed_caps=EMBED_CAPS)

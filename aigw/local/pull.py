@@ -45,11 +45,6 @@ class PullTarget:
     def format(self) -> Format:
         return "gguf" if self.file else "mlx"
 
-    @property
-    def provider(self) -> str:
-        """The provider that serves it without a config file (see config.ENV_LOCAL_PROVIDERS)."""
-        return "local" if self.file else "mlx"
-
 
 def prefers_mlx() -> bool:
     """Apple Silicon with mlx-lm installed: the MLX form runs natively there."""

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol
 
-from aigw.config import LocalConfig, ProviderConfig
 from aigw.domain import (
     Capability,
     ChatChunk,
@@ -16,10 +14,9 @@ from aigw.domain import (
     EmbedResponse,
     ModelInfo,
 )
-from aigw.paths import Paths
 
 if TYPE_CHECKING:
-    from aigw.local.engine import Engine
+    pass
 
 
 class Provider(Protocol):
@@ -53,17 +50,3 @@ class Fingerprinted(Protocol):
     replaced under the same name); the response cache puts this in its keys."""
 
     def fingerprint(self, model: str) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderContext:
-    """What a provider factory may use besides its own config."""
-
-    environ: Mapping[str, str]
-    paths: Paths
-    engine: Engine
-    local: LocalConfig
-
-
-class ProviderFactory(Protocol):
-    def __call__(self, name: str, config: ProviderConfig, ctx: ProviderContext) -> Provider: ...

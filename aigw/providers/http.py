@@ -17,8 +17,9 @@ import orjson
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from aigw.config import ProviderConfig, redact_url
+from aigw.config.load import redact_url
 from aigw.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
+from aigw.providers.remote import HttpProviderConfig
 from aigw.providers.sse import SSEEvent, SSEParser
 
 _URL_CACHE_SIZE = 256
@@ -43,7 +44,7 @@ class HttpTransport:
         name: str,
         base_url: str,
         headers: Mapping[str, str],
-        config: ProviderConfig,
+        config: HttpProviderConfig,
         map_error: ErrorMapper,
     ) -> None:
         self.name = name

@@ -21,6 +21,8 @@ from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound
 from aigw.rag.service import RagService
 
 PROVIDER_NAME = "embed"
+TYPE_NAME = "sentence_transformers"
+"""What /health/detailed names this provider's type (it is built in, not configured)."""
 
 
 class EmbeddingProvider:

@@ -1,28 +1,27 @@
-"""What a request cost: USD per million tokens by model, built-in defaults overridden by config.
+"""What a request cost: USD per million tokens by model: the provider types' published prices,
+overridden by config.
 
 A price is looked up, first match wins, as
   1. "provider/model"                  (config may price one provider's model on its own)
   2. the bare model name
   3. the model without a date or version suffix (gpt-4o-2024-08-06 -> gpt-4o)
   4. steps 2-3 for the last "/" segment of a model that names a vendor (openai/gpt-4o)
-Local providers (llama_cpp, mlx) cost nothing unless config prices "provider/model".
+Providers of a local type cost nothing unless config prices "provider/model".
 Unknown models cost 0; `known()` tells them apart from free ones.
 """
 
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from importlib import resources
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
+
+from aigw.domain import Price
 
 if TYPE_CHECKING:
     from aigw.config import Config
 
-LOCAL_PROVIDER_TYPES = frozenset({"llama_cpp", "mlx"})
 _PER_TOKENS = 1_000_000
 # A trailing date (-2024-08-06, -20241022, @20241022), a 3-digit version (-001) or -latest.
 _VERSION_SUFFIX = re.compile(r"(?:-\d{4}-\d{2}-\d{2}|[-@]\d{8}|-\d{3}|-latest)$")
@@ -33,21 +32,6 @@ class _PriceLike(Protocol):
     def input(self) -> float: ...
     @property
     def output(self) -> float: ...
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    input: float
-    """USD per million prompt tokens."""
-    output: float
-    """USD per million completion tokens."""
-
-
-def default_prices() -> dict[str, Price]:
-    """The built-in table shipped as aigw/usage/prices.toml."""
-    text = resources.files("aigw.usage").joinpath("prices.toml").read_text(encoding="utf-8")
-    models = tomllib.loads(text).get("models", {})
-    return {name.lower(): Price(float(p["input"]), float(p["output"])) for name, p in models.items()}
 
 
 def strip_version(model: str) -> str:
@@ -64,9 +48,9 @@ class PriceTable:
         prices: Mapping[str, _PriceLike] | None = None,
         *,
         overrides: Mapping[str, _PriceLike] | None = None,
-        local_providers: frozenset[str] = LOCAL_PROVIDER_TYPES,
+        local_providers: frozenset[str] = frozenset(),
     ) -> None:
-        base = default_prices() if prices is None else prices
+        base = prices or {}
         merged = {k.lower(): Price(float(p.input), float(p.output)) for k, p in base.items()}
         for k, p in (overrides or {}).items():
             merged[k.lower()] = Price(float(p.input), float(p.output))
@@ -75,10 +59,12 @@ class PriceTable:
         self._memo: dict[tuple[str | None, str], Price | None] = {}
 
     @classmethod
-    def from_config(cls, config: Config) -> PriceTable:
-        """Built-in prices with `[prices]` from config on top; providers of a local type are free."""
-        local = {name for name in config.providers if config.provider_type(name) in LOCAL_PROVIDER_TYPES}
-        return cls(overrides=config.prices, local_providers=LOCAL_PROVIDER_TYPES | frozenset(local))
+    def from_config(
+        cls, config: Config, published: Mapping[str, _PriceLike], local: frozenset[str]
+    ) -> PriceTable:
+        """The provider types' published prices with `[prices]` from config on top; the providers
+        named in `local` (of a local type) are free unless config prices them."""
+        return cls(published, overrides=config.prices, local_providers=local)
 
     @property
     def prices(self) -> Mapping[str, Price]:

@@ -13,10 +13,10 @@ import httpx
 import openai
 import pytest
 
-from aigw.config import ProviderConfig
 from aigw.domain import ChatChunk, ChatRequest, EmbedRequest
 from aigw.errors import CapabilityError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
 from aigw.providers.anthropic.provider import AnthropicProvider
+from aigw.providers.remote import HttpProviderConfig as ProviderConfig
 from tests.fixtures.daemon import DaemonProcess, free_port, write_config
 from tests.fixtures.fake_anthropic import API_KEY, MODELS, FakeAnthropicServer
 

@@ -22,11 +22,12 @@ def test_signal_finishes_in_flight_request_and_exits_zero(
     write_config(home, fake_config(upstream.base_url, port))
     d = DaemonProcess(home, port).start()
     result: dict[str, httpx.Response] = {}
+    text = f"in flight {sig.name}"  # this run's own request, not an earlier run's
 
     def call() -> None:
         result["resp"] = httpx.post(
             d.url + "/v1/chat/completions",
-            json={"model": "fake/slow-1500", "messages": [{"role": "user", "content": "in flight"}]},
+            json={"model": "fake/slow-1500", "messages": [{"role": "user", "content": text}]},
             timeout=30,
         )
 
@@ -34,7 +35,8 @@ def test_signal_finishes_in_flight_request_and_exits_zero(
     t.start()
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:  # wait until the upstream has the request
-        if httpx.get(f"http://127.0.0.1:{upstream.port}/_last").json()["body"]["model"] == "slow-1500":
+        last = httpx.get(f"http://127.0.0.1:{upstream.port}/_last").json()["body"]
+        if last["model"] == "slow-1500" and last["messages"][0]["content"] == text:
             break
         time.sleep(0.02)
     assert d.proc is not None
@@ -42,7 +44,7 @@ def test_signal_finishes_in_flight_request_and_exits_zero(
     assert d.proc.wait(20) == 0
     t.join(10)
     assert result["resp"].status_code == 200
-    assert result["resp"].json()["choices"][0]["message"]["content"] == "echo: in flight"
+    assert result["resp"].json()["choices"][0]["message"]["content"] == f"echo: {text}"
     with pytest.raises(httpx.ConnectError):
         httpx.get(d.url + "/health", timeout=2)
     assert not (home / "aigw.pid").exists()

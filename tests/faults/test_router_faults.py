@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from aigw.config import BreakerConfig, ProviderConfig, RoutingConfig
+from aigw.config import BreakerConfig, RoutingConfig
 from aigw.domain import ChatRequest, EmbedRequest, Route, Target
 from aigw.errors import ServiceUnavailable, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from aigw.providers.openai import OpenAIConfig as ProviderConfig
 from aigw.providers.openai.provider import OpenAICompatProvider
 from aigw.routing.health import HealthBoard
 from aigw.routing.policy import has_content

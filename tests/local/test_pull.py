@@ -126,14 +126,15 @@ def test_mlx_model_directory_is_pulled_file_by_file_and_verified(hub: FakeHub, t
     for f in src.iterdir():
         hub.add(repo, f.name, HubFile(f.read_bytes()))
     target = resolve(repo, load_catalog())
-    assert (target.format, target.name, target.provider) == ("mlx", "tiny-4bit", "mlx")
+    assert (target.format, target.name) == ("mlx", "tiny-4bit")
     dest = pull(target, tmp_path / "models", progress=False)
     assert dest == tmp_path / "models" / "tiny-4bit"
     assert {p.name for p in dest.iterdir()} == {f.name for f in src.iterdir()}
     assert (dest / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
-    from aigw.local.mlx.backend import MlxBackend
+    from aigw.local.mlx import TYPE as MLX
 
-    assert "tiny-4bit" in MlxBackend().discover(tmp_path / "models")
+    assert "tiny-4bit" in MLX.discover(tmp_path / "models")
+    assert MLX.describe(dest)["format"] == "mlx" and MLX.is_model(dest)
 
     hub.add("mlx-community/Bad", "config.json", HubFile(b"{}", etag=hashlib.sha256(b"x").hexdigest()))
     with pytest.raises(PullError, match="failed its checksum"):

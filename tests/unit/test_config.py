@@ -8,37 +8,41 @@ from pydantic import SecretStr
 from aigw.config import load_config, masked_dump
 from aigw.errors import ConfigError
 from aigw.paths import Paths
+from aigw.providers.anthropic import TYPE as ANTHROPIC
+from aigw.providers.openai import TYPE as OPENAI
+from aigw.providers.registry import ProviderRegistry
 
-TYPES = {"openai", "anthropic"}
+TYPES = ProviderRegistry(types={"openai": OPENAI, "anthropic": ANTHROPIC})
 
 
 def test_no_file_configures_providers_from_environment(tmp_path: Path) -> None:
     env = {"OPENAI_API_KEY": "sk-1", "CLAUDE_API_KEY": "ck-2", "OPENAI_BASE_URL": "http://h/v1"}
-    cfg = load_config(tmp_path / "none.toml", known_types=TYPES, environ=env)
+    cfg = load_config(tmp_path / "none.toml", types=TYPES, environ=env)
     assert set(cfg.providers) == {"openai", "anthropic"}
-    assert cfg.providers["openai"].base_url == "http://h/v1"
-    assert cfg.providers["anthropic"].api_key_env == "CLAUDE_API_KEY"
-    assert cfg.providers["openai"].api_key_value(env) == SecretStr("sk-1")
+    assert cfg.providers["openai"].base_url == "http://h/v1"  # type: ignore[attr-defined]
+    assert cfg.providers["anthropic"].api_key_env == "CLAUDE_API_KEY"  # type: ignore[attr-defined]
+    assert OPENAI.api_key(cfg.providers["openai"], env) == SecretStr("sk-1")  # type: ignore[arg-type]
 
 
 def test_no_file_and_no_environment_is_empty(tmp_path: Path) -> None:
-    cfg = load_config(tmp_path / "none.toml", known_types=TYPES, environ={})
+    cfg = load_config(tmp_path / "none.toml", types=TYPES, environ={})
     assert cfg.providers == {} and cfg.server.port == 8080 and cfg.server.host == "127.0.0.1"
 
 
 def test_type_defaults_to_table_name(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
     p.write_text('[providers.openai]\n[providers.work]\ntype = "openai"\nbase_url = "http://x/v1"\n')
-    cfg = load_config(p, known_types=TYPES, environ={})
+    cfg = load_config(p, types=TYPES, environ={})
     assert cfg.provider_type("openai") == "openai" and cfg.provider_type("work") == "openai"
-    assert cfg.providers["openai"].api_key_env == "OPENAI_API_KEY"
-    assert cfg.providers["work"].api_key_env is None
+    # OPENAI_API_KEY is for OpenAI's own API only: never sent to another base_url.
+    assert OPENAI.key_vars(cfg.providers["openai"]) == ("OPENAI_API_KEY",)  # type: ignore[arg-type]
+    assert OPENAI.key_vars(cfg.providers["work"]) == ()  # type: ignore[arg-type]
 
 
 def test_secrets_are_masked_everywhere(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
     p.write_text('[providers.openai]\napi_key = "sk-secret"\nheaders = { "X-Token" = "tok-secret" }\n')
-    cfg = load_config(p, known_types=TYPES, environ={})
+    cfg = load_config(p, types=TYPES, environ={})
     for text in (repr(cfg), str(cfg), str(masked_dump(cfg)), cfg.model_dump_json()):
         assert "sk-secret" not in text and "tok-secret" not in text
 
@@ -47,7 +51,7 @@ def test_provider_name_with_slash_rejected(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
     p.write_text('[providers."a/b"]\ntype = "openai"\n')
     with pytest.raises(ConfigError) as e:
-        load_config(p, known_types=TYPES, environ={})
+        load_config(p, types=TYPES, environ={})
     assert "contain no '/'" in e.value.message and str(p) in e.value.message
 
 
@@ -55,7 +59,7 @@ def test_several_problems_in_one_line(tmp_path: Path) -> None:
     p = tmp_path / "c.toml"
     p.write_text("[server]\nport = 'x'\nhost = 3\n")
     with pytest.raises(ConfigError) as e:
-        load_config(p, known_types=TYPES, environ={})
+        load_config(p, types=TYPES, environ={})
     assert "\n" not in e.value.message
     assert "server.port" in e.value.message and "server.host" in e.value.message
 
@@ -95,15 +99,16 @@ def test_refused_values(tmp_path: Path, text: str, expected: str) -> None:
     p = tmp_path / "c.toml"
     p.write_text(text)
     with pytest.raises(ConfigError) as e:
-        load_config(p, known_types=TYPES, environ={})
+        load_config(p, types=TYPES, environ={})
     assert expected in e.value.message and "sk-abc" not in e.value.message
 
 
 def test_key_from_environment_is_stripped_and_checked(tmp_path: Path) -> None:
-    cfg = load_config(tmp_path / "none.toml", known_types=TYPES, environ={"OPENAI_API_KEY": "sk-1\n"})
-    assert cfg.providers["openai"].api_key_value({"OPENAI_API_KEY": "sk-1\n"}) == SecretStr("sk-1")
+    cfg = load_config(tmp_path / "none.toml", types=TYPES, environ={"OPENAI_API_KEY": "sk-1\n"})
+    openai = cfg.providers["openai"]
+    assert OPENAI.api_key(openai, {"OPENAI_API_KEY": "sk-1\n"}) == SecretStr("sk-1")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
-        cfg.providers["openai"].api_key_value({"OPENAI_API_KEY": "sk-\x01x"})
+        OPENAI.check(openai, {"OPENAI_API_KEY": "sk-\x01x"})  # type: ignore[arg-type]
 
 
 def test_credentials_in_base_url_are_not_shown(tmp_path: Path) -> None:
@@ -111,5 +116,31 @@ def test_credentials_in_base_url_are_not_shown(tmp_path: Path) -> None:
     p.write_text(
         '[providers.openai]\nbase_url = "https://user:tok-secret@h.example:8443/v1?api-key=k-secret"\n'
     )
-    shown = str(masked_dump(load_config(p, known_types=TYPES, environ={})))
+    shown = str(masked_dump(load_config(p, types=TYPES, environ={})))
     assert "tok-secret" not in shown and "k-secret" not in shown and "https://h.example:8443/v1" in shown
+
+
+def test_each_type_validates_its_own_keys(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text(
+        '[providers.claude]\ntype = "anthropic"\nstream_usage = false\n'
+        '[providers.work]\ntype = "openai"\nstream_usage = false\n'
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(p, types=TYPES, environ={})
+    # stream_usage is an openai key: anthropic's tables refuse it
+    assert e.value.message.endswith("providers.claude.stream_usage: unknown key")
+
+
+def test_type_specific_keys_survive_a_dump(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[providers.work]\ntype = "openai"\nbase_url = "http://x/v1"\nstream_usage = false\n')
+    assert masked_dump(load_config(p, types=TYPES, environ={}))["providers"]["work"]["stream_usage"] is False
+
+
+def test_an_unknown_type_names_the_known_ones(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    p.write_text('[providers.x]\ntype = "nope"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, types=TYPES, environ={})
+    assert "providers.x.type: unknown provider type 'nope'; known types: anthropic, openai" in e.value.message

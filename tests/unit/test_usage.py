@@ -15,8 +15,9 @@ import sqlite_utils
 from aigw.access.keys import KeyStore
 from aigw.config import Config
 from aigw.errors import InvalidRequest
+from aigw.providers.registry import ProviderRegistry
 from aigw.state.db import open_db
-from aigw.usage.prices import PriceTable, default_prices, strip_version
+from aigw.usage.prices import PriceTable, strip_version
 from aigw.usage.recorder import UsageRecorder, UsageRow
 from aigw.usage.report import summarise, total
 
@@ -157,8 +158,11 @@ def test_recorder_creates_the_database(tmp_path: Path) -> None:
 # -- prices -----------------------------------------------------------------------------
 
 
+PUBLISHED = ProviderRegistry.from_entry_points().prices()
+
+
 def test_builtin_table_has_the_well_known_models() -> None:
-    prices = default_prices()
+    prices = PUBLISHED
     assert (prices["gpt-4o-mini"].input, prices["gpt-4o-mini"].output) == (0.15, 0.60)
     assert (prices["gpt-4o"].input, prices["gpt-4o"].output) == (2.50, 10.00)
     assert (prices["claude-3-5-haiku"].input, prices["claude-3-5-haiku"].output) == (0.80, 4.00)
@@ -183,7 +187,7 @@ def test_strip_version(model: str, base: str) -> None:
 
 
 def test_cost_lookups() -> None:
-    table = PriceTable()
+    table = PriceTable(PUBLISHED)
     assert table.cost("openai", "gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)
     assert table.cost("openai", "gpt-4o-2024-08-06", 1000, 500) == pytest.approx(0.0025 + 0.005)
     assert table.cost("anthropic", "claude-3-5-sonnet-20241022", 2000, 100) == pytest.approx(0.0075)
@@ -193,8 +197,8 @@ def test_cost_lookups() -> None:
 
 
 def test_local_and_unknown_models_cost_nothing() -> None:
-    table = PriceTable()
-    assert table.cost("llama_cpp", "gpt-4o", 1_000_000, 1_000_000) == 0.0
+    table = PriceTable(PUBLISHED, local_providers=frozenset({"local", "mlx"}))
+    assert table.cost("local", "gpt-4o", 1_000_000, 1_000_000) == 0.0
     assert table.known("mlx", "anything")
     assert table.cost("openai", "brand-new-model", 1_000_000, 1_000_000) == 0.0
     assert not table.known("openai", "brand-new-model")
@@ -204,7 +208,6 @@ def test_local_and_unknown_models_cost_nothing() -> None:
 def test_config_overrides_and_local_provider_names() -> None:
     cfg = Config.model_validate(
         {
-            "providers": {"box": {"type": "llama_cpp"}, "openai": {"type": "openai"}},
             "prices": {
                 "gpt-4o": {"input": 1.0, "output": 2.0},
                 "openai/gpt-4o-mini": {"input": 0.0, "output": 1.0},
@@ -213,7 +216,7 @@ def test_config_overrides_and_local_provider_names() -> None:
             },
         }
     )
-    table = PriceTable.from_config(cfg)
+    table = PriceTable.from_config(cfg, PUBLISHED, frozenset({"box"}))
     assert table.cost("openai", "gpt-4o", 1_000_000, 1_000_000) == pytest.approx(3.0)
     assert table.cost("openai", "gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(1.0)
     assert table.cost("azure", "gpt-4o-mini", 1_000_000, 1_000_000) == pytest.approx(0.75)  # built-in

@@ -1,0 +1,40 @@
+"""The `llama_cpp` provider type: GGUF models through llama-cpp-python (Metal on Apple Silicon)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aigw.local.backend import Backend
+from aigw.local.llama_cpp.backend import CHAT_CAPS, EMBED_CAPS, LlamaCppBackend, describe_file
+from aigw.local.spec import LocalType
+from aigw.providers.spec import ProviderContext
+
+
+class LlamaCppType(LocalType):
+    name = "llama_cpp"
+    module = "llama_cpp"
+    install = "pip install -e '.[local]'"
+    default_name = "local"
+    format = "gguf"
+    model_noun = "model file"
+    chat_caps = CHAT_CAPS
+    embed_caps = EMBED_CAPS
+
+    def backend(self, ctx: ProviderContext) -> Backend:
+        return LlamaCppBackend(gpu_layers=ctx.local.gpu_layers, threads=ctx.local.threads)
+
+    def discover(self, models_dir: Path) -> dict[str, Path]:
+        return {p.stem: p for p in sorted(models_dir.glob("*.gguf"))}
+
+    def is_model(self, path: Path) -> bool:
+        return path.is_file()
+
+    def pulled_path(self, models_dir: Path, name: str) -> Path:
+        return models_dir / f"{name}.gguf"
+
+    def describe(self, path: Path) -> dict[str, Any]:
+        return describe_file(path)
+
+
+TYPE = LlamaCppType()

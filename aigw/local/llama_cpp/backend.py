@@ -54,14 +54,9 @@ def gguf_metadata(path: str) -> dict[str, Any]:
 
 
 class LlamaCppBackend:
-    kind = "llama_cpp"
-
     def __init__(self, *, gpu_layers: int = -1, threads: int | None = None) -> None:
         self.gpu_layers = gpu_layers
         self.threads = threads
-
-    def discover(self, models_dir: Path) -> dict[str, Path]:
-        return {p.stem: p for p in sorted(models_dir.glob("*.gguf"))}
 
     def estimate_bytes(self, spec: ModelSpec) -> int:
         """Weights (the file, memory-mapped) plus an f16 KV cache for the context."""

@@ -26,11 +26,6 @@ def is_mlx_dir(path: Path) -> bool:
 
 
 class MlxBackend:
-    kind = "mlx"
-
-    def discover(self, models_dir: Path) -> dict[str, Path]:
-        return {p.name: p for p in sorted(models_dir.iterdir()) if p.is_dir() and is_mlx_dir(p)}
-
     def estimate_bytes(self, spec: ModelSpec) -> int:
         """The weights plus an fp16 KV cache for the context."""
         weights = sum(p.stat().st_size for p in spec.path.glob("*.safetensors"))
@@ -143,3 +138,24 @@ class MlxModel:
 
         self.model = None
         mx.clear_cache()
+
+
+def describe_dir(path: Path) -> dict[str, Any]:
+    """What `aigw models show` prints, from config.json and the file sizes alone (no loading)."""
+    cfg = json.loads((path / "config.json").read_text())
+    quant = cfg.get("quantization")
+    bits = f"{quant.get('bits')}-bit" if isinstance(quant, dict) and quant.get("bits") else "none"
+    template = (path / "tokenizer_config.json").is_file() and "chat_template" in json.loads(
+        (path / "tokenizer_config.json").read_text()
+    )
+    return {
+        "path": str(path),
+        "format": "mlx",
+        "size_bytes": sum(p.stat().st_size for p in path.rglob("*") if p.is_file()),
+        "name": path.name,
+        "architecture": cfg.get("model_type", "?"),
+        "quantization": bits,
+        "context": cfg.get("max_position_embeddings"),
+        "chat_template": "from tokenizer_config.json" if template else "none in tokenizer_config.json",
+        "capabilities": ", ".join(sorted(c.value for c in CHAT_CAPS)),
+    }

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from urllib.parse import quote
 
-from aigw.config import ProviderConfig
 from aigw.domain import (
     Capability,
     ChatChunk,
@@ -23,20 +22,18 @@ from aigw.domain import (
     ModelInfo,
 )
 from aigw.errors import CapabilityError, UpstreamProtocolError
+from aigw.providers.anthropic import TYPE
 from aigw.providers.anthropic.stream import StreamTranslator
 from aigw.providers.anthropic.wire import (
-    API_VERSION,
     error_from_body,
     models_from_wire,
     request_to_wire,
     response_from_wire,
 )
-from aigw.providers.base import ProviderContext
 from aigw.providers.http import HttpTransport, json_event
 from aigw.providers.openai.wire import parse_retry_after
+from aigw.providers.remote import HttpProviderConfig
 
-DEFAULT_BASE_URL = "https://api.anthropic.com/v1"
-KEY_ENV = ("ANTHROPIC_API_KEY", "CLAUDE_API_KEY")
 MAX_MODEL_PAGES = 10
 _CAPS = frozenset(
     {
@@ -50,29 +47,17 @@ _CAPS = frozenset(
 )
 
 
-def _api_key(config: ProviderConfig, environ: Mapping[str, str]) -> str | None:
-    if config.api_key is None and config.api_key_env is None:
-        for var in KEY_ENV:
-            if (key := config.model_copy(update={"api_key_env": var}).api_key_value(environ)) is not None:
-                return key.get_secret_value()
-        return None
-    key = config.api_key_value(environ)
-    return None if key is None else key.get_secret_value()
-
-
 class AnthropicProvider:
     capabilities = _CAPS
 
-    def __init__(self, name: str, config: ProviderConfig, environ: Mapping[str, str]) -> None:
+    def __init__(self, name: str, config: HttpProviderConfig, environ: Mapping[str, str]) -> None:
         self.name = name
         self._cfg = config
-        headers = {"anthropic-version": API_VERSION}
-        if (key := _api_key(config, environ)) is not None:
-            headers["x-api-key"] = key
+        key = TYPE.api_key(config, environ)
         self._http = HttpTransport(
             name,
-            config.base_url or DEFAULT_BASE_URL,
-            headers,
+            TYPE.base_url(config),
+            TYPE.auth_headers(key.get_secret_value() if key is not None else None),
             config,
             lambda status, body, hdrs: error_from_body(
                 name, status, body, parse_retry_after(hdrs.get("retry-after"))
@@ -83,7 +68,7 @@ class AnthropicProvider:
         return self.capabilities
 
     async def list_models(self) -> list[ModelInfo]:
-        found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.model_names()}
+        found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.models}
         if self._cfg.discover_models:
             path = "/models?limit=1000"
             for _ in range(MAX_MODEL_PAGES):
@@ -120,6 +105,3 @@ class AnthropicProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-
-def create_provider(name: str, config: ProviderConfig, ctx: ProviderContext) -> AnthropicProvider:
-    return AnthropicProvider(name, config, ctx.environ)

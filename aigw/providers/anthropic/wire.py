@@ -37,7 +37,6 @@ import orjson
 from aigw.domain import ChatRequest, ChatResponse, ModelInfo, Usage
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 
-API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 JSON_TOOL = "json_response"
 

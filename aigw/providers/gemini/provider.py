@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import aclosing
 from urllib.parse import quote
 
-from aigw.config import ProviderConfig
 from aigw.domain import (
     Capability,
     ChatChunk,
@@ -22,7 +21,7 @@ from aigw.domain import (
     ModelInfo,
 )
 from aigw.errors import InvalidRequest
-from aigw.providers.base import ProviderContext
+from aigw.providers.gemini import TYPE
 from aigw.providers.gemini.wire import (
     StreamTranslator,
     chat_request_to_gemini,
@@ -33,9 +32,8 @@ from aigw.providers.gemini.wire import (
     response_from_gemini,
 )
 from aigw.providers.http import HttpTransport, json_event
+from aigw.providers.remote import HttpProviderConfig
 
-DEFAULT_GEMINI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta"
-KEY_ENV = "GEMINI_API_KEY"
 MAX_MODEL_PAGES = 20
 
 _CAPS = frozenset(
@@ -62,17 +60,14 @@ def model_path(model: str, method: str) -> str:
 class GeminiProvider:
     capabilities = _CAPS
 
-    def __init__(self, name: str, config: ProviderConfig, environ: Mapping[str, str]) -> None:
+    def __init__(self, name: str, config: HttpProviderConfig, environ: Mapping[str, str]) -> None:
         self.name = name
         self._cfg = config
-        if config.api_key is None and config.api_key_env is None:
-            config = config.model_copy(update={"api_key_env": KEY_ENV})
-        key = config.api_key_value(environ)
-        headers = {} if key is None else {"x-goog-api-key": key.get_secret_value()}
+        key = TYPE.api_key(config, environ)
         self._http = HttpTransport(
             name,
-            config.base_url or DEFAULT_GEMINI_BASE_URL,
-            headers,
+            TYPE.base_url(config),
+            TYPE.auth_headers(key.get_secret_value() if key is not None else None),
             config,
             lambda status, body, hdrs: error_from_gemini(name, status, body, hdrs.get("Retry-After")),
         )
@@ -81,7 +76,7 @@ class GeminiProvider:
         return self.capabilities
 
     async def list_models(self) -> list[ModelInfo]:
-        found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.model_names()}
+        found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.models}
         if not self._cfg.discover_models:
             return list(found.values())
         token: str | None = None
@@ -121,6 +116,3 @@ class GeminiProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-
-def create_provider(name: str, config: ProviderConfig, ctx: ProviderContext) -> GeminiProvider:
-    return GeminiProvider(name, config, ctx.environ)

@@ -12,7 +12,6 @@ from typing import Any
 
 import orjson
 
-from aigw.config import DEFAULT_OPENAI_BASE_URL, ProviderConfig
 from aigw.domain import (
     Capability,
     ChatChunk,
@@ -23,8 +22,8 @@ from aigw.domain import (
     ModelInfo,
 )
 from aigw.errors import UpstreamProtocolError
-from aigw.providers.base import ProviderContext
 from aigw.providers.http import HttpTransport, json_event
+from aigw.providers.openai import TYPE, OpenAIConfig
 from aigw.providers.openai.wire import (
     chunk_from_wire,
     error_from_body,
@@ -56,17 +55,14 @@ _DONE = ChatChunk(id="", created=0, model="", choices=[])
 class OpenAICompatProvider:
     capabilities = _CAPS
 
-    def __init__(self, name: str, config: ProviderConfig, environ: Mapping[str, str]) -> None:
+    def __init__(self, name: str, config: OpenAIConfig, environ: Mapping[str, str]) -> None:
         self.name = name
         self._cfg = config
-        headers: dict[str, str] = {}
-        key = config.api_key_value(environ)
-        if key is not None:
-            headers["Authorization"] = f"Bearer {key.get_secret_value()}"
+        key = TYPE.api_key(config, environ)
         self._http = HttpTransport(
             name,
-            config.base_url or DEFAULT_OPENAI_BASE_URL,
-            headers,
+            TYPE.base_url(config),
+            TYPE.auth_headers(key.get_secret_value() if key is not None else None),
             config,
             lambda status, body, hdrs: error_from_body(
                 name, status, body, parse_retry_after(hdrs.get("Retry-After"))
@@ -80,7 +76,7 @@ class OpenAICompatProvider:
         return await self._http.call_json(method, path, body)
 
     async def list_models(self) -> list[ModelInfo]:
-        found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.model_names()}
+        found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.models}
         if self._cfg.discover_models:
             for m in models_from_wire(self.name, await self._call_json("GET", "/models")):
                 found.setdefault(m.id, m)
@@ -136,6 +132,3 @@ class OpenAICompatProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-
-def create_provider(name: str, config: ProviderConfig, ctx: ProviderContext) -> OpenAICompatProvider:
-    return OpenAICompatProvider(name, config, ctx.environ)

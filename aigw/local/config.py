@@ -1,0 +1,33 @@
+"""The table of a local provider (`type = "llama_cpp"` or `"mlx"`): its models by name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from aigw.config.model import ProviderConfig, Strict
+
+
+class LocalModelConfig(Strict):
+    """A local model given as a table: `tiny = { path = "tiny.gguf", embedding = true }`."""
+
+    path: str = Field(min_length=1)
+    embedding: bool = False
+    context: int | None = Field(default=None, ge=64)
+
+
+class LocalProviderConfig(ProviderConfig):
+    models: dict[str, str | LocalModelConfig] = Field(default_factory=dict)
+    """name -> a GGUF file (llama_cpp) or an MLX model directory (mlx), absolute or relative to the
+    models dir; the models dir's own models are served too unless discover_models is false."""
+
+
+def model_paths(config: LocalProviderConfig, models_dir: Path) -> dict[str, Path]:
+    """Each model the table names, with its path (relative ones are under the models dir)."""
+    out: dict[str, Path] = {}
+    for model, entry in config.models.items():
+        raw = entry.path if isinstance(entry, LocalModelConfig) else entry
+        path = Path(raw).expanduser()
+        out[model] = path if path.is_absolute() else models_dir / path
+    return out

@@ -1,0 +1,70 @@
+"""The local model files of this machine as the local provider types see them: which are pulled,
+where a pull puts a model of a given format, which provider serves it, what a file is.
+
+The CLI's `aigw models list|pull|rm|show` and `aigw chat`'s offer to pull ask this; it asks each
+local type (`LocalType`), so a new local backend is one type, not edits across the CLI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from aigw.config.model import Config
+from aigw.errors import InvalidRequest
+from aigw.local.spec import LocalType, local_types
+from aigw.providers.registry import ProviderRegistry
+
+
+@dataclass(frozen=True, slots=True)
+class Pulled:
+    """A pulled model: its files, the type that runs them, and the provider that serves them."""
+
+    name: str
+    path: Path
+    kind: LocalType
+    provider: str
+
+    @property
+    def model(self) -> str:
+        """The name a request uses: provider/model."""
+        return f"{self.provider}/{self.name}"
+
+
+class ModelLibrary:
+    def __init__(self, models_dir: Path, cfg: Config, registry: ProviderRegistry) -> None:
+        self.models_dir = models_dir
+        self._cfg = cfg
+        self._registry = registry
+        self.kinds = local_types(registry.loadable())
+
+    def _provider(self, kind: LocalType) -> str:
+        for name, pcfg in self._cfg.providers.items():
+            if self._registry.of(name, pcfg) is kind:
+                return name
+        return kind.default_name
+
+    def kind_for(self, fmt: str) -> LocalType:
+        """The local type whose models come in format `fmt` (gguf, mlx)."""
+        for kind in self.kinds:
+            if kind.format == fmt:
+                return kind
+        known = ", ".join(k.format for k in self.kinds) or "none installed"
+        raise InvalidRequest(f"no local provider type runs {fmt} models (formats: {known})")
+
+    def destination(self, kind: LocalType, name: str) -> Pulled:
+        """Where a pull of `name` in `kind`'s format lands, and who will serve it."""
+        return Pulled(name, kind.pulled_path(self.models_dir, name), kind, self._provider(kind))
+
+    def pulled(self, name: str) -> list[Pulled]:
+        """The pulled forms of `name` (a GGUF, an MLX directory, or both)."""
+        out = []
+        for kind in self.kinds:
+            found = self.destination(kind, name)
+            if found.path.exists():
+                out.append(found)
+        return out
+
+    def kind_of(self, path: Path) -> LocalType | None:
+        """The local type a model file or directory belongs to."""
+        return next((k for k in self.kinds if k.is_model(path)), None)
