@@ -28,6 +28,30 @@ class Usage:
         out.update(self.extra)
         return out
 
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> Usage:
+        """From aigw's own OpenAI-shaped JSON (trusted: a cached answer, say)."""
+        p, c = int(d.get("prompt_tokens") or 0), int(d.get("completion_tokens") or 0)
+        extra = {k: v for k, v in d.items() if k not in _USAGE_KEYS}
+        return cls(p, c, int(d.get("total_tokens") or p + c), extra)
+
+
+_USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
+_RESPONSE_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage"})
+
+
+def _parts(d: dict[str, Any]) -> dict[str, Any]:
+    """The fields of an OpenAI completion or chunk, from aigw's own (trusted) JSON."""
+    usage = d.get("usage")
+    return {
+        "id": str(d.get("id") or ""),
+        "created": int(d.get("created") or 0),
+        "model": str(d.get("model") or ""),
+        "choices": list(d.get("choices") or []),
+        "usage": Usage.from_wire(usage) if isinstance(usage, dict) else None,
+        "extra": {k: v for k, v in d.items() if k not in _RESPONSE_KEYS},
+    }
+
 
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
@@ -109,6 +133,11 @@ class ChatResponse:
         out.update(self.extra)
         return out
 
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> ChatResponse:
+        """From aigw's own OpenAI-shaped JSON (trusted: a cached answer, say)."""
+        return cls(**_parts(d))
+
 
 @dataclass(slots=True)
 class ChatChunk:
@@ -135,6 +164,11 @@ class ChatChunk:
             out["usage"] = None if self.usage is None else self.usage.to_wire()
         out.update(self.extra)
         return out
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> ChatChunk:
+        """From aigw's own OpenAI-shaped JSON (trusted: a replayed cached answer, say)."""
+        return cls(**_parts(d))
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +203,16 @@ class EmbedResponse:
                 "total_tokens": self.usage.total_tokens,
             }
         return out
+
+    @classmethod
+    def from_wire(cls, d: dict[str, Any]) -> EmbedResponse:
+        """From aigw's own OpenAI-shaped JSON (trusted: a cached answer, say)."""
+        usage = d.get("usage")
+        return cls(
+            str(d.get("model") or ""),
+            list(d.get("data") or []),
+            Usage.from_wire(usage) if isinstance(usage, dict) else None,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -26,21 +26,16 @@ from aigw.api.rag import routes as rag
 from aigw.config import Config
 from aigw.gateway.gateway import Gateway
 from aigw.paths import Paths
-from aigw.providers.registry import ProviderRegistry
 
 log = logging.getLogger("aigw.api")
 
 
-def create_app(
-    config: Config,
-    paths: Paths,
-    *,
-    registry: ProviderRegistry,
-    environ: Mapping[str, str],
-) -> FastAPI:
+def create_app(build: Callable[[], Gateway]) -> FastAPI:
+    """The FastAPI app; its lifespan builds the gateway with `build` and closes it at shutdown."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        gateway = Gateway.build(config, paths, registry, environ)
+        gateway = build()
         app.state.gateway = gateway
         gateway.start()
         # What startup built lives as long as the process: keep it out of every GC pass, so
@@ -60,25 +55,22 @@ def create_app(
     return app
 
 
-def create_asgi_app(
-    config: Config,
-    paths: Paths,
-    *,
-    registry: ProviderRegistry,
-    environ: Mapping[str, str],
-) -> ASGIApp:
+def create_asgi_app(config: Config, paths: Paths, build: Callable[[], Gateway]) -> ASGIApp:
     """The app the daemon serves: the access guard, then the hot-path dispatcher, then FastAPI."""
-    app = create_app(config, paths, registry=registry, environ=environ)
+    app = create_app(build)
     hot = {"/chat/completions": chat.chat_completions, "/embeddings": embeddings.embeddings}
     # Clients whose base URL lacks /v1 are served too, as by OpenAI-compatible servers generally.
     routes = {("POST", prefix + path): fn for path, fn in hot.items() for prefix in ("/v1", "")}
 
+    def gateway() -> Gateway:
+        gw: Gateway = app.state.gateway
+        return gw
+
     def resolve_key(token: str) -> ApiKey | None:
-        gateway: Gateway = app.state.gateway
-        return gateway.key_cache.resolve(token)
+        return gateway().key_cache.resolve(token)
 
     return AccessGuard(
-        FastPath(app, routes),
+        FastPath(app, routes, lambda: gateway().inflight()),
         loopback_only=is_loopback(config.server.host),
         allowed_origins=config.server.allowed_origins,
         require_keys=config.server.require_keys,

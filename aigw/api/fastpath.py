@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractContextManager
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,9 +25,17 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class FastPath:
-    def __init__(self, app: ASGIApp, routes: Mapping[tuple[str, str], Endpoint]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        routes: Mapping[tuple[str, str], Endpoint],
+        inflight: Callable[[], AbstractContextManager[None]],
+    ) -> None:
+        """`inflight()` counts a request in progress while inside (the gateway's gauge, which
+        exists once the app's lifespan has started)."""
         self.app = app
         self._routes = dict(routes)
+        self._inflight = inflight
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = None
@@ -37,7 +46,7 @@ class FastPath:
             return
         scope["app"] = self.app
         request = Request(scope, receive)
-        with self.app.state.gateway.meter.metrics.inflight():  # type: ignore[attr-defined]
+        with self._inflight():
             try:
                 response = await endpoint(request)
             except AigwError as e:

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from starlette.requests import Request
 from starlette.responses import Response
 
-from aigw.domain import Target
-from aigw.routing.router import Trace
+from aigw.gateway.call import Facts
 
 
 def header_safe(value: str) -> str:
@@ -19,21 +17,18 @@ def header_safe(value: str) -> str:
     return quote(value, safe="/:@!$&'()*+,;=-._~ ")
 
 
-def client_address(request: Request) -> str:
-    """The peer's address: the rate-limit subject when keys are off."""
-    client = request.client
-    return client.host if client is not None else "unknown"
-
-
-def proxy_headers(target: Target, overhead_s: float, trace: Trace, cache: str = "bypass") -> dict[str, str]:
-    return {
-        "x-aigw-provider": header_safe(target.provider),
-        "x-aigw-model": header_safe(target.model),
-        "x-aigw-fallbacks": str(trace.fallbacks),
-        "x-aigw-retries": str(trace.retries),
-        "x-aigw-cache": cache,
-        "x-aigw-overhead-ms": f"{max(0.0, overhead_s) * 1000:.3f}",
+def fact_headers(facts: Facts) -> dict[str, str]:
+    """The x-aigw-* headers of a proxied call, then the caller's x-ratelimit-* headers."""
+    headers = {
+        "x-aigw-provider": header_safe(facts.target.provider),
+        "x-aigw-model": header_safe(facts.target.model),
+        "x-aigw-fallbacks": str(facts.fallbacks),
+        "x-aigw-retries": str(facts.retries),
+        "x-aigw-cache": facts.cache,
+        "x-aigw-overhead-ms": f"{max(0.0, facts.overhead_s) * 1000:.3f}",
     }
+    headers.update(facts.limits)
+    return headers
 
 
 class JSONBytes(Response):

@@ -19,5 +19,5 @@ async def health(gw: GatewayDep) -> dict[str, Any]:
 
 @router.get("/health/detailed")
 async def health_detailed(gw: GatewayDep) -> dict[str, Any]:
-    await gw.listing_index()
+    await gw.models.fresh()
     return gw.detailed_health()

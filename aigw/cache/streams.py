@@ -149,3 +149,9 @@ def replay(completion: dict[str, Any], include_usage: bool) -> list[dict[str, An
             c["usage"] = None
         chunks.append({**base, "choices": [], "usage": completion.get("usage")})
     return chunks
+
+
+def replay_chunks(completion: dict[str, Any]) -> list[ChatChunk]:
+    """The chunks that replay a stored completion as a stream, ending with a usage-only chunk
+    when the completion has usage (a dialect shows it or not, as its client asked)."""
+    return [ChatChunk.from_wire(c) for c in replay(completion, completion.get("usage") is not None)]

@@ -74,10 +74,8 @@ def _pick_model(client: DaemonClient, model: str | None, assume_yes: bool = Fals
     configured = load_config().chat.default_model
     if configured:
         return configured
-    from aigw.rag.provider import PROVIDER_NAME
-
-    # The RAG embedding model is served too, but it cannot chat.
-    ids = [m["id"] for m in client.list_models() if m.get("owned_by") != PROVIDER_NAME]
+    # Embedding models are served too, but they cannot chat.
+    ids = [m["id"] for m in client.list_models() if "chat" in m.get("capabilities", ["chat"])]
     if len(ids) == 1:
         return str(ids[0])
     if not ids:

@@ -117,8 +117,9 @@ def serve(
     import uvicorn
 
     from aigw.api.app import create_asgi_app
+    from aigw.gateway.gateway import Gateway
 
-    app = create_asgi_app(cfg, paths, registry=registry, environ=env)
+    app = create_asgi_app(cfg, paths, lambda: Gateway.build(cfg, paths, registry, env))
     uv_cfg = uvicorn.Config(
         app,
         loop="uvloop" if sys.platform != "win32" else "auto",

@@ -73,7 +73,7 @@ def make(models: list[str]) -> tuple[Gateway, ListOnly, Clock]:
 def test_miss_refreshes_then_resolves() -> None:
     gw, p, _ = make([])
     p.models.append("new-model")
-    route = asyncio.run(gw.resolve("new-model", None))
+    route = asyncio.run(gw.models.resolve("new-model", None))
     assert route.targets == (Target("up", "new-model"),) and p.listed == 1
 
 
@@ -83,11 +83,11 @@ def test_misses_are_throttled() -> None:
     async def run() -> None:
         for _ in range(3):
             with pytest.raises(ModelNotFound):
-                await gw.resolve("ghost", None)
+                await gw.models.resolve("ghost", None)
         assert p.listed == 1
         clock.t += 10
         with pytest.raises(ModelNotFound) as e:
-            await gw.resolve("ghost", None)
+            await gw.models.resolve("ghost", None)
         assert p.listed == 2
         assert "up/" not in e.value.message or "Known models" in e.value.message
 
@@ -97,7 +97,7 @@ def test_misses_are_throttled() -> None:
 def test_listing_failure_is_recorded_not_raised() -> None:
     gw, p, _ = make(["m"])
     p.fail = True
-    asyncio.run(gw.refresh_models())
+    asyncio.run(gw.models.refresh())
     health = gw.detailed_health()["providers"]["up"]
     assert health["reachable"] is False and health["last_error"] == "up: down"
     assert health["models"] == []
@@ -106,7 +106,7 @@ def test_listing_failure_is_recorded_not_raised() -> None:
 def test_no_providers_message_says_how_to_configure() -> None:
     gw = Gateway(Config(), {})
     with pytest.raises(ModelNotFound) as e:
-        asyncio.run(gw.resolve("gpt-4o", None))
+        asyncio.run(gw.models.resolve("gpt-4o", None))
     assert "no providers are configured" in e.value.message
 
 
@@ -114,7 +114,7 @@ def test_listing_does_not_wait_for_a_hanging_upstream_once_an_index_exists() -> 
     gw, p, clock = make(["m"])
 
     async def run() -> None:
-        await gw.listing_index()  # the first listing waits for the first refresh
+        await gw.models.fresh()  # the first listing waits for the first refresh
         assert p.listed == 1
         hang = asyncio.Event()
         original = p.list_models
@@ -125,8 +125,8 @@ def test_listing_does_not_wait_for_a_hanging_upstream_once_an_index_exists() -> 
 
         p.list_models = hanging  # type: ignore[method-assign]
         clock.t += 10
-        await asyncio.wait_for(gw.listing_index(), 0.5)  # served from the index, refresh behind
-        assert [m.id for m in gw.model_list()] == ["up/m"]
+        await asyncio.wait_for(gw.models.fresh(), 0.5)  # served from the index, refresh behind
+        assert [m.id for m in gw.models.listing()] == ["up/m"]
         await gw.aclose()
 
     asyncio.run(run())

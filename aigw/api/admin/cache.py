@@ -36,6 +36,6 @@ async def clear(
 ) -> dict[str, Any]:
     """Remove every cached answer, or those of one model (an alias clears all its targets')."""
     store = gw.cache.store
-    names = None if model is None else gw.cache_names(model)
+    names = None if model is None else gw.models.cache_names(model)
     removed = 0 if store is None else await asyncio.to_thread(store.clear, names)
     return {"removed": removed, "model": model}

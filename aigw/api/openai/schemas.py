@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from starlette.requests import Request
+
+from aigw.api.body import read_json_object
+from aigw.api.errors import invalid_request_from_validation
+from aigw.errors import InvalidRequest
 
 _ALLOW = ConfigDict(extra="allow", strict=True)
 
@@ -103,3 +108,16 @@ class EmbeddingRequest(BaseModel):
         if isinstance(self.input, str) and not self.input:
             raise ValueError("'input' must not be an empty string")
         return self
+
+
+async def read_request(request: Request, schema: type[BaseModel], limit: int) -> dict[str, Any]:
+    """The request's JSON body, checked against `schema`: the wire body as sent (unknown fields
+    kept, to pass through to OpenAI-compatible upstreams), or InvalidRequest naming the field."""
+    body = await read_json_object(request, limit)
+    try:
+        parsed = schema.model_validate(body)
+    except ValidationError as e:
+        raise invalid_request_from_validation(e) from None
+    if isinstance(parsed, ChatCompletionRequest) and (problem := parsed.cross_field_problem()):
+        raise InvalidRequest(problem[1], param=problem[0])
+    return body

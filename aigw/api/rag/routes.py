@@ -8,16 +8,25 @@ chunks in its prompt, and returns an OpenAI chat completion (or SSE stream) plus
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any, Literal
 
+import orjson
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
+from aigw.api import sse
+from aigw.api.caller import caller_of
 from aigw.api.deps import GatewayDep
-from aigw.api.rag.answer import answer
+from aigw.api.headers import JSONBytes, fact_headers
+from aigw.api.openai.chat import events
 from aigw.errors import InvalidRequest, ServiceUnavailable
+from aigw.gateway.call import StreamReply
 from aigw.gateway.gateway import Gateway
+from aigw.gateway.rag import RagQuery
 from aigw.rag.service import RagService
 
 router = APIRouter(prefix="/v1/rag")
@@ -102,9 +111,28 @@ async def search(body: SearchIn, gw: GatewayDep) -> dict[str, Any]:
 
 @router.post("/query")
 async def query(body: QueryIn, request: Request, gw: GatewayDep) -> Response:
+    """Retrieve, then answer with a chat model: an OpenAI chat completion (or SSE stream) plus the
+    `sources` its [n] citations refer to; a stream's first chunk carries them and no choices."""
     if (body.query is None) == (body.messages is None):
         raise InvalidRequest("give either 'query' or 'messages'", param="query")
-    return await answer(request, gw, body.model_dump())
+    messages = body.messages or [{"role": "user", "content": body.query}]
+    q = RagQuery(body.collection, messages, body.k, body.model, body.stream, body.temperature)
+    grounded = await gw.rag_answer(q, caller_of(request))
+    reply = grounded.answer
+    if isinstance(reply, StreamReply):
+        first = {"id": "rag-sources", "object": "chat.completion.chunk", "created": int(time.time())}
+        first.update(model=reply.facts.target.model, choices=[], sources=grounded.sources)
+
+        async def with_sources() -> AsyncGenerator[bytes, None]:
+            yield sse.event(first)
+            async with aclosing(events(reply, include_usage=False)) as rest:
+                async for data in rest:
+                    yield data
+
+        return sse.SSEResponse(with_sources(), fact_headers(reply.facts), reply.abandon)
+    wire = reply.value.to_wire()
+    wire["sources"] = grounded.sources
+    return JSONBytes(orjson.dumps(wire), fact_headers(reply.facts))
 
 
 @router.get("/stats")

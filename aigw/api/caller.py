@@ -1,0 +1,25 @@
+"""The caller of a request, as the gateway's operations take it: its key (resolved by the access
+guard), address, Cache-Control header, and a way to notice it leaving."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from aigw.api.guard import SCOPE_KEY
+from aigw.gateway.call import Caller
+
+
+def caller_of(request: Request) -> Caller:
+    client = request.client
+    receive = request.receive
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    return Caller(
+        key=request.scope.get(SCOPE_KEY),
+        address=client.host if client is not None else "unknown",
+        cache_control=request.headers.get("cache-control"),
+        gone=gone,
+    )

@@ -1,0 +1,203 @@
+"""The request pipeline: the only code that sequences a request, for every API dialect.
+
+Each operation takes a provider-neutral request and its caller and runs, once:
+
+    resolve the model -> admit (key's models, budget, rate limits) -> cache plan and lookup
+      (or follow an identical request in flight) -> route with retries and fallback (stopping
+      local work when the client leaves) -> store the answer -> account (rate limits settled,
+      spend, the usage row, metrics) -> the facts the x-aigw-* headers report
+
+A failure on the way is accounted as a failure (or, when the client left, the reservation is
+given back) and raised: each dialect renders aigw's errors in its own shape.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncGenerator, Callable, Coroutine
+from typing import Any, TypeVar
+
+import orjson
+
+from aigw.access.meter import Meter, Ticket
+from aigw.cache.service import AnswerCache, Plan
+from aigw.cache.store import CachedAnswer
+from aigw.cache.streams import replay_chunks
+from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Route, Target
+from aigw.errors import AigwError, InvalidRequest
+from aigw.gateway.call import Answer, Caller, Facts, StreamReply
+from aigw.gateway.models import ModelIndex
+from aigw.gateway.relay import Saver, relay
+from aigw.routing.router import Router, Trace
+
+T = TypeVar("T")
+
+
+class ClientGone(InvalidRequest):
+    """The client disconnected before its answer was ready; nobody will read this error."""
+
+
+class Pipeline:
+    def __init__(
+        self,
+        models: ModelIndex,
+        router: Router,
+        meter: Meter,
+        cache: AnswerCache,
+        serves_locally: Callable[[Route], bool],
+    ) -> None:
+        self._models = models
+        self._router = router
+        self._meter = meter
+        self._cache = cache
+        self._local = serves_locally
+
+    # -- operations ----------------------------------------------------------------------------
+
+    async def chat(
+        self, req: ChatRequest, caller: Caller, *, provider: str | None = None
+    ) -> Answer[ChatResponse]:
+        """A whole chat completion."""
+        t0 = time.perf_counter()
+        route, ticket, plan = await self._begin("chat", req.model, req.body, caller, provider)
+        try:
+            if (found := await self._lookup(plan)) is not None:
+                facts = self._hit(found, ticket, t0)
+                return Answer(facts, wire=found.body, parse=ChatResponse.from_wire)
+            result = await self._watched(self._router.chat(route, req), route, caller)
+        except BaseException as e:
+            self._failed(e, plan, ticket)
+            raise
+        value = result.value
+        overhead = time.perf_counter() - t0 - result.upstream_s
+        answer = Answer(self._facts(result.target, overhead, result.trace, plan, ticket), value=value)
+        if plan.decision.store:
+            self._cache.save(plan, result.target, answer.wire(), value.usage)
+        self._meter.done(
+            ticket,
+            result.target,
+            value.usage,
+            overhead_s=overhead,
+            fallbacks=result.trace.fallbacks,
+            cache=plan.status,
+            completion=value.choices if ticket.content is not None else None,
+            completion_chars=0 if value.usage is not None else len(orjson.dumps(value.choices)),
+        )
+        return answer
+
+    async def stream(self, req: ChatRequest, caller: Caller, *, provider: str | None = None) -> StreamReply:
+        """A streamed chat completion, returned once its first content has arrived: until then any
+        target may still fail over to the next, invisibly to the client."""
+        t0 = time.perf_counter()
+        route, ticket, plan = await self._begin("chat", req.model, req.body, caller, provider)
+        try:
+            if (found := await self._lookup(plan)) is not None:
+                facts = self._hit(found, ticket, t0)
+                return StreamReply(facts, _replayed(found), _nothing)
+            stream = await self._watched(self._router.open_stream(route, req), route, caller)
+        except BaseException as e:
+            self._failed(e, plan, ticket)
+            raise
+        overhead = time.perf_counter() - t0 - stream.upstream_s
+        facts = self._facts(stream.target, overhead, stream.trace, plan, ticket)
+        saver = Saver(self._cache, plan) if plan.decision.store else None
+        chunks = relay(stream, self._meter, ticket, overhead, saver=saver, cache=plan.status)
+
+        async def abandon() -> None:  # the client left before the first byte was sent
+            plan.publish(None)
+            await stream.aclose()
+            self._meter.abandoned(ticket)
+
+        return StreamReply(facts, chunks, abandon)
+
+    async def embed(
+        self, req: EmbedRequest, caller: Caller, *, provider: str | None = None
+    ) -> Answer[EmbedResponse]:
+        """Embeddings."""
+        t0 = time.perf_counter()
+        route, ticket, plan = await self._begin("embed", req.model, req.body, caller, provider)
+        try:
+            if (found := await self._lookup(plan)) is not None:
+                facts = self._hit(found, ticket, t0)
+                return Answer(facts, wire=found.body, parse=EmbedResponse.from_wire)
+            result = await self._router.embed(route, req)
+        except BaseException as e:
+            self._failed(e, plan, ticket)
+            raise
+        value = result.value
+        overhead = time.perf_counter() - t0 - result.upstream_s
+        answer = Answer(self._facts(result.target, overhead, result.trace, plan, ticket), value=value)
+        if plan.decision.store:
+            self._cache.save(plan, result.target, answer.wire(), value.usage)
+        self._meter.done(
+            ticket,
+            result.target,
+            value.usage,
+            overhead_s=overhead,
+            fallbacks=result.trace.fallbacks,
+            cache=plan.status,
+        )
+        return answer
+
+    # -- the steps -----------------------------------------------------------------------------
+
+    async def _begin(
+        self, kind: str, model: str, body: dict[str, Any], caller: Caller, provider: str | None
+    ) -> tuple[Route, Ticket, Plan]:
+        route = await self._models.resolve(model, provider)
+        ticket = self._meter.admit(caller.key, caller.address, route, body)
+        key_id = caller.key.id if caller.key is not None else None
+        return route, ticket, self._cache.plan(kind, route, body, caller.cache_control, key_id)
+
+    async def _lookup(self, plan: Plan) -> CachedAnswer | None:
+        return await self._cache.lookup(plan) if plan.decision.lookup else None
+
+    def _hit(self, found: CachedAnswer, ticket: Ticket, t0: float) -> Facts:
+        target = Target(found.provider, found.model)
+        self._meter.hit(ticket, target, found.prompt_tokens, found.completion_tokens)
+        return Facts(target, time.perf_counter() - t0, cache="hit", limits=ticket.headers)
+
+    @staticmethod
+    def _facts(target: Target, overhead_s: float, trace: Trace, plan: Plan, ticket: Ticket) -> Facts:
+        return Facts(target, overhead_s, trace.fallbacks, trace.retries, plan.status, ticket.headers)
+
+    def _failed(self, e: BaseException, plan: Plan, ticket: Ticket) -> None:
+        """Account a request that got no answer: a failure, or (cancelled: aigw is stopping) its
+        reservation given back. Followers of an identical request call the upstream themselves."""
+        plan.publish(None)
+        if isinstance(e, AigwError):
+            self._meter.failed(ticket, e)
+        else:
+            self._meter.abandoned(ticket)
+
+    async def _watched(self, work: Coroutine[Any, Any, T], route: Route, caller: Caller) -> T:
+        """`work`, cancelled when the client leaves first, if it runs on this machine's own models.
+
+        A local generation costs this machine's compute for as long as it runs (and may queue or
+        load before its first token). Cloud calls are left alone: watching costs a task per
+        request on the hot path, and the upstream bills the call either way."""
+        if caller.gone is None or not self._local(route):
+            return await work
+        task = asyncio.ensure_future(work)
+        watcher = asyncio.ensure_future(caller.gone())
+        try:
+            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            watcher.cancel()
+            if not task.done():  # the client left, or this request itself was cancelled
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                raise ClientGone("the client disconnected")
+        return task.result()
+
+
+async def _replayed(found: CachedAnswer) -> AsyncGenerator[ChatChunk, None]:
+    for chunk in replay_chunks(orjson.loads(found.body)):
+        yield chunk
+
+
+async def _nothing() -> None:
+    """A replayed answer was accounted at its lookup: nothing to give back."""
