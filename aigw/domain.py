@@ -7,6 +7,8 @@ Responses hold OpenAI-shaped choices; `extra` carries top-level fields aigw does
 
 from __future__ import annotations
 
+import base64
+import struct
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -213,6 +215,11 @@ class EmbedResponse:
             list(d.get("data") or []),
             Usage.from_wire(usage) if isinstance(usage, dict) else None,
         )
+
+
+def embedding_base64(vector: list[float]) -> str:
+    """An embedding as OpenAI's `encoding_format: "base64"` gives it: little-endian float32s."""
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
 @dataclass(frozen=True, slots=True)

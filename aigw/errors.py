@@ -177,7 +177,3 @@ class UpstreamStatusError(UpstreamError):
         """The upstream judged the request itself bad (400, 413, 422); the provider is healthy.
         A 404 is not: the model may be missing at this provider and present at the next."""
         return self.upstream_status in _CLIENT_FAULT_STATUS
-
-    @property
-    def is_auth_failure(self) -> bool:
-        return self.upstream_status in (401, 403)

@@ -63,10 +63,6 @@ class ApiKey:
     def active(self) -> bool:
         return self.revoked_at is None
 
-    def allows_model(self, model: str) -> bool:
-        """Whether the key may call `model` (an alias or provider/model); no list allows all."""
-        return self.models is None or model in self.models
-
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view (never the key itself, which is not kept)."""
         return {
@@ -228,14 +224,6 @@ class KeyStore:
                 f"SELECT {_COLUMNS} FROM api_keys WHERE key_hash = ? AND revoked_at IS NULL", (key_hash,)
             ).fetchone()
         return _row_to_key(row) if row is not None else None
-
-    def active_by_hash(self) -> dict[str, ApiKey]:
-        """Every active key by hash: a snapshot for authenticating without a query per request."""
-        with self._lock:
-            rows = self._db.execute(
-                f"SELECT key_hash, {_COLUMNS} FROM api_keys WHERE revoked_at IS NULL"
-            ).fetchall()
-        return {r[0]: _row_to_key(r[1:]) for r in rows}
 
     def count_active(self) -> int:
         with self._lock:

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from aigw.access.budget import Budgets
 from aigw.access.keys import ApiKey
 from aigw.access.ratelimit import Admission, Limits, RateLimiter
 from aigw.config import Config
@@ -93,7 +94,7 @@ class Meter:
         metrics: Metrics,
         recorder: UsageRecorder | None,
         prices: PriceTable,
-        spent: dict[str, float],
+        budgets: Budgets,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._default = Limits(config.limits.rpm, config.limits.tpm)
@@ -102,8 +103,7 @@ class Meter:
         self.metrics = metrics
         self._recorder = recorder
         self._prices = prices
-        self._spent = spent
-        self._held: dict[str, float] = {}
+        self.budgets = budgets
         self._clock = clock
         self.recent: deque[Recent] = deque(maxlen=RECENT_REQUESTS)
         self.cache_counts = {"hit": 0, "miss": 0, "bypass": 0}
@@ -124,11 +124,7 @@ class Meter:
         return Limits(key.rpm, key.tpm)
 
     def spent(self, key_id: str) -> float:
-        return self._spent.get(key_id, 0.0)
-
-    def _hold(self, t: Ticket, delta: float) -> None:
-        if t.key is not None and delta:
-            self._held[t.key.id] = self._held.get(t.key.id, 0.0) + delta
+        return self.budgets.spent(key_id)
 
     def admit(self, key: ApiKey | None, client: str, route: Route, body: dict[str, Any]) -> Ticket:
         if key is not None and key.models is not None and route.requested not in key.models:
@@ -140,19 +136,13 @@ class Meter:
         est = estimate_tokens(body)
         held = 0.0
         if key is not None and key.budget_usd is not None:
-            # Requests in flight hold their prompt's estimated cost, so concurrent ones cannot
-            # all pass on the same remaining budget.
+            try:
+                self.budgets.check(key)
+            except RateLimited:
+                self.metrics.ratelimited("budget")
+                raise
             first = route.targets[0]
             held = self._prices.cost(first.provider, first.model, est, 0)
-            spent = self.spent(key.id) + self._held.get(key.id, 0.0)
-            if spent >= key.budget_usd:
-                self.metrics.ratelimited("budget")
-                raise RateLimited(
-                    f"API key {key.name!r} has exhausted its budget: ${spent:.4f} spent of "
-                    f"${key.budget_usd:.2f} (see `aigw usage --by key`)",
-                    retry_after=None,
-                    code="budget_exhausted",
-                )
         subject = key.id if key is not None else client
         limits = self.limits_for(key)
         admission = self.limiter.admit(subject, limits, est)
@@ -167,7 +157,8 @@ class Meter:
             )
         content = {"messages": body.get("messages")} if self._log_content else None
         ticket = Ticket(subject, key, limits, admission, route, self._clock(), content, est, held)
-        self._hold(ticket, held)
+        if key is not None:
+            self.budgets.hold(key.id, held)
         return ticket
 
     def done(
@@ -223,7 +214,8 @@ class Meter:
         limit (no upstream processed any); the usage row says what it saved."""
         latency = self._clock() - t.started
         self.limiter.settle(t.subject, t.limits, t.admission, 0)
-        self._hold(t, -t.held_usd)
+        if t.key is not None:
+            self.budgets.settle(t.key.id, t.held_usd, 0.0)
         saved = (
             self._prices.cost(target.provider, target.model, prompt, completion)
             if prompt or completion
@@ -237,12 +229,11 @@ class Meter:
     def _charge(self, t: Ticket, target: Target | None, prompt: int, completion: int) -> float:
         """Settle the rate limits and the budget; the request's cost in USD."""
         self.limiter.settle(t.subject, t.limits, t.admission, prompt + completion)
-        self._hold(t, -t.held_usd)
-        if target is None or not (prompt or completion):
-            return 0.0
-        cost = self._prices.cost(target.provider, target.model, prompt, completion)
-        if t.key is not None and cost:
-            self._spent[t.key.id] = self._spent.get(t.key.id, 0.0) + cost
+        cost = 0.0
+        if target is not None and (prompt or completion):
+            cost = self._prices.cost(target.provider, target.model, prompt, completion)
+        if t.key is not None:
+            self.budgets.settle(t.key.id, t.held_usd, cost)
         return cost
 
     def abandoned(self, t: Ticket) -> None:

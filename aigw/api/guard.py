@@ -23,13 +23,12 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from aigw.access.admin_token import same_secret
-from aigw.access.keys import ApiKey
+from aigw.access.keys import KEY_PREFIX, ApiKey
 from aigw.access.net import is_loopback
 from aigw.api.errors import error_body
 from aigw.errors import AigwError, AuthenticationError, PermissionDenied, ServiceUnavailable
 
 log = logging.getLogger("aigw.security")
-KEY_PREFIX = "aigw-"
 SCOPE_KEY = "aigw.key"
 _ALLOW_HEADERS = (
     b"authorization, content-type, x-aigw-cache, cache-control, openai-organization, openai-project"

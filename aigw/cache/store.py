@@ -13,12 +13,13 @@ miss. A corrupt database found at run time is moved aside and replaced as well.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ log = logging.getLogger("aigw.cache")
 _FORMAT = 1
 _ERROR_LOG_EVERY_S = 60.0
 _CULL_EVERY = 1000  # entries written between eviction passes (size may overshoot by that much)
+_TAGS_FILE = "aigw-tags.json"
 _SQLITE_CACHE_PAGES = 1024  # 4 MiB of page cache; diskcache's default (32 MiB) only grows RSS
 
 
@@ -127,6 +129,8 @@ class ResponseStore:
         self._writer: BatchWriter[tuple[str, CachedAnswer, str]] = BatchWriter(self._write)
         self._last_error_log = float("-inf")
         self._written = 0  # since the last cull (writer thread only)
+        self._swap = threading.Lock()  # replacing a damaged disk cache (any thread may find it)
+        self._tags = _TagIndex(directory / _TAGS_FILE)
         self._disk: diskcache.Cache | None = self._open()
 
     # -- opening and recovery ------------------------------------------------------------------
@@ -174,16 +178,26 @@ class ResponseStore:
             log.error("response cache cannot be recreated (%s); running without a cache", e2)
             return None
 
-    def _failed(self, what: str, e: BaseException) -> None:
-        if _is_corruption(e) and self._disk is not None:
-            disk, self._disk = self._disk, None
-            disk.close()
-            self._disk = self._replace_corrupt(e)
+    def _failed(self, what: str, e: BaseException, disk: diskcache.Cache | None) -> None:
+        """`disk` failed at `what`. A damaged one is replaced, once, however many threads find it."""
+        if _is_corruption(e) and disk is not None:
+            with self._swap:
+                if self._disk is disk:
+                    self._disk = None
+                    self._close_quietly(disk)
+                    self._disk = self._replace_corrupt(e)
             return
         now = time.monotonic()
         if now - self._last_error_log >= _ERROR_LOG_EVERY_S:
             self._last_error_log = now
             log.warning("response cache: %s failed (%s: %s); treated as a miss", what, type(e).__name__, e)
+
+    @staticmethod
+    def _close_quietly(disk: diskcache.Cache) -> None:
+        try:
+            disk.close()
+        except (sqlite3.Error, OSError) as e:  # it is damaged: closing may fail too
+            log.warning("response cache: closing the damaged cache failed (%s)", e)
 
     @property
     def available(self) -> bool:
@@ -206,7 +220,7 @@ class ResponseStore:
         try:
             raw = disk.get(key)
         except (sqlite3.Error, OSError, diskcache.Timeout) as e:
-            self._failed("a read", e)
+            self._failed("a read", e, disk)
             return None
         if not isinstance(raw, bytes):
             return None
@@ -232,12 +246,13 @@ class ResponseStore:
             with disk.transact(retry=True):
                 for key, answer, tag in batch:
                     disk.set(key, answer.encode(), expire=max(answer.expires_at - now, 1.0), tag=tag)
+            self._tags.add(tag for _, _, tag in batch)
             self._written += len(batch)
             if self._written >= _CULL_EVERY:
                 self._written = 0
                 disk.cull(retry=True)  # drop expired entries, then the oldest beyond the size limit
         except (sqlite3.Error, OSError, diskcache.Timeout) as e:
-            self._failed("a write", e)
+            self._failed("a write", e, disk)
 
     def answer(
         self, kind: str, target: tuple[str, str], body: bytes, tokens: tuple[int, int]
@@ -285,11 +300,15 @@ class ResponseStore:
             return 0
         try:
             if wanted is None:
-                return int(disk.clear(retry=True))
-            tags = [row[0] for row in disk._sql("SELECT DISTINCT tag FROM Cache WHERE tag IS NOT NULL")]
-            return sum(int(disk.evict(t, retry=True)) for t in tags if isinstance(t, str) and matches(t))
+                removed = int(disk.clear(retry=True))
+                self._tags.forget(self._tags.all())
+                return removed
+            tags = [t for t in self._tags.all() if matches(t)]
+            removed = sum(int(disk.evict(t, retry=True)) for t in tags)
+            self._tags.forget(tags)
+            return removed
         except (sqlite3.Error, OSError) as e:
-            self._failed("clearing", e)
+            self._failed("clearing", e, disk)
             return 0
 
     def stats(self) -> StoreStats:
@@ -299,7 +318,7 @@ class ResponseStore:
             try:
                 entries, size = len(disk), int(disk.volume())
             except (sqlite3.Error, OSError, diskcache.Timeout) as e:
-                self._failed("reading its size", e)
+                self._failed("reading its size", e, disk)
         with self._mu:
             mem_n, mem_b = len(self._memory), self._memory_used
         return StoreStats(entries, size, self.max_size_bytes, mem_n, mem_b, disk is not None)
@@ -309,6 +328,52 @@ class ResponseStore:
         if self._disk is not None:
             self._disk.close()
             self._disk = None
+
+
+class _TagIndex:
+    """The tags (provider/model) entries were stored under, kept beside the cache in a small JSON
+    file, so clearing one model's answers needs no query into diskcache's own tables. Written by
+    the writer thread when a new tag appears; read when clearing (after the writer has flushed)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._known: set[str] | None = None
+
+    def _load(self) -> set[str]:
+        if self._known is None:
+            try:
+                data = orjson.loads(self._path.read_bytes())
+                self._known = {t for t in data if isinstance(t, str)} if isinstance(data, list) else set()
+            except (OSError, orjson.JSONDecodeError):
+                self._known = set()
+        return self._known
+
+    def _save(self, tags: set[str]) -> None:
+        tmp = self._path.with_name(f".{self._path.name}.tmp")
+        try:
+            tmp.write_bytes(orjson.dumps(sorted(tags)))
+            os.replace(tmp, self._path)
+        except OSError as e:
+            log.warning("response cache: cannot record its tags in %s (%s)", self._path, e)
+
+    def add(self, tags: Iterable[str]) -> None:
+        with self._lock:
+            known = self._load()
+            new = set(tags) - known
+            if new:
+                known |= new
+                self._save(known)
+
+    def all(self) -> list[str]:
+        with self._lock:
+            return sorted(self._load())
+
+    def forget(self, tags: Iterable[str]) -> None:
+        with self._lock:
+            known = self._load()
+            known.difference_update(tags)
+            self._save(known)
 
 
 def open_store(directory: Path, config: CacheConfig, clock: Callable[[], float] = time.time) -> ResponseStore:

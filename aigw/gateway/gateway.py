@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from aigw import __version__
+from aigw.access.budget import Budgets
 from aigw.access.keycache import KeyCache
 from aigw.access.keys import ApiKey, KeyStore
 from aigw.access.meter import Meter
@@ -89,7 +90,7 @@ class Gateway:
             metrics=Metrics(),
             recorder=None,
             prices=PriceTable(overrides=config.prices),
-            spent={},
+            budgets=Budgets(),
         )
         self.cache = AnswerCache(
             cache_store,
@@ -120,14 +121,13 @@ class Gateway:
         local = frozenset(name for name, t in types.items() if t.is_local)
         keys = KeyStore(open_db(paths.database))
         recorder = UsageRecorder(paths.database, flush_interval_s=config.usage.flush_interval_s)
-        spent = recorder.totals_by_key()
         meter = Meter(
             config,
             limiter=RateLimiter(),
             metrics=Metrics(),
             recorder=recorder,
             prices=PriceTable.from_config(config, registry.prices(), local),
-            spent=spent,
+            budgets=Budgets(recorder.totals_by_key()),
         )
         store = (
             open_store(paths.cache_dir / "responses", config.cache) if config.cache.mode != "off" else None

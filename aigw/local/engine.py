@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Generic, TypeVar
 
 from aigw.errors import AigwError, ServiceUnavailable, UpstreamError
@@ -52,6 +53,17 @@ class _Stop:
     pass
 
 
+class Event(Enum):
+    """What crosses from a model's owner thread to the event loop for one job."""
+
+    ITEM = "item"
+    """A piece of output (more may follow)."""
+    DONE = "done"
+    """The job's result."""
+    ERROR = "error"
+    """The job failed; the value is the exception."""
+
+
 class Job(Generic[R]):
     """Work for a model's owner thread; its output and result cross back to the event loop."""
 
@@ -65,20 +77,20 @@ class Job(Generic[R]):
         self._on_done = on_done
         self.cancelled = False
         self._loop = loop
-        self._events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+        self._events: asyncio.Queue[tuple[Event, Any]] = asyncio.Queue()
 
     # -- owner thread side --------------------------------------------------------------------
     def emit(self, item: Any) -> bool:
         """Hand a piece of output to the consumer; False once the consumer has gone."""
         if self.cancelled:
             return False
-        _call_soon(self._loop, self._events.put_nowait, ("item", item))
+        _call_soon(self._loop, self._events.put_nowait, (Event.ITEM, item))
         return True
 
-    def _finish(self, kind: str, value: Any) -> None:
+    def _finish(self, kind: Event, value: Any) -> None:
         _call_soon(self._loop, self._complete, kind, value)
 
-    def _complete(self, kind: str, value: Any) -> None:
+    def _complete(self, kind: Event, value: Any) -> None:
         self.outcome = (kind, value)
         if self._on_done is not None:
             self._on_done(self)  # bookkeeping first: whoever awaits the result sees it settled
@@ -90,7 +102,7 @@ class Job(Generic[R]):
         try:
             while True:
                 kind, value = await self._events.get()
-                if kind == "item":
+                if kind is Event.ITEM:
                     yield value
                     continue
                 self._result = (kind, value)
@@ -101,7 +113,7 @@ class Job(Generic[R]):
 
     def result(self) -> R:
         kind, value = self._result
-        if kind == "error":
+        if kind is Event.ERROR:
             raise value
         result: R = value
         return result
@@ -157,16 +169,16 @@ class Slot:
             if isinstance(job, _Stop):
                 break
             if job.cancelled:
-                job._finish("error", LocalModelError(f"{self.key}: request cancelled", provider=self.key))
+                job._finish(Event.ERROR, LocalModelError(f"{self.key}: request cancelled", provider=self.key))
                 continue
             try:
-                job._finish("done", job.fn(self.model, job))
+                job._finish(Event.DONE, job.fn(self.model, job))
             except AigwError as e:
-                job._finish("error", e)
+                job._finish(Event.ERROR, e)
             except Exception as e:  # a backend bug must not kill the owner thread
                 log.warning("%s failed: %s: %s", self.key, type(e).__name__, e)
                 err = LocalModelError(f"{self.key}: {type(e).__name__}: {e}", provider=self.key)
-                job._finish("error", err)
+                job._finish(Event.ERROR, err)
         gone = LocalModelError(f"{self.key}: the model was unloaded", provider=self.key)
         while True:  # nothing may wait forever on a queue no one reads any more
             try:
@@ -174,7 +186,7 @@ class Slot:
             except queue.Empty:
                 break
             if isinstance(left, Job):
-                left._finish("error", gone)
+                left._finish(Event.ERROR, gone)
         try:
             self.model.close()
         except Exception as e:
@@ -378,7 +390,7 @@ class Engine:
         slot.requests += 1
         slot.last_used = self._clock()
         kind, value = job.outcome
-        if kind == "done" and isinstance(value, GenResult):
+        if kind is Event.DONE and isinstance(value, GenResult):
             slot.tokens_out += value.completion_tokens
         self._spawn_notify()
 

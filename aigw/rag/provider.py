@@ -16,6 +16,7 @@ from aigw.domain import (
     EmbedResponse,
     ModelInfo,
     Usage,
+    embedding_base64,
 )
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound
 from aigw.rag.service import RagService
@@ -59,14 +60,11 @@ class EmbeddingProvider:
             )
         vectors, tokens = await self._service.embed([str(x) for x in inputs])
         if req.body.get("encoding_format") == "base64":
-            import base64
-            import struct
-
             data = [
                 {
                     "object": "embedding",
                     "index": i,
-                    "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode(),
+                    "embedding": embedding_base64(v),
                 }
                 for i, v in enumerate(vectors)
             ]

@@ -1,7 +1,8 @@
 """Model resolution: what a request's `model` (and optional `provider`) names. Pure functions.
 
-Rules, in order (DESIGN.md): a pinned `provider`; an alias from `[models.NAME]`; `provider/model`
-where the first segment names a provider; a bare model that exactly one provider serves.
+Rules, in order (as README's Configuration section tells users): a pinned `provider`; an alias
+from `[models.NAME]`; `provider/model` where the first segment names a provider; a bare model that
+exactly one provider serves.
 """
 
 from __future__ import annotations

@@ -91,13 +91,31 @@ def with_pragmas(conn: sqlite3.Connection, busy_timeout_ms: int) -> sqlite3.Conn
     """aigw's pragmas on a new connection (closed again if they cannot be set)."""
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn, busy_timeout_ms)
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _wal(conn: sqlite3.Connection, busy_timeout_ms: int) -> None:
+    """Put the database in WAL mode. The switch needs the file to itself, and SQLite answers "database
+    is locked" at once (no busy handler) when another connection opening a new file at the same
+    moment holds it: try again until the busy timeout, as every other statement would wait."""
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    delay = 0.005
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except Exception as e:  # sqlite3's error, or sqlean's (the RAG store's connections)
+            busy = getattr(e, "sqlite_errorcode", None) == sqlite3.SQLITE_BUSY
+            if not busy or time.monotonic() >= deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
 
 
 def open_db(path: Path | str, *, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS) -> sqlite_utils.Database:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -84,3 +85,41 @@ def spend_by_key(db: sqlite_utils.Database) -> dict[str, float]:
         "SELECT key_id, SUM(cost_usd) FROM usage WHERE key_id IS NOT NULL GROUP BY key_id"
     ).fetchall()
     return {str(k): float(v) for k, v in rows}
+
+
+def spend_since(conn: sqlite3.Connection, since_ts: float) -> dict[str, float]:
+    """USD spent since `since_ts` by each key id with any usage then."""
+    rows = conn.execute(
+        "SELECT key_id, SUM(cost_usd) FROM usage WHERE ts >= ? AND key_id IS NOT NULL GROUP BY key_id",
+        (since_ts,),
+    ).fetchall()
+    return {str(k): float(v or 0.0) for k, v in rows}
+
+
+def cache_figures(conn: sqlite3.Connection | None) -> dict[str, Any]:
+    """Hits, misses and bypasses recorded in the usage log, with the tokens and cost hits saved."""
+    counts = {"hit": 0, "miss": 0, "bypass": 0}
+    tokens = 0
+    saved = 0.0
+    rows = (
+        []
+        if conn is None
+        else conn.execute(
+            "SELECT cache, COUNT(*), SUM(prompt_tokens + completion_tokens), SUM(saved_usd) "
+            "FROM usage WHERE cache IS NOT NULL GROUP BY cache"
+        )
+    )
+    for status, n, toks, usd in rows:
+        if status in counts:
+            counts[status] = int(n)
+        if status == "hit":
+            tokens, saved = int(toks or 0), float(usd or 0.0)
+    looked_up = counts["hit"] + counts["miss"]
+    return {
+        "hits": counts["hit"],
+        "misses": counts["miss"],
+        "bypassed": counts["bypass"],
+        "hit_ratio": round(counts["hit"] / looked_up, 4) if looked_up else None,
+        "tokens_saved": tokens,
+        "cost_saved_usd": round(saved, 6),
+    }

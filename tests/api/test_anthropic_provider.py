@@ -172,7 +172,7 @@ def test_error_bodies(
 def test_wrong_key_is_an_auth_failure(fake: FakeAnthropicServer) -> None:
     with pytest.raises(UpstreamStatusError) as e:
         with_provider(fake, lambda p: p.chat(request("claude-test")), api_key="sk-wrong")
-    assert e.value.is_auth_failure and not e.value.retryable and e.value.status_code == 502
+    assert e.value.upstream_status == 401 and not e.value.retryable and e.value.status_code == 502
     assert "check the API key of providers.claude" in e.value.message
     assert "sk-wrong" not in e.value.message
 

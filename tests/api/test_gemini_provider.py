@@ -209,7 +209,7 @@ def test_errors(
 def test_key_problems_hint_at_the_config(fake: FakeGeminiServer) -> None:
     with pytest.raises(UpstreamStatusError) as e:
         with_provider(fake, lambda p: p.list_models(), api_key="wrong")
-    assert e.value.is_auth_failure and not e.value.retryable and e.value.status_code == 502
+    assert e.value.upstream_status in (401, 403) and not e.value.retryable and e.value.status_code == 502
     assert "check the API key of providers.gem" in e.value.message
     with pytest.raises(UpstreamStatusError) as e:
         with_provider(fake, lambda p: p.list_models(), api_key_env="NOT_SET")

@@ -313,6 +313,22 @@ def test_clear_by_bare_model_name_matches_any_provider(
     assert s.stats().entries == 2
 
 
+def test_clear_by_model_in_another_process_after_the_writer_is_gone(
+    tmp_path: Path, clock: FakeClock, stores: list[ResponseStore]
+) -> None:
+    """`aigw cache clear --model` without a daemon opens the store afresh: it learns which models
+    have entries from what the daemon's writer recorded, not from memory."""
+    d = tmp_path / "c"
+    s = open_at(stores, d, clock)
+    _fill(s)
+    s.close()
+    fresh = open_at(stores, d, clock, memory_bytes=0)
+    assert fresh.clear(["gpt-4o"]) == 2
+    assert fresh.stats().entries == 2
+    again = open_at(stores, d, clock, memory_bytes=0)
+    assert again.clear(["anthropic/claude"]) == 1 and again.stats().entries == 1
+
+
 def test_clear_all(tmp_path: Path, clock: FakeClock, stores: list[ResponseStore]) -> None:
     s = open_at(stores, tmp_path / "c", clock)
     entries = _fill(s)

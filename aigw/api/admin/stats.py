@@ -17,6 +17,7 @@ from aigw.access.meter import Recent
 from aigw.api.deps import GatewayDep
 from aigw.gateway.gateway import Gateway
 from aigw.state.db import connect
+from aigw.usage.report import spend_since
 
 router = APIRouter(prefix="/admin")
 
@@ -43,11 +44,7 @@ def _spend_today(gw: Gateway) -> dict[str, float]:
         return {}
     midnight = datetime.now().replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
     with contextlib.closing(connect(gw.database)) as conn:
-        rows = conn.execute(
-            "SELECT key_id, SUM(cost_usd) FROM usage WHERE ts >= ? AND key_id IS NOT NULL GROUP BY key_id",
-            (midnight,),
-        ).fetchall()
-    return {str(k): float(v or 0.0) for k, v in rows}
+        return spend_since(conn, midnight)
 
 
 def _keys(gw: Gateway) -> list[dict[str, Any]]:

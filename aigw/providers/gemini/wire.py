@@ -30,17 +30,15 @@ Upstream bodies are untrusted: anything malformed becomes `UpstreamProtocolError
 
 from __future__ import annotations
 
-import base64
 import math
 import re
-import struct
 import uuid
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
-from aigw.domain import ChatChunk, ChatResponse, EmbedResponse, ModelInfo, Usage
+from aigw.domain import ChatChunk, ChatResponse, EmbedResponse, ModelInfo, Usage, embedding_base64
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 from aigw.providers.gemini.parts import contents_from_messages, declarations, schema_to_gemini, tool_config
 from aigw.providers.openai.wire import MAX_RETRY_AFTER_S, parse_retry_after
@@ -377,7 +375,7 @@ def embed_response_from_gemini(
             raise _bad(provider, "an embedding has no numeric values")
         vector: Any = values
         if body.get("encoding_format") == "base64":
-            vector = base64.b64encode(struct.pack(f"<{len(values)}f", *values)).decode()
+            vector = embedding_base64(values)
         data.append({"object": "embedding", "index": i, "embedding": vector})
     tokens = sum(max(1, math.ceil(len(str(t)) / 4)) for t in inputs)
     return EmbedResponse(model=model, data=data, usage=Usage(tokens, 0, tokens))

@@ -1,0 +1,46 @@
+"""Budgets: each key's spend so far, and what its requests in flight hold of its budget.
+
+Decided in memory, with no I/O on the request path: the spend is loaded from the usage log at
+start and kept up to date as requests are charged. A request in flight holds its prompt's
+estimated cost until it is settled, so concurrent requests cannot all pass on the same remaining
+budget.
+"""
+
+from __future__ import annotations
+
+from aigw.access.keys import ApiKey
+from aigw.errors import RateLimited
+
+
+class Budgets:
+    __slots__ = ("_held", "_spent")
+
+    def __init__(self, spent: dict[str, float] | None = None) -> None:
+        self._spent = dict(spent or {})
+        self._held: dict[str, float] = {}
+
+    def spent(self, key_id: str) -> float:
+        return self._spent.get(key_id, 0.0)
+
+    def check(self, key: ApiKey) -> None:
+        """RateLimited (budget_exhausted) when the key's spend and holds have reached its budget."""
+        if key.budget_usd is None:
+            return
+        committed = self.spent(key.id) + self._held.get(key.id, 0.0)
+        if committed >= key.budget_usd:
+            raise RateLimited(
+                f"API key {key.name!r} has exhausted its budget: ${committed:.4f} spent of "
+                f"${key.budget_usd:.2f} (see `aigw usage --by key`)",
+                retry_after=None,
+                code="budget_exhausted",
+            )
+
+    def hold(self, key_id: str, amount: float) -> None:
+        if amount:
+            self._held[key_id] = self._held.get(key_id, 0.0) + amount
+
+    def settle(self, key_id: str, held: float, cost: float) -> None:
+        """A request ended: give back what it held, and charge what it cost."""
+        self.hold(key_id, -held)
+        if cost:
+            self._spent[key_id] = self._spent.get(key_id, 0.0) + cost
