@@ -12,27 +12,20 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aigw.cli.common import ConfigOption, JsonOption, config_path_arg, load_config, paths, print_json
+from aigw.cli.common import (
+    ConfigOption,
+    JsonOption,
+    config_path_arg,
+    load_config,
+    own_daemon,
+    paths,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from aigw.config import Config
-    from aigw.daemon.client import DaemonClient
 
 app = typer.Typer(help="The response cache: stats, clear.", no_args_is_help=True)
-
-
-def _daemon() -> DaemonClient | None:
-    from aigw.daemon.client import DaemonClient
-    from aigw.daemon.process import running_daemon
-
-    info = running_daemon(paths())
-    if info is None:
-        return None
-    try:
-        token = paths().admin_token_file.read_text(encoding="utf-8").strip()
-    except OSError:
-        token = ""
-    return DaemonClient(info.url, api_key=token or None, timeout=60.0)
 
 
 def _config(config: Path | None) -> Config:
@@ -62,7 +55,7 @@ def _size(n: float) -> str:
 @app.command()
 def stats(config: Path | None = ConfigOption, json_out: bool = JsonOption) -> None:
     """Entries, size, hit ratio, and the tokens and cost hits saved."""
-    client = _daemon()
+    client = own_daemon()
     if client is not None:
         with client:
             data: dict[str, Any] = client.cache_stats()
@@ -94,7 +87,7 @@ def clear(
     json_out: bool = JsonOption,
 ) -> None:
     """Remove cached answers: all of them, or one model's."""
-    client = _daemon()
+    client = own_daemon()
     if client is not None:
         with client:
             removed = int(client.cache_clear(model)["removed"])

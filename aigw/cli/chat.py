@@ -9,34 +9,12 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aigw.cli.common import daemon_target, env_config_path, load_config, model_library, note, paths
+from aigw.cli.common import connect, load_config, model_library, note, paths
 
 if TYPE_CHECKING:
     from aigw.daemon.client import DaemonClient
 
 REPL_HELP = "Type a message; /reset forgets the conversation, /exit or Ctrl-D quits."
-
-
-def _connect() -> DaemonClient:
-    """A client of the daemon, starting the local one when AIGW_URL is unset and none runs."""
-    from aigw.daemon import process as daemon
-    from aigw.daemon.client import DaemonClient, DaemonNotRunning
-
-    url, may_start = daemon_target()
-    client = DaemonClient(url)
-    try:
-        client.health()
-    except DaemonNotRunning:
-        if not may_start:
-            raise
-        client.close()
-        try:
-            info = daemon.start(paths(), config_path=env_config_path())
-            note(f"started aigw (pid {info.pid}) at {info.url}")
-        except daemon.AlreadyRunning as e:
-            info = e.info
-        client = DaemonClient(info.url)
-    return client
 
 
 def _offer_pull(assume_yes: bool) -> str:
@@ -173,7 +151,7 @@ def chat(
     ),
 ) -> None:
     """Chat with a model through the daemon (starting it when needed)."""
-    with _connect() as client:
+    with connect() as client:
         chosen = _pick_model(client, model, yes)
         if prompt is None:
             _repl(client, chosen, system, rag)

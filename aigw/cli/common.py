@@ -14,6 +14,7 @@ from aigw.paths import Paths
 
 if TYPE_CHECKING:
     from aigw.config import Config
+    from aigw.daemon.client import DaemonClient
     from aigw.local.library import ModelLibrary
 
 ConfigOption = typer.Option(
@@ -71,19 +72,26 @@ def model_library(cfg: Config | None = None) -> ModelLibrary:
 
 
 def daemon_target() -> tuple[str, bool]:
-    """The daemon's URL, and whether aigw may start it itself (only when AIGW_URL is unset).
+    """The daemon's URL, and whether aigw may start it itself (see `aigw.daemon.connect.target`)."""
+    from aigw.daemon.connect import target
 
-    AIGW_URL wins; else the running daemon's own URL; else where the config says it would listen.
-    """
-    explicit = os.environ.get("AIGW_URL")
-    if explicit:
-        return explicit.rstrip("/"), False
-    from aigw.daemon.process import running_daemon
+    return target(paths(), os.environ, env_config_path())
 
-    info = running_daemon(paths())
-    if info is not None:
-        return info.url, True
-    server = load_config().server
-    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
-    host = f"[{host}]" if ":" in host else host
-    return f"http://{host}:{server.port}", True
+
+def connect() -> DaemonClient:
+    """A client of the daemon, starting this AIGW_HOME's daemon when it is the target and none runs."""
+    from aigw.daemon import connect as daemon
+
+    return daemon.connect(
+        paths(),
+        os.environ,
+        config_path=env_config_path(),
+        on_start=lambda info: note(f"started aigw (pid {info.pid}) at {info.url}"),
+    )
+
+
+def own_daemon(timeout: float = 60.0) -> DaemonClient | None:
+    """A client of this AIGW_HOME's daemon when it runs (for admin calls), else None."""
+    from aigw.daemon.connect import own_daemon as own
+
+    return own(paths(), os.environ, timeout=timeout)

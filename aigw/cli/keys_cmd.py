@@ -6,7 +6,7 @@ import time
 
 import typer
 
-from aigw.cli.common import JsonOption, note, paths, print_json
+from aigw.cli.common import JsonOption, note, own_daemon, paths, print_json
 
 app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 
@@ -14,19 +14,15 @@ app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
 def _notify_daemon() -> None:
     """Best effort: tell a daemon serving this AIGW_HOME to re-read its keys now. It re-reads
     them on its own within seconds anyway, so any failure here is ignored."""
-    from aigw.daemon.client import DaemonClient
-    from aigw.daemon.process import running_daemon
     from aigw.errors import AigwError
 
     try:
-        info = running_daemon(paths())
-        if info is None:
+        client = own_daemon(timeout=2.0)
+        if client is None:
             return
-        token = paths().admin_token_file.read_text(encoding="utf-8").strip()
-        if not token:
-            return
-        with DaemonClient(info.url, api_key=token, timeout=2.0) as client:
-            client._post("/admin/keys/reload", {})
+        with client:
+            if client.admin:
+                client.reload_keys()
     except (AigwError, OSError, ValueError):
         pass
 

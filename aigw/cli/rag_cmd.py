@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from aigw.cli.common import JsonOption, load_config, note, paths, print_json
+from aigw.cli.common import JsonOption, connect, load_config, note, paths, print_json
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
@@ -97,7 +97,6 @@ class _Sender:
 
 
 def _index_via_daemon(root: Path, collection: str, globs: list[str], model: str | None) -> dict[str, Any]:
-    from aigw.cli.chat import _connect
     from aigw.rag.ingest import SkipFile, load_file
     from aigw.rag.walk import scan
 
@@ -106,7 +105,7 @@ def _index_via_daemon(root: Path, collection: str, globs: list[str], model: str 
     if not found.files:
         notes.append((str(root), "no files of a supported kind to index here"))
     prefix = str(root).rstrip(os.sep) + os.sep
-    with _connect() as client:
+    with connect() as client:
         stored = {p: h for p, h in client.rag_files(collection).items() if p.startswith(prefix)}
         present = {str(c.path) for c in found.files}
         remove = [p for p in stored if p not in present]
@@ -234,9 +233,7 @@ def index(
 
 
 def _client() -> DaemonClient:
-    from aigw.cli.chat import _connect
-
-    return _connect()
+    return connect()
 
 
 @app.command()

@@ -21,6 +21,7 @@ def tui(
     except ImportError:
         raise AigwError("the dashboard needs Textual: pip install 'aigw[tui]'") from None
     from aigw.daemon import process as daemon
+    from aigw.daemon.client import AsyncDaemonClient
 
     url, may_start = daemon_target()
 
@@ -28,21 +29,12 @@ def tui(
         with contextlib.suppress(daemon.AlreadyRunning):  # started meanwhile: fine
             daemon.start(paths(), config_path=env_config_path())
 
-    # The admin token only ever goes to this machine's own daemon (as with the CLI).
-    token = paths().admin_token_file if may_start or url == _own_url() else None
     if may_start and daemon.running_daemon(paths()) is None:
         start()
-    app = Dashboard(DaemonSource(url, token, start if may_start else None))
+    app = Dashboard(DaemonSource(AsyncDaemonClient(url), start if may_start else None))
     if light:
         app.theme = "textual-light"
     app.run()
-
-
-def _own_url() -> str | None:
-    from aigw.daemon import process as daemon
-
-    info = daemon.running_daemon(paths())
-    return info.url if info is not None else None
 
 
 def register(app: typer.Typer) -> None:

@@ -17,6 +17,7 @@ pytest.importorskip("textual")
 
 from textual.widgets import DataTable, Input, Static
 
+from aigw.daemon.client import AsyncDaemonClient
 from aigw.tui.app import Dashboard
 from aigw.tui.source import DaemonDown, DaemonSource
 from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_config
@@ -60,8 +61,9 @@ async def until(pilot: Any, check: Any, within_s: float = 10.0) -> None:
         await pilot.pause(0.1)
 
 
-def token(d: DaemonProcess) -> str:
-    return (d.home / "admin_token").read_text().strip()
+def client(d: DaemonProcess) -> AsyncDaemonClient:
+    """A client of `d` as this machine's user would have: the admin token from d's AIGW_HOME."""
+    return AsyncDaemonClient(d.url, environ={"AIGW_HOME": str(d.home)})
 
 
 def test_panels_show_the_figures_after_requests(gw: DaemonProcess) -> None:
@@ -71,7 +73,7 @@ def test_panels_show_the_figures_after_requests(gw: DaemonProcess) -> None:
     assert gw.post("/v1/chat/completions", json={**body, "model": "fake/fail-400"}).status_code == 400
 
     async def run() -> None:
-        app = Dashboard(DaemonSource(gw.url, token(gw)), refresh_s=0.2)
+        app = Dashboard(DaemonSource(client(gw)), refresh_s=0.2)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.stats is not None)
             assert "errors / 4 requests" in text(app, "#traffic") and " 1 errors" in text(app, "#traffic")
@@ -89,7 +91,7 @@ def test_panels_show_the_figures_after_requests(gw: DaemonProcess) -> None:
 
 def test_the_chat_tab_streams_an_answer(gw: DaemonProcess) -> None:
     async def run() -> None:
-        app = Dashboard(DaemonSource(gw.url, token(gw)), refresh_s=0.5)
+        app = Dashboard(DaemonSource(client(gw)), refresh_s=0.5)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("3")
             app.query_one("#chat-model", Input).value = "smart"
@@ -110,7 +112,7 @@ def test_the_daemon_down_screen_appears_and_recovers(up: FakeOpenAIServer, tmp_p
     d = DaemonProcess(home, port)
 
     async def run() -> None:
-        app = Dashboard(DaemonSource(d.url, home / "admin_token", start=d.start), refresh_s=0.2)
+        app = Dashboard(DaemonSource(client(d), start=d.start), refresh_s=0.2)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: bool(app.query_one("#down").display))
             assert "is not running" in text(app, "#down") and not app.query_one("#tabs").display
