@@ -7,7 +7,6 @@ in this process instead, without a daemon.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -97,7 +96,6 @@ class _Sender:
 
 
 def _index_via_daemon(root: Path, collection: str, globs: list[str], model: str | None) -> dict[str, Any]:
-    from aigw.rag.ingest import SkipFile, load_file
     from aigw.rag.walk import scan
 
     found = scan(root, globs)
@@ -114,7 +112,7 @@ def _index_via_daemon(root: Path, collection: str, globs: list[str], model: str 
             sender = _Sender(client, collection, bar, task, model)
             unchanged = 0
             for cand in found.files:
-                doc = _document(cand, stored, notes, remove, load_file=load_file, skip_file=SkipFile)
+                doc = _document(cand, stored, notes, remove)
                 if isinstance(doc, dict):
                     sender.add(doc)
                     continue
@@ -132,37 +130,33 @@ def _index_via_daemon(root: Path, collection: str, globs: list[str], model: str 
 
 
 def _document(
-    cand: Candidate,
-    stored: dict[str, str],
-    notes: list[tuple[str, str]],
-    remove: list[str],
-    *,
-    load_file: Any,
-    skip_file: type[Exception],
+    cand: Candidate, stored: dict[str, str], notes: list[tuple[str, str]], remove: list[str]
 ) -> dict[str, Any] | int:
-    """The document to send; else 1 when it is unchanged, 0 when it cannot be indexed (noted)."""
+    """The document to send, read as `--local` reads it; else 1 when it is unchanged, 0 when it
+    cannot be indexed (noted, and its earlier index removed)."""
+    from aigw.rag.ingest import SkipFile, read_document
+
     key = str(cand.path)
     try:
-        data, text = load_file(cand)
+        doc = read_document(cand, stored.get(key))
     except OSError as e:
         kept = " (its earlier index is kept)" if key in stored else ""
         notes.append((key, f"unreadable: {e.strerror or e}{kept}"))
         return 0
-    except skip_file as e:
+    except SkipFile as e:
         notes.append((key, str(e)))
         if key in stored:
             remove.append(key)
         return 0
-    digest = hashlib.sha256(data).hexdigest()
-    if stored.get(key) == digest:
+    if doc is None:
         return 1
     return {
-        "path": key,
-        "kind": cand.kind,
-        "text": text,
-        "sha256": digest,
-        "size": len(data),
-        "mtime": cand.mtime,
+        "path": doc.path,
+        "kind": doc.kind,
+        "text": doc.text,
+        "sha256": doc.sha256,
+        "size": doc.size,
+        "mtime": doc.mtime,
     }
 
 

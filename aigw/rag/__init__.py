@@ -13,13 +13,15 @@ sentence-transformers and numpy load only when a model loads or vectors are hand
 
 Modules: chunk (chunk_text, Chunk), markup (markdown/rst/html blocks), embed (Embedder,
 SentenceTransformerEmbedder, LazyEmbedder), store (RagStore, Hit, CollectionStats), walk (which
-files, of what kind), ingest (index_folder, IndexSummary), query (search_text), errors, sqlite.
+files, of what kind), index (the indexer, IndexSummary), ingest (index_folder), query (search_text),
+errors, sqlite.
 """
 
 from aigw.rag.chunk import Chunk, chunk_text
 from aigw.rag.embed import DEFAULT_MODEL, Embedder, LazyEmbedder, SentenceTransformerEmbedder
 from aigw.rag.errors import CollectionNotFound, EmbedderUnavailable, EmbeddingModelMismatch, RagUnavailable
-from aigw.rag.ingest import IndexSummary, index_folder
+from aigw.rag.index import IndexSummary
+from aigw.rag.ingest import index_folder
 from aigw.rag.query import search_text
 from aigw.rag.store import CollectionInfo, CollectionStats, Hit, RagStore, rag_database
 from aigw.rag.walk import Note

@@ -19,8 +19,8 @@ from aigw.errors import InvalidRequest
 from aigw.rag.errors import RagUnavailable
 
 if TYPE_CHECKING:
-    from aigw.rag.documents import Document, DocumentsSummary
     from aigw.rag.embed import Embedder, LazyEmbedder
+    from aigw.rag.index import Document, IndexSummary
     from aigw.rag.remote import EmbedCall
     from aigw.rag.store import CollectionStats, Hit, RagStore
 
@@ -132,10 +132,10 @@ class RagService:
 
     async def index(
         self, collection: str, documents: Sequence[Document], remove: Sequence[str], model: str | None = None
-    ) -> DocumentsSummary:
-        from aigw.rag.documents import index_documents
+    ) -> IndexSummary:
+        from aigw.rag.index import index_documents
 
-        def work() -> DocumentsSummary:
+        def work() -> IndexSummary:
             embedder = self._collection_embedder(collection, model)
             return index_documents(self.store(), collection, documents, embedder, remove=remove)
 

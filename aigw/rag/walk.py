@@ -23,12 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from aigw.rag.chunk import Kind
+from aigw.rag.chunk import KINDS, Kind
 
 if TYPE_CHECKING:
     import pathspec
 
 FileKind = Kind | Literal["pdf"]
+FILE_KINDS: tuple[FileKind, ...] = (*KINDS, "pdf")
+"""Every kind of file aigw indexes (PDFs are chunked as text): the one list."""
 
 SKIP_DIRS = frozenset(
     {

@@ -10,7 +10,8 @@ import pytest
 from aigw.errors import InvalidRequest
 from aigw.rag.embed import Embedder, LazyEmbedder, SentenceTransformerEmbedder
 from aigw.rag.errors import EmbeddingModelMismatch
-from aigw.rag.ingest import IndexSummary, index_folder
+from aigw.rag.index import IndexSummary, index_documents
+from aigw.rag.ingest import index_folder, read_document
 from aigw.rag.query import search_text
 from aigw.rag.store import RagStore
 from aigw.rag.walk import scan
@@ -231,3 +232,34 @@ def test_pdf_text_is_indexed(tmp_path: Path, store: RagStore, embedder: Sentence
     assert "cannot read this PDF" in notes(summary)["bad.pdf"]
     hit = search_text(store, "pdfs", "what do quokkas like?", embedder, k=1)[0]
     assert hit.path.endswith("paper.pdf") and "Quokkas enjoy lemon tarts." in hit.content
+
+
+def test_the_daemon_and_local_runs_index_the_same_way(
+    tmp_path: Path, store: RagStore, embedder: SentenceTransformerEmbedder
+) -> None:
+    """`aigw rag index --local` and the daemon (documents sent by the CLI) are one indexer: the same
+    files give the same chunks, metadata and vectors, and a re-run of either sees nothing changed."""
+    root = tmp_path / "docs"
+    make_tree(root, dict(FILES))
+    local = index_folder(store, "local", root, embedder, batch_chunks=3)
+    docs = [doc for cand in scan(root.resolve()).files if (doc := read_document(cand)) is not None]
+    sent = index_documents(store, "sent", docs, embedder, batch_chunks=3)
+    assert (local.indexed, local.chunks) == (sent.indexed, sent.chunks) == (6, local.chunks)
+
+    def rows(collection: str) -> list[tuple[object, ...]]:
+        return sorted(
+            store._conn.execute(
+                "SELECT f.path, f.content_hash, f.size, k.position, k.heading, k.content, k.metadata "
+                "FROM rag_chunks k JOIN rag_files f ON f.id = k.file_id JOIN rag_collections c "
+                "ON c.id = f.collection_id WHERE c.name = ?",
+                (collection,),
+            )
+        )
+
+    assert rows("local") == rows("sent") and all('"kind"' in str(r[-1]) for r in rows("sent"))
+    query = "why do walruses hum"
+    assert [h.content for h in search_text(store, "local", query, embedder, k=3)] == [
+        h.content for h in search_text(store, "sent", query, embedder, k=3)
+    ]
+    again = index_documents(store, "sent", docs, LazyEmbedder(embedder.name, never_loads))
+    assert (again.indexed, again.unchanged) == (0, 6)

@@ -11,7 +11,7 @@ import dataclasses
 import time
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
@@ -27,7 +27,9 @@ from aigw.errors import InvalidRequest, ServiceUnavailable
 from aigw.gateway.call import StreamReply
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.rag import RagQuery
+from aigw.rag.index import Document
 from aigw.rag.service import RagService
+from aigw.rag.walk import FileKind
 
 router = APIRouter(prefix="/v1/rag")
 
@@ -38,7 +40,7 @@ CollectionName = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0
 class DocumentIn(BaseModel):
     model_config = _STRICT
     path: str = Field(min_length=1, max_length=4096)
-    kind: Literal["markdown", "rst", "text", "code", "html", "pdf"]
+    kind: FileKind
     text: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     size: int = Field(default=0, ge=0)
@@ -85,13 +87,17 @@ def hit_dict(hit: Any) -> dict[str, Any]:
 
 @router.post("/index")
 async def index(body: IndexIn, gw: GatewayDep) -> dict[str, Any]:
-    from aigw.rag.documents import Document
-
     docs = [Document(d.path, d.kind, d.text, d.sha256, d.size, d.mtime) for d in body.documents]
-    summary = await service(gw).index(body.collection, docs, body.remove, body.model)
-    out = dataclasses.asdict(summary)
-    out["notes"] = [{"path": p, "note": n} for p, n in summary.notes]
-    return out
+    s = await service(gw).index(body.collection, docs, body.remove, body.model)
+    return {
+        "collection": s.collection,
+        "indexed": s.indexed,
+        "unchanged": s.unchanged,
+        "removed": s.removed,
+        "chunks": s.chunks,
+        "seconds": s.seconds,
+        "notes": [{"path": n.path, "note": n.reason} for n in s.skipped],
+    }
 
 
 @router.get("/collections/{name}/files")
