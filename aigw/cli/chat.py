@@ -23,7 +23,7 @@ def _offer_pull(assume_yes: bool) -> str:
     from aigw.local.catalog import load_catalog
     from aigw.local.pull import pull, resolve
 
-    catalog = load_catalog()
+    catalog = load_catalog(paths().models_dir)
     entry = catalog.entries[catalog.default]
     size = f"{entry.gguf.size_mb} MB" if entry.gguf and entry.gguf.size_mb else "a small download"
     if not assume_yes:

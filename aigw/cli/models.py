@@ -26,7 +26,7 @@ def list_models(json_out: bool = JsonOption) -> None:
     except DaemonNotRunning:
         served = None
     library = model_library()
-    catalog = load_catalog()
+    catalog = load_catalog(library.models_dir)
     rows: list[dict[str, Any]] = [
         {
             "name": e.name,
@@ -133,7 +133,7 @@ def pull(
     if fmt not in (None, "gguf", "mlx"):
         raise InvalidRequest("--format is gguf or mlx")
     library = model_library()
-    target = resolve(name, load_catalog(), fmt)  # type: ignore[arg-type]
+    target = resolve(name, load_catalog(library.models_dir), fmt)  # type: ignore[arg-type]
     where = library.destination(library.kind_for(target.format), target.name)
     typer.echo(f"pulling {target.repo}" + (f"/{target.file}" if target.file else " (MLX)"), err=True)
     dest = do_pull(target, where.path.parent)
@@ -177,6 +177,7 @@ def show(
 ) -> None:
     """Format, size, quantization, context, chat template and capabilities of a local model."""
     from aigw.errors import InvalidRequest
+    from aigw.local.presets import load_presets
 
     library = model_library()
     path = Path(name).expanduser()
@@ -184,7 +185,7 @@ def show(
     kind = next((k for c in candidates if (k := library.kind_of(c)) is not None), None)
     if kind is None:
         raise InvalidRequest(f"no local model {name!r} (pulled models live in {library.models_dir})")
-    info = kind.describe(next(c for c in candidates if kind.is_model(c)))
+    info = kind.describe(next(c for c in candidates if kind.is_model(c)), load_presets(library.models_dir))
     if json_out:
         print_json(info)
         return

@@ -262,4 +262,3 @@ def _usage(result: GenResult) -> Usage:
     return Usage(
         result.prompt_tokens, result.completion_tokens, result.prompt_tokens + result.completion_tokens
     )
-

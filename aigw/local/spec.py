@@ -8,13 +8,14 @@ Each type says only what differs: its library, its file format, and its backend.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigw.domain import Capability
 from aigw.local.backend import Backend
 from aigw.local.config import LocalProviderConfig, model_paths
+from aigw.local.presets import Preset
 from aigw.providers.spec import ProbeEnv, ProviderContext, ProviderType, Verdict
 
 if TYPE_CHECKING:
@@ -55,8 +56,9 @@ class LocalType(ProviderType[LocalProviderConfig]):
         """Where `aigw models pull` keeps the model `name` of this format."""
         raise NotImplementedError
 
-    def describe(self, path: Path) -> dict[str, Any]:
-        """What `aigw models show` prints of a model, read from its files alone (nothing loaded)."""
+    def describe(self, path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
+        """What `aigw models show` prints of a model, read from its files alone (nothing loaded),
+        with the preset it takes."""
         raise NotImplementedError
 
     # -- ProviderType --------------------------------------------------------------------------

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from aigw.local.backend import Backend
 from aigw.local.llama_cpp.backend import CHAT_CAPS, EMBED_CAPS, LlamaCppBackend, describe_file
+from aigw.local.presets import Preset, load_presets
 from aigw.local.spec import LocalType
 from aigw.providers.spec import ProviderContext
 
@@ -22,7 +24,11 @@ class LlamaCppType(LocalType):
     embed_caps = EMBED_CAPS
 
     def backend(self, ctx: ProviderContext) -> Backend:
-        return LlamaCppBackend(gpu_layers=ctx.local.gpu_layers, threads=ctx.local.threads)
+        return LlamaCppBackend(
+            gpu_layers=ctx.local.gpu_layers,
+            threads=ctx.local.threads,
+            presets=load_presets(ctx.paths.models_dir),
+        )
 
     def discover(self, models_dir: Path) -> dict[str, Path]:
         return {p.stem: p for p in sorted(models_dir.glob("*.gguf"))}
@@ -33,8 +39,8 @@ class LlamaCppType(LocalType):
     def pulled_path(self, models_dir: Path, name: str) -> Path:
         return models_dir / f"{name}.gguf"
 
-    def describe(self, path: Path) -> dict[str, Any]:
-        return describe_file(path)
+    def describe(self, path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
+        return describe_file(path, presets)
 
 
 TYPE = LlamaCppType()

@@ -9,12 +9,15 @@ from __future__ import annotations
 import codecs
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from aigw.domain import Capability
 from aigw.errors import CapabilityError
 from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.local.presets import Preset, choose
+from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
 
 if TYPE_CHECKING:
@@ -54,9 +57,12 @@ def gguf_metadata(path: str) -> dict[str, Any]:
 
 
 class LlamaCppBackend:
-    def __init__(self, *, gpu_layers: int = -1, threads: int | None = None) -> None:
+    def __init__(
+        self, *, gpu_layers: int = -1, threads: int | None = None, presets: Sequence[Preset] = ()
+    ) -> None:
         self.gpu_layers = gpu_layers
         self.threads = threads
+        self.presets = presets
 
     def estimate_bytes(self, spec: ModelSpec) -> int:
         """Weights (the file, memory-mapped) plus an f16 KV cache for the context."""
@@ -96,7 +102,7 @@ class LlamaCppBackend:
             embedding=spec.embedding,
             verbose=False,
         )
-        return LlamaModel(spec, llm, meta)
+        return LlamaModel(spec, llm, meta, choose(self.presets, llm.metadata.get("tokenizer.chat_template")))
 
 
 def _token_text(llm: llama_cpp.Llama, token: int) -> str:
@@ -108,15 +114,21 @@ def _token_text(llm: llama_cpp.Llama, token: int) -> str:
 
 
 class LlamaModel:
-    def __init__(self, spec: ModelSpec, llm: llama_cpp.Llama, meta: dict[str, Any]) -> None:
+    def __init__(
+        self, spec: ModelSpec, llm: llama_cpp.Llama, meta: dict[str, Any], preset: Preset | None = None
+    ) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.spec = spec
         self.llm = llm
         self.meta = meta
-        template = llm.metadata.get("tokenizer.chat_template") or FALLBACK_TEMPLATE
+        self.preset = preset
+        own = llm.metadata.get("tokenizer.chat_template")
+        if preset is not None and preset.chat_template:
+            template, self.template_source = preset.chat_template, f"preset {preset.family}"
+        else:
+            template, self.template_source = (own, "gguf") if own else (FALLBACK_TEMPLATE, "fallback")
         eos, bos = _token_text(llm, llm.token_eos()), _token_text(llm, llm.token_bos())
-        self.template_source = "gguf" if llm.metadata.get("tokenizer.chat_template") else "fallback"
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
 
     def capabilities(self) -> frozenset[Capability]:
@@ -145,7 +157,7 @@ class LlamaModel:
         )
         stops = list(params.stop)
         stops.extend([formatted.stop] if isinstance(formatted.stop, str) else (formatted.stop or []))
-        stops = [s for s in stops if s]  # an empty stop string would end every generation at once
+        stops = preset_stops(self.preset, stops)  # drops empty ones: they would end every generation
         n_ctx = self.llm.n_ctx()
         if len(prompt) >= n_ctx:
             raise CapabilityError(
@@ -215,13 +227,14 @@ class LlamaModel:
             "trained_context": self.meta.get(f"{arch}.context_length"),
             "file_type": self.meta.get("general.file_type"),
             "template": self.template_source,
+            "preset": self.preset.family if self.preset is not None else None,
         }
 
     def close(self) -> None:
         self.llm.close()
 
 
-def describe_file(path: Path) -> dict[str, Any]:
+def describe_file(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
     """What `aigw models show` prints, from the GGUF header alone (no loading)."""
     from gguf import LlamaFileType
 
@@ -247,5 +260,10 @@ def describe_file(path: Path) -> dict[str, Any]:
         "chat_template": "from the GGUF"
         if meta.get("tokenizer.chat_template")
         else "none (aigw's plain fallback)",
+        "preset": _preset_name(choose(presets, meta.get("tokenizer.chat_template"))),
         "capabilities": ", ".join(caps),
     }
+
+
+def _preset_name(preset: Preset | None) -> str:
+    return f"{preset.family} ({preset.source})" if preset is not None else "none"

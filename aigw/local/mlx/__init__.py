@@ -3,11 +3,13 @@ runs it on Linux)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from aigw.local.backend import Backend
 from aigw.local.mlx.backend import CHAT_CAPS, EMBED_CAPS, MlxBackend, describe_dir, is_mlx_dir
+from aigw.local.presets import Preset, load_presets
 from aigw.local.spec import LocalType
 from aigw.providers.spec import ProviderContext
 
@@ -23,7 +25,7 @@ class MlxType(LocalType):
     embed_caps = EMBED_CAPS
 
     def backend(self, ctx: ProviderContext) -> Backend:
-        return MlxBackend()
+        return MlxBackend(load_presets(ctx.paths.models_dir))
 
     def discover(self, models_dir: Path) -> dict[str, Path]:
         return {p.name: p for p in sorted(models_dir.iterdir()) if p.is_dir() and is_mlx_dir(p)}
@@ -34,8 +36,8 @@ class MlxType(LocalType):
     def pulled_path(self, models_dir: Path, name: str) -> Path:
         return models_dir / name
 
-    def describe(self, path: Path) -> dict[str, Any]:
-        return describe_dir(path)
+    def describe(self, path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
+        return describe_dir(path, presets)
 
 
 TYPE = MlxType()

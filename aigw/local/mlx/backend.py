@@ -8,12 +8,15 @@ one is refused with a 400 by the capability contract).
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, cast
 
 from aigw.domain import Capability
 from aigw.errors import CapabilityError
 from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.local.presets import Preset, choose
+from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
 
 DEFAULT_CONTEXT = 4096
@@ -26,6 +29,9 @@ def is_mlx_dir(path: Path) -> bool:
 
 
 class MlxBackend:
+    def __init__(self, presets: Sequence[Preset] = ()) -> None:
+        self.presets = presets
+
     def estimate_bytes(self, spec: ModelSpec) -> int:
         """The weights plus an fp16 KV cache for the context."""
         weights = sum(p.stat().st_size for p in spec.path.glob("*.safetensors"))
@@ -47,14 +53,15 @@ class MlxBackend:
         except ImportError:
             raise RuntimeError("mlx-lm is not installed (pip install 'aigw[mlx]')") from None
         model, tokenizer = mlx_lm.load(str(spec.path))[:2]
-        return MlxModel(spec, model, tokenizer)
+        return MlxModel(spec, model, tokenizer, choose(self.presets, _template(spec.path)))
 
 
 class MlxModel:
-    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any) -> None:
+    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, preset: Preset | None = None) -> None:
         self.spec = spec
         self.model = model
         self.tokenizer = tokenizer
+        self.preset = preset
         cfg = json.loads((spec.path / "config.json").read_text())
         self.context = spec.context or int(cfg.get("max_position_embeddings", DEFAULT_CONTEXT))
         self.config = cfg
@@ -70,7 +77,13 @@ class MlxModel:
 
         if params.json_schema is not None:
             raise CapabilityError("MLX models cannot enforce a response_format", param="response_format")
-        prompt_text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        override = self.preset.chat_template if self.preset is not None else None
+        prompt_text = self.tokenizer.apply_chat_template(
+            messages,
+            add_generation_prompt=True,
+            tokenize=False,
+            **({"chat_template": override} if override else {}),
+        )
         prompt = self.tokenizer.encode(prompt_text, add_special_tokens=False)
         if len(prompt) >= self.context:
             raise CapabilityError(
@@ -94,7 +107,7 @@ class MlxModel:
         detok: Any = cast(Any, NaiveStreamingDetokenizer)(
             getattr(self.tokenizer, "_tokenizer", self.tokenizer)
         )
-        out = TextStream(list(params.stop), emit)
+        out = TextStream(preset_stops(self.preset, params.stop), emit)
         count, finish = 0, "length"
         for step in stream_generate(
             self.model,
@@ -130,7 +143,10 @@ class MlxModel:
             "architecture": self.config.get("model_type"),
             "context": self.context,
             "quantization": self.config.get("quantization"),
-            "template": "tokenizer",
+            "template": f"preset {self.preset.family}"
+            if self.preset and self.preset.chat_template
+            else "tokenizer",
+            "preset": self.preset.family if self.preset is not None else None,
         }
 
     def close(self) -> None:
@@ -140,14 +156,26 @@ class MlxModel:
         mx.clear_cache()
 
 
-def describe_dir(path: Path) -> dict[str, Any]:
+def _template(path: Path) -> str | None:
+    """The chat template in a model directory's tokenizer_config.json (or its chat_template.jinja)."""
+    try:
+        cfg = json.loads((path / "tokenizer_config.json").read_text())
+    except (OSError, ValueError):
+        cfg = {}
+    template = cfg.get("chat_template") if isinstance(cfg, dict) else None
+    if isinstance(template, str):
+        return template
+    jinja = path / "chat_template.jinja"
+    return jinja.read_text() if jinja.is_file() else None
+
+
+def describe_dir(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
     """What `aigw models show` prints, from config.json and the file sizes alone (no loading)."""
     cfg = json.loads((path / "config.json").read_text())
     quant = cfg.get("quantization")
     bits = f"{quant.get('bits')}-bit" if isinstance(quant, dict) and quant.get("bits") else "none"
-    template = (path / "tokenizer_config.json").is_file() and "chat_template" in json.loads(
-        (path / "tokenizer_config.json").read_text()
-    )
+    own = _template(path)
+    preset = choose(presets, own)
     return {
         "path": str(path),
         "format": "mlx",
@@ -156,6 +184,7 @@ def describe_dir(path: Path) -> dict[str, Any]:
         "architecture": cfg.get("model_type", "?"),
         "quantization": bits,
         "context": cfg.get("max_position_embeddings"),
-        "chat_template": "from tokenizer_config.json" if template else "none in tokenizer_config.json",
+        "chat_template": "from the tokenizer" if own else "none in the tokenizer files",
+        "preset": f"{preset.family} ({preset.source})" if preset is not None else "none",
         "capabilities": ", ".join(sorted(c.value for c in CHAT_CAPS)),
     }
