@@ -125,15 +125,14 @@ def pull(
     ),
 ) -> None:
     """Download a model into the models dir (resumable, checksum-verified)."""
-    from aigw.errors import InvalidRequest
     from aigw.local.catalog import load_catalog
     from aigw.local.pull import pull as do_pull
     from aigw.local.pull import resolve
 
-    if fmt not in (None, "gguf", "mlx"):
-        raise InvalidRequest("--format is gguf or mlx")
     library = model_library()
-    target = resolve(name, load_catalog(library.models_dir), fmt)  # type: ignore[arg-type]
+    if fmt is not None:
+        library.kind_for(fmt)  # a format some installed local type runs, or a clear error
+    target = resolve(name, load_catalog(library.models_dir), fmt)
     where = library.destination(library.kind_for(target.format), target.name)
     typer.echo(f"pulling {target.repo}" + (f"/{target.file}" if target.file else " (MLX)"), err=True)
     dest = do_pull(target, where.path.parent)

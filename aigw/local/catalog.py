@@ -12,6 +12,11 @@ from typing import Any
 from aigw.errors import ConfigError
 from aigw.local.presets import PACKAGE
 
+GGUF = "gguf"
+"""A catalog source of one GGUF file (llama.cpp)."""
+MLX = "mlx"
+"""A catalog source of a whole model repository (an MLX model directory)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Source:

@@ -19,15 +19,13 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from aigw.errors import AigwError, InvalidRequest
-from aigw.local.catalog import Catalog
+from aigw.local.catalog import GGUF, MLX, Catalog
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MLX_REQUIRED = ("config.json", "tokenizer_config.json")
 MLX_OPTIONAL = ("tokenizer.json", "tokenizer.model", "special_tokens_map.json", "generation_config.json")
-Format = Literal["gguf", "mlx"]
 
 
 class PullError(AigwError):
@@ -42,8 +40,8 @@ class PullTarget:
     sha256: str | None
 
     @property
-    def format(self) -> Format:
-        return "gguf" if self.file else "mlx"
+    def format(self) -> str:
+        return GGUF if self.file else MLX
 
 
 def prefers_mlx() -> bool:
@@ -55,19 +53,19 @@ def prefers_mlx() -> bool:
     )
 
 
-def resolve(spec: str, catalog: Catalog, fmt: Format | None = None) -> PullTarget:
+def resolve(spec: str, catalog: Catalog, fmt: str | None = None) -> PullTarget:
     """A catalog name, an HF_REPO/FILE.gguf, or an HF_REPO holding an MLX model."""
     entry = catalog.get(spec)
     if entry is not None:
-        want = fmt or ("mlx" if prefers_mlx() and entry.mlx is not None else "gguf")
-        source = entry.mlx if want == "mlx" else entry.gguf
+        want = fmt or (MLX if prefers_mlx() and entry.mlx is not None else GGUF)
+        source = entry.mlx if want == MLX else entry.gguf
         if source is None:
             raise InvalidRequest(f"{spec} has no {want.upper()} form in the catalog")
-        return PullTarget(spec, source.repo, source.file if want == "gguf" else None, source.sha256)
+        return PullTarget(spec, source.repo, source.file if want == GGUF else None, source.sha256)
     parts = spec.split("/")
     if len(parts) >= 3 and parts[-1].endswith(".gguf"):
         return PullTarget(Path(parts[-1]).stem.lower(), "/".join(parts[:2]), "/".join(parts[2:]), None)
-    if len(parts) == 2 and all(parts) and fmt != "gguf":
+    if len(parts) == 2 and all(parts) and fmt != GGUF:
         return PullTarget(parts[1].lower(), spec, None, None)
     known = ", ".join(sorted(catalog.entries))
     raise InvalidRequest(

@@ -8,6 +8,7 @@ its key, how the key is sent, and which GET tells doctor that the key works.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -53,6 +54,15 @@ class HttpProviderConfig(ProviderConfig):
 
 
 H = TypeVar("H", bound=HttpProviderConfig)
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """Where a provider's requests go and the headers each carries (its key among them): what its
+    type works out from the table and the environment, handed to the provider."""
+
+    base_url: str
+    headers: Mapping[str, str] = field(repr=False)
 
 
 def key_from(environ: Mapping[str, str], var: str) -> SecretStr | None:
@@ -104,6 +114,10 @@ class HttpType(ProviderType[H]):
 
     def base_url(self, config: H) -> str:
         return (config.base_url or self.default_base_url).rstrip("/")
+
+    def connection(self, config: H, environ: Mapping[str, str]) -> Connection:
+        key = self.api_key(config, environ)
+        return Connection(self.base_url(config), self.auth_headers(key.get_secret_value() if key else None))
 
     # -- ProviderType --------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import pytest
 
 from aigw.domain import ChatChunk, ChatRequest, EmbedRequest
 from aigw.errors import CapabilityError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
+from aigw.providers.anthropic import TYPE as TYPE_ANTHROPIC
 from aigw.providers.anthropic.provider import AnthropicProvider
 from aigw.providers.remote import HttpProviderConfig as ProviderConfig
 from tests.fixtures.daemon import DaemonProcess, free_port, write_config
@@ -53,7 +54,7 @@ def with_provider(
     config = ProviderConfig(type="anthropic", base_url=fake.base_url, **cfg)
 
     async def run() -> T:
-        provider = AnthropicProvider("claude", config, environ or {})
+        provider = AnthropicProvider("claude", config, TYPE_ANTHROPIC.connection(config, environ or {}))
         try:
             return await fn(provider)
         finally:
@@ -234,7 +235,7 @@ def test_unreachable_upstream() -> None:
     config = ProviderConfig(type="anthropic", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="k")
 
     async def run() -> None:
-        p = AnthropicProvider("claude", config, {})
+        p = AnthropicProvider("claude", config, TYPE_ANTHROPIC.connection(config, {}))
         try:
             await p.chat(request("claude-test"))
         finally:

@@ -15,6 +15,7 @@ import pytest
 
 from aigw.domain import ChatChunk, ChatRequest, EmbedRequest
 from aigw.errors import CapabilityError, UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError
+from aigw.providers.gemini import TYPE as TYPE_GEMINI
 from aigw.providers.gemini.provider import GeminiProvider
 from aigw.providers.remote import HttpProviderConfig as ProviderConfig
 from tests.fixtures.daemon import DaemonProcess, free_port, write_config
@@ -59,7 +60,7 @@ def with_provider(
     config = ProviderConfig(type="gemini", base_url=fake.base_url, **cfg)
 
     async def run() -> T:
-        provider = GeminiProvider("gem", config, environ or {})
+        provider = GeminiProvider("gem", config, TYPE_GEMINI.connection(config, environ or {}))
         try:
             return await fn(provider)
         finally:
@@ -220,7 +221,7 @@ def test_key_falls_back_to_gemini_api_key(fake: FakeGeminiServer) -> None:
     config = ProviderConfig(type="gemini", base_url=fake.base_url)
 
     async def run() -> None:
-        p = GeminiProvider("gem", config, {"GEMINI_API_KEY": KEY})
+        p = GeminiProvider("gem", config, TYPE_GEMINI.connection(config, {"GEMINI_API_KEY": KEY}))
         try:
             await p.list_models()
         finally:
@@ -261,7 +262,7 @@ def test_unreachable_upstream() -> None:
     config = ProviderConfig(type="gemini", base_url=f"http://127.0.0.1:{free_port()}/v1beta", api_key=KEY)
 
     async def run() -> None:
-        p = GeminiProvider("gem", config, {})
+        p = GeminiProvider("gem", config, TYPE_GEMINI.connection(config, {}))
         try:
             await p.chat(ChatRequest({"model": "m", "messages": MSG}, "m"))
         finally:

@@ -16,6 +16,7 @@ import pytest
 from aigw.config import BreakerConfig, RoutingConfig
 from aigw.domain import ChatRequest, EmbedRequest, Route, Target
 from aigw.errors import ServiceUnavailable, UpstreamError, UpstreamStatusError, UpstreamTimeout
+from aigw.providers.openai import TYPE as TYPE_OPENAI
 from aigw.providers.openai import OpenAIConfig as ProviderConfig
 from aigw.providers.openai.provider import OpenAICompatProvider
 from aigw.routing.health import HealthBoard
@@ -69,7 +70,7 @@ def provider(name: str, url: str, max_connections: int = 64) -> OpenAICompatProv
         read_timeout_s=1.0,
         max_connections=max_connections,
     )
-    return OpenAICompatProvider(name, cfg, {})
+    return OpenAICompatProvider(name, cfg, TYPE_OPENAI.connection(cfg, {}))
 
 
 def routing(**kw: Any) -> RoutingConfig:

@@ -13,6 +13,7 @@ from aigw.errors import ConfigError
 from aigw.local.engine import Engine, EngineLimits
 from aigw.paths import Paths
 from aigw.providers.openai import TYPE as OPENAI
+from aigw.providers.openai import TYPE as TYPE_OPENAI
 from aigw.providers.openai import OpenAIConfig
 from aigw.providers.openai.provider import OpenAICompatProvider
 from aigw.providers.registry import ProviderRegistry
@@ -46,7 +47,7 @@ def test_a_plugin_type_is_used_like_a_builtin(tmp_path: Path) -> None:
 
         def create(self, name: str, config: OpenAIConfig, ctx: ProviderContext) -> Any:
             made.append(name)
-            return OpenAICompatProvider(name, config, ctx.environ)
+            return OpenAICompatProvider(name, config, TYPE_OPENAI.connection(config, ctx.environ))
 
     reg = ProviderRegistry(types={"myplugin": Mine()})
     reg.create("mine", OpenAIConfig(type="myplugin"), ctx_for(tmp_path))

@@ -35,7 +35,7 @@ class AnthropicType(HttpType[HttpProviderConfig]):
     def create(self, name: str, config: HttpProviderConfig, ctx: ProviderContext) -> AnthropicProvider:
         from aigw.providers.anthropic.provider import AnthropicProvider
 
-        return AnthropicProvider(name, config, ctx.environ)
+        return AnthropicProvider(name, config, self.connection(config, ctx.environ))
 
     def prices(self) -> Mapping[str, Price]:
         return packaged_prices(__name__)

@@ -8,7 +8,7 @@ ANTHROPIC_API_KEY or CLAUDE_API_KEY.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from urllib.parse import quote
 
@@ -22,7 +22,6 @@ from aigw.domain import (
     ModelInfo,
 )
 from aigw.errors import CapabilityError, UpstreamProtocolError
-from aigw.providers.anthropic import TYPE
 from aigw.providers.anthropic.stream import StreamTranslator
 from aigw.providers.anthropic.wire import (
     error_from_body,
@@ -32,7 +31,7 @@ from aigw.providers.anthropic.wire import (
 )
 from aigw.providers.http import HttpTransport, json_event
 from aigw.providers.openai.wire import parse_retry_after
-from aigw.providers.remote import HttpProviderConfig
+from aigw.providers.remote import Connection, HttpProviderConfig
 
 MAX_MODEL_PAGES = 10
 _CAPS = frozenset(
@@ -50,14 +49,13 @@ _CAPS = frozenset(
 class AnthropicProvider:
     capabilities = _CAPS
 
-    def __init__(self, name: str, config: HttpProviderConfig, environ: Mapping[str, str]) -> None:
+    def __init__(self, name: str, config: HttpProviderConfig, connection: Connection) -> None:
         self.name = name
         self._cfg = config
-        key = TYPE.api_key(config, environ)
         self._http = HttpTransport(
             name,
-            TYPE.base_url(config),
-            TYPE.auth_headers(key.get_secret_value() if key is not None else None),
+            connection.base_url,
+            connection.headers,
             config,
             lambda status, body, hdrs: error_from_body(
                 name, status, body, parse_retry_after(hdrs.get("retry-after"))

@@ -29,7 +29,7 @@ class GeminiType(HttpType[HttpProviderConfig]):
     def create(self, name: str, config: HttpProviderConfig, ctx: ProviderContext) -> GeminiProvider:
         from aigw.providers.gemini.provider import GeminiProvider
 
-        return GeminiProvider(name, config, ctx.environ)
+        return GeminiProvider(name, config, self.connection(config, ctx.environ))
 
     def prices(self) -> Mapping[str, Price]:
         return packaged_prices(__name__)

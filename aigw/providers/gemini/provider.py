@@ -7,7 +7,7 @@ Model names become one URL path segment, percent-quoted, so no name can change t
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from urllib.parse import quote
 
@@ -21,7 +21,6 @@ from aigw.domain import (
     ModelInfo,
 )
 from aigw.errors import InvalidRequest
-from aigw.providers.gemini import TYPE
 from aigw.providers.gemini.wire import (
     StreamTranslator,
     chat_request_to_gemini,
@@ -32,7 +31,7 @@ from aigw.providers.gemini.wire import (
     response_from_gemini,
 )
 from aigw.providers.http import HttpTransport, json_event
-from aigw.providers.remote import HttpProviderConfig
+from aigw.providers.remote import Connection, HttpProviderConfig
 
 MAX_MODEL_PAGES = 20
 
@@ -60,14 +59,13 @@ def model_path(model: str, method: str) -> str:
 class GeminiProvider:
     capabilities = _CAPS
 
-    def __init__(self, name: str, config: HttpProviderConfig, environ: Mapping[str, str]) -> None:
+    def __init__(self, name: str, config: HttpProviderConfig, connection: Connection) -> None:
         self.name = name
         self._cfg = config
-        key = TYPE.api_key(config, environ)
         self._http = HttpTransport(
             name,
-            TYPE.base_url(config),
-            TYPE.auth_headers(key.get_secret_value() if key is not None else None),
+            connection.base_url,
+            connection.headers,
             config,
             lambda status, body, hdrs: error_from_gemini(name, status, body, hdrs.get("Retry-After")),
         )

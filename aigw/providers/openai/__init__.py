@@ -11,17 +11,12 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aigw.domain import Price
-from aigw.providers.remote import HttpProviderConfig, HttpType
+from aigw.providers.openai.config import OpenAIConfig
+from aigw.providers.remote import HttpType
 from aigw.providers.spec import ProviderContext, packaged_prices
 
 if TYPE_CHECKING:
     from aigw.providers.openai.provider import OpenAICompatProvider
-
-
-class OpenAIConfig(HttpProviderConfig):
-    stream_usage: bool = True
-    """Ask for a usage chunk on every stream (hidden from clients that did not ask for it); turn
-    off for servers that reject stream_options."""
 
 
 class OpenAIType(HttpType[OpenAIConfig]):
@@ -40,7 +35,7 @@ class OpenAIType(HttpType[OpenAIConfig]):
     def create(self, name: str, config: OpenAIConfig, ctx: ProviderContext) -> OpenAICompatProvider:
         from aigw.providers.openai.provider import OpenAICompatProvider
 
-        return OpenAICompatProvider(name, config, ctx.environ)
+        return OpenAICompatProvider(name, config, self.connection(config, ctx.environ))
 
     def prices(self) -> Mapping[str, Price]:
         return packaged_prices(__name__)

@@ -6,7 +6,7 @@ usage chunk); one pooled aiohttp session per provider carries every call.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
@@ -23,7 +23,7 @@ from aigw.domain import (
 )
 from aigw.errors import UpstreamProtocolError
 from aigw.providers.http import HttpTransport, json_event
-from aigw.providers.openai import TYPE, OpenAIConfig
+from aigw.providers.openai.config import OpenAIConfig
 from aigw.providers.openai.wire import (
     chunk_from_wire,
     error_from_body,
@@ -32,6 +32,7 @@ from aigw.providers.openai.wire import (
     response_from_wire,
     usage_from_wire,
 )
+from aigw.providers.remote import Connection
 
 _CAPS = frozenset(
     {
@@ -55,14 +56,13 @@ _DONE = ChatChunk(id="", created=0, model="", choices=[])
 class OpenAICompatProvider:
     capabilities = _CAPS
 
-    def __init__(self, name: str, config: OpenAIConfig, environ: Mapping[str, str]) -> None:
+    def __init__(self, name: str, config: OpenAIConfig, connection: Connection) -> None:
         self.name = name
         self._cfg = config
-        key = TYPE.api_key(config, environ)
         self._http = HttpTransport(
             name,
-            TYPE.base_url(config),
-            TYPE.auth_headers(key.get_secret_value() if key is not None else None),
+            connection.base_url,
+            connection.headers,
             config,
             lambda status, body, hdrs: error_from_body(
                 name, status, body, parse_retry_after(hdrs.get("Retry-After"))
