@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -63,6 +64,12 @@ def _status_data() -> dict[str, Any]:
     return data
 
 
+def _retry(breaker: dict[str, Any]) -> str:
+    """When an open breaker lets a request try its target again (rounded up: never "in 0 s")."""
+    wait = float(breaker.get("retry_in_s") or 0)
+    return f", retry in {math.ceil(wait)} s" if wait > 0 else ", the next request probes it"
+
+
 def status(json_out: bool = JsonOption) -> None:
     """Show whether the daemon runs, and each provider's health."""
     data = _status_data()
@@ -89,7 +96,7 @@ def status(json_out: bool = JsonOption) -> None:
             typer.echo(f"  alias {alias} -> {', '.join(targets)}")
         for target, b in (data.get("breakers") or {}).items():
             if b.get("state") != "closed":
-                wait = f", retry in {b.get('retry_in_s', 0):.0f} s" if b.get("state") == "open" else ""
+                wait = _retry(b) if b.get("state") == "open" else ""
                 typer.echo(f"  breaker {target}: {b.get('state')}{wait}")
         routing = data.get("routing") or {}
         if any(routing.values()):

@@ -19,6 +19,8 @@ from aigw.state.db import open_db
 from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_config
 from tests.fixtures.fake_openai import FakeOpenAIServer
 
+pytestmark = pytest.mark.process
+
 MSG = [{"role": "user", "content": "hello gateway"}]
 EXTRA = """
 [limits]

@@ -9,6 +9,8 @@ import pytest
 
 from tests.fixtures.daemon import DaemonProcess
 
+pytestmark = pytest.mark.process
+
 GOOD_MSG = [{"role": "user", "content": "hi"}]
 
 

@@ -17,6 +17,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_config
 from tests.fixtures.fake_openai import FakeOpenAIServer
 
+pytestmark = pytest.mark.process
+
 PRICES = """
 [prices."fake/gpt-test"]
 input = 1000.0

@@ -11,6 +11,8 @@ import pytest
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.fake_openai import FakeOpenAIServer
 
+pytestmark = pytest.mark.process
+
 MSG = [{"role": "user", "content": "hello gateway"}]
 
 

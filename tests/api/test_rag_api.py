@@ -17,6 +17,8 @@ import pytest
 from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_config
 from tests.fixtures.fake_openai import FakeOpenAIServer
 
+pytestmark = pytest.mark.process
+
 pytest.importorskip("sentence_transformers")
 
 DOCS = {

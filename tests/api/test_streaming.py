@@ -6,9 +6,12 @@ import json
 import time
 
 import httpx
+import pytest
 
 from tests.fixtures.daemon import DaemonProcess
 from tests.fixtures.fake_openai import FakeOpenAIServer
+
+pytestmark = pytest.mark.process
 
 BODY = {"model": "fake/drip-200", "stream": True, "messages": [{"role": "user", "content": "x"}]}
 

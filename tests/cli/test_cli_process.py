@@ -16,6 +16,8 @@ import pytest
 from tests.fixtures.daemon import base_env, fake_config, free_port, write_config
 from tests.fixtures.fake_openai import FakeOpenAIServer
 
+pytestmark = pytest.mark.process
+
 AIGW = shutil.which("aigw", path=os.path.dirname(sys.executable)) or "aigw"
 
 

@@ -16,6 +16,8 @@ from tests.fixtures.daemon import base_env
 from tests.fixtures.fake_hub import FakeHub, HubFile
 from tests.fixtures.tiny_gguf import write_tiny_llama
 
+pytestmark = pytest.mark.process
+
 
 def aigw(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -14,6 +14,8 @@ import pytest
 
 from tests.fixtures.daemon import DaemonProcess
 
+pytestmark = pytest.mark.process
+
 MSG = [{"role": "user", "content": "hi"}]
 
 

@@ -12,6 +12,8 @@ import pytest
 
 from tests.fixtures.daemon import DaemonProcess, free_port, write_config
 
+pytestmark = pytest.mark.process
+
 pytest.importorskip("mlx_lm", reason="the 'mlx' extra is not installed")
 
 MSG = [{"role": "user", "content": "hi"}]

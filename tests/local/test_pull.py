@@ -82,6 +82,7 @@ def test_missing_file_is_a_clear_error(hub: FakeHub, tmp_path: Path) -> None:
         pull(PullTarget("x", REPO, "nope.gguf", None), tmp_path, progress=False)
 
 
+@pytest.mark.process
 def test_cli_pull_by_repo_path(hub: FakeHub, tmp_path: Path) -> None:
     hub.add(REPO, "Tiny-Q8.gguf", HubFile(CONTENT))
     env = base_env(tmp_path) | {"HF_ENDPOINT": hub.url}

@@ -13,6 +13,8 @@ import pytest
 from tests.fixtures.daemon import DaemonProcess
 from tests.local.conftest import start_local_daemon
 
+pytestmark = pytest.mark.process
+
 MSG = [{"role": "user", "content": "hi"}]
 
 

@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from aigw.rag.embed import SentenceTransformerEmbedder
 from aigw.rag.ingest import index_folder
 from aigw.rag.store import RagStore
@@ -26,6 +28,8 @@ store = RagStore.open(sys.argv[1])
 index_folder(store, "docs", sys.argv[2], SentenceTransformerEmbedder.load(), batch_chunks=6)
 print("finished", flush=True)
 """
+
+pytestmark = pytest.mark.process
 
 
 def committed_files(store: RagStore) -> int:

@@ -66,6 +66,7 @@ def client(d: DaemonProcess) -> AsyncDaemonClient:
     return AsyncDaemonClient(d.url, environ={"AIGW_HOME": str(d.home)})
 
 
+@pytest.mark.process
 def test_panels_show_the_figures_after_requests(gw: DaemonProcess) -> None:
     body = {"model": "smart", "temperature": 0, "messages": [{"role": "user", "content": "tui figures"}]}
     for _ in range(3):
@@ -89,6 +90,7 @@ def test_panels_show_the_figures_after_requests(gw: DaemonProcess) -> None:
     asyncio.run(run())
 
 
+@pytest.mark.process
 def test_the_chat_tab_streams_an_answer(gw: DaemonProcess) -> None:
     async def run() -> None:
         app = Dashboard(DaemonSource(client(gw)), refresh_s=0.5)
@@ -105,6 +107,7 @@ def test_the_chat_tab_streams_an_answer(gw: DaemonProcess) -> None:
     asyncio.run(run())
 
 
+@pytest.mark.process
 def test_the_daemon_down_screen_appears_and_recovers(up: FakeOpenAIServer, tmp_path: Path) -> None:
     home = tmp_path / "home"
     port = free_port()

@@ -283,6 +283,7 @@ def client(claude_daemon: DaemonProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=claude_daemon.url + "/v1", api_key="unused", max_retries=0)
 
 
+@pytest.mark.process
 def test_sdk_chat(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(model="claude/claude-test", messages=MSG)
     resp = raw.parse()
@@ -293,6 +294,7 @@ def test_sdk_chat(client: openai.OpenAI) -> None:
     assert raw.headers["x-aigw-model"] == "claude-test"
 
 
+@pytest.mark.process
 def test_sdk_stream(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(
         model="claude/claude-test",
@@ -308,11 +310,13 @@ def test_sdk_stream(client: openai.OpenAI) -> None:
     assert chunks[-1].usage.completion_tokens == 3
 
 
+@pytest.mark.process
 def test_sdk_models(client: openai.OpenAI) -> None:
     ids = {m.id for m in client.models.list()}
     assert {f"claude/{m}" for m in MODELS} <= ids
 
 
+@pytest.mark.process
 def test_sdk_tools(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(model="claude/tool-call", messages=MSG, tools=[WEATHER])
     assert resp.choices[0].finish_reason == "tool_calls"
@@ -338,6 +342,7 @@ def test_sdk_tools(client: openai.OpenAI) -> None:
     assert names == ["get_weather"] and json.loads(args) == {"city": "Paris"} and finish == "tool_calls"
 
 
+@pytest.mark.process
 def test_sdk_json_schema(client: openai.OpenAI) -> None:
     schema = {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]}
     resp = client.chat.completions.create(
@@ -349,6 +354,7 @@ def test_sdk_json_schema(client: openai.OpenAI) -> None:
     assert resp.choices[0].finish_reason == "stop"
 
 
+@pytest.mark.process
 def test_sdk_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.RateLimitError):
         client.chat.completions.create(model="claude/rate-limited", messages=MSG)
@@ -359,6 +365,7 @@ def test_sdk_errors(client: openai.OpenAI) -> None:
     assert e.value.param == "n"
 
 
+@pytest.mark.process
 def test_sdk_stream_error_event(client: openai.OpenAI) -> None:
     stream = client.chat.completions.create(model="claude/stream-error", messages=MSG, stream=True)
     with pytest.raises(openai.APIError):

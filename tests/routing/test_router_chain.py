@@ -1,5 +1,5 @@
 """Router chain: retries, fallback, breakers, deadline, streams. Scripted in-memory providers,
-a fake clock, a fake sleep that advances it, a seeded rng (tests/unit/router_rig.py)."""
+a fake clock, a fake sleep that advances it, a seeded rng (tests/routing/router_rig.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from aigw.errors import (
     UpstreamTimeout,
 )
 from aigw.routing.breaker import Permit
-from tests.unit.router_rig import (
+from tests.routing.router_rig import (
     ONLY_A,
     REQ,
     RETRYABLE,

@@ -309,6 +309,7 @@ def client(daemon: DaemonProcess) -> openai.OpenAI:
     return openai.OpenAI(base_url=daemon.url + "/v1", api_key="unused", max_retries=0)
 
 
+@pytest.mark.process
 def test_sdk_chat(client: openai.OpenAI) -> None:
     raw = client.chat.completions.with_raw_response.create(model="gem/gemini-test", messages=MSG)  # type: ignore[arg-type]
     resp = raw.parse()
@@ -318,6 +319,7 @@ def test_sdk_chat(client: openai.OpenAI) -> None:
     assert raw.headers["x-aigw-provider"] == "gem"
 
 
+@pytest.mark.process
 def test_sdk_stream(client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(
@@ -332,6 +334,7 @@ def test_sdk_stream(client: openai.OpenAI) -> None:
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
 
 
+@pytest.mark.process
 def test_sdk_tools(client: openai.OpenAI) -> None:
     resp = client.chat.completions.create(model="gem/tool-call", messages=MSG, tools=[WEATHER])  # type: ignore[arg-type,list-item]
     choice = resp.choices[0]
@@ -351,6 +354,7 @@ def test_sdk_tools(client: openai.OpenAI) -> None:
     assert follow.choices[0].message.content == 'tool said: {"content":"sunny"}'
 
 
+@pytest.mark.process
 def test_sdk_stream_tools(client: openai.OpenAI) -> None:
     chunks = list(
         client.chat.completions.create(model="gem/tool-call", messages=MSG, tools=[WEATHER], stream=True)  # type: ignore[arg-type,list-item]
@@ -359,6 +363,7 @@ def test_sdk_stream_tools(client: openai.OpenAI) -> None:
     assert calls[0].function is not None and calls[0].function.name == "get_weather"
 
 
+@pytest.mark.process
 def test_sdk_embeddings(client: openai.OpenAI) -> None:
     resp = client.embeddings.create(model="gem/embedding-001", input=["a", "bb"])  # SDK asks for base64
     assert [d.index for d in resp.data] == [0, 1]
@@ -369,6 +374,7 @@ def test_sdk_embeddings(client: openai.OpenAI) -> None:
     assert len(floats.data[0].embedding) == 4
 
 
+@pytest.mark.process
 def test_sdk_models_list(client: openai.OpenAI) -> None:
     ids = {m.id for m in client.models.list()}
     assert {f"gem/{m}" for m in MODELS} | {"badkey/gemini-test"} <= ids
@@ -384,6 +390,7 @@ def test_sdk_models_list(client: openai.OpenAI) -> None:
         ("badkey/gemini-test", openai.InternalServerError, 502),
     ],
 )
+@pytest.mark.process
 def test_sdk_errors(client: openai.OpenAI, model: str, exc: type[openai.APIStatusError], status: int) -> None:
     with pytest.raises(exc) as e:
         client.chat.completions.create(model=model, messages=MSG)  # type: ignore[arg-type]
@@ -391,12 +398,14 @@ def test_sdk_errors(client: openai.OpenAI, model: str, exc: type[openai.APIStatu
     assert KEY not in e.value.response.text
 
 
+@pytest.mark.process
 def test_sdk_refusal_is_bad_request(client: openai.OpenAI) -> None:
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model="gem/gemini-test", messages=MSG, logprobs=True)  # type: ignore[arg-type]
     assert e.value.param == "logprobs"
 
 
+@pytest.mark.process
 def test_sdk_stream_broken_midway(client: openai.OpenAI) -> None:
     with pytest.raises(openai.APIError):
         for _ in client.chat.completions.create(model="gem/cut", messages=MSG, stream=True):  # type: ignore[arg-type]

@@ -13,6 +13,8 @@ import pytest
 from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_config
 from tests.fixtures.fake_openai import FakeOpenAIServer
 
+pytestmark = pytest.mark.process
+
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_finishes_in_flight_request_and_exits_zero(

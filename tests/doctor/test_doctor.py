@@ -10,6 +10,7 @@ import dataclasses
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -208,6 +209,9 @@ def test_sqlite_extension_loading(home: Path) -> None:
 
 
 def test_real_sqlite_vec_loads() -> None:
+    pytest.importorskip("sqlite_vec", reason="the 'rag' extra (sqlite-vec) is not installed")
+    if not hasattr(sqlite3.Connection, "enable_load_extension"):
+        pytest.importorskip("sqlean", reason="this sqlite3 cannot load extensions and sqlean.py is missing")
     probe = probe_sqlite_vec()  # this machine's own SQLite (stdlib or sqlean) and sqlite-vec
     assert probe.error is None and probe.version and probe.version.startswith("v")
 
@@ -272,6 +276,7 @@ def test_free_port_is_ok(home: Path) -> None:
     assert code == 0  # warnings (no providers here) do not fail
 
 
+@pytest.mark.process
 def test_port_held_by_this_homes_daemon_is_ok(home: Path) -> None:
     port = free_port()
     write_config(home, f"[server]\nport = {port}\nshutdown_grace_s = 2\n")
@@ -503,6 +508,7 @@ def test_render_aligns_columns_and_colours_only_when_asked() -> None:
     assert render(checks[:1], color=False).splitlines()[-1] == "everything is ready"
 
 
+@pytest.mark.process
 def test_doctor_imports_no_cli_and_never_mlx(home: Path) -> None:
     code = (
         "import os, sys\n"

@@ -189,6 +189,7 @@ def test_unit_file_fields_and_quoting(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@pytest.mark.process
 def test_systemd_itself_accepts_the_unit(tmp_path: Path) -> None:
     """systemd-analyze verify parses the file as systemd would and warns about any line it rejects."""
     bindir = tmp_path / "with space" / "bin"
@@ -399,6 +400,7 @@ exit 0
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the systemd path")
+@pytest.mark.process
 def test_cli_end_to_end_with_a_fake_systemctl(tmp_path: Path) -> None:
     bindir, user, home = tmp_path / "bin", tmp_path / "user", tmp_path / "aigw home"
     bindir.mkdir()
