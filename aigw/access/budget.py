@@ -22,11 +22,15 @@ class Budgets:
     def spent(self, key_id: str) -> float:
         return self._spent.get(key_id, 0.0)
 
+    def held(self, key_id: str) -> float:
+        """What the key's requests in flight hold of its budget."""
+        return self._held.get(key_id, 0.0)
+
     def check(self, key: ApiKey) -> None:
         """RateLimited (budget_exhausted) when the key's spend and holds have reached its budget."""
         if key.budget_usd is None:
             return
-        committed = self.spent(key.id) + self._held.get(key.id, 0.0)
+        committed = self.spent(key.id) + self.held(key.id)
         if committed >= key.budget_usd:
             raise RateLimited(
                 f"API key {key.name!r} has exhausted its budget: ${committed:.4f} spent of "

@@ -1,0 +1,281 @@
+"""The request pipeline in process, with a fake provider behind the seam (no sockets): admission,
+cache and single-flight, fallback, the facts each answer reports, the usage log, streams that end
+well, break or are never read, and local work stopped when its client leaves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aigw.access.budget import Budgets
+from aigw.access.keys import ApiKey, KeyStore
+from aigw.access.meter import Meter
+from aigw.access.ratelimit import RateLimiter
+from aigw.cache.store import ResponseStore, open_store
+from aigw.config import CacheConfig, Config, ProviderConfig
+from aigw.domain import (
+    Capability,
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    ModelInfo,
+    Price,
+    Usage,
+)
+from aigw.errors import PermissionDenied, RateLimited, UpstreamConnectError
+from aigw.gateway.call import Caller
+from aigw.gateway.gateway import Gateway
+from aigw.gateway.pipeline import ClientGone, Pipeline
+from aigw.state.db import open_db
+from aigw.usage.metrics import Metrics
+from aigw.usage.prices import PriceTable
+from aigw.usage.recorder import UsageRecorder
+
+pytestmark = pytest.mark.anyio
+USAGE = Usage(7, 3, 10)
+
+
+class Fake:
+    """A provider whose models behave as their names say: `ok`, `down` (cannot connect), `slow`
+    (waits until released), `broken` (a stream that fails after its first content)."""
+
+    capabilities = frozenset({Capability.CHAT, Capability.STREAM, Capability.EMBED})
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[str] = []
+        self.release = asyncio.Event()
+        self.cancelled = 0
+
+    def capabilities_for(self, model: str) -> frozenset[Capability]:
+        return self.capabilities
+
+    async def list_models(self) -> list[ModelInfo]:
+        return [ModelInfo(m, self.name) for m in ("ok", "down", "slow", "broken")]
+
+    async def _behave(self, model: str) -> None:
+        self.calls.append(model)
+        if model == "down":
+            raise UpstreamConnectError(f"{self.name}: down", provider=self.name)
+        if model == "slow":
+            try:
+                await self.release.wait()
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
+
+    async def chat(self, req: ChatRequest) -> ChatResponse:
+        await self._behave(req.model)
+        text = f"{self.name} says {req.messages[-1]['content']}"
+        choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        return ChatResponse("id-1", 1, req.model, [choice], USAGE)
+
+    async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        await self._behave(req.model)
+        for i, word in enumerate([self.name, "says", str(req.messages[-1]["content"])]):
+            delta = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
+            yield ChatChunk("id-1", 1, req.model, [{"index": 0, "delta": delta, "finish_reason": None}])
+            if req.model == "broken":
+                raise UpstreamConnectError(f"{self.name}: cut", provider=self.name)
+        yield ChatChunk("id-1", 1, req.model, [{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        yield ChatChunk("id-1", 1, req.model, [], usage=USAGE)
+
+    async def embed(self, req: EmbedRequest) -> EmbedResponse:
+        await self._behave(req.model)
+        return EmbedResponse(req.model, [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}], USAGE)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Rig:
+    def __init__(self, tmp: Path) -> None:
+        cfg = Config.model_validate(
+            {
+                "models": {
+                    "smart": {
+                        "targets": [{"provider": "a", "model": "down"}, {"provider": "b", "model": "ok"}]
+                    }
+                }
+            }
+            | {"providers": {"a": ProviderConfig(type="openai"), "b": ProviderConfig(type="openai")}}
+        )
+        self.a, self.b = Fake("a"), Fake("b")
+        db = tmp / "aigw.db"
+        self.keys = KeyStore(open_db(db))
+        self.recorder = UsageRecorder(db, flush_interval_s=0.05)
+        prices = PriceTable({"ok": Price(1000.0, 1000.0), "slow": Price(1000.0, 1000.0)})
+        self.meter = Meter(
+            cfg,
+            limiter=RateLimiter(),
+            metrics=Metrics(),
+            recorder=self.recorder,
+            prices=prices,
+            budgets=Budgets(),
+        )
+        self.store: ResponseStore = open_store(tmp / "cache", CacheConfig())
+        self.gw = Gateway(
+            cfg, {"a": self.a, "b": self.b}, keys=self.keys, meter=self.meter, cache_store=self.store
+        )
+
+    def rows(self) -> list[dict[str, Any]]:
+        self.recorder.flush()
+        cur = self.keys._db.execute(
+            "SELECT provider, model, status, prompt_tokens, completion_tokens, cost_usd, cache, error_kind "
+            "FROM usage ORDER BY id"
+        )
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def close(self) -> None:
+        self.recorder.close()
+        self.store.close()
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Iterator[Rig]:
+    r = Rig(tmp_path)
+    yield r
+    r.close()
+
+
+def chat(model: str, text: str = "hi", **body: Any) -> ChatRequest:
+    return ChatRequest({"model": model, "messages": [{"role": "user", "content": text}], **body}, model)
+
+
+ANON = Caller(None, "127.0.0.1")
+
+
+async def test_an_answer_reports_how_it_was_served_and_is_logged(rig: Rig) -> None:
+    answer = await rig.gw.chat(chat("b/ok"), ANON)
+    assert answer.value.choices[0]["message"]["content"] == "b says hi"
+    f = answer.facts
+    assert (f.target.provider, f.target.model, f.fallbacks, f.retries, f.cache) == ("b", "ok", 0, 0, "bypass")
+    assert 0 <= f.overhead_s < 1
+    assert rig.rows() == [
+        {"provider": "b", "model": "ok", "status": 200, "prompt_tokens": 7, "completion_tokens": 3,
+         "cost_usd": pytest.approx(0.01), "cache": "bypass", "error_kind": None}
+    ]  # fmt: skip
+
+
+async def test_an_alias_falls_back_and_says_so(rig: Rig) -> None:
+    answer = await rig.gw.chat(chat("smart"), ANON)
+    assert answer.facts.target.provider == "b" and answer.facts.fallbacks == 1
+    assert rig.a.calls == ["down"] * 3  # the first target's retries, then the next target
+    stream = await rig.gw.stream(chat("smart"), ANON)
+    text = "".join([c.choices[0]["delta"].get("content", "") async for c in stream.chunks if c.choices])
+    assert text == "b says hi" and stream.facts.fallbacks == 1
+
+
+async def test_cacheable_answers_are_stored_and_served_to_any_dialect(rig: Rig) -> None:
+    first = await rig.gw.chat(chat("b/ok", temperature=0), ANON)
+    again = await rig.gw.chat(chat("b/ok", temperature=0), ANON)
+    assert (first.facts.cache, again.facts.cache) == ("miss", "hit")
+    assert again.wire() == first.wire()
+    assert again.value.choices == first.value.choices and again.value.usage == USAGE  # parsed back
+    replayed = await rig.gw.stream(chat("b/ok", temperature=0, stream=True), ANON)
+    chunks = [c async for c in replayed.chunks]
+    assert replayed.facts.cache == "hit" and chunks[-1].usage == USAGE
+    assert "".join(c.choices[0]["delta"].get("content", "") for c in chunks if c.choices) == "b says hi"
+    assert rig.b.calls == ["ok"]
+    assert [r["cache"] for r in rig.rows()] == ["miss", "hit", "hit"]
+
+
+async def test_identical_requests_in_flight_make_one_upstream_call(rig: Rig) -> None:
+    calls = [rig.gw.chat(chat("b/slow", temperature=0), ANON) for _ in range(5)]
+    tasks = [asyncio.ensure_future(c) for c in calls]
+    await asyncio.sleep(0.05)
+    rig.b.release.set()
+    answers = await asyncio.gather(*tasks)
+    assert rig.b.calls == ["slow"]
+    assert sorted(a.facts.cache for a in answers) == ["hit", "hit", "hit", "hit", "miss"]
+
+
+async def test_a_stream_is_accounted_when_it_ends(rig: Rig) -> None:
+    reply = await rig.gw.stream(chat("b/ok", stream=True), ANON)
+    assert rig.rows() == []  # nothing to account until the stream ends
+    chunks = [c async for c in reply.chunks]
+    assert chunks[-1].is_usage_only and reply.facts.target.provider == "b"
+    assert [(r["status"], r["prompt_tokens"], r["completion_tokens"]) for r in rig.rows()] == [(200, 7, 3)]
+
+
+async def test_a_stream_that_breaks_after_content_is_charged_for_what_was_delivered(rig: Rig) -> None:
+    reply = await rig.gw.stream(chat("b/broken", stream=True), ANON)
+    got = []
+    with pytest.raises(UpstreamConnectError):
+        async for c in reply.chunks:
+            got.append(c)
+    assert len(got) == 1
+    (row,) = rig.rows()
+    assert (row["status"], row["error_kind"], row["completion_tokens"]) == (502, "UpstreamConnectError", 1)
+    assert row["prompt_tokens"] > 0  # content reached the client: the prompt is charged
+
+
+async def test_a_stream_never_read_gives_its_reservation_back(rig: Rig) -> None:
+    key, _ = rig.keys.create("k", tpm=1000, budget_usd=5.0)
+    caller = Caller(key, "127.0.0.1")
+    reply = await rig.gw.stream(chat("b/ok", text="x" * 400, stream=True), caller)
+    tokens = rig.meter.limiter.snapshot(key.id, rig.meter.limits_for(key))["tokens"]["remaining"]
+    assert tokens < 1000 and rig.meter.budgets.held(key.id) > 0
+    await reply.abandon()
+    tokens = rig.meter.limiter.snapshot(key.id, rig.meter.limits_for(key))["tokens"]["remaining"]
+    assert tokens == 1000 and rig.meter.budgets.held(key.id) == 0 and rig.rows() == []
+
+
+async def test_admission_refuses_before_any_upstream_call(rig: Rig) -> None:
+    only: ApiKey = rig.keys.create("only-smart", models=["smart"])[0]
+    with pytest.raises(PermissionDenied, match="may not use model 'b/ok'"):
+        await rig.gw.chat(chat("b/ok"), Caller(only, "127.0.0.1"))
+    broke = rig.keys.create("broke", budget_usd=0.005)[0]
+    await rig.gw.chat(chat("b/ok"), Caller(broke, "127.0.0.1"))  # $0.01: over budget now
+    with pytest.raises(RateLimited) as e:
+        await rig.gw.chat(chat("b/ok"), Caller(broke, "127.0.0.1"))
+    assert e.value.code == "budget_exhausted"
+    slow = rig.keys.create("one-a-minute", rpm=1)[0]
+    await rig.gw.chat(chat("b/ok"), Caller(slow, "127.0.0.1"))
+    with pytest.raises(RateLimited) as e:
+        await rig.gw.embed(EmbedRequest({"model": "b/ok", "input": "x"}, "b/ok"), Caller(slow, "127.0.0.1"))
+    assert e.value.code == "rate_limit_exceeded" and e.value.retry_after
+    assert rig.b.calls == ["ok", "ok"]
+
+
+async def test_local_work_stops_when_its_client_leaves(rig: Rig) -> None:
+    """For this machine's own models the pipeline watches the client; the fake stands in for one."""
+    pipeline = Pipeline(rig.gw.models, rig.gw.router, rig.meter, rig.gw.cache, lambda route: True)
+    left = asyncio.Event()
+
+    async def gone() -> None:
+        await left.wait()
+
+    caller = Caller(None, "127.0.0.1", gone=gone)
+    task = asyncio.ensure_future(pipeline.chat(chat("b/slow"), caller))
+    await asyncio.sleep(0.05)
+    left.set()
+    with pytest.raises(ClientGone):
+        await task
+    assert rig.b.cancelled == 1
+    opening = asyncio.ensure_future(pipeline.stream(chat("b/slow", stream=True), caller))
+    with pytest.raises(ClientGone):
+        await opening
+    assert rig.b.cancelled == 2
+    (first, second) = rig.rows()
+    assert first["status"] == second["status"] == 400 and first["error_kind"] == "ClientGone"
+
+
+async def test_embeddings_go_through_the_same_pipeline(rig: Rig) -> None:
+    req = EmbedRequest({"model": "b/ok", "input": ["a"]}, "b/ok")
+    first = await rig.gw.embed(req, ANON)
+    again = await rig.gw.embed(req, ANON)
+    assert (first.facts.cache, again.facts.cache) == ("miss", "hit")
+    assert again.value.data == first.value.data and rig.b.calls == ["ok"]
