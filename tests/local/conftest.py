@@ -8,15 +8,21 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.daemon import DaemonProcess, free_port, write_config
-from tests.fixtures.tiny_gguf import write_tiny_llama
-
-pytest.importorskip("llama_cpp", reason="the 'local' extra (llama-cpp-python) is not installed")
 
 MEDIUM = {"n_embd": 256, "n_layer": 4, "n_ff": 512, "n_ctx": 4096}
 
 
+def needs_llama_cpp() -> None:
+    """Skip (cleanly) where the 'local' extra is not installed."""
+    pytest.importorskip("llama_cpp", reason="the 'local' extra (llama-cpp-python) is not installed")
+    pytest.importorskip("gguf", reason="the 'local' extra (gguf) is not installed")
+
+
 @pytest.fixture(scope="session")
 def gguf_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    needs_llama_cpp()
+    from tests.fixtures.tiny_gguf import write_tiny_llama
+
     d = tmp_path_factory.mktemp("gguf")
     for i, name in enumerate(("tiny", "tiny2", "tiny3")):
         write_tiny_llama(d / f"{name}.gguf", seed=i)

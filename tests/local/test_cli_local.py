@@ -14,9 +14,9 @@ import pytest
 from aigw.local.catalog import load_catalog
 from tests.fixtures.daemon import base_env
 from tests.fixtures.fake_hub import FakeHub, HubFile
-from tests.fixtures.tiny_gguf import write_tiny_llama
 
 pytestmark = pytest.mark.process
+pytest.importorskip("gguf", reason="the 'local' extra (gguf) is not installed")
 
 
 def aigw(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -33,6 +33,8 @@ def aigw(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.Co
 
 @pytest.fixture
 def hub_with_default(tmp_path: Path) -> Iterator[FakeHub]:
+    from tests.fixtures.tiny_gguf import write_tiny_llama
+
     hub = FakeHub().start()
     entry = load_catalog().entries[load_catalog().default]
     assert entry.gguf is not None and entry.gguf.file is not None

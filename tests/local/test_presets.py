@@ -13,8 +13,11 @@ from aigw.errors import ConfigError
 from aigw.local.catalog import load_catalog
 from aigw.local.presets import choose, load_presets, stops
 from tests.fixtures.daemon import DaemonProcess, free_port, write_config
-from tests.fixtures.tiny_gguf import CHAT_TEMPLATE, write_tiny_llama
+from tests.local.conftest import needs_llama_cpp
 
+# the tiny GGUF's own template (tests/fixtures/tiny_gguf.py), which no shipped family matches
+CHAT_TEMPLATE = "{% for message in messages %}{{ message['role'] }}: {{ message['content'] }}\n{% endfor %}"
+CHAT_TEMPLATE += "{% if add_generation_prompt %}assistant:{% endif %}"
 QWEN_TEMPLATE = "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
 LLAMA3_TEMPLATE = "<|start_header_id|>{{ role }}<|end_header_id|>{{ content }}<|eot_id|>"
 
@@ -75,7 +78,9 @@ def test_a_preset_takes_effect_in_llama_cpp(tmp_path: Path) -> None:
     """The tiny GGUF's own template matches no shipped family. A user preset matching it adds a stop
     string (generation ends before it) and then replaces the template (a different prompt, so a
     different greedy answer)."""
-    pytest.importorskip("llama_cpp")
+    needs_llama_cpp()
+    from tests.fixtures.tiny_gguf import write_tiny_llama
+
     gguf = tmp_path / "tiny.gguf"
     write_tiny_llama(gguf, seed=3)
     body = {"messages": [{"role": "user", "content": "Hello"}], "temperature": 0, "max_tokens": 24}

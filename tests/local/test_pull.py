@@ -22,6 +22,7 @@ CONTENT = os.urandom(3 * 1024 * 1024 + 123)
 
 @pytest.fixture
 def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeHub]:
+    pytest.importorskip("huggingface_hub", reason="the 'local' extra (huggingface-hub) is not installed")
     h = FakeHub().start()
     monkeypatch.setenv("HF_ENDPOINT", h.url)
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
