@@ -2,8 +2,10 @@
 
 `SSEResponse` forwards each chunk the moment it is produced (no buffering) and stops the
 producer as soon as the client disconnects: a watcher task cancels the sending task when
-`http.disconnect` arrives, and the producer's `aclose()` runs at once. Cancelled by the server
-instead (the shutdown grace period ran out), it ends the stream with an error event and [DONE].
+`http.disconnect` arrives, and the producer's `aclose()` runs at once. The watcher starts once the
+first chunk is on its way, so that its setup is not on the path to the client's first byte.
+Cancelled by the server instead (the shutdown grace period ran out), it ends the stream with an
+error event and [DONE].
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class SSEResponse(Response):
         sender = asyncio.current_task()
         assert sender is not None
         disconnected = started = iterated = False
+        watcher: asyncio.Task[None] | None = None
 
         async def watch() -> None:
             nonlocal disconnected
@@ -62,13 +65,14 @@ class SSEResponse(Response):
             disconnected = True
             sender.cancel()
 
-        watcher = asyncio.get_running_loop().create_task(watch())
         try:
             await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
             started = True
             iterated = True
             async for data in self.stream:
                 await send({"type": "http.response.body", "body": data, "more_body": True})
+                if watcher is None:  # after the first bytes are on their way: off the critical path
+                    watcher = asyncio.get_running_loop().create_task(watch())
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except asyncio.CancelledError:
             sender.uncancel()
@@ -76,7 +80,8 @@ class SSEResponse(Response):
                 # Cancelled by the server (shutdown grace period over): end the stream properly.
                 await self._abort(send)
         finally:
-            watcher.cancel()
+            if watcher is not None:
+                watcher.cancel()
             await self.stream.aclose()
             if not iterated and self._on_unstarted is not None:
                 await self._on_unstarted()

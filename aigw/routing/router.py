@@ -123,6 +123,14 @@ class _Opened:
     it: AsyncIterator[ChatChunk]
 
 
+async def _read_head(it: AsyncIterator[ChatChunk], head: list[ChatChunk]) -> None:
+    """Read chunks into `head` up to and including the first with content (or to the end)."""
+    async for chunk in it:
+        head.append(chunk)
+        if has_content(chunk):
+            return
+
+
 async def _aclose(it: AsyncIterator[ChatChunk]) -> None:
     aclose = getattr(it, "aclose", None)
     if aclose is not None:
@@ -354,14 +362,14 @@ class Router:
     ) -> _Opened:
         head: list[ChatChunk] = []
         try:
-            async with asyncio.timeout(wait) as scope:
-                async for chunk in it:
-                    head.append(chunk)
-                    if has_content(chunk):
-                        break
+            if wait is None:  # the last target: no first-token timeout (and no timer to set up)
+                await _read_head(it, head)
+            else:
+                async with asyncio.timeout(wait) as scope:
+                    await _read_head(it, head)
         except TimeoutError:
             await _aclose(it)
-            if scope.expired():
+            if wait is not None and scope.expired():
                 raise FirstTokenTimeout(
                     f"{target.provider}: no first token within {wait:g} s", provider=target.provider
                 ) from None
