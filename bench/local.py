@@ -7,8 +7,10 @@ well over 5 ms on this CPU), then for the same chat prompt and greedy decoding m
   * via aigw: a real daemon (its own process) with the model preloaded, streamed over HTTP.
 Time to first token (TTFT) and decode tokens/s (after the first token) are the medians of RUNS
 runs, alternating direct and via aigw; the TTFT overhead is the median of the back-to-back pairs.
+Every request through aigw bypasses the response cache (Cache-Control: no-cache, no-store): the same
+greedy request repeats, and a cached answer would measure nothing.
 Prints a table and exits 0.
-Usage: python bench/local.py [--tokens N] [--runs N]
+Usage: python bench/local.py [--tokens N] [--runs N] [--quick]
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.overhead import free_port, wait_port
+from bench.common import admin_headers, free_port, wait_healthy
 from tests.fixtures.tiny_gguf import write_tiny_llama
 
 BENCH_MODEL = {"n_embd": 768, "n_layer": 8, "n_ff": 2048, "n_head": 12, "n_ctx": 1024}
+QUICK_MODEL = {"n_embd": 64, "n_layer": 2, "n_ff": 128, "n_head": 4, "n_ctx": 256}
+NO_CACHE = {"Content-Type": "application/json", "Cache-Control": "no-cache, no-store"}
 MESSAGES = [{"role": "user", "content": "Hi."}]
 
 
@@ -75,7 +79,7 @@ def aigw_run(port: int, tokens: int, model: str = "bench") -> tuple[float, float
         {"model": model, "messages": MESSAGES, "max_tokens": tokens, "temperature": 0, "stream": True}
     )
     t0 = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+    conn.request("POST", "/v1/chat/completions", body, NO_CACHE)
     resp = conn.getresponse()
     first = last = 0.0
     n = 0
@@ -115,15 +119,27 @@ def measure(
     )
 
 
+def admin_call(port: int, path: str, model: str, headers: dict[str, str]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    conn.request("POST", path, json.dumps({"model": model}), headers)
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise SystemExit(f"{path} {model}: HTTP {resp.status}: {resp.read().decode()[:300]}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--runs", type=int, default=9)
+    ap.add_argument("--quick", action="store_true", help="a tiny model, 8 tokens, one run: does it run?")
     args = ap.parse_args()
+    model = QUICK_MODEL if args.quick else BENCH_MODEL
+    if args.quick:
+        args.tokens, args.runs = 8, 1
     import llama_cpp
 
     home = Path(tempfile.mkdtemp(prefix="aigw-bench-local-"))
-    gguf = write_tiny_llama(home / "bench.gguf", seed=3, **BENCH_MODEL)
+    gguf = write_tiny_llama(home / "bench.gguf", seed=3, **model)
     has_mlx = importlib.util.find_spec("mlx_lm") is not None
     mlx_dir = home / "bench-mlx"
     if has_mlx:
@@ -131,10 +147,10 @@ def main() -> None:
 
         write_tiny_mlx(
             mlx_dir,
-            hidden=BENCH_MODEL["n_embd"],
-            layers=BENCH_MODEL["n_layer"],
-            ff=BENCH_MODEL["n_ff"],
-            heads=BENCH_MODEL["n_head"],
+            hidden=model["n_embd"],
+            layers=model["n_layer"],
+            ff=model["n_ff"],
+            heads=model["n_head"],
             seed=3,
         )
     port = free_port()
@@ -148,17 +164,11 @@ def main() -> None:
         [sys.executable, "-m", "aigw", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        wait_port(port)
-        for model in ["bench"] + (["bench-mlx"] if has_mlx else []):
-            conn = http.client.HTTPConnection("127.0.0.1", port)
-            conn.request(
-                "POST",
-                "/admin/local/load",
-                json.dumps({"model": model}),
-                {"Content-Type": "application/json"},
-            )
-            assert conn.getresponse().status == 200
-        llm = llama_cpp.Llama(str(gguf), n_ctx=BENCH_MODEL["n_ctx"], verbose=False)
+        wait_healthy(port)  # the admin token exists from then on
+        admin = admin_headers(home)
+        for name in ["bench"] + (["bench-mlx"] if has_mlx else []):
+            admin_call(port, "/admin/local/load", name, admin)
+        llm = llama_cpp.Llama(str(gguf), n_ctx=model["n_ctx"], verbose=False)
         params = gguf.stat().st_size / 4 / 1e6
         measure(
             f"llama.cpp, {params:.0f}M-parameter f32 GGUF",
@@ -169,14 +179,7 @@ def main() -> None:
             runs=args.runs,
         )
         llm.close()
-        conn = http.client.HTTPConnection("127.0.0.1", port)  # each engine measured alone
-        conn.request(
-            "POST",
-            "/admin/local/unload",
-            json.dumps({"model": "bench"}),
-            {"Content-Type": "application/json"},
-        )
-        assert conn.getresponse().status == 200
+        admin_call(port, "/admin/local/unload", "bench", admin)  # each engine measured alone
         if has_mlx:
             import mlx_lm
 

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -161,6 +160,20 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * p))] * 1000
 
 
+def run_soak(port: int, pid: int, seconds: int) -> str:
+    """Drive the daemon with wrk twice for `seconds`; how much its RSS grew each time."""
+    wrk_run(port, 10)  # warm: caches, pools, histograms, SQLite pages all populated
+    before = rss_kib(pid)
+    rps, n = wrk_run(port, seconds)
+    middle = rss_kib(pid)
+    _, n2 = wrk_run(port, seconds)
+    grew, grew2 = (middle - before) / 1024, (rss_kib(pid) - middle) / 1024
+    return (
+        f"; soak: {n} requests at {rps:.0f} req/s grew RSS by {grew:.1f} MB (bar: < 10 MB), "
+        f"the next {n2} by {grew2:.1f} MB"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
@@ -209,18 +222,7 @@ def main() -> None:
         g_ft, g_tot = ttfb(gw_port, args.streams)
         d_fresh, _ = ttfb(up_port, args.streams, fresh=True)
         g_fresh, _ = ttfb(gw_port, args.streams, fresh=True)
-        soak = ""
-        if args.soak:
-            wrk_run(gw_port, 10)  # warm: caches, pools, histograms, SQLite pages all populated
-            before = rss_kib(gw.pid)
-            rps, n = wrk_run(gw_port, args.soak)
-            middle = rss_kib(gw.pid)
-            _, n2 = wrk_run(gw_port, args.soak)
-            grew, grew2 = (middle - before) / 1024, (rss_kib(gw.pid) - middle) / 1024
-            soak = (
-                f"; soak: {n} requests at {rps:.0f} req/s grew RSS by {grew:.1f} MB (bar: < 10 MB), "
-                f"the next {n2} by {grew2:.1f} MB"
-            )
+        soak = run_soak(gw_port, gw.pid, args.soak) if args.soak else ""
     shutil.rmtree(home, ignore_errors=True)
     rows = [
         ("latency p50 (ms)", pct(d_lat, 0.50), pct(g_lat, 0.50)),
