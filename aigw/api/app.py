@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -38,10 +37,6 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
         gateway = build()
         app.state.gateway = gateway
         gateway.start()
-        # What startup built lives as long as the process: keep it out of every GC pass, so
-        # collections during generation (mlx allocates many small objects) stay short.
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:

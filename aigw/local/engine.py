@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import queue
 import threading
@@ -303,9 +302,6 @@ class Engine:
 
     def _load_done(self, slot: Slot, fut: asyncio.Future[None]) -> None:
         slot.loaded_at = slot.last_used = self._clock()
-        # A loaded model's Python objects live until it unloads: keep them out of GC passes, which
-        # would otherwise walk them during every generation (freed objects still go by refcount).
-        gc.freeze()
         if fut.exception() is not None and self._slots.get(slot.key) is slot:
             del self._slots[slot.key]
         self._spawn_notify()
