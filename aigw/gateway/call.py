@@ -12,7 +12,7 @@ from typing import Any, Generic, Protocol, TypeVar
 import orjson
 
 from aigw.access.keys import ApiKey
-from aigw.domain import ChatChunk, Target
+from aigw.domain import ChatChunk, Target, Usage
 
 Gone = Callable[[], Awaitable[None]]
 """Returns once the client has disconnected (never, while it is there)."""
@@ -48,7 +48,10 @@ class Facts:
 
 
 class Wire(Protocol):
-    """A response type with an OpenAI-shaped JSON form (what the cache stores)."""
+    """A response with usage and an OpenAI-shaped JSON form (what the cache stores)."""
+
+    @property
+    def usage(self) -> Usage | None: ...
 
     def to_wire(self) -> dict[str, Any]: ...
 

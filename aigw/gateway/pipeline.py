@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, Callable, Coroutine
+from collections.abc import AsyncGenerator, Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 import orjson
@@ -27,10 +27,10 @@ from aigw.cache.store import CachedAnswer
 from aigw.cache.streams import replay_chunks
 from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Route, Target
 from aigw.errors import AigwError, InvalidRequest
-from aigw.gateway.call import Answer, Caller, Facts, StreamReply
+from aigw.gateway.call import Answer, Caller, Facts, StreamReply, W
 from aigw.gateway.models import ModelIndex
 from aigw.gateway.relay import Saver, relay
-from aigw.routing.router import Router, Trace
+from aigw.routing.router import Routed, Router, Trace
 
 T = TypeVar("T")
 
@@ -62,44 +62,28 @@ class Pipeline:
         """A whole chat completion."""
         t0 = time.perf_counter()
         route, ticket, plan = await self._begin("chat", req.model, req.body, caller, provider)
-        try:
-            if (found := await self._lookup(plan)) is not None:
-                facts = self._hit(found, ticket, t0)
-                return Answer(facts, wire=found.body, parse=ChatResponse.from_wire)
-            result = await self._watched(self._router.chat(route, req), route, caller)
-        except BaseException as e:
-            self._failed(e, plan, ticket)
-            raise
-        value = result.value
-        overhead = time.perf_counter() - t0 - result.upstream_s
-        answer = Answer(self._facts(result.target, overhead, result.trace, plan, ticket), value=value)
-        if plan.decision.store:
-            self._cache.save(plan, result.target, answer.wire(), value.usage)
-        self._meter.done(
-            ticket,
-            result.target,
-            value.usage,
-            overhead_s=overhead,
-            fallbacks=result.trace.fallbacks,
-            cache=plan.status,
-            completion=value.choices if ticket.content is not None else None,
-            completion_chars=0 if value.usage is not None else len(orjson.dumps(value.choices)),
+        got = await self._fetch(
+            plan, ticket, lambda: self._watched(self._router.chat(route, req), route, caller)
         )
-        return answer
+        if isinstance(got, CachedAnswer):
+            return Answer(self._hit(got, ticket, t0), wire=got.body, parse=ChatResponse.from_wire)
+        choices = got.value.choices
+        return self._answered(
+            got, t0, plan, ticket,
+            completion=choices if ticket.content is not None else None,
+            chars=0 if got.value.usage is not None else len(orjson.dumps(choices)),
+        )  # fmt: skip
 
     async def stream(self, req: ChatRequest, caller: Caller, *, provider: str | None = None) -> StreamReply:
         """A streamed chat completion, returned once its first content has arrived: until then any
         target may still fail over to the next, invisibly to the client."""
         t0 = time.perf_counter()
         route, ticket, plan = await self._begin("chat", req.model, req.body, caller, provider)
-        try:
-            if (found := await self._lookup(plan)) is not None:
-                facts = self._hit(found, ticket, t0)
-                return StreamReply(facts, _replayed(found), _nothing)
-            stream = await self._watched(self._router.open_stream(route, req), route, caller)
-        except BaseException as e:
-            self._failed(e, plan, ticket)
-            raise
+        stream = await self._fetch(
+            plan, ticket, lambda: self._watched(self._router.open_stream(route, req), route, caller)
+        )
+        if isinstance(stream, CachedAnswer):
+            return StreamReply(self._hit(stream, ticket, t0), _replayed(stream), _nothing)
         overhead = time.perf_counter() - t0 - stream.upstream_s
         facts = self._facts(stream.target, overhead, stream.trace, plan, ticket)
         saver = Saver(self._cache, plan) if plan.decision.store else None
@@ -118,28 +102,10 @@ class Pipeline:
         """Embeddings."""
         t0 = time.perf_counter()
         route, ticket, plan = await self._begin("embed", req.model, req.body, caller, provider)
-        try:
-            if (found := await self._lookup(plan)) is not None:
-                facts = self._hit(found, ticket, t0)
-                return Answer(facts, wire=found.body, parse=EmbedResponse.from_wire)
-            result = await self._router.embed(route, req)
-        except BaseException as e:
-            self._failed(e, plan, ticket)
-            raise
-        value = result.value
-        overhead = time.perf_counter() - t0 - result.upstream_s
-        answer = Answer(self._facts(result.target, overhead, result.trace, plan, ticket), value=value)
-        if plan.decision.store:
-            self._cache.save(plan, result.target, answer.wire(), value.usage)
-        self._meter.done(
-            ticket,
-            result.target,
-            value.usage,
-            overhead_s=overhead,
-            fallbacks=result.trace.fallbacks,
-            cache=plan.status,
-        )
-        return answer
+        got = await self._fetch(plan, ticket, lambda: self._router.embed(route, req))
+        if isinstance(got, CachedAnswer):
+            return Answer(self._hit(got, ticket, t0), wire=got.body, parse=EmbedResponse.from_wire)
+        return self._answered(got, t0, plan, ticket)
 
     # -- the steps -----------------------------------------------------------------------------
 
@@ -153,6 +119,43 @@ class Pipeline:
 
     async def _lookup(self, plan: Plan) -> CachedAnswer | None:
         return await self._cache.lookup(plan) if plan.decision.lookup else None
+
+    async def _fetch(self, plan: Plan, ticket: Ticket, call: Callable[[], Awaitable[T]]) -> CachedAnswer | T:
+        """The cached answer, or the routed call's; a failure on the way is accounted and raised."""
+        try:
+            found = await self._lookup(plan)
+            return found if found is not None else await call()
+        except BaseException as e:
+            self._failed(e, plan, ticket)
+            raise
+
+    def _answered(
+        self,
+        result: Routed[W],
+        t0: float,
+        plan: Plan,
+        ticket: Ticket,
+        *,
+        completion: Any = None,
+        chars: int = 0,
+    ) -> Answer[W]:
+        """A fresh answer: stored when the plan allows, accounted, with its facts."""
+        value = result.value
+        overhead = time.perf_counter() - t0 - result.upstream_s
+        answer = Answer(self._facts(result.target, overhead, result.trace, plan, ticket), value=value)
+        if plan.decision.store:
+            self._cache.save(plan, result.target, answer.wire(), value.usage)
+        self._meter.done(
+            ticket,
+            result.target,
+            value.usage,
+            overhead_s=overhead,
+            fallbacks=result.trace.fallbacks,
+            cache=plan.status,
+            completion=completion,
+            completion_chars=chars,
+        )
+        return answer
 
     def _hit(self, found: CachedAnswer, ticket: Ticket, t0: float) -> Facts:
         target = Target(found.provider, found.model)

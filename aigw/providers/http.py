@@ -9,7 +9,7 @@ Timeouts (from the provider's config): `connect_timeout_s` to open a connection;
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Mapping
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import aiohttp
@@ -19,7 +19,7 @@ from yarl import URL
 
 from aigw.config.load import redact_url
 from aigw.errors import UpstreamConnectError, UpstreamProtocolError, UpstreamStatusError, UpstreamTimeout
-from aigw.providers.remote import HttpProviderConfig
+from aigw.providers.remote import Connection, HttpProviderConfig
 from aigw.providers.sse import SSEEvent, SSEParser
 
 _URL_CACHE_SIZE = 256
@@ -40,15 +40,11 @@ def describe(e: BaseException) -> str:
 
 class HttpTransport:
     def __init__(
-        self,
-        name: str,
-        base_url: str,
-        headers: Mapping[str, str],
-        config: HttpProviderConfig,
-        map_error: ErrorMapper,
+        self, name: str, connection: Connection, config: HttpProviderConfig, map_error: ErrorMapper
     ) -> None:
         self.name = name
-        self.base = base_url.rstrip("/")
+        self.base = connection.base_url.rstrip("/")
+        headers = connection.headers
         self._cfg = config
         self._map_error = map_error
         merged = {"Content-Type": "application/json", "Accept": "application/json", **headers}

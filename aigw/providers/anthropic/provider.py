@@ -54,8 +54,7 @@ class AnthropicProvider:
         self._cfg = config
         self._http = HttpTransport(
             name,
-            connection.base_url,
-            connection.headers,
+            connection,
             config,
             lambda status, body, hdrs: error_from_body(
                 name, status, body, parse_retry_after(hdrs.get("retry-after"))

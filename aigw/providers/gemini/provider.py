@@ -64,8 +64,7 @@ class GeminiProvider:
         self._cfg = config
         self._http = HttpTransport(
             name,
-            connection.base_url,
-            connection.headers,
+            connection,
             config,
             lambda status, body, hdrs: error_from_gemini(name, status, body, hdrs.get("Retry-After")),
         )

@@ -61,8 +61,7 @@ class OpenAICompatProvider:
         self._cfg = config
         self._http = HttpTransport(
             name,
-            connection.base_url,
-            connection.headers,
+            connection,
             config,
             lambda status, body, hdrs: error_from_body(
                 name, status, body, parse_retry_after(hdrs.get("Retry-After"))
