@@ -54,8 +54,11 @@ def env_config_path() -> Path | None:
 def load_config(config_path: Path | None = None) -> Config:
     """The config as the daemon would load it: `config_path`, else $AIGW_CONFIG, else AIGW_HOME's."""
     from aigw.config.checked import load_checked
+    from aigw.providers.registry import ProviderRegistry
 
-    return load_checked(paths(), config_path or env_config_path(), os.environ)
+    return load_checked(
+        paths(), config_path or env_config_path(), os.environ, ProviderRegistry.from_entry_points()
+    )
 
 
 def model_library(cfg: Config | None = None) -> ModelLibrary:

@@ -36,6 +36,10 @@ class TypeSource(Protocol):
         """Provider tables to use when there is no config file: name -> table."""
         ...
 
+    def check(self, name: str, config: ProviderConfig, environ: Mapping[str, str]) -> None:
+        """ConfigError when the provider `name`'s type cannot serve its table in this environment."""
+        ...
+
 
 def _problems(err: ValidationError, prefix: tuple[str, ...] = ()) -> list[str]:
     parts = []

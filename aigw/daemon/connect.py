@@ -26,8 +26,9 @@ def target(paths: Paths, environ: Mapping[str, str], config_path: Path | None = 
     if info is not None:
         return info.url, True
     from aigw.config.checked import load_checked
+    from aigw.providers.registry import ProviderRegistry
 
-    server = load_checked(paths, config_path, environ).server
+    server = load_checked(paths, config_path, environ, ProviderRegistry.from_entry_points()).server
     host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host
     host = f"[{host}]" if ":" in host else host
     return f"http://{host}:{server.port}", True

@@ -27,12 +27,12 @@ from aigw.cache.service import AnswerCache
 from aigw.cache.store import ResponseStore, open_store
 from aigw.config import Config
 from aigw.domain import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Route, Target
+from aigw.engine.engine import FOREVER, Engine, EngineLimits
 from aigw.errors import InvalidRequest
 from aigw.gateway.call import Answer, Caller, StreamReply
 from aigw.gateway.models import ModelIndex
 from aigw.gateway.pipeline import Pipeline
 from aigw.gateway.rag import Grounded, RagQuery, rag_answer
-from aigw.local.engine import FOREVER, Engine, EngineLimits
 from aigw.paths import Paths
 from aigw.providers.base import Fingerprinted, Provider
 from aigw.providers.registry import ProviderRegistry

@@ -23,10 +23,10 @@ from aigw.domain import (
     ModelInfo,
     Usage,
 )
+from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.engine.engine import FOREVER, Engine, Job
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound
-from aigw.local.backend import Backend, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
-from aigw.local.engine import FOREVER, Engine, Job
 from aigw.local.fingerprint import Fingerprints
 from aigw.providers.spec import ProviderContext
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigw.domain import Capability
-from aigw.local.backend import Backend
+from aigw.engine.backend import Backend
 from aigw.local.config import LocalProviderConfig, model_paths
 from aigw.local.presets import Preset
 from aigw.providers.spec import ProbeEnv, ProviderContext, ProviderType, Verdict

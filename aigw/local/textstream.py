@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aigw.local.backend import Emit
+from aigw.engine.backend import Emit
 
 
 class TextStream:

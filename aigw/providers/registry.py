@@ -88,6 +88,9 @@ class ProviderRegistry:
                 out.setdefault(name, table)
         return out
 
+    def check(self, name: str, config: ProviderConfig, environ: Mapping[str, str]) -> None:
+        self.of(name, config).check(config, environ)
+
     # -- the rest of aigw ----------------------------------------------------------------------
 
     def of(self, name: str, config: ProviderConfig) -> ProviderType[Any]:

@@ -29,7 +29,7 @@ from aigw.domain import Price
 from aigw.paths import Paths
 
 if TYPE_CHECKING:
-    from aigw.local.engine import Engine
+    from aigw.engine.engine import Engine
     from aigw.providers.base import Provider
 
 C = TypeVar("C", bound=ProviderConfig)

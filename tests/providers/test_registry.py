@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from aigw.config import LocalConfig
+from aigw.engine.engine import Engine, EngineLimits
 from aigw.errors import ConfigError
-from aigw.local.engine import Engine, EngineLimits
 from aigw.paths import Paths
 from aigw.providers.openai import TYPE as OPENAI
 from aigw.providers.openai import TYPE as TYPE_OPENAI

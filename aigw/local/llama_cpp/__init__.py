@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aigw.local.backend import Backend
+from aigw.engine.backend import Backend
 from aigw.local.llama_cpp.backend import CHAT_CAPS, EMBED_CAPS, LlamaCppBackend, describe_file
 from aigw.local.presets import Preset, load_presets
 from aigw.local.spec import LocalType

@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from aigw.domain import Capability
+from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.errors import CapabilityError
-from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.local.presets import Preset, choose
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from aigw.local.backend import Backend
+from aigw.engine.backend import Backend
 from aigw.local.mlx.backend import CHAT_CAPS, EMBED_CAPS, MlxBackend, describe_dir, is_mlx_dir
 from aigw.local.presets import Preset, load_presets
 from aigw.local.spec import LocalType

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, cast
 
 from aigw.domain import Capability
+from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.errors import CapabilityError
-from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.local.presets import Preset, choose
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream

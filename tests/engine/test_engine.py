@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from aigw.domain import Capability
+from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.engine.engine import Engine, EngineLimits, Job
 from aigw.errors import ServiceUnavailable
-from aigw.local.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
-from aigw.local.engine import Engine, EngineLimits, Job
 
 
 class Echo:
@@ -171,7 +171,7 @@ def test_work_queued_while_closing_fails_instead_of_hanging() -> None:
 
 
 def test_missing_model_file_is_a_clear_error() -> None:
-    from aigw.local.engine import LocalModelError
+    from aigw.engine.engine import LocalModelError
 
     class Missing(EchoBackend):
         def estimate_bytes(self, spec: ModelSpec) -> int:

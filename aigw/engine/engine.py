@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
+from aigw.engine.backend import Backend, GenResult, LoadedModel, ModelSpec
 from aigw.errors import AigwError, ServiceUnavailable, UpstreamError
-from aigw.local.backend import Backend, GenResult, LoadedModel, ModelSpec
 
 log = logging.getLogger("aigw.local")
 R = TypeVar("R")
