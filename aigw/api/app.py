@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -37,6 +38,11 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
         gateway = build()
         app.state.gateway = gateway
         gateway.start()
+        # Everything startup built (modules, schemas, services) lives as long as the process: out of
+        # every later GC pass, a full collection under load walks only what requests allocate.
+        # Measured under wrk: about 15% less CPU a request than without (README, Performance).
+        gc.collect()
+        gc.freeze()
         try:
             yield
         finally:
