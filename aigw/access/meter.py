@@ -157,7 +157,7 @@ class Meter:
             )
         content = {"messages": body.get("messages")} if self._log_content else None
         ticket = Ticket(subject, key, limits, admission, route, self._clock(), content, est, held)
-        if key is not None:
+        if key is not None and held:
             self.budgets.hold(key.id, held)
         return ticket
 
@@ -214,7 +214,7 @@ class Meter:
         limit (no upstream processed any); the usage row says what it saved."""
         latency = self._clock() - t.started
         self.limiter.settle(t.subject, t.limits, t.admission, 0)
-        if t.key is not None:
+        if t.key is not None and t.held_usd:
             self.budgets.settle(t.key.id, t.held_usd, 0.0)
         saved = (
             self._prices.cost(target.provider, target.model, prompt, completion)
@@ -232,7 +232,7 @@ class Meter:
         cost = 0.0
         if target is not None and (prompt or completion):
             cost = self._prices.cost(target.provider, target.model, prompt, completion)
-        if t.key is not None:
+        if t.key is not None and (t.held_usd or cost):
             self.budgets.settle(t.key.id, t.held_usd, cost)
         return cost
 

@@ -26,10 +26,10 @@ from aigw.access.ratelimit import RateLimiter
 from aigw.cache.service import AnswerCache
 from aigw.cache.store import ResponseStore, open_store
 from aigw.config import Config
-from aigw.domain import ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Route, Target
+from aigw.domain import EmbedRequest, Route, Target
 from aigw.engine.engine import FOREVER, Engine, EngineLimits
 from aigw.errors import InvalidRequest
-from aigw.gateway.call import Answer, Caller, StreamReply
+from aigw.gateway.call import Caller
 from aigw.gateway.models import ModelIndex
 from aigw.gateway.pipeline import Pipeline
 from aigw.gateway.rag import Grounded, RagQuery, rag_answer
@@ -100,6 +100,13 @@ class Gateway:
             shared=config.cache.shared,
         )
         self.pipeline = Pipeline(self.models, self.router, self.meter, self.cache, self.serves_locally)
+        # The operations the dialects call: the pipeline's own (no extra frame on the hot path).
+        self.chat = self.pipeline.chat
+        """A whole chat completion (see `Pipeline.chat`)."""
+        self.stream = self.pipeline.stream
+        """A streamed chat completion, once its first content has arrived (`Pipeline.stream`)."""
+        self.embed = self.pipeline.embed
+        """Embeddings (`Pipeline.embed`)."""
         self._clock = clock
         self._started = clock()
 
@@ -146,19 +153,6 @@ class Gateway:
 
     # -- operations (the API dialects call these) ----------------------------------------------
 
-    async def chat(
-        self, req: ChatRequest, caller: Caller, *, provider: str | None = None
-    ) -> Answer[ChatResponse]:
-        return await self.pipeline.chat(req, caller, provider=provider)
-
-    async def stream(self, req: ChatRequest, caller: Caller, *, provider: str | None = None) -> StreamReply:
-        return await self.pipeline.stream(req, caller, provider=provider)
-
-    async def embed(
-        self, req: EmbedRequest, caller: Caller, *, provider: str | None = None
-    ) -> Answer[EmbedResponse]:
-        return await self.pipeline.embed(req, caller, provider=provider)
-
     async def rag_answer(self, q: RagQuery, caller: Caller) -> Grounded:
         return await rag_answer(self.pipeline, self.rag, self.config, q, caller)
 
@@ -199,7 +193,10 @@ class Gateway:
 
     def serves_locally(self, route: Route) -> bool:
         """Whether any of the route's targets is a local model (of this machine's engine)."""
-        return any(self.engine.knows(f"{t.provider}/{t.model}") for t in route.targets)
+        for t in route.targets:  # noqa: SIM110 (a loop: no generator frame on the hot path)
+            if self.engine.knows(f"{t.provider}/{t.model}"):
+                return True
+        return False
 
     async def local_key(self, model: str) -> str:
         """The engine key of the local model a request's `model` names."""

@@ -27,7 +27,7 @@ from aigw.cache.store import CachedAnswer
 from aigw.cache.streams import replay_chunks
 from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Route, Target
 from aigw.errors import AigwError, InvalidRequest
-from aigw.gateway.call import Answer, Caller, Facts, StreamReply, W
+from aigw.gateway.call import Answer, Caller, Facts, Gone, StreamReply, W
 from aigw.gateway.models import ModelIndex
 from aigw.gateway.relay import Saver, relay
 from aigw.routing.router import Routed, Router, Trace
@@ -175,26 +175,30 @@ class Pipeline:
         else:
             self._meter.abandoned(ticket)
 
-    async def _watched(self, work: Coroutine[Any, Any, T], route: Route, caller: Caller) -> T:
+    def _watched(self, work: Coroutine[Any, Any, T], route: Route, caller: Caller) -> Awaitable[T]:
         """`work`, cancelled when the client leaves first, if it runs on this machine's own models.
 
         A local generation costs this machine's compute for as long as it runs (and may queue or
         load before its first token). Cloud calls are left alone: watching costs a task per
         request on the hot path, and the upstream bills the call either way."""
         if caller.gone is None or not self._local(route):
-            return await work
-        task = asyncio.ensure_future(work)
-        watcher = asyncio.ensure_future(caller.gone())
-        try:
-            await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watcher.cancel()
-            if not task.done():  # the client left, or this request itself was cancelled
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-                raise ClientGone("the client disconnected")
-        return task.result()
+            return work
+        return _until_gone(work, caller.gone)
+
+
+async def _until_gone(work: Coroutine[Any, Any, T], gone: Gone) -> T:
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():  # the client left, or this request itself was cancelled
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise ClientGone("the client disconnected")
+    return task.result()
 
 
 async def _replayed(found: CachedAnswer) -> AsyncGenerator[ChatChunk, None]:
