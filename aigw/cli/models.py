@@ -162,7 +162,7 @@ def rm(name: str = typer.Argument(..., help="A pulled model (a file in the model
         except ClientError:
             pass  # not running, or not a model it serves: nothing is holding the files
         size = _size(pulled.path)
-        if pulled.path.is_dir():
+        if pulled.path.is_dir() and not pulled.path.is_symlink():
             shutil.rmtree(pulled.path)
         else:
             pulled.path.unlink()

@@ -31,6 +31,16 @@ class Pulled:
         return f"{self.provider}/{self.name}"
 
 
+def checked_name(name: str) -> str:
+    """`name` when it can name an entry of the models dir; a one-line refusal for a path."""
+    if not name or name in {".", ".."} or any(c in name for c in "/\\\0") or name.startswith("."):
+        raise InvalidRequest(
+            f"{name[:200]!r} is not a model name: give the name of a pulled model "
+            "(see `aigw models list`), not a path"
+        )
+    return name
+
+
 class ModelLibrary:
     def __init__(self, models_dir: Path, cfg: Config, registry: ProviderRegistry) -> None:
         self.models_dir = models_dir
@@ -53,8 +63,14 @@ class ModelLibrary:
         raise InvalidRequest(f"no local provider type runs {fmt} models (formats: {known})")
 
     def destination(self, kind: LocalType, name: str) -> Pulled:
-        """Where a pull of `name` in `kind`'s format lands, and who will serve it."""
-        return Pulled(name, kind.pulled_path(self.models_dir, name), kind, self._provider(kind))
+        """Where a pull of `name` in `kind`'s format lands, and who will serve it.
+
+        `name` is a model's name, never a path: whatever it is, the result is an entry directly
+        inside the models dir, so a pull cannot write and `rm` cannot delete anywhere else."""
+        path = kind.pulled_path(self.models_dir, checked_name(name))
+        if path.parent != self.models_dir:
+            raise InvalidRequest(f"{name!r} is not a model name")
+        return Pulled(name, path, kind, self._provider(kind))
 
     def pulled(self, name: str) -> list[Pulled]:
         """The pulled forms of `name` (a GGUF, an MLX directory, or both)."""
