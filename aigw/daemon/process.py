@@ -135,7 +135,9 @@ def start(
     if existing is not None:
         raise AlreadyRunning(existing)
     paths.ensure()
-    cmd = [sys.executable, "-m", "aigw", "serve"]
+    # -P: the working directory is not put first on sys.path, so a folder named aigw there cannot
+    # stand in for the installed package.
+    cmd = [sys.executable, "-P", "-m", "aigw", "serve"]
     if config_path is not None:
         cmd += ["--config", str(config_path)]
     if host is not None:

@@ -41,7 +41,7 @@ class ServiceSpec:
 
     @property
     def arguments(self) -> list[str]:
-        return [self.python, "-m", "aigw", "serve"]
+        return [self.python, "-P", "-m", "aigw", "serve"]
 
 
 def make_spec(python: str, environ: Mapping[str, str], log_dir: Path, cwd: Path) -> ServiceSpec:

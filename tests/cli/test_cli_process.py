@@ -22,10 +22,17 @@ AIGW = shutil.which("aigw", path=os.path.dirname(sys.executable)) or "aigw"
 
 
 def aigw(
-    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 60
+    env: dict[str, str], *args: str, stdin: str | None = None, timeout: float = 60, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [AIGW, *args], check=False, env=env, capture_output=True, text=True, timeout=timeout, input=stdin
+        [AIGW, *args],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+        cwd=cwd,
     )
 
 
@@ -86,6 +93,21 @@ def test_start_status_chat_stop(started: tuple[dict[str, str], int], home: Path)
     assert aigw(env, "status").returncode == 1
     log_text = (home / "logs" / "aigw.log").read_text()
     assert "Traceback" not in log_text and "sk-test-secret" not in log_text
+
+
+def test_start_ignores_an_aigw_folder_in_the_working_directory(
+    started: tuple[dict[str, str], int], tmp_path: Path
+) -> None:
+    env, port = started
+    trap = tmp_path / "work"
+    (trap / "aigw").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (trap / "aigw" / "__init__.py").write_text("")
+    (trap / "aigw" / "__main__.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
+    r = aigw(env, "start", cwd=trap)
+    assert r.returncode == 0, r.stderr
+    assert not marker.exists()
+    assert httpx.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
 
 
 def test_interactive_chat_keeps_the_conversation(started: tuple[dict[str, str], int]) -> None:

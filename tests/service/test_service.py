@@ -138,7 +138,7 @@ def test_plist_has_the_required_keys(tmp_path: Path, aigw_home: Path) -> None:
     assert result.file == tmp_path / "user/Library/LaunchAgents/dev.aigw.daemon.plist"
     plist = plistlib.loads(result.content.encode())
     assert plist["Label"] == "dev.aigw.daemon"
-    assert plist["ProgramArguments"] == [PY, "-m", "aigw", "serve"]
+    assert plist["ProgramArguments"] == [PY, "-P", "-m", "aigw", "serve"]
     assert Path(plist["ProgramArguments"][0]).is_absolute()
     assert plist["RunAtLoad"] is True
     assert plist["KeepAlive"] == {"SuccessfulExit": False}
@@ -178,7 +178,7 @@ def test_unit_file_fields_and_quoting(tmp_path: Path) -> None:
     assert unit["Unit"]["After"] == ["network-online.target"]
     service = unit["Service"]
     assert service["Type"] == ["exec"]
-    assert shlex.split(service["ExecStart"][0]) == [PY, "-m", "aigw", "serve"]
+    assert shlex.split(service["ExecStart"][0]) == [PY, "-P", "-m", "aigw", "serve"]
     assert service["Restart"] == ["on-failure"] and service["RestartSec"] == ["2"]
     # systemd unquotes and C-unescapes each assignment, then expands %% to %.
     env = [shlex.split(v)[0].replace("%%", "%") for v in service["Environment"]]
