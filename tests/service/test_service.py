@@ -431,7 +431,7 @@ def test_cli_end_to_end_with_a_fake_systemctl(tmp_path: Path) -> None:
     first = aigw("install")
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith(f"aigw service installed: {unit}")
-    assert f"ExecStart={sys.executable} -m aigw serve" in unit.read_text()
+    assert f"ExecStart={sys.executable} -P -m aigw serve" in unit.read_text()
     assert f'Environment="AIGW_HOME={home}"' in unit.read_text()
     second = aigw("install")
     assert second.returncode == 0 and "already installed; updated" in second.stdout
