@@ -8,6 +8,7 @@ Every layer raises these; the HTTP boundary maps them to OpenAI error objects by
     ├── InvalidRequest               400    invalid_request_error   (param names the field)
     ├── ModelNotFound                404    invalid_request_error   code=model_not_found
     ├── PayloadTooLarge              413    invalid_request_error
+    ├── UnsupportedMediaType         415    invalid_request_error   (a body encoding aigw cannot read)
     ├── CapabilityError              400    invalid_request_error   (backend cannot honour a field)
     ├── AuthenticationError          401    authentication_error    (missing, unknown or revoked key)
     ├── PermissionDenied             403    permission_error        (Host, Origin, a model not for this key)
@@ -22,6 +23,14 @@ Every layer raises these; the HTTP boundary maps them to OpenAI error objects by
 """
 
 from __future__ import annotations
+
+
+def quoted(value: str, limit: int = 100) -> str:
+    """`value` as an error message shows a client's input: quoted, and cut when long, so that no
+    message echoes unbounded input back (a 1 MB model name makes a short 404)."""
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 class AigwError(Exception):
@@ -62,6 +71,12 @@ class PayloadTooLarge(AigwError):
     status_code = 413
     error_type = "invalid_request_error"
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(AigwError):
+    status_code = 415
+    error_type = "invalid_request_error"
+    code = "unsupported_media_type"
 
 
 class AuthenticationError(AigwError):

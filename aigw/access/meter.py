@@ -21,7 +21,7 @@ from aigw.access.keys import ApiKey
 from aigw.access.ratelimit import Admission, Limits, RateLimiter
 from aigw.config import Config
 from aigw.domain import Route, Target, Usage
-from aigw.errors import AigwError, PermissionDenied, RateLimited
+from aigw.errors import AigwError, PermissionDenied, RateLimited, quoted
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
 from aigw.usage.recorder import UsageRecorder, UsageRow
@@ -129,7 +129,7 @@ class Meter:
     def admit(self, key: ApiKey | None, client: str, route: Route, body: dict[str, Any]) -> Ticket:
         if key is not None and key.models is not None and route.requested not in key.models:
             raise PermissionDenied(
-                f"API key {key.name!r} may not use model {route.requested!r}; "
+                f"API key {key.name!r} may not use model {quoted(route.requested)}; "
                 f"it may use: {', '.join(key.models) or 'none'}",
                 param="model",
             )

@@ -18,6 +18,7 @@ from aigw.api import health, metrics
 from aigw.api.admin import cache as admin_cache
 from aigw.api.admin import local as admin
 from aigw.api.admin import stats as admin_stats
+from aigw.api.body import BodyLimit
 from aigw.api.errors import install_error_handlers
 from aigw.api.fastpath import FastPath
 from aigw.api.guard import AccessGuard
@@ -57,8 +58,10 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
 
 
 def create_asgi_app(config: Config, paths: Paths, build: Callable[[], Gateway]) -> ASGIApp:
-    """The app the daemon serves: the access guard, then the hot-path dispatcher, then FastAPI."""
+    """The app the daemon serves: the access guard, then the hot-path dispatcher, then (every
+    body read within the size limit) FastAPI."""
     app = create_app(build)
+    app.add_middleware(BodyLimit, limit=config.server.max_body_bytes)  # the hot paths read their own
     hot = {"/chat/completions": chat.chat_completions, "/embeddings": embeddings.embeddings}
     # Clients whose base URL lacks /v1 are served too, as by OpenAI-compatible servers generally.
     routes = {("POST", prefix + path): fn for path, fn in hot.items() for prefix in ("/v1", "")}

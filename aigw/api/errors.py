@@ -31,8 +31,19 @@ _HTTP_TYPES = MappingProxyType(
 )
 
 
+# No error message or param echoes unbounded input: the messages quote input cut short
+# (`errors.quoted`), and this is the backstop for any that does not.
+_MAX_TEXT = 2000
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "…"
+
+
 def error_body(message: str, etype: str, param: str | None = None, code: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": etype, "param": param, "code": code}})
+    if param is not None:
+        param = _cut(param)
+    return orjson.dumps({"error": {"message": _cut(message), "type": etype, "param": param, "code": code}})
 
 
 def error_response(

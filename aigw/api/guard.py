@@ -26,7 +26,7 @@ from aigw.access.admin_token import same_secret
 from aigw.access.keys import KEY_PREFIX, ApiKey
 from aigw.access.net import is_loopback
 from aigw.api.errors import error_body
-from aigw.errors import AigwError, AuthenticationError, PermissionDenied, ServiceUnavailable
+from aigw.errors import AigwError, AuthenticationError, PermissionDenied, ServiceUnavailable, quoted
 
 log = logging.getLogger("aigw.security")
 SCOPE_KEY = "aigw.key"
@@ -83,12 +83,12 @@ class AccessGuard:
         try:
             if self._loopback_only and not is_loopback(_host_name(host or "")):
                 raise PermissionDenied(
-                    f"Host {host!r} is not allowed: aigw listens on loopback only; use "
+                    f"Host {quoted(host or '')} is not allowed: aigw listens on loopback only; use "
                     "http://127.0.0.1 or http://localhost (a defence against DNS rebinding)"
                 )
             if origin is not None and origin not in self._origins:
                 raise PermissionDenied(
-                    f"Origin {origin!r} is not allowed; add it to server.allowed_origins in config.toml"
+                    f"Origin {quoted(origin)} is not allowed; add it to server.allowed_origins in config.toml"
                 )
             if origin is not None and scope["method"] == "OPTIONS":
                 await self._preflight(origin, send)

@@ -28,7 +28,7 @@ from aigw.cache.store import ResponseStore, open_store
 from aigw.config import Config
 from aigw.domain import EmbedRequest, Route, Target
 from aigw.engine.engine import FOREVER, Engine, EngineLimits
-from aigw.errors import InvalidRequest
+from aigw.errors import InvalidRequest, quoted
 from aigw.gateway.call import Caller
 from aigw.gateway.models import ModelIndex
 from aigw.gateway.pipeline import Pipeline
@@ -205,7 +205,7 @@ class Gateway:
             key = f"{t.provider}/{t.model}"
             if self.engine.knows(key):
                 return key
-        raise InvalidRequest(f"{model!r} is not a local model", param="model")
+        raise InvalidRequest(f"{quoted(model)} is not a local model", param="model")
 
     # -- status ------------------------------------------------------------------------------
 

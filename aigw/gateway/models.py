@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from aigw.config import AliasConfig
 from aigw.domain import Capability, ModelInfo, Route, Target
-from aigw.errors import AigwError, ModelNotFound, UpstreamConnectError, UpstreamTimeout
+from aigw.errors import AigwError, ModelNotFound, UpstreamConnectError, UpstreamTimeout, quoted
 from aigw.providers.base import Provider
 from aigw.routing.health import HealthBoard
 from aigw.routing.resolve import resolve
@@ -156,12 +156,12 @@ class ModelIndex:
     def _not_found_message(self, model: str) -> str:
         if not any(Capability.CHAT in p.capabilities for p in self._providers.values()):
             return (
-                f"The model {model!r} does not exist: no providers are configured "
+                f"The model {quoted(model)} does not exist: no providers are configured "
                 "(set OPENAI_API_KEY or write a config.toml; see `aigw config path`)"
             )
         known = self.known_ids()
         shown = ", ".join(known[:20]) + (f", and {len(known) - 20} more" if len(known) > 20 else "")
-        return f"The model {model!r} does not exist. Known models: {shown or 'none listed'}"
+        return f"The model {quoted(model)} does not exist. Known models: {shown or 'none listed'}"
 
     def cache_names(self, model: str) -> list[str]:
         """The "provider/model" names whose cached answers a model name covers: an alias's

@@ -25,7 +25,7 @@ from aigw.domain import (
 )
 from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.engine.engine import FOREVER, Engine, Job
-from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound
+from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound, quoted
 from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
 from aigw.local.fingerprint import Fingerprints
 from aigw.providers.spec import ProviderContext
@@ -88,13 +88,15 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
     body = req.body
     for key in body:
         if key not in HONOURED:
-            raise CapabilityError(f"Local model {model!r} does not support '{key}'", param=key)
+            raise CapabilityError(
+                f"Local model {quoted(model)} does not support {quoted(key)}", param=key[:100]
+            )
     if (body.get("n") or 1) != 1:
-        raise CapabilityError(f"Local model {model!r} generates one choice at a time (n=1)", param="n")
+        raise CapabilityError(f"Local model {quoted(model)} generates one choice at a time (n=1)", param="n")
     if body.get("logprobs"):
-        raise CapabilityError(f"Local model {model!r} does not return logprobs", param="logprobs")
+        raise CapabilityError(f"Local model {quoted(model)} does not return logprobs", param="logprobs")
     if body.get("tool_choice") not in (None, "none", "auto"):
-        raise CapabilityError(f"Local model {model!r} does not call tools", param="tool_choice")
+        raise CapabilityError(f"Local model {quoted(model)} does not call tools", param="tool_choice")
     schema: dict[str, Any] | None = None
     fmt = body.get("response_format") or {}
     if fmt.get("type") == "json_object":
@@ -108,7 +110,7 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
             )
     elif fmt.get("type") not in (None, "text"):
         raise CapabilityError(
-            f"Local model {model!r} does not support response_format {fmt.get('type')!r}",
+            f"Local model {quoted(model)} does not support response_format {fmt.get('type')!r}",
             param="response_format",
         )
     return GenParams(
@@ -184,7 +186,7 @@ class LocalProvider:
         spec = self._specs.get(model)
         if spec is None:
             known = ", ".join(sorted(self._specs)) or "none configured"
-            raise ModelNotFound(f"{self.name} has no model {model!r} (known: {known})", param="model")
+            raise ModelNotFound(f"{self.name} has no model {quoted(model)} (known: {known})", param="model")
         return spec
 
     def fingerprint(self, model: str) -> str | None:

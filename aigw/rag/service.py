@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aigw.errors import InvalidRequest
+from aigw.errors import InvalidRequest, quoted
 from aigw.rag.errors import RagUnavailable
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class RagService:
             return local
         if self._embed_call is None or self._loop is None:
             raise InvalidRequest(
-                f"{model!r} is not this daemon's embedding model ({self.model})", param="model"
+                f"{quoted(model)} is not this daemon's embedding model ({self.model})", param="model"
             )
         if model not in self._remote:
             from aigw.rag.remote import RemoteEmbedder

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 from aigw.domain import Route, Target
-from aigw.errors import InvalidRequest
+from aigw.errors import InvalidRequest, quoted
 
 
 def resolve(
@@ -28,12 +28,12 @@ def resolve(
     if pinned is not None:
         if pinned not in providers:
             known = ", ".join(sorted(providers)) or "none configured"
-            raise InvalidRequest(f"Unknown provider {pinned!r}; configured: {known}", param="provider")
+            raise InvalidRequest(f"Unknown provider {quoted(pinned)}; configured: {known}", param="provider")
         if model in aliases:
             targets = tuple(t for t in aliases[model] if t.provider == pinned)
             if not targets:
                 raise InvalidRequest(
-                    f"Alias {model!r} has no target at provider {pinned!r}", param="provider"
+                    f"Alias {quoted(model)} has no target at provider {quoted(pinned)}", param="provider"
                 )
             return Route(model, targets, alias=model)
         bare = model.removeprefix(pinned + "/")
@@ -49,7 +49,7 @@ def resolve(
     if len(owners) > 1:
         choices = ", ".join(f"'{p}/{model}'" for p in sorted(owners))
         raise InvalidRequest(
-            f"Model {model!r} is served by several providers; ask for one of {choices}, "
+            f"Model {quoted(model)} is served by several providers; ask for one of {choices}, "
             "or set the 'provider' field",
             param="model",
         )

@@ -44,6 +44,7 @@ from aigw.errors import (
     UpstreamError,
     UpstreamProtocolError,
     UpstreamTimeout,
+    quoted,
 )
 from aigw.providers.base import Provider
 from aigw.routing.breaker import Breaker, BreakerBoard, Permit
@@ -181,7 +182,7 @@ class Router:
             assert missing is not None
             target, what, param = missing
             raise CapabilityError(
-                f"Model {route.requested!r} ({target.provider}/{target.model}) does not support {what} "
+                f"Model {quoted(route.requested)} ({target.provider}/{target.model}) does not support {what} "
                 f"(requested by '{param}')",
                 param=param,
             )
@@ -262,7 +263,7 @@ class Router:
             raise err
         wait = max(1.0, min(waits))  # 0 when another request holds the half-open probe
         raise ServiceUnavailable(
-            f"Every target of {route.requested!r} is failing (circuit open); retry in {wait:.0f} s",
+            f"Every target of {quoted(route.requested)} is failing (circuit open); retry in {wait:.0f} s",
             retry_after=wait,
         )
 
@@ -326,7 +327,7 @@ class Router:
         why = f"; last failure: {last.message}" if last is not None else ""
         provider = last.provider if isinstance(last, UpstreamError) else route.targets[0].provider
         return UpstreamTimeout(
-            f"No answer for {route.requested!r} within the {self._cfg.deadline_s:g} s deadline{why}",
+            f"No answer for {quoted(route.requested)} within the {self._cfg.deadline_s:g} s deadline{why}",
             provider=provider,
         )
 

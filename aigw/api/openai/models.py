@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter
 
 from aigw.api.deps import GatewayDep
-from aigw.errors import ModelNotFound
+from aigw.errors import ModelNotFound, quoted
 from aigw.gateway.models import Listed
 
 router = APIRouter()
@@ -41,4 +41,4 @@ async def get_model(model_id: str, gw: GatewayDep) -> dict[str, Any]:
     for m in gw.models.listing():
         if m.id == model_id:
             return _wire(m)
-    raise ModelNotFound(f"The model {model_id!r} does not exist", param="model")
+    raise ModelNotFound(f"The model {quoted(model_id)} does not exist", param="model")

@@ -113,7 +113,7 @@ class EmbeddingRequest(BaseModel):
 async def read_request(request: Request, schema: type[BaseModel], limit: int) -> dict[str, Any]:
     """The request's JSON body, checked against `schema`: the wire body as sent (unknown fields
     kept, to pass through to OpenAI-compatible upstreams), or InvalidRequest naming the field."""
-    body = await read_json_object(request, limit)
+    body = await read_json_object(request.scope, request.receive, limit)
     try:
         parsed = schema.model_validate(body)
     except ValidationError as e:
