@@ -18,10 +18,12 @@ import orjson
 
 from aigw.access.budget import Budgets
 from aigw.access.keys import ApiKey
+from aigw.access.net import LOOPBACK
 from aigw.access.ratelimit import Admission, Limits, RateLimiter
+from aigw.access.reserve import Reserver
 from aigw.config import Config
 from aigw.domain import Route, Target, Usage
-from aigw.errors import AigwError, PermissionDenied, RateLimited, quoted
+from aigw.errors import AigwError, RateLimited
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
 from aigw.usage.recorder import UsageRecorder, UsageRow
@@ -58,7 +60,9 @@ class Ticket:
     est_tokens: int = 0
     """The prompt's estimated tokens: charged when the answer carries no usage."""
     held_usd: float = 0.0
-    """Budget held while the request runs (its prompt's estimated cost)."""
+    """Budget held while the request runs (its worst-case cost)."""
+    cap: int | None = None
+    """The max_tokens the request goes upstream with, when admission capped it (None: as sent)."""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -85,6 +89,10 @@ def estimate_tokens(body: dict[str, Any]) -> int:
     return max(1, chars // 4)
 
 
+def _anonymous(subject: str) -> str:
+    return "clients on this machine" if subject == LOOPBACK else f"client {subject}"
+
+
 class Meter:
     def __init__(
         self,
@@ -98,6 +106,7 @@ class Meter:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._default = Limits(config.limits.rpm, config.limits.tpm)
+        self._reserver = Reserver(prices, config.limits.default_max_tokens)
         self._log_content = config.usage.log_content
         self.limiter = limiter
         self.metrics = metrics
@@ -126,29 +135,49 @@ class Meter:
     def spent(self, key_id: str) -> float:
         return self.budgets.spent(key_id)
 
-    def admit(self, key: ApiKey | None, client: str, route: Route, body: dict[str, Any]) -> Ticket:
-        if key is not None and key.models is not None and route.requested not in key.models:
-            raise PermissionDenied(
-                f"API key {key.name!r} may not use model {quoted(route.requested)}; "
-                f"it may use: {', '.join(key.models) or 'none'}",
-                param="model",
-            )
-        est = estimate_tokens(body)
-        held = 0.0
+    def admit(
+        self,
+        key: ApiKey | None,
+        client: str,
+        route: Route,
+        body: dict[str, Any],
+        *,
+        generates: bool = False,
+        est_tokens: int | None = None,
+    ) -> Ticket:
+        """Admit a request whose model the caller may use, or raise (403 unpriced under a budget,
+        429 over a limit or budget). The ticket holds its reservation; for a request that
+        `generates`, the ticket's `cap` is the max_tokens it must go upstream with (see
+        `aigw.access.reserve`)."""
+        est = estimate_tokens(body) if est_tokens is None else max(1, est_tokens)
+        limits = self.limits_for(key)
+        budget_left: float | None = None
         if key is not None and key.budget_usd is not None:
             try:
                 self.budgets.check(key)
             except RateLimited:
                 self.metrics.ratelimited("budget")
                 raise
-            first = route.targets[0]
-            held = self._prices.cost(first.provider, first.model, est, 0)
+            budget_left = key.budget_usd - self.budgets.spent(key.id) - self.budgets.held(key.id)
         subject = key.id if key is not None else client
-        limits = self.limits_for(key)
-        admission = self.limiter.admit(subject, limits, est)
+        try:
+            plan = self._reserver.reserve(
+                key,
+                route,
+                body,
+                est,
+                tpm=limits.tpm,
+                tpm_room=self.limiter.room(subject, limits),
+                budget_left=budget_left,
+                generates=generates,
+            )
+        except RateLimited as e:
+            self.metrics.ratelimited("budget" if e.code == "budget_exhausted" else "tokens")
+            raise
+        admission = self.limiter.admit(subject, limits, plan.tokens)
         if not admission.allowed:
             self.metrics.ratelimited(admission.limited_by or "requests")
-            who = f"API key {key.name!r}" if key is not None else f"client {client}"
+            who = f"API key {key.name!r}" if key is not None else _anonymous(client)
             raise RateLimited(
                 f"Rate limit of {who} reached ({admission.limited_by} per minute); "
                 f"retry in {admission.retry_after:.1f} s",
@@ -156,9 +185,10 @@ class Meter:
                 headers=admission.headers,
             )
         content = {"messages": body.get("messages")} if self._log_content else None
-        ticket = Ticket(subject, key, limits, admission, route, self._clock(), content, est, held)
-        if key is not None and held:
-            self.budgets.hold(key.id, held)
+        ticket = Ticket(subject, key, limits, admission, route, self._clock(), content, est, plan.held_usd)
+        ticket.cap = plan.cap
+        if key is not None and plan.held_usd:
+            self.budgets.hold(key.id, plan.held_usd)
         return ticket
 
     def done(

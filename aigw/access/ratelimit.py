@@ -143,6 +143,14 @@ class RateLimiter:
         st.tok = min(max(0.0, st.tok + delta), 2.0 * tpm)
         _update_full_at(st, limits.rpm, tpm)
 
+    def room(self, subject: str, limits: Limits) -> int:
+        """The tokens the subject's bucket holds now (read-only; 0 when tpm is 0)."""
+        if not limits.tpm:
+            return 0
+        st = self._states.get(subject)
+        used = _used(st, self._clock(), limits.rpm, limits.tpm)[1] if st is not None else 0.0
+        return max(0, math.floor(limits.tpm - used + _EPS))
+
     def snapshot(self, subject: str, limits: Limits) -> dict[str, Any]:
         """The subject's buckets now (read-only): limit, remaining (None when unlimited), reset_s."""
         rpm, tpm = limits.rpm, limits.tpm

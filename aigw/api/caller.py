@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from aigw.access.net import anonymous_subject
 from aigw.api.guard import SCOPE_KEY
 from aigw.gateway.call import Caller
 
@@ -19,7 +20,7 @@ def caller_of(request: Request) -> Caller:
 
     return Caller(
         key=request.scope.get(SCOPE_KEY),
-        address=client.host if client is not None else "unknown",
+        address=anonymous_subject(client.host) if client is not None else "unknown",
         cache_control=request.headers.get("cache-control"),
         gone=gone,
     )

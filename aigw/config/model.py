@@ -115,6 +115,9 @@ class LimitsConfig(Strict):
 
     rpm: int = Field(default=0, ge=0)
     tpm: int = Field(default=0, ge=0)
+    default_max_tokens: int = Field(default=4096, ge=1)
+    """The answer a request without max_tokens may give when a token limit or budget applies to
+    it (keys' too): its worst case is reserved, and it goes upstream with this max_tokens."""
 
 
 class PriceConfig(Strict):

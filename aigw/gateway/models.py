@@ -15,9 +15,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from aigw.access.keys import ApiKey
 from aigw.config import AliasConfig
 from aigw.domain import Capability, ModelInfo, Route, Target
-from aigw.errors import AigwError, ModelNotFound, UpstreamConnectError, UpstreamTimeout, quoted
+from aigw.errors import (
+    AigwError,
+    ModelNotFound,
+    PermissionDenied,
+    UpstreamConnectError,
+    UpstreamTimeout,
+    quoted,
+)
 from aigw.providers.base import Provider
 from aigw.routing.health import HealthBoard
 from aigw.routing.resolve import resolve
@@ -162,6 +170,34 @@ class ModelIndex:
         known = self.known_ids()
         shown = ", ".join(known[:20]) + (f", and {len(known) - 20} more" if len(known) > 20 else "")
         return f"The model {quoted(model)} does not exist. Known models: {shown or 'none listed'}"
+
+    def targets_of(self, name: str) -> frozenset[Target]:
+        """The targets a model name reaches when no provider is pinned: an alias's targets,
+        `provider/model` itself, or a bare model at each provider known to serve it."""
+        if name in self.aliases:
+            return frozenset(self.aliases[name])
+        head, sep, rest = name.partition("/")
+        if sep and rest and head in self._providers:
+            return frozenset({Target(head, rest)})
+        return frozenset(Target(p, name) for p in self._served_by.get(name, ()))
+
+    def check_allowed(self, key: ApiKey | None, route: Route) -> None:
+        """PermissionDenied unless `key` may use `route`: a key limited to some models may use a
+        name on its list, and a pinned provider may narrow that name's targets but not add one
+        (`{"model": "mock-1", "provider": "other"}` is not `mock-1`)."""
+        if key is None or key.models is None:
+            return
+        if route.requested in key.models:
+            reach = self.targets_of(route.requested)
+            if all(t in reach for t in route.targets):
+                return
+        where = ", ".join(f"{t.provider}/{t.model}" for t in route.targets)
+        shown = "" if where == route.requested else f" ({quoted(where)})"
+        raise PermissionDenied(
+            f"API key {key.name!r} may not use model {quoted(route.requested)}{shown}; "
+            f"it may use: {', '.join(key.models) or 'none'}",
+            param="model",
+        )
 
     def cache_names(self, model: str) -> list[str]:
         """The "provider/model" names whose cached answers a model name covers: an alias's

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import orjson
 
 from aigw.access.meter import Meter, Ticket
+from aigw.access.reserve import with_max_tokens
 from aigw.cache.service import AnswerCache, Plan
 from aigw.cache.store import CachedAnswer
 from aigw.cache.streams import replay_chunks
@@ -61,7 +62,7 @@ class Pipeline:
     ) -> Answer[ChatResponse]:
         """A whole chat completion."""
         t0 = time.perf_counter()
-        route, ticket, plan = await self._begin("chat", req.model, req.body, caller, provider)
+        route, ticket, plan, req = await self._begin_chat(req, caller, provider)
         got = await self._fetch(
             plan, ticket, lambda: self._watched(self._router.chat(route, req), route, caller)
         )
@@ -78,7 +79,7 @@ class Pipeline:
         """A streamed chat completion, returned once its first content has arrived: until then any
         target may still fail over to the next, invisibly to the client."""
         t0 = time.perf_counter()
-        route, ticket, plan = await self._begin("chat", req.model, req.body, caller, provider)
+        route, ticket, plan, req = await self._begin_chat(req, caller, provider)
         stream = await self._fetch(
             plan, ticket, lambda: self._watched(self._router.open_stream(route, req), route, caller)
         )
@@ -113,9 +114,23 @@ class Pipeline:
         self, kind: str, model: str, body: dict[str, Any], caller: Caller, provider: str | None
     ) -> tuple[Route, Ticket, Plan]:
         route = await self._models.resolve(model, provider)
+        self._models.check_allowed(caller.key, route)
         ticket = self._meter.admit(caller.key, caller.address, route, body)
         key_id = caller.key.id if caller.key is not None else None
         return route, ticket, self._cache.plan(kind, route, body, caller.cache_control, key_id)
+
+    async def _begin_chat(
+        self, req: ChatRequest, caller: Caller, provider: str | None
+    ) -> tuple[Route, Ticket, Plan, ChatRequest]:
+        """As `_begin`, for a request that generates: admission may cap its max_tokens."""
+        route = await self._models.resolve(req.model, provider)
+        self._models.check_allowed(caller.key, route)
+        ticket = self._meter.admit(caller.key, caller.address, route, req.body, generates=True)
+        if ticket.cap is not None:
+            req = ChatRequest(with_max_tokens(req.body, ticket.cap), req.model)
+        key_id = caller.key.id if caller.key is not None else None
+        plan = self._cache.plan("chat", route, req.body, caller.cache_control, key_id)
+        return route, ticket, plan, req
 
     async def _lookup(self, plan: Plan) -> CachedAnswer | None:
         return await self._cache.lookup(plan) if plan.decision.lookup else None

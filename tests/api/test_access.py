@@ -54,7 +54,7 @@ def created(keys_home: Path) -> dict[str, str]:
     for name, kw in {
         "app": {},
         "slow": {"rpm": 2},
-        "thrifty": {"budget_usd": 1.0},
+        "thrifty": {"budget_usd": 25.0},
         "narrow": {"models": ["smart"]},
         "gone": {},
     }.items():
@@ -151,10 +151,11 @@ def test_rate_limit_per_key_with_openai_headers(daemon: DaemonProcess, created: 
 
 def test_a_spent_budget_is_a_429_that_says_so(daemon: DaemonProcess, created: dict[str, str]) -> None:
     client = sdk(daemon, created["thrifty"])
-    client.chat.completions.create(model="gpt-test", messages=MSG)  # costs several dollars
-    with pytest.raises(openai.RateLimitError) as e:
+    # $1 a token: a 7-token prompt estimate and an answer of at most 18 tokens fit $25; it costs $5
+    client.chat.completions.create(model="gpt-test", messages=MSG)
+    with pytest.raises(openai.RateLimitError) as e:  # $20 left: the prompt and 16 tokens cost $23
         client.chat.completions.create(model="gpt-test", messages=MSG)
-    assert "exhausted its budget" in e.value.message and e.value.code == "budget_exhausted"
+    assert "$20.0000 of its budget left" in e.value.message and e.value.code == "budget_exhausted"
 
 
 def test_a_key_may_be_limited_to_some_models(daemon: DaemonProcess, created: dict[str, str]) -> None:

@@ -50,6 +50,7 @@ class Fake:
     def __init__(self, name: str) -> None:
         self.name = name
         self.calls: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
         self.release = asyncio.Event()
         self.cancelled = 0
 
@@ -71,12 +72,14 @@ class Fake:
                 raise
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
+        self.bodies.append(req.body)
         await self._behave(req.model)
         text = f"{self.name} says {req.messages[-1]['content']}"
         choice = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
         return ChatResponse("id-1", 1, req.model, [choice], USAGE)
 
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        self.bodies.append(req.body)
         await self._behave(req.model)
         for i, word in enumerate([self.name, "says", str(req.messages[-1]["content"])]):
             delta = {"role": "assistant", "content": word} if i == 0 else {"content": " " + word}
@@ -237,17 +240,65 @@ async def test_admission_refuses_before_any_upstream_call(rig: Rig) -> None:
     only: ApiKey = rig.keys.create("only-smart", models=["smart"])[0]
     with pytest.raises(PermissionDenied, match="may not use model 'b/ok'"):
         await rig.gw.chat(chat("b/ok"), Caller(only, "127.0.0.1"))
-    broke = rig.keys.create("broke", budget_usd=0.005)[0]
-    await rig.gw.chat(chat("b/ok"), Caller(broke, "127.0.0.1"))  # $0.01: over budget now
-    with pytest.raises(RateLimited) as e:
+    broke = rig.keys.create("broke", budget_usd=0.025)[0]
+    await rig.gw.chat(chat("b/ok"), Caller(broke, "127.0.0.1"))  # $0.01 of $0.025
+    with pytest.raises(RateLimited) as e:  # $0.015 left: the prompt and 16 tokens cost $0.02
         await rig.gw.chat(chat("b/ok"), Caller(broke, "127.0.0.1"))
-    assert e.value.code == "budget_exhausted"
+    assert e.value.code == "budget_exhausted" and "$0.0150 of its budget left" in e.value.message
     slow = rig.keys.create("one-a-minute", rpm=1)[0]
     await rig.gw.chat(chat("b/ok"), Caller(slow, "127.0.0.1"))
     with pytest.raises(RateLimited) as e:
         await rig.gw.embed(EmbedRequest({"model": "b/ok", "input": "x"}, "b/ok"), Caller(slow, "127.0.0.1"))
     assert e.value.code == "rate_limit_exceeded" and e.value.retry_after
     assert rig.b.calls == ["ok", "ok"]
+
+
+async def test_a_pinned_provider_cannot_widen_a_keys_models(rig: Rig) -> None:
+    key = rig.keys.create("narrow", models=["smart", "b/ok"])[0]
+    caller = Caller(key, "127.0.0.1")
+    assert (await rig.gw.chat(chat("smart"), caller, provider="b")).facts.target.provider == "b"
+    assert (await rig.gw.chat(chat("b/ok"), caller, provider="b")).value.choices
+    with pytest.raises(PermissionDenied, match=r"may not use model 'b/ok' \('a/b/ok'\)"):
+        await rig.gw.chat(chat("b/ok"), caller, provider="a")
+    assert rig.a.calls == []
+
+
+async def test_a_token_limit_caps_the_answer_and_is_never_overshot(rig: Rig) -> None:
+    key = rig.keys.create("tpm", tpm=1000)[0]
+    caller = Caller(key, "127.0.0.1")
+    await rig.gw.chat(chat("b/ok", max_tokens=20_000), caller)
+    await rig.gw.chat(chat("b/ok", max_completion_tokens=500), caller)
+    reply = await rig.gw.stream(chat("b/ok", stream=True), caller)  # no max_tokens: one is set
+    await reply.abandon()
+    capped, kept, defaulted = rig.b.bodies
+    assert capped["max_tokens"] == 1000 - 4  # what the bucket holds less the prompt's estimate
+    assert kept["max_completion_tokens"] == 500 and "max_tokens" not in kept
+    assert defaulted["max_tokens"] == 1000 - 10 - 10 - 4  # two answers of 10 tokens used
+    tokens = rig.meter.limiter.snapshot(key.id, rig.meter.limits_for(key))["tokens"]["remaining"]
+    assert tokens == 980  # the abandoned stream gave its reservation back
+    with pytest.raises(RateLimited, match="leaves no room for an answer"):
+        await rig.gw.chat(chat("b/ok", text="x" * 4000), caller)
+
+
+async def test_a_budget_holds_each_requests_worst_case(rig: Rig) -> None:
+    key = rig.keys.create("fifty-cents", budget_usd=0.05)[0]  # "slow" costs $0.001 a token
+    caller = Caller(key, "127.0.0.1")
+    calls = [asyncio.ensure_future(rig.gw.chat(chat("b/slow"), caller)) for _ in range(64)]
+    await asyncio.sleep(0.05)
+    rig.b.release.set()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    answered = [r for r in results if not isinstance(r, BaseException)]
+    refused = [r for r in results if isinstance(r, RateLimited)]
+    assert len(answered) == 1 and len(refused) == 63  # the first held the whole budget
+    assert rig.b.bodies[0]["max_tokens"] == 46  # ($0.05 - a 4-token prompt) / $0.001
+    assert rig.meter.budgets.held(key.id) == 0 and rig.meter.spent(key.id) == pytest.approx(0.01)
+
+
+async def test_a_budgeted_key_may_not_use_an_unpriced_model(rig: Rig) -> None:
+    key = rig.keys.create("budgeted", budget_usd=10.0)[0]
+    with pytest.raises(PermissionDenied, match="has no known price"):
+        await rig.gw.chat(chat("b/broken"), Caller(key, "127.0.0.1"))
+    assert rig.b.calls == [] and (await rig.gw.chat(chat("b/broken"), ANON)).value.choices
 
 
 async def test_local_work_stops_when_its_client_leaves(rig: Rig) -> None:
