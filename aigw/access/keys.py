@@ -27,7 +27,7 @@ _KEY_BODY_CHARS = 40
 PREFIX_CHARS = 12
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 _ID = re.compile(r"key_[0-9a-f]{12}")
-_COLUMNS = "id, name, prefix, rpm, tpm, budget_usd, models, created_at, revoked_at"
+_COLUMNS = "id, name, prefix, rpm, tpm, budget_usd, models, created_at, revoked_at, collections"
 
 
 def generate_key() -> str:
@@ -58,6 +58,8 @@ class ApiKey:
     models: tuple[str, ...] | None
     created_at: float
     revoked_at: float | None
+    collections: tuple[str, ...] = ()
+    """RAG collections of others this key may read (its own it may always use)."""
 
     @property
     def active(self) -> bool:
@@ -75,6 +77,7 @@ class ApiKey:
             "models": list(self.models) if self.models is not None else None,
             "created_at": self.created_at,
             "revoked_at": self.revoked_at,
+            "collections": list(self.collections),
         }
 
 
@@ -90,6 +93,7 @@ def _row_to_key(row: Sequence[Any]) -> ApiKey:
         models=models,
         created_at=row[7],
         revoked_at=row[8],
+        collections=tuple(json.loads(row[9])) if row[9] else (),
     )
 
 
@@ -134,6 +138,21 @@ def _check_models(models: Iterable[str] | None) -> tuple[str, ...] | None:
     return tuple(out)
 
 
+_COLLECTION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def _check_collections(names: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(names, str):
+        raise InvalidRequest("collections must be a list of names, not one string", param="collections")
+    out: list[str] = []
+    for n in names:
+        if not isinstance(n, str) or not _COLLECTION.fullmatch(n.strip()):
+            raise InvalidRequest(f"collections: {n!r} is not a collection name", param="collections")
+        if n.strip() not in out:
+            out.append(n.strip())
+    return tuple(out)
+
+
 class KeyStore:
     """The `api_keys` table. Safe to share between threads (one lock around the connection)."""
 
@@ -142,13 +161,14 @@ class KeyStore:
         self._clock = clock
         self._lock = threading.Lock()
 
-    def create(
+    def create(  # noqa: PLR0917  (the key's fields, in the order `aigw keys create` shows them)
         self,
         name: str,
         rpm: int = 0,
         tpm: int = 0,
         budget_usd: float | None = None,
         models: Iterable[str] | None = None,
+        collections: Iterable[str] = (),
     ) -> tuple[ApiKey, str]:
         """Make a key; return it with the plain key, which cannot be recovered later."""
         plain = generate_key()
@@ -162,6 +182,7 @@ class KeyStore:
             models=_check_models(models),
             created_at=self._clock(),
             revoked_at=None,
+            collections=_check_collections(collections),
         )
         row = (
             key.id,
@@ -173,13 +194,14 @@ class KeyStore:
             key.budget_usd,
             json.dumps(list(key.models)) if key.models is not None else None,
             key.created_at,
+            json.dumps(list(key.collections)) if key.collections else None,
         )
         with self._lock:
             try:
                 with self._db.atomic():
                     self._db.execute(
                         "INSERT INTO api_keys (id, name, key_hash, prefix, rpm, tpm, budget_usd, models,"
-                        " created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        " created_at, collections) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
             except sqlite3.IntegrityError:

@@ -296,6 +296,19 @@ class Meter:
             provider=provider,
         )
 
+    def rejected(
+        self, key: ApiKey | None, client: str, requested: str | None, route: Route | None, err: AigwError
+    ) -> None:
+        """A request refused before any upstream was asked (401, 403, 404 for its model, 429): a
+        usage row, a line in the dashboard's tail and a metric, like every request."""
+        if route is None:
+            route = Route((requested or "")[:200], ())
+        refused = Admission(False, 0.0, None, 0, {})
+        t = Ticket(key.id if key else client, key, self.limits_for(key), refused, route, self._clock())
+        model = route.requested if route.targets else ""  # an unresolved name is no metric label
+        self.metrics.request_failed(provider="", model=model, status=err.status_code, latency_s=0.0)
+        self._record(t, None, err.status_code, latency=0.0, error_kind=type(err).__name__)
+
     def _record(
         self,
         t: Ticket,
@@ -336,7 +349,7 @@ class Meter:
                 key_id=t.key.id if t.key else None,
                 alias=t.route.alias,
                 provider=target.provider if target else (provider or None),
-                model=target.model if target else None,
+                model=target.model if target else (t.route.requested or None),
                 status=status,
                 latency_ms=latency * 1000,
                 prompt_tokens=prompt,

@@ -57,6 +57,15 @@ def with_max_tokens(body: dict[str, Any], cap: int) -> dict[str, Any]:
     return {**body, field: cap}
 
 
+def _budget_short(key: ApiKey, left: float, what: str) -> RateLimited:
+    return RateLimited(
+        f"API key {key.name!r} has ${max(left, 0):.4f} of its budget left: not enough for {what} "
+        "(see `aigw usage --by key`)",
+        retry_after=None,
+        code="budget_exhausted",
+    )
+
+
 class Reserver:
     def __init__(self, prices: PriceTable, default_max_tokens: int) -> None:
         self._prices = prices
@@ -82,6 +91,9 @@ class Reserver:
             self._check_priced(key, route)
         if not generates or (not tpm and budget_left is None):
             held = 0.0 if budget_left is None else self._cost(route, prompt, 0)
+            if budget_left is not None and held > budget_left:
+                assert key is not None
+                raise _budget_short(key, budget_left, "this input")
             return Reservation(prompt, None, held)
         asked = asked_max_tokens(body)
         answer = asked if asked is not None else self._default
@@ -100,12 +112,7 @@ class Reserver:
             assert key is not None
             answer = min(answer, self._answer_budget(key, route, prompt, budget_left))
             if answer < least:
-                raise RateLimited(
-                    f"API key {key.name!r} has ${max(budget_left, 0):.4f} of its budget left: not "
-                    f"enough for this prompt and an answer of {least} tokens (see `aigw usage --by key`)",
-                    retry_after=None,
-                    code="budget_exhausted",
-                )
+                raise _budget_short(key, budget_left, f"this prompt and an answer of {least} tokens")
         cap = answer if asked is None or answer < asked else None
         held = 0.0 if budget_left is None else self._cost(route, prompt, answer)
         return Reservation(prompt + answer, cap, held)

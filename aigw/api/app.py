@@ -13,7 +13,7 @@ from starlette.types import ASGIApp
 from aigw import __version__
 from aigw.access.admin_token import ensure_admin_token
 from aigw.access.keys import ApiKey
-from aigw.access.net import is_loopback
+from aigw.access.net import anonymous_subject, is_loopback
 from aigw.api import health, metrics
 from aigw.api.admin import cache as admin_cache
 from aigw.api.admin import local as admin
@@ -80,4 +80,5 @@ def create_asgi_app(config: Config, paths: Paths, build: Callable[[], Gateway]) 
         require_keys=config.server.require_keys,
         admin_token=ensure_admin_token(paths.admin_token_file),
         resolve_key=resolve_key,
+        refused=lambda client, e: gateway().meter.rejected(None, anonymous_subject(client), None, None, e),
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from aigw.access.net import anonymous_subject
-from aigw.api.guard import SCOPE_KEY
+from aigw.api.guard import SCOPE_ADMIN, SCOPE_KEY
 from aigw.gateway.call import Caller
 
 
@@ -23,4 +23,5 @@ def caller_of(request: Request) -> Caller:
         address=anonymous_subject(client.host) if client is not None else "unknown",
         cache_control=request.headers.get("cache-control"),
         gone=gone,
+        admin=request.scope.get(SCOPE_ADMIN, False),
     )

@@ -10,7 +10,8 @@ In order, for each HTTP request:
      key (`Authorization: Bearer aigw-...`) and needs one when `require_keys` is on. With keys
      optional, a bearer token that is not an aigw key (the SDKs' "unused") is anonymous, but an
      unknown or revoked aigw key is refused rather than silently treated as anonymous.
-The resolved key (or None) travels in the ASGI scope as `aigw.key`.
+The resolved key (or None) travels in the ASGI scope as `aigw.key`; `aigw.admin` is true for a
+request made with the admin token.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from aigw.errors import AigwError, AuthenticationError, PermissionDenied, Servic
 
 log = logging.getLogger("aigw.security")
 SCOPE_KEY = "aigw.key"
+SCOPE_ADMIN = "aigw.admin"
 _ALLOW_HEADERS = (
     b"authorization, content-type, x-aigw-cache, cache-control, openai-organization, openai-project"
 )
@@ -60,13 +62,17 @@ class AccessGuard:
         require_keys: bool,
         admin_token: str,
         resolve_key: Callable[[str], ApiKey | None],
+        refused: Callable[[str, AigwError], None] = lambda client, err: None,
     ) -> None:
+        """`refused(client address, error)` is told of each request refused here (the usage log
+        keeps a row of it)."""
         self.app = app
         self._loopback_only = loopback_only
         self._origins = frozenset(allowed_origins)
         self._require_keys = require_keys
         self._admin_token = admin_token
         self._resolve_key = resolve_key
+        self._refused = refused
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -93,8 +99,10 @@ class AccessGuard:
             if origin is not None and scope["method"] == "OPTIONS":
                 await self._preflight(origin, send)
                 return
-            scope[SCOPE_KEY] = self._authenticate(scope["path"], bearer(auth))
+            scope[SCOPE_KEY] = self._authenticate(scope, bearer(auth))
         except AigwError as e:
+            client = scope.get("client")
+            self._refused(client[0] if client else "unknown", e)
             await _refuse(e, send)
             return
         if origin is None:
@@ -102,10 +110,13 @@ class AccessGuard:
             return
         await self.app(scope, receive, _with_cors(send, origin))
 
-    def _authenticate(self, path: str, token: str | None) -> ApiKey | None:
+    def _authenticate(self, scope: Scope, token: str | None) -> ApiKey | None:
+        path = scope["path"]
         if path == "/health":
             return None
         is_admin = token is not None and same_secret(token, self._admin_token)
+        if is_admin:
+            scope[SCOPE_ADMIN] = True
         if path.startswith("/admin"):
             if not is_admin:
                 raise AuthenticationError(

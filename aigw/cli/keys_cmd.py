@@ -45,6 +45,9 @@ def create(
     tpm: int = typer.Option(0, "--tpm", min=0, help="Tokens per minute (0: unlimited)."),
     budget_usd: float | None = typer.Option(None, "--budget-usd", min=0, help="Total spend allowed, USD."),
     models: str | None = typer.Option(None, "--models", help="Comma-separated models or aliases allowed."),
+    collections: str | None = typer.Option(
+        None, "--collections", help="Comma-separated RAG collections of others it may read."
+    ),
     json_out: bool = JsonOption,
 ) -> None:
     """Make a key. It is printed once: store it now, it cannot be shown again."""
@@ -53,7 +56,12 @@ def create(
 
     with open_db(paths().database) as db:
         key, plain = KeyStore(db).create(
-            name, rpm=rpm, tpm=tpm, budget_usd=budget_usd, models=_parse_models(models)
+            name,
+            rpm=rpm,
+            tpm=tpm,
+            budget_usd=budget_usd,
+            models=_parse_models(models),
+            collections=_parse_models(collections) or (),
         )
     _notify_daemon()
     if json_out:

@@ -30,6 +30,8 @@ class Caller:
     """The request's Cache-Control header (no-cache, no-store)."""
     gone: Gone | None = None
     """How to notice the client leaving: work on this machine's own models stops when it does."""
+    admin: bool = False
+    """Authenticated with the admin token (sees every RAG collection; limits as anonymous)."""
 
 
 @dataclass(frozen=True, slots=True)

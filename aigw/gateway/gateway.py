@@ -26,13 +26,12 @@ from aigw.access.ratelimit import RateLimiter
 from aigw.cache.service import AnswerCache
 from aigw.cache.store import ResponseStore, open_store
 from aigw.config import Config
-from aigw.domain import EmbedRequest, Route, Target
+from aigw.domain import Route, Target
 from aigw.engine.engine import FOREVER, Engine, EngineLimits
 from aigw.errors import InvalidRequest, quoted
-from aigw.gateway.call import Caller
 from aigw.gateway.models import ModelIndex
 from aigw.gateway.pipeline import Pipeline
-from aigw.gateway.rag import Grounded, RagQuery, rag_answer
+from aigw.gateway.rag import RagDesk
 from aigw.paths import Paths
 from aigw.providers.base import Fingerprinted, Provider
 from aigw.providers.registry import ProviderRegistry
@@ -72,8 +71,6 @@ class Gateway:
         self._credentials = dict(credentials or {})
         self.providers = dict(providers)
         self.rag = rag
-        if rag is not None:
-            rag.bind(self.embed_texts)
         if rag is not None and PROVIDER_NAME not in self.providers and not missing_packages():
             self.providers[PROVIDER_NAME] = EmbeddingProvider(rag)
             self._types[PROVIDER_NAME] = TYPE_NAME
@@ -100,6 +97,8 @@ class Gateway:
             shared=config.cache.shared,
         )
         self.pipeline = Pipeline(self.models, self.router, self.meter, self.cache, self.serves_locally)
+        self.rag_desk = RagDesk(rag, self.pipeline, config)
+        """RAG for callers: their collections, their embeddings on their account."""
         # The operations the dialects call: the pipeline's own (no extra frame on the hot path).
         self.chat = self.pipeline.chat
         """A whole chat completion (see `Pipeline.chat`)."""
@@ -153,22 +152,9 @@ class Gateway:
 
     # -- operations (the API dialects call these) ----------------------------------------------
 
-    async def rag_answer(self, q: RagQuery, caller: Caller) -> Grounded:
-        return await rag_answer(self.pipeline, self.rag, self.config, q, caller)
-
     def inflight(self) -> AbstractContextManager[None]:
         """Counts a request in progress (the ai_inflight_requests gauge) while inside."""
         return self.meter.metrics.inflight()
-
-    async def embed_texts(self, model: str, texts: list[str]) -> list[list[float]]:
-        """Embeddings of `texts` by any model the gateway routes to (for RAG collections that use
-        a provider's embedding model)."""
-        route = await self.models.resolve(model, None)
-        result = await self.router.embed(
-            route, EmbedRequest(body={"model": model, "input": texts}, model=model)
-        )
-        data = sorted(result.value.data, key=lambda d: int(d.get("index", 0)))
-        return [list(d["embedding"]) for d in data]
 
     def rate_subject(self, subject: str) -> tuple[str, ApiKey | None]:
         """A rate-limit subject named by a key's id or name, or a client address."""

@@ -113,9 +113,7 @@ class Pipeline:
     async def _begin(
         self, kind: str, model: str, body: dict[str, Any], caller: Caller, provider: str | None
     ) -> tuple[Route, Ticket, Plan]:
-        route = await self._models.resolve(model, provider)
-        self._models.check_allowed(caller.key, route)
-        ticket = self._meter.admit(caller.key, caller.address, route, body)
+        route, ticket = await self._admitted(model, body, caller, provider, generates=False)
         key_id = caller.key.id if caller.key is not None else None
         return route, ticket, self._cache.plan(kind, route, body, caller.cache_control, key_id)
 
@@ -123,14 +121,26 @@ class Pipeline:
         self, req: ChatRequest, caller: Caller, provider: str | None
     ) -> tuple[Route, Ticket, Plan, ChatRequest]:
         """As `_begin`, for a request that generates: admission may cap its max_tokens."""
-        route = await self._models.resolve(req.model, provider)
-        self._models.check_allowed(caller.key, route)
-        ticket = self._meter.admit(caller.key, caller.address, route, req.body, generates=True)
+        route, ticket = await self._admitted(req.model, req.body, caller, provider, generates=True)
         if ticket.cap is not None:
             req = ChatRequest(with_max_tokens(req.body, ticket.cap), req.model)
         key_id = caller.key.id if caller.key is not None else None
         plan = self._cache.plan("chat", route, req.body, caller.cache_control, key_id)
         return route, ticket, plan, req
+
+    async def _admitted(
+        self, model: str, body: dict[str, Any], caller: Caller, provider: str | None, *, generates: bool
+    ) -> tuple[Route, Ticket]:
+        """Resolve the model and admit the request; a refusal (404, 403, 429) is logged as one."""
+        route = None
+        try:
+            route = await self._models.resolve(model, provider)
+            self._models.check_allowed(caller.key, route)
+            ticket = self._meter.admit(caller.key, caller.address, route, body, generates=generates)
+        except AigwError as e:
+            self._meter.rejected(caller.key, caller.address, model, route, e)
+            raise
+        return route, ticket
 
     async def _lookup(self, plan: Plan) -> CachedAnswer | None:
         return await self._cache.lookup(plan) if plan.decision.lookup else None

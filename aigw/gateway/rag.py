@@ -1,18 +1,30 @@
-"""Answers grounded in a RAG collection: retrieve, put the numbered chunks in the system prompt, and
-ask a chat model through the pipeline (with the caller's key, limits, cache and usage like any
-chat), returning the answer with the `sources` its numbers refer to."""
+"""RAG as callers use it: every operation on behalf of a caller.
+
+Each operation sees only the collections its caller may (`aigw.rag.owners`), and every embedding
+it makes (the chunks it indexes, a search's question) goes through the pipeline on the caller's
+account: admitted (the key's models, budget, rate limits), charged and logged like a
+/v1/embeddings request. Answers grounded in a collection retrieve, put the numbered chunks in the
+system prompt, and ask a chat model through the pipeline the same way, returning the answer with
+the `sources` its numbers refer to."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from aigw.config import Config
-from aigw.domain import ChatRequest, ChatResponse
+from aigw.domain import ChatRequest, ChatResponse, EmbedRequest
 from aigw.errors import InvalidRequest, ServiceUnavailable
 from aigw.gateway.call import Answer, Caller, StreamReply
 from aigw.gateway.pipeline import Pipeline
+from aigw.rag.owners import ADMIN, Viewer
+from aigw.rag.remote import EmbedCall
 from aigw.rag.service import RagService
+
+if TYPE_CHECKING:
+    from aigw.rag.index import Document, IndexSummary
+    from aigw.rag.store import CollectionStats, Hit
 
 INSTRUCTIONS = (
     "Answer using only the numbered sources below. Cite the sources you use with their numbers in "
@@ -55,12 +67,84 @@ def _question(messages: list[dict[str, Any]]) -> str:
     raise InvalidRequest("the messages have no user message with text to search for", param="messages")
 
 
+def viewer_of(caller: Caller) -> Viewer:
+    if caller.admin:
+        return ADMIN
+    if caller.key is None:
+        return Viewer(None)
+    return Viewer(caller.key.id, granted=frozenset(caller.key.collections))
+
+
+class RagDesk:
+    """The RAG operations of the API, each for one caller."""
+
+    def __init__(self, service: RagService | None, pipeline: Pipeline, config: Config) -> None:
+        self._service = service
+        self._pipeline = pipeline
+        self._config = config
+
+    @property
+    def service(self) -> RagService:
+        if self._service is None:
+            raise ServiceUnavailable("RAG is not available in this daemon")
+        return self._service
+
+    def _via(self, caller: Caller, *, store: bool) -> EmbedCall:
+        """Embeddings through the pipeline on `caller`'s account (an index's batches are not
+        worth a place in the answer cache; a search's question may be asked again)."""
+        on_account = replace(caller, cache_control=None if store else "no-store", gone=None)
+        pipeline = self._pipeline
+
+        async def via(model: str, texts: list[str]) -> list[list[float]]:
+            answer = await pipeline.embed(EmbedRequest({"model": model, "input": texts}, model), on_account)
+            data = sorted(answer.value.data, key=lambda d: int(d.get("index", 0)))
+            return [list(d["embedding"]) for d in data]
+
+        return via
+
+    async def index(
+        self,
+        caller: Caller,
+        collection: str,
+        documents: Sequence[Document],
+        remove: Sequence[str],
+        model: str | None,
+    ) -> IndexSummary:
+        return await self.service.index(
+            collection,
+            documents,
+            remove,
+            model,
+            viewer=viewer_of(caller),
+            via=self._via(caller, store=False),
+        )
+
+    async def files(self, caller: Caller, collection: str) -> dict[str, str]:
+        return await self.service.file_hashes(collection, viewer_of(caller))
+
+    async def search(self, caller: Caller, collection: str, query: str, k: int | None) -> list[Hit]:
+        return await self.service.search(
+            collection,
+            query,
+            k or self._config.rag.top_k,
+            viewer=viewer_of(caller),
+            via=self._via(caller, store=True),
+        )
+
+    async def stats(self, caller: Caller) -> list[CollectionStats]:
+        return await self.service.stats(viewer_of(caller))
+
+    async def drop(self, caller: Caller, collection: str) -> bool:
+        return await self.service.drop(collection, viewer_of(caller))
+
+    async def answer(self, caller: Caller, q: RagQuery) -> Grounded:
+        return await rag_answer(self, self._pipeline, self._config, q, caller)
+
+
 async def rag_answer(
-    pipeline: Pipeline, rag: RagService | None, config: Config, q: RagQuery, caller: Caller
+    desk: RagDesk, pipeline: Pipeline, config: Config, q: RagQuery, caller: Caller
 ) -> Grounded:
-    if rag is None:
-        raise ServiceUnavailable("RAG is not available in this daemon")
-    hits = await rag.search(q.collection, _question(q.messages), q.k or config.rag.top_k)
+    hits = await desk.search(caller, q.collection, _question(q.messages), q.k)
     sources = [
         {
             "n": i,

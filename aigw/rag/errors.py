@@ -3,7 +3,8 @@
     AigwError
     ├── RagUnavailable           503  a RAG dependency is missing (names the pip command)
     ├── EmbedderUnavailable      404  ModelNotFound: the embedding model cannot be loaded locally
-    ├── CollectionNotFound       404
+    ├── CollectionNotFound       404  (or not this caller's to see; names the ones it may use)
+    ├── CollectionForbidden      403  another key's collection, which this caller may only read
     └── EmbeddingModelMismatch   409  a collection holds vectors of another model (names both)
 
 Bad arguments (a folder that does not exist, a vector of the wrong dimension) raise
@@ -12,7 +13,9 @@ Bad arguments (a folder that does not exist, a vector of the wrong dimension) ra
 
 from __future__ import annotations
 
-from aigw.errors import AigwError, ModelNotFound
+from collections.abc import Sequence
+
+from aigw.errors import AigwError, ModelNotFound, PermissionDenied, quoted
 
 
 class RagUnavailable(AigwError):
@@ -32,8 +35,23 @@ class CollectionNotFound(AigwError):
     error_type = "invalid_request_error"
     code = "collection_not_found"
 
+    def __init__(self, name: str, known: Sequence[str] | None = None) -> None:
+        message = f"no RAG collection named {quoted(name)}"
+        if known is not None:
+            shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
+            message += (
+                f"; collections: {shown}" if known else "; there are none yet (aigw rag index DIR makes one)"
+            )
+        super().__init__(message, param="collection")
+        self.name = name
+
+
+class CollectionForbidden(PermissionDenied):
     def __init__(self, name: str) -> None:
-        super().__init__(f"no RAG collection named {name!r}", param="collection")
+        super().__init__(
+            f"RAG collection {quoted(name)} belongs to another API key: this key may not change it",
+            param="collection",
+        )
         self.name = name
 
 

@@ -80,6 +80,7 @@ class Indexer:
         overlap_tokens: int = 32,
         batch_chunks: int = 256,
         progress: Progress | None = None,
+        owner: str | None = None,
     ) -> None:
         info = store.collection(collection)
         if info is not None and info.model != embedder.name:
@@ -93,6 +94,7 @@ class Indexer:
         self.overlap_tokens = overlap_tokens
         self.batch_chunks = batch_chunks
         self.progress = progress
+        self.owner = owner
         self.done = 0
         self._pending: list[_Pending] = []
         self._pending_chunks = 0
@@ -139,9 +141,6 @@ class Indexer:
         was embedding before (its writes overlap this batch's inference)."""
         submitted = None
         if self._pending:
-            if not self._ready:
-                self.store.ensure_collection(self.collection, self.embedder.name, self.embedder.dimension)
-                self._ready = True
             texts = [c.embedding_text for p in self._pending for c in p.chunks]
             submitted = (self._pending, self._pool.submit(self.embedder.embed, texts))
             self._pending, self._pending_chunks = [], 0
@@ -154,6 +153,10 @@ class Indexer:
 
     def _commit(self, batch: list[_Pending], future: Future[FloatArray]) -> None:
         vectors = future.result()
+        if not self._ready:  # the dimension from the vectors: a provider's model needs no probe
+            dimension = int(vectors.shape[1]) if len(vectors) else self.embedder.dimension
+            self.store.ensure_collection(self.collection, self.embedder.name, dimension, self.owner)
+            self._ready = True
         offset = 0
         for p in batch:
             n, doc = len(p.chunks), p.doc
@@ -177,6 +180,7 @@ def index_documents(
     max_tokens: int = 256,
     overlap_tokens: int = 32,
     batch_chunks: int = 256,
+    owner: str | None = None,
 ) -> IndexSummary:
     """Index documents that arrive as text (the daemon's side of `aigw rag index`): each is skipped
     when its sha256 is the one stored, else chunked, embedded and written; `remove` paths are
@@ -190,7 +194,7 @@ def index_documents(
     summary = IndexSummary(collection)
     with Indexer(
         store, collection, embedder, summary, total=len(documents),
-        max_tokens=max_tokens, overlap_tokens=overlap_tokens, batch_chunks=batch_chunks,
+        max_tokens=max_tokens, overlap_tokens=overlap_tokens, batch_chunks=batch_chunks, owner=owner,
     ) as indexer:  # fmt: skip
         stored = store.file_hashes(collection) if store.collection(collection) is not None else {}
         for path in remove:

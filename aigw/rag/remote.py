@@ -1,10 +1,13 @@
-"""A configured provider's embedding model (OpenAI, Gemini, a local GGUF embedder, ...) as a RAG
-`Embedder`, for collections made with `--model provider/model`.
+"""An embedding model as a RAG `Embedder` whose vectors come through the gateway's pipeline.
 
-The RAG worker thread is synchronous; the gateway's router is async on the event loop. `embed`
-hands the call to the loop and waits for it, so the vectors come through the same routing,
-retries and fallback as any /v1/embeddings request. Tokens are counted as about four characters
-each (the provider's tokenizer is not here), which only sizes chunks.
+Every embedding a RAG operation makes (indexing, a search's question) goes through `via`: the
+gateway's pipeline on the caller's account, so it is admitted, limited, charged and logged like
+any /v1/embeddings request of that caller. That holds for the daemon's own model too: its
+embeddings run on the RAG service's embedding thread, its tokenizer sizes the chunks (`sizing`).
+A provider's model has no tokenizer here: about four characters a token, which only sizes chunks.
+
+The RAG worker thread is synchronous; the pipeline is async on the event loop. `embed` hands each
+batch to the loop and waits for it.
 """
 
 from __future__ import annotations
@@ -16,19 +19,33 @@ from typing import TYPE_CHECKING
 from aigw.errors import UpstreamProtocolError
 
 if TYPE_CHECKING:
-    from aigw.rag.embed import FloatArray
+    from aigw.rag.embed import Embedder, FloatArray
 
 EmbedCall = Callable[[str, list[str]], Awaitable[list[list[float]]]]
+"""(model, texts) -> one vector per text, on some caller's account."""
 MAX_TOKENS = 512  # a chunk budget every embedding API accepts
 BATCH = 96
 
 
-class RemoteEmbedder:
-    def __init__(self, name: str, call: EmbedCall, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+class RoutedEmbedder:
+    def __init__(
+        self,
+        name: str,
+        via: EmbedCall,
+        loop: asyncio.AbstractEventLoop,
+        timeout_s: float,
+        *,
+        call_as: str | None = None,
+        sizing: Embedder | None = None,
+    ) -> None:
+        """`name`: what collections record; `call_as`: the model name the pipeline is asked for
+        (default `name`); `sizing`: the local model whose dimension and tokenizer apply."""
         self._name = name
-        self._call = call
+        self._call_as = call_as or name
+        self._via = via
         self._loop = loop
         self._timeout_s = timeout_s
+        self._sizing = sizing
         self._dimension: int | None = None
 
     @property
@@ -37,6 +54,8 @@ class RemoteEmbedder:
 
     @property
     def dimension(self) -> int:
+        if self._sizing is not None:
+            return self._sizing.dimension
         if self._dimension is None:
             self.embed(["dimension probe"])
         assert self._dimension is not None
@@ -44,18 +63,23 @@ class RemoteEmbedder:
 
     @property
     def max_tokens(self) -> int:
-        return MAX_TOKENS
+        return self._sizing.max_tokens if self._sizing is not None else MAX_TOKENS
 
     def count_tokens(self, text: str) -> int:
+        if self._sizing is not None:
+            return self._sizing.count_tokens(text)
         return max(1, -(-len(text) // 4))
 
     def embed(self, texts: Sequence[str]) -> FloatArray:
         import numpy as np
 
+        if not texts:
+            return np.zeros((0, self._dimension or 0), dtype=np.float32)
         rows: list[list[float]] = []
-        for i in range(0, len(texts), BATCH):
-            batch = list(texts[i : i + BATCH])
-            coro = self._call(self._name, batch)
+        step = len(texts) if self._sizing is not None else BATCH  # the local model takes any batch
+        for i in range(0, len(texts), max(step, 1)):
+            batch = list(texts[i : i + step])
+            coro = self._via(self._call_as, batch)
             got: list[list[float]] = asyncio.run_coroutine_threadsafe(_await(coro), self._loop).result(
                 self._timeout_s
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_CANDIDATES = 4096  # sqlite-vec's largest k
 
 SCHEMA = (
@@ -15,7 +15,8 @@ SCHEMA = (
         name TEXT NOT NULL UNIQUE,
         model TEXT NOT NULL,
         dimension INTEGER NOT NULL CHECK (dimension > 0 AND dimension % 8 = 0),
-        created_at REAL NOT NULL)""",
+        created_at REAL NOT NULL,
+        owner TEXT)""",
     """CREATE TABLE IF NOT EXISTS rag_files (
         id INTEGER PRIMARY KEY,
         collection_id INTEGER NOT NULL REFERENCES rag_collections (id) ON DELETE CASCADE,
@@ -39,6 +40,11 @@ SCHEMA = (
 )
 
 
+# Version 1 stores lack the owner column: added on open (NULL: the admin's or anonymous).
+MIGRATIONS = ((2, "ALTER TABLE rag_collections ADD COLUMN owner TEXT"),)
+COLLECTION_COLUMNS = "id, name, model, dimension, created_at, owner"
+
+
 def collection_tables(cid: int, dimension: int) -> tuple[str, str]:
     """The DDL of collection `cid`'s float vectors (a plain rowid table: fetching candidates
     from it by id is fast) and its vec0 index of their sign bits."""
@@ -57,6 +63,8 @@ class CollectionInfo:
     model: str
     dimension: int
     created_at: float
+    owner: str | None = None
+    """The API key id that made it; None: made with the admin token or without a key."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +89,7 @@ class CollectionStats:
     stored_bytes: int  # chunk text plus float and bit vectors (an estimate of the space used)
     created_at: float
     last_indexed_at: float | None
+    owner: str | None = None
 
 
 HIT_SQL = """

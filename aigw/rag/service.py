@@ -1,28 +1,34 @@
-"""The daemon's RAG: one store, one embedding model kept warm, one worker thread.
+"""The daemon's RAG: one store, one embedding model kept warm, two threads.
 
-Everything that blocks (loading the model, encoding, SQLite) runs on the service's single worker
-thread, so the event loop never waits and writes are serialised; searches queue behind an index
-batch at most. The store opens on first use and the model loads on first use, then stays loaded
-for the daemon's lifetime. Nothing heavy is imported until then.
+Everything that blocks runs off the event loop: the store's work (chunking, SQLite) on the
+service's single worker thread, so writes are serialised and searches queue behind an index batch
+at most; the embedding model's encoding on its own thread, which `embed` (the model's provider
+for /v1/embeddings) uses. The worker never embeds by itself: every operation is handed `via`, the
+gateway's pipeline on its caller's account, and the vectors come through it (`RoutedEmbedder`), so
+RAG's embeddings are admitted and accounted like any other. Each operation is also handed the
+caller as a `Viewer`, and keeps to the collections it may see (`aigw.rag.owners`). The store
+opens on first use and the model loads on first use, then stays loaded for the daemon's
+lifetime. Nothing heavy is imported until then.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aigw.errors import InvalidRequest, quoted
-from aigw.rag.errors import RagUnavailable
+from aigw.rag.errors import CollectionForbidden, CollectionNotFound, RagUnavailable
+from aigw.rag.owners import Viewer
 
 if TYPE_CHECKING:
     from aigw.rag.embed import Embedder, LazyEmbedder
     from aigw.rag.index import Document, IndexSummary
     from aigw.rag.remote import EmbedCall
-    from aigw.rag.store import CollectionStats, Hit, RagStore
+    from aigw.rag.store import CollectionInfo, CollectionStats, Hit, RagStore
 
 T = TypeVar("T")
 
@@ -34,18 +40,16 @@ def missing_packages() -> list[str]:
 
 
 class RagService:
-    def __init__(
-        self, database: Path, model: str, embed_call: EmbedCall | None = None, timeout_s: float = 300.0
-    ) -> None:
+    def __init__(self, database: Path, model: str, timeout_s: float = 300.0) -> None:
         self.database = database
         self.model = model
         self._store: RagStore | None = None
         self._embedder: LazyEmbedder | None = None
-        self._remote: dict[str, Embedder] = {}
-        self._embed_call = embed_call
         self._timeout_s = timeout_s
         self._loop: asyncio.AbstractEventLoop | None = None
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-rag")
+        self._encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aigw-rag-encode")
+        self._lock = threading.Lock()
 
     # -- plumbing --------------------------------------------------------------------------------
 
@@ -67,45 +71,57 @@ class RagService:
         return self._store
 
     def embedder(self) -> LazyEmbedder:
-        if self._embedder is None:
-            self._check()
-            from aigw.rag.embed import LazyEmbedder
+        with self._lock:  # the worker and the encoding thread both ask
+            if self._embedder is None:
+                self._check()
+                from aigw.rag.embed import LazyEmbedder
 
-            self._embedder = LazyEmbedder(self.model)
-        return self._embedder
+                self._embedder = LazyEmbedder(self.model)
+            return self._embedder
 
-    def bind(self, embed_call: EmbedCall) -> None:
-        """How to embed with a provider's model (the gateway's router)."""
-        self._embed_call = embed_call
+    def embedder_for(self, model: str | None, via: EmbedCall) -> Embedder:
+        """The embedder of `model` (None or its own name: the daemon's model; else a provider's),
+        its vectors made through `via`. Worker thread only."""
+        from aigw.rag.remote import RoutedEmbedder
 
-    def embedder_for(self, model: str | None) -> Embedder:
-        """The local model for None or its own name; else a provider's model (through the router).
-        Worker thread only."""
+        assert self._loop is not None
         local = self.embedder()
         if model is None or model in (self.model, local.name):
-            return local
-        if self._embed_call is None or self._loop is None:
-            raise InvalidRequest(
-                f"{quoted(model)} is not this daemon's embedding model ({self.model})", param="model"
+            return RoutedEmbedder(
+                local.name, via, self._loop, self._timeout_s, call_as=self.model, sizing=local
             )
-        if model not in self._remote:
-            from aigw.rag.remote import RemoteEmbedder
+        return RoutedEmbedder(model, via, self._loop, self._timeout_s)
 
-            self._remote[model] = RemoteEmbedder(model, self._embed_call, self._loop, self._timeout_s)
-        return self._remote[model]
-
-    def _collection_embedder(self, collection: str, requested: str | None) -> Embedder:
+    def _collection_embedder(
+        self, info: CollectionInfo | None, requested: str | None, via: EmbedCall
+    ) -> Embedder:
         """A collection's own model when it exists (EmbeddingModelMismatch if another is asked
         for); else the requested one, or the default."""
-        info = self.store().collection(collection)
         if info is None:
-            return self.embedder_for(requested)
-        embedder = self.embedder_for(info.model)
-        if requested is not None and self.embedder_for(requested).name != info.model:
+            return self.embedder_for(requested, via)
+        embedder = self.embedder_for(info.model, via)
+        if requested is not None and self.embedder_for(requested, via).name != info.model:
             from aigw.rag.errors import EmbeddingModelMismatch
 
-            raise EmbeddingModelMismatch(collection, info.model, info.dimension, requested, None)
+            raise EmbeddingModelMismatch(info.name, info.model, info.dimension, requested, None)
         return embedder
+
+    def _readable(self, collection: str, viewer: Viewer) -> CollectionInfo:
+        """The collection if `viewer` may read it; else CollectionNotFound naming the ones it may."""
+        info = self.store().collection(collection)
+        if info is None or not viewer.may_read(info):
+            known = [c.name for c in self.store().stats() if viewer.may_read(c)]
+            raise CollectionNotFound(collection, known)
+        return info
+
+    def _writable(self, collection: str, viewer: Viewer) -> CollectionInfo | None:
+        """The collection (None when new) if `viewer` may change it."""
+        info = self.store().collection(collection)
+        if info is not None and not viewer.may_write(info):
+            if not viewer.may_read(info):
+                self._readable(collection, viewer)  # raises: it does not exist for this caller
+            raise CollectionForbidden(collection)
+        return info
 
     @property
     def model_loaded(self) -> bool:
@@ -131,47 +147,74 @@ class RagService:
     # -- operations ------------------------------------------------------------------------------
 
     async def index(
-        self, collection: str, documents: Sequence[Document], remove: Sequence[str], model: str | None = None
+        self,
+        collection: str,
+        documents: Sequence[Document],
+        remove: Sequence[str],
+        model: str | None,
+        *,
+        viewer: Viewer,
+        via: EmbedCall,
     ) -> IndexSummary:
         from aigw.rag.index import index_documents
 
         def work() -> IndexSummary:
-            embedder = self._collection_embedder(collection, model)
-            return index_documents(self.store(), collection, documents, embedder, remove=remove)
-
-        return await self._run(work)
-
-    async def file_hashes(self, collection: str) -> dict[str, str]:
-        return await self._run(lambda: self.store().file_hashes(collection))
-
-    async def search(self, collection: str, query: str, k: int) -> list[Hit]:
-        from aigw.rag.query import search_text
-
-        def work() -> list[Hit]:
-            return search_text(
-                self.store(), collection, query, self._collection_embedder(collection, None), k=k
+            info = self._writable(collection, viewer)
+            embedder = self._collection_embedder(info, model, via)
+            return index_documents(
+                self.store(), collection, documents, embedder, remove=remove, owner=viewer.owner
             )
 
         return await self._run(work)
 
-    async def stats(self) -> list[CollectionStats]:
-        return await self._run(lambda: self.store().stats())
+    async def file_hashes(self, collection: str, viewer: Viewer) -> dict[str, str]:
+        """Each indexed file's sha256; {} for a collection not made yet."""
 
-    async def drop(self, collection: str) -> bool:
-        return await self._run(lambda: self.store().drop_collection(collection))
+        def work() -> dict[str, str]:
+            info = self._writable(collection, viewer)
+            return {} if info is None else self.store().file_hashes(collection)
+
+        return await self._run(work)
+
+    async def search(
+        self, collection: str, query: str, k: int, *, viewer: Viewer, via: EmbedCall
+    ) -> list[Hit]:
+        from aigw.rag.query import search_text
+
+        def work() -> list[Hit]:
+            info = self._readable(collection, viewer)
+            embedder = self._collection_embedder(info, None, via)
+            return search_text(self.store(), collection, query, embedder, k=k)
+
+        return await self._run(work)
+
+    async def stats(self, viewer: Viewer) -> list[CollectionStats]:
+        return await self._run(lambda: [c for c in self.store().stats() if viewer.may_read(c)])
+
+    async def drop(self, collection: str, viewer: Viewer) -> bool:
+        def work() -> bool:
+            if self.store().collection(collection) is None:
+                return False
+            self._readable(collection, viewer)
+            self._writable(collection, viewer)
+            return self.store().drop_collection(collection)
+
+        return await self._run(work)
 
     async def embed(self, texts: Sequence[str]) -> tuple[list[list[float]], int]:
-        """Vectors of the service's model for /v1/embeddings, with the prompt's token count."""
+        """Vectors of the service's model, with the prompt's token count: what its provider
+        answers (for /v1/embeddings, and for RAG's own embeddings through the pipeline)."""
 
         def work() -> tuple[list[list[float]], int]:
             e = self.embedder()
             vectors = e.embed(list(texts))
             return [v.tolist() for v in vectors], sum(e.count_tokens(t) for t in texts)
 
-        return await self._run(work)
+        return await asyncio.get_running_loop().run_in_executor(self._encoder, work)
 
     def close(self) -> None:
         self._worker.shutdown(wait=True)
+        self._encoder.shutdown(wait=True)
         if self._store is not None:
             self._store.close()
             self._store = None

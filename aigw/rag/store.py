@@ -48,8 +48,10 @@ from aigw.rag.bitindex import BitIndex
 from aigw.rag.chunk import Chunk
 from aigw.rag.errors import CollectionNotFound, EmbeddingModelMismatch
 from aigw.rag.schema import (
+    COLLECTION_COLUMNS,
     HIT_SQL,
     MAX_CANDIDATES,
+    MIGRATIONS,
     SCHEMA,
     SCHEMA_VERSION,
     CollectionInfo,
@@ -97,8 +99,17 @@ class RagStore:
                 for statement in SCHEMA:
                     conn.execute(statement)
                 conn.execute(
-                    "INSERT OR IGNORE INTO rag_meta (key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
+                    "INSERT OR IGNORE INTO rag_meta (key, value) VALUES ('schema_version', '1')"
+                )
+                (version,) = conn.execute(
+                    "SELECT CAST(value AS INTEGER) FROM rag_meta WHERE key = 'schema_version'"
+                ).fetchone()
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(rag_collections)")}
+                for number, sql in MIGRATIONS:
+                    if number > version and "owner" not in columns:
+                        conn.execute(sql)
+                conn.execute(
+                    "UPDATE rag_meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
                 )
         except BaseException:
             conn.close()
@@ -134,7 +145,7 @@ class RagStore:
     def collection(self, name: str) -> CollectionInfo | None:
         with self._lock:
             row = self._conn.execute(
-                "SELECT id, name, model, dimension, created_at FROM rag_collections WHERE name = ?", (name,)
+                f"SELECT {COLLECTION_COLUMNS} FROM rag_collections WHERE name = ?", (name,)
             ).fetchone()
         return CollectionInfo(*row) if row else None
 
@@ -144,27 +155,30 @@ class RagStore:
             raise CollectionNotFound(name)
         return info
 
-    def ensure_collection(self, name: str, model: str, dimension: int) -> CollectionInfo:
-        """The collection `name`, created for `model` if new; EmbeddingModelMismatch if it holds
-        another model's vectors."""
+    def ensure_collection(
+        self, name: str, model: str, dimension: int, owner: str | None = None
+    ) -> CollectionInfo:
+        """The collection `name`, created for `model` (belonging to `owner`) if new;
+        EmbeddingModelMismatch if it holds another model's vectors."""
         if not name or len(name) > 200:
             raise InvalidRequest("a collection name must have 1 to 200 characters", param="collection")
         if dimension <= 0 or dimension % 8:
             raise InvalidRequest(f"embedding dimension {dimension} is not a positive multiple of 8")
         with self._write() as conn:
             row = conn.execute(
-                "SELECT id, name, model, dimension, created_at FROM rag_collections WHERE name = ?", (name,)
+                f"SELECT {COLLECTION_COLUMNS} FROM rag_collections WHERE name = ?", (name,)
             ).fetchone()
             if row is None:
                 cur = conn.execute(
-                    "INSERT INTO rag_collections (name, model, dimension, created_at) VALUES (?, ?, ?, ?)",
-                    (name, model, dimension, time.time()),
+                    "INSERT INTO rag_collections (name, model, dimension, created_at, owner)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (name, model, dimension, time.time(), owner),
                 )
                 cid = int(cur.lastrowid or 0)
                 for ddl in collection_tables(cid, dimension):
                     conn.execute(ddl)
                 row = conn.execute(
-                    "SELECT id, name, model, dimension, created_at FROM rag_collections WHERE id = ?", (cid,)
+                    f"SELECT {COLLECTION_COLUMNS} FROM rag_collections WHERE id = ?", (cid,)
                 ).fetchone()
         info = CollectionInfo(*row)
         if info.model != model or info.dimension != dimension:
@@ -352,7 +366,7 @@ class RagStore:
             self._require(name)
         with self._lock:
             rows = self._conn.execute(
-                """SELECT c.name, c.model, c.dimension, c.created_at,
+                """SELECT c.name, c.model, c.dimension, c.created_at, c.owner,
                           (SELECT count(*) FROM rag_files f WHERE f.collection_id = c.id),
                           (SELECT coalesce(sum(f.size), 0) FROM rag_files f WHERE f.collection_id = c.id),
                           (SELECT max(f.indexed_at) FROM rag_files f WHERE f.collection_id = c.id),
@@ -364,9 +378,11 @@ class RagStore:
                 (name, name),
             ).fetchall()
         out = []
-        for cname, model, dim, created, files, source, last, chunks, text_bytes in rows:
+        for cname, model, dim, created, owner, files, source, last, chunks, text_bytes in rows:
             stored = int(text_bytes) + int(chunks) * (4 * int(dim) + int(dim) // 8)
-            out.append(CollectionStats(cname, model, dim, files, chunks, int(source), stored, created, last))
+            out.append(
+                CollectionStats(cname, model, dim, files, chunks, int(source), stored, created, last, owner)
+            )
         return out
 
     def integrity_check(self) -> str:

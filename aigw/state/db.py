@@ -63,6 +63,13 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE usage ADD COLUMN saved_usd REAL NOT NULL DEFAULT 0;
         """,
     ),
+    (
+        3,
+        """
+        ALTER TABLE api_keys ADD COLUMN collections TEXT;
+        ALTER TABLE usage ADD COLUMN request_id TEXT;
+        """,
+    ),
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000

@@ -27,7 +27,8 @@ OVERHEAD_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01
 RATELIMIT_KINDS = ("requests", "tokens", "budget")
 MAX_LABEL_PAIRS = 200
 OTHER = "other"
-NONE = "none"
+NONE = "none"  # a request no provider was asked for
+UNRESOLVED = "unresolved"  # a request whose model names nothing served
 
 _Children = tuple[Counter, Histogram]  # (requests{provider,model,status}, latency{provider,model})
 
@@ -152,7 +153,7 @@ class Metrics:
         """The children for a key not cached yet. Only admitted pairs are cached under the caller's
         key, so the cache stays bounded however many distinct names clients send."""
         key = (provider, model, status)
-        provider, model = provider or NONE, model or NONE
+        provider, model = provider or NONE, model or UNRESOLVED
         if (provider, model) not in self._pairs:
             if len(self._pairs) >= self._max_pairs:
                 if provider not in self._providers:

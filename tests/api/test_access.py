@@ -271,3 +271,34 @@ def test_a_stream_without_usage_is_still_charged(daemon: DaemonProcess, created:
     assert row["status"] == 200
     assert row["prompt_tokens"] and row["completion_tokens"] == -(-len(text) // 4)
     assert row["cost_usd"] and float(str(row["cost_usd"])) > 0
+
+
+def test_refused_requests_are_logged_and_in_the_dashboards_tail(
+    daemon: DaemonProcess, created: dict[str, str]
+) -> None:
+    with pytest.raises(openai.AuthenticationError):
+        sdk(daemon, "aigw-not-a-real-key").chat.completions.create(model="gpt-test", messages=MSG)
+    with pytest.raises(openai.PermissionDeniedError):
+        sdk(daemon, created["narrow"]).chat.completions.create(model="gpt-test", messages=MSG)
+    with pytest.raises(openai.NotFoundError):
+        sdk(daemon, created["app"]).chat.completions.create(model="no-such-model-x", messages=MSG)
+    db = open_db(daemon.home / "aigw.db")
+    narrow = next(k.id for k in KeyStore(db).list() if k.name == "narrow")
+    rows: list[dict[str, object]] = []
+    for _ in range(50):
+        rows = list(
+            db.query("SELECT key_id, model, status, error_kind FROM usage WHERE status IN (401, 403, 404)")
+        )
+        if {r["status"] for r in rows} == {401, 403, 404}:
+            break
+        time.sleep(0.1)
+    by_status = {r["status"]: r for r in rows}
+    assert by_status[401]["error_kind"] == "AuthenticationError" and by_status[401]["key_id"] is None
+    assert by_status[403]["key_id"] == narrow and by_status[403]["model"] == "gpt-test"
+    assert by_status[404]["model"] == "no-such-model-x" and by_status[404]["error_kind"] == "ModelNotFound"
+    tail = daemon.get("/admin/stats", headers={"Authorization": f"Bearer {admin_token(daemon)}"}).json()[
+        "recent"
+    ]
+    assert {401, 403, 404} <= {r["status"] for r in tail}
+    metrics = daemon.get("/metrics").text
+    assert 'model="unresolved",provider="none",status="404"' in metrics

@@ -207,3 +207,29 @@ def test_without_an_sqlite_that_loads_extensions_the_error_names_the_fix(
     with pytest.raises(RagUnavailable, match=r"pip install sqlean\.py") as err:
         RagStore.open(tmp_path / "rag.db")
     assert err.value.status_code == 503
+
+
+def test_a_version_1_store_gains_owners_and_keeps_its_collections(tmp_path: Path) -> None:
+    from aigw.rag.sqlite import connect
+
+    path = tmp_path / "rag.db"
+    conn = connect(path)
+    conn.execute("CREATE TABLE rag_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    conn.execute("INSERT INTO rag_meta VALUES ('schema_version', '1')")
+    conn.execute(
+        "CREATE TABLE rag_collections (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+        " model TEXT NOT NULL, dimension INTEGER NOT NULL, created_at REAL NOT NULL)"
+    )
+    conn.execute(
+        "INSERT INTO rag_collections (name, model, dimension, created_at) VALUES ('old', 'm', 8, 1.0)"
+    )
+    conn.commit()
+    conn.close()
+    with RagStore.open(path) as store:
+        old = store.collection("old")
+        assert old is not None and old.owner is None and old.model == "m"
+        made = store.ensure_collection("new", "m", 8, owner="key_0123456789ab")
+        assert made.owner == "key_0123456789ab"
+        assert {s.name: s.owner for s in store.stats()} == {"old": None, "new": "key_0123456789ab"}
+    with RagStore.open(path) as again:  # opening a current store changes nothing
+        assert again.collection("new") == made

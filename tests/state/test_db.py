@@ -123,6 +123,7 @@ def test_schema(tmp_path: Path) -> None:
         "models": "TEXT",
         "created_at": "REAL",
         "revoked_at": "REAL",
+        "collections": "TEXT",
     }
     assert db.table("api_keys").pks == ["id"]
     usage = {c.name: c.type for c in db.table("usage").columns}
@@ -144,6 +145,7 @@ def test_schema(tmp_path: Path) -> None:
         "content": "TEXT",
         "cache": "TEXT",
         "saved_usd": "REAL",
+        "request_id": "TEXT",
     }
     indexed = {tuple(ix.columns) for ix in db.table("usage").indexes}
     assert {("ts",), ("key_id", "ts")} <= indexed

@@ -53,10 +53,10 @@ def test_counters_after_a_sequence_of_calls() -> None:
     assert s['ai_provider_requests_total{model="gpt-4o-mini",provider="openai",status="200"}'] == 2
     assert s['ai_provider_requests_total{model="tiny",provider="local",status="200"}'] == 1
     assert s['ai_provider_requests_total{model="gpt-4o-mini",provider="openai",status="502"}'] == 1
-    assert s['ai_provider_requests_total{model="none",provider="none",status="404"}'] == 1
+    assert s['ai_provider_requests_total{model="unresolved",provider="none",status="404"}'] == 1
     assert s["ai_routing_fallback_total"] == 2
     assert s['ai_provider_latency_seconds_count{model="gpt-4o-mini",provider="openai"}'] == 3
-    assert s['ai_provider_latency_seconds_count{model="none",provider="none"}'] == 1
+    assert s['ai_provider_latency_seconds_count{model="unresolved",provider="none"}'] == 1
     # failures are not part of the gateway overhead
     assert s["ai_gateway_overhead_seconds_count"] == 3
 

@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from aigw.access.meter import Recent
 from aigw.api.deps import GatewayDep
 from aigw.gateway.gateway import Gateway
+from aigw.rag.owners import ADMIN
 from aigw.state.db import connect
 from aigw.usage.report import spend_since
 
@@ -93,7 +94,7 @@ async def _rag(gw: Gateway) -> list[dict[str, Any]]:
     try:
         return [
             {"name": c.name, "files": c.files, "chunks": c.chunks, "model": c.model}
-            for c in await gw.rag.stats()
+            for c in await gw.rag.stats(ADMIN)
         ]
     except Exception:  # the dashboard shows what it can; RAG errors surface on RAG calls
         return []

@@ -23,12 +23,10 @@ from aigw.api.caller import caller_of
 from aigw.api.deps import GatewayDep
 from aigw.api.headers import JSONBytes, fact_headers
 from aigw.api.openai.chat import events
-from aigw.errors import InvalidRequest, ServiceUnavailable
+from aigw.errors import InvalidRequest
 from aigw.gateway.call import StreamReply
-from aigw.gateway.gateway import Gateway
 from aigw.gateway.rag import RagQuery
 from aigw.rag.index import Document
-from aigw.rag.service import RagService
 from aigw.rag.walk import FileKind
 
 router = APIRouter(prefix="/v1/rag")
@@ -75,10 +73,6 @@ class QueryIn(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
 
 
-def service(gw: Gateway) -> RagService:
-    if gw.rag is None:
-        raise ServiceUnavailable("RAG is not available in this daemon")
-    return gw.rag
 
 
 def hit_dict(hit: Any) -> dict[str, Any]:
@@ -86,9 +80,9 @@ def hit_dict(hit: Any) -> dict[str, Any]:
 
 
 @router.post("/index")
-async def index(body: IndexIn, gw: GatewayDep) -> dict[str, Any]:
+async def index(body: IndexIn, request: Request, gw: GatewayDep) -> dict[str, Any]:
     docs = [Document(d.path, d.kind, d.text, d.sha256, d.size, d.mtime) for d in body.documents]
-    s = await service(gw).index(body.collection, docs, body.remove, body.model)
+    s = await gw.rag_desk.index(caller_of(request), body.collection, docs, body.remove, body.model)
     return {
         "collection": s.collection,
         "indexed": s.indexed,
@@ -101,17 +95,14 @@ async def index(body: IndexIn, gw: GatewayDep) -> dict[str, Any]:
 
 
 @router.get("/collections/{name}/files")
-async def files(name: str, gw: GatewayDep) -> dict[str, Any]:
+async def files(name: str, request: Request, gw: GatewayDep) -> dict[str, Any]:
     """Each indexed file's sha256 (the CLI sends only what changed); empty for a new collection."""
-    rag = service(gw)
-    stats = {s.name for s in await rag.stats()}
-    return {"collection": name, "files": await rag.file_hashes(name) if name in stats else {}}
+    return {"collection": name, "files": await gw.rag_desk.files(caller_of(request), name)}
 
 
 @router.post("/search")
-async def search(body: SearchIn, gw: GatewayDep) -> dict[str, Any]:
-    k = body.k or gw.config.rag.top_k
-    hits = await service(gw).search(body.collection, body.query, k)
+async def search(body: SearchIn, request: Request, gw: GatewayDep) -> dict[str, Any]:
+    hits = await gw.rag_desk.search(caller_of(request), body.collection, body.query, body.k)
     return {"object": "list", "collection": body.collection, "data": [hit_dict(h) for h in hits]}
 
 
@@ -123,7 +114,7 @@ async def query(body: QueryIn, request: Request, gw: GatewayDep) -> Response:
         raise InvalidRequest("give either 'query' or 'messages'", param="query")
     messages = body.messages or [{"role": "user", "content": body.query}]
     q = RagQuery(body.collection, messages, body.k, body.model, body.stream, body.temperature)
-    grounded = await gw.rag_answer(q, caller_of(request))
+    grounded = await gw.rag_desk.answer(caller_of(request), q)
     reply = grounded.answer
     if isinstance(reply, StreamReply):
         first = {"id": "rag-sources", "object": "chat.completion.chunk", "created": int(time.time())}
@@ -142,12 +133,13 @@ async def query(body: QueryIn, request: Request, gw: GatewayDep) -> Response:
 
 
 @router.get("/stats")
-async def stats(gw: GatewayDep) -> dict[str, Any]:
-    rag = service(gw)
-    collections = [dataclasses.asdict(s) for s in await rag.stats()]
+async def stats(request: Request, gw: GatewayDep) -> dict[str, Any]:
+    desk = gw.rag_desk
+    collections = [dataclasses.asdict(s) for s in await desk.stats(caller_of(request))]
+    rag = desk.service
     return {"model": rag.model, "model_loaded": rag.model_loaded, "collections": collections}
 
 
 @router.delete("/collections/{name}")
-async def remove(name: str, gw: GatewayDep) -> dict[str, Any]:
-    return {"collection": name, "deleted": await service(gw).drop(name)}
+async def remove(name: str, request: Request, gw: GatewayDep) -> dict[str, Any]:
+    return {"collection": name, "deleted": await gw.rag_desk.drop(caller_of(request), name)}
