@@ -4,7 +4,9 @@
 its own SQLite connection writes what accumulated every `flush_interval_s` (sooner once
 `max_batch` rows wait), each batch in one transaction. A failed write (a locked or full
 database) is logged and its rows kept for the next try; past `max_pending` rows the oldest are
-dropped with a warning, so memory stays bounded. Nothing is ever raised to the caller.
+dropped with a warning, and past `max_content_bytes` of prompts and completions waiting
+(`log_content = true`) new rows are kept without their content, with a warning: memory stays
+bounded in rows and in bytes through a long outage. Nothing is ever raised to the caller.
 `close()` writes what is left and stops the thread.
 
 A batch is one INSERT ... SELECT over `json_each` of the batch serialized once, not an
@@ -75,6 +77,7 @@ class UsageRecorder:
         flush_interval_s: float = 1.0,
         max_batch: int = 500,
         max_pending: int = 100_000,
+        max_content_bytes: int = 32 << 20,
         busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
         close_timeout_s: float = 10.0,
     ) -> None:
@@ -84,6 +87,13 @@ class UsageRecorder:
         self._interval = flush_interval_s
         self._max_batch = max_batch
         self._max_pending = max_pending
+        self._max_content = max_content_bytes
+        # Content bytes waiting = in - out_loop - out_writer; each counter has one writing thread.
+        self._content_in = 0  # recorded (event loop)
+        self._content_out_loop = 0  # dropped by record() (event loop)
+        self._content_out_writer = 0  # written or dropped by the writer thread
+        self._stripped = 0  # rows kept without their content (event loop); logged by the writer
+        self._stripped_logged = 0
         self._busy_ms = busy_timeout_ms
         self._close_timeout = close_timeout_s
         self._pending: deque[UsageRow] = deque()  # appended by callers, drained by the writer
@@ -110,10 +120,18 @@ class UsageRecorder:
             self._dropped += 1
             return
         pending = self._pending
+        if row.content is not None:
+            waiting = self._content_in - self._content_out_loop - self._content_out_writer
+            if waiting + len(row.content) > self._max_content:
+                row.content = None
+                self._stripped += 1
+            else:
+                self._content_in += len(row.content)
         if len(pending) >= self._max_pending:
             try:
-                pending.popleft()
+                gone = pending.popleft()
                 self._dropped += 1
+                self._content_out_loop += len(gone.content or "")
             except IndexError:
                 pass
         pending.append(row)
@@ -125,6 +143,16 @@ class UsageRecorder:
         """Rows recorded but not yet committed (consistent with what a reader of the table sees)."""
         with self._mu:
             return len(self._pending) + len(self._inflight)
+
+    @property
+    def content_bytes(self) -> int:
+        """Prompt and completion bytes recorded and not yet written or dropped."""
+        return self._content_in - self._content_out_loop - self._content_out_writer
+
+    @property
+    def stripped(self) -> int:
+        """Rows kept without their content because too much content was waiting."""
+        return self._stripped
 
     @property
     def written(self) -> int:
@@ -224,8 +252,17 @@ class UsageRecorder:
                 self._inflight.append(pending.popleft())
             excess = len(self._inflight) - self._max_pending
             for _ in range(max(excess, 0)):
-                self._inflight.popleft()
+                gone = self._inflight.popleft()
                 self._dropped += 1
+                self._content_out_writer += len(gone.content or "")
+        if self._stripped != self._stripped_logged:
+            log.warning(
+                "usage log: kept %d rows without their prompt and completion (more than %d MiB of "
+                "them waiting; database unwritable?)",
+                self._stripped - self._stripped_logged,
+                self._max_content >> 20,
+            )
+            self._stripped_logged = self._stripped
         if self._dropped != self._dropped_logged:
             log.warning(
                 "usage log: dropped %d oldest unwritten rows (more than %d waiting; database unwritable?)",
@@ -254,6 +291,7 @@ class UsageRecorder:
                 for _ in batch:
                     self._inflight.popleft()
                 self._written += len(batch)
+            self._content_out_writer += sum(len(r.content or "") for r in batch)
             if self._failing_since is not None:
                 log.info("usage log: writing again after %.1f s", time.monotonic() - self._failing_since)
                 self._failing_since = None

@@ -131,6 +131,26 @@ def test_backlog_is_bounded_dropping_the_oldest(
     assert stamps[-1] == 99.0 and stamps == sorted(stamps)  # the newest kept, order preserved
 
 
+def test_backlog_is_bounded_in_bytes_keeping_rows_without_content(
+    path: Path, locked: sqlite3.Connection, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aigw.usage.recorder")
+    rec = UsageRecorder(path, flush_interval_s=0.02, max_content_bytes=1 << 20, busy_timeout_ms=20)
+    prompt = '{"messages": "' + "x" * 100_000 + '"}'
+    for i in range(50):  # 5 MB of content with the database locked: about 1 MB of it is kept
+        rec.record(UsageRow(ts=float(i), status=200, cost_usd=0.01, content=prompt))
+    assert rec.content_bytes <= 1 << 20 and rec.stripped == 40 and rec.pending == 50
+    assert _wait_for(lambda: "without their prompt and completion" in caplog.text)
+    locked.execute("COMMIT")
+    assert _wait_for(lambda: _count(path) == 50)
+    assert rec.content_bytes == 0
+    rec.record(UsageRow(ts=99.0, status=200, content=prompt))  # room again once written
+    rec.close()
+    db = open_db(path)
+    kept = [r["content"] is not None for r in db.query("SELECT content FROM usage ORDER BY ts")]
+    assert kept == [True] * 10 + [False] * 40 + [True]
+
+
 def test_spent_usd_and_totals_include_unflushed_rows(path: Path) -> None:
     rec = UsageRecorder(path, flush_interval_s=60)
     rec.record(UsageRow(ts=1.0, status=200, key_id="a", cost_usd=1.0))
