@@ -49,7 +49,11 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
         finally:
             await gateway.aclose()
 
-    app = FastAPI(title="aigw", version=__version__, lifespan=lifespan)
+    # No /docs, /redoc or /openapi.json: Swagger UI would load scripts from a CDN into a page on
+    # the gateway's origin, and the API is documented in the README.
+    app = FastAPI(
+        title="aigw", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+    )
     install_error_handlers(app)
     routers = (health, models, chat, embeddings, rag, admin, admin_cache, admin_stats, metrics)
     for r in (m.router for m in routers):

@@ -136,6 +136,10 @@ class ResponseStore:
     # -- opening and recovery ------------------------------------------------------------------
 
     def _connect(self) -> diskcache.Cache:
+        # The answers are the user's alone: the directory 0700 (tightened if an earlier version
+        # made it wider; the daemon's umask makes what diskcache creates 0600).
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.directory.chmod(0o700)
         disk = diskcache.Cache(
             str(self.directory),
             timeout=0.05,  # never wait long for a lock: a busy cache is a miss

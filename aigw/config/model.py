@@ -24,6 +24,11 @@ class ServerConfig(Strict):
     allowed_origins: list[str] = Field(default_factory=list)
     """Browser origins allowed by CORS (exact, e.g. "http://localhost:3000"); none by default."""
     max_body_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=64 * 1024, ge=4096)
+    """A request's line and headers together; more is a 431 and the connection closes."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """How long a request's line and headers may take to arrive (and a new connection may stay
+    silent); then a 408 and the connection closes."""
     shutdown_grace_s: float = Field(default=10.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

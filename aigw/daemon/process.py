@@ -145,7 +145,9 @@ def start(
     if port is not None:
         cmd += ["--port", str(port)]
     log_offset = paths.log_file.stat().st_size if paths.log_file.exists() else 0
-    with open(paths.log_file, "ab") as log:
+    fd = os.open(paths.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.fchmod(fd, 0o600)  # one made by an earlier version may be readable by others
+    with open(fd, "ab") as log:
         proc = subprocess.Popen(
             cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )

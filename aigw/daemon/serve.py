@@ -18,11 +18,13 @@ from pathlib import Path
 from types import FrameType
 
 from aigw.config import Config
-from aigw.config.checked import load_checked
+from aigw.config.checked import load_checked, readable_secrets
 from aigw.daemon.process import AlreadyRunning, PidFile, RunInfo, RunLock
 from aigw.errors import AigwError
 from aigw.paths import Paths
 from aigw.providers.registry import ProviderRegistry
+
+log = logging.getLogger("aigw")
 
 
 class ServeError(AigwError):
@@ -100,6 +102,9 @@ def serve(
     host = host or cfg.server.host
     port = cfg.server.port if port is None else port
     cfg = cfg.model_copy(update={"server": cfg.server.model_copy(update={"host": host})})
+    # Everything the daemon writes (databases, the cache, the RAG store, the admin token, logs)
+    # is its user's alone: prompts, answers and keys' usage are nobody else's business.
+    os.umask(0o077)
     paths.ensure()
     check_exposure(cfg, paths)
     lock = RunLock(paths.lock_file)
@@ -110,6 +115,15 @@ def serve(
     sock = bind_socket(host, port)
     actual_port = sock.getsockname()[1]
     setup_logging(cfg.server.log_level)
+    exposed = readable_secrets(config_path or paths.config_file)
+    if exposed is not None:
+        log.warning("%s", exposed)
+    if not cfg.providers:
+        log.warning(
+            "no provider is configured: set OPENAI_API_KEY (or another provider's key) or write "
+            "%s (see `aigw config path`); local models need a pull first (`aigw models pull`)",
+            config_path or paths.config_file,
+        )
     # Inference threads that hold the GIL in native code (mlx) would otherwise make the event
     # loop wait up to the default 5 ms for each hand-over, once per token.
     sys.setswitchinterval(0.0005)
@@ -117,13 +131,14 @@ def serve(
     import uvicorn
 
     from aigw.api.app import create_asgi_app
+    from aigw.daemon.http import guarded_protocol
     from aigw.gateway.gateway import Gateway
 
     app = create_asgi_app(cfg, paths, lambda: Gateway.build(cfg, paths, registry, env))
     uv_cfg = uvicorn.Config(
         app,
         loop="uvloop" if sys.platform != "win32" else "auto",
-        http="httptools",
+        http=guarded_protocol(cfg.server.max_header_bytes, cfg.server.header_timeout_s),
         lifespan="on",
         access_log=False,
         log_config=None,

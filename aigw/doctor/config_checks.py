@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from aigw.config import Config
-from aigw.config.checked import load_checked
+from aigw.config.checked import load_checked, readable_secrets
 from aigw.doctor.checks import Check, fail, ok, warn
 from aigw.doctor.facts import Facts
 from aigw.errors import ConfigError
@@ -27,6 +27,9 @@ def check_config(f: Facts, registry: ProviderRegistry) -> tuple[Check, Config | 
         message = e.message if str(path) in e.message else f"{path}: {e.message}"
         return fail("config", message, f"correct that key in {path} (`aigw config show` re-checks it)"), None
     counts = f"{_plural(len(cfg.providers), 'provider')}, {_plural(len(cfg.models), 'alias', 'aliases')}"
+    exposed = readable_secrets(path)
+    if exposed is not None:
+        return warn("config", exposed, f"chmod 600 {path}"), cfg
     if path.exists():
         return ok("config", f"{path}: valid; {counts}"), cfg
     return ok("config", f"no {path}: {counts} from the environment"), cfg

@@ -84,6 +84,7 @@ def plist_dict(spec: ServiceSpec) -> dict[str, object]:
         "ProcessType": "Interactive",
         "StandardOutPath": str(spec.log_file),
         "StandardErrorPath": str(spec.log_file),
+        "Umask": 0o077,  # the log, like everything aigw writes, readable by its user only
     }
     if env:
         data["EnvironmentVariables"] = env
@@ -134,6 +135,7 @@ def render_unit(spec: ServiceSpec) -> str:
         # (SIGTERM, exit 0) leaves it stopped.
         "Restart=on-failure",
         f"RestartSec={RESTART_SEC}",
+        "UMask=0077",  # the log, like everything aigw writes, readable by its user only
         f"StandardOutput=append:{log}",
         f"StandardError=append:{log}",
         "",

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -213,3 +214,37 @@ def test_chat_autostarts_on_the_configured_port(upstream: FakeOpenAIServer, home
         assert "smart" in aigw(env, "models", "list").stdout
     finally:
         aigw(env, "stop")
+
+
+def test_what_aigw_writes_is_private_and_a_readable_key_is_warned_about(
+    started: tuple[dict[str, str], int], home: Path
+) -> None:
+    env, port = started
+    (home / "config.toml").chmod(0o644)  # it holds an inline api_key
+    assert aigw(env, "start").returncode == 0
+    body = {"model": "gpt-test", "temperature": 0, "messages": [{"role": "user", "content": "cache me"}]}
+    for _ in range(2):
+        assert (
+            httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=10).status_code
+            == 200
+        )
+    assert aigw(env, "stop").returncode == 0
+    log = (home / "logs" / "aigw.log").read_text()
+    assert "holds the api_key of fake and other users may read it (mode 644)" in log
+    exposed = [
+        f"{p.relative_to(home)} {stat.S_IMODE(p.stat().st_mode):o}"
+        for p in home.rglob("*")
+        if p.name != "config.toml" and stat.S_IMODE(p.stat().st_mode) & 0o077
+    ]
+    assert exposed == []
+    assert any((home / "cache").rglob("cache.db")) and (home / "logs" / "aigw.log").exists()
+    doctor = aigw(env, "doctor")
+    assert "other users may read it" in doctor.stdout and "chmod 600" in doctor.stdout
+
+
+def test_a_missing_config_named_by_the_user_is_an_error(home: Path) -> None:
+    env = base_env(home) | {"AIGW_CONFIG": str(home / "nope.toml")}
+    for args in (("config", "show"), ("doctor",), ("start",)):
+        r = aigw(env, *args)
+        assert r.returncode == 1, (args, r.stdout)
+        assert "nope.toml: no such file" in r.stdout + r.stderr and "Traceback" not in r.stderr
