@@ -24,6 +24,23 @@ Every layer raises these; the HTTP boundary maps them to OpenAI error objects by
 
 from __future__ import annotations
 
+import re
+
+# What API keys look like in the messages upstreams send back (OpenAI's "Incorrect API key
+# provided: sk-proj-****abcd", a Gemini key in a URL, a bearer token echoed by a proxy).
+_KEYLIKE = re.compile(
+    r"\b(?:sk|pk|rk)-[A-Za-z0-9_*\-]{4,}"
+    r"|\bAIza[0-9A-Za-z_\-]{8,}"
+    r"|\baigw-[A-Za-z0-9_\-]{8,}"
+    r"|\b(?:key|api_key|apikey|token)=[^\s&\"']+"
+    r"|(?i:bearer)\s+[^\s\"',]+"
+)
+
+
+def redacted(text: str) -> str:
+    """`text` with anything that looks like an API key (or a fragment of one) replaced."""
+    return _KEYLIKE.sub("[redacted]", text)
+
 
 def quoted(value: str, limit: int = 100) -> str:
     """`value` as an error message shows a client's input: quoted, and cut when long, so that no
@@ -125,7 +142,8 @@ class UpstreamError(AigwError):
     retryable = False
 
     def __init__(self, message: str, *, provider: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
+        # An upstream's words reach clients and logs: never with a key, or part of one, in them.
+        super().__init__(redacted(message))
         self.provider = provider
         self.retry_after = retry_after
 

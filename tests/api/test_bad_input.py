@@ -121,6 +121,16 @@ def test_unknown_model_on_models_endpoint(daemon: DaemonProcess) -> None:
     assert_openai_error(daemon.get("/v1/models/none-such"), 404, "model")
 
 
+def test_key_fragments_in_upstream_errors_are_redacted(daemon: DaemonProcess) -> None:
+    body = {"model": "fake/fail-401", "messages": GOOD_MSG}
+    for stream in (False, True):
+        resp = daemon.post("/v1/chat/completions", json={**body, "stream": stream})
+        err = assert_openai_error(resp, 502)
+        assert "Incorrect API key provided: [redacted]" in err["message"], err
+        assert "sk-test" not in resp.text and "rint" not in err["message"]
+    assert "sk-test" not in daemon.log()
+
+
 def test_health_endpoints(daemon: DaemonProcess) -> None:
     assert daemon.get("/health").json()["status"] == "ok"
     detail = daemon.get("/health/detailed").json()
