@@ -31,8 +31,12 @@ def ensure_admin_token(path: Path) -> str:
     try:
         os.write(fd, token.encode())
         os.fsync(fd)
-    finally:
+    except OSError as e:  # a full disk, say: no half-made file is left behind
         os.close(fd)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(e.errno, e.strerror, str(path)) from None
+    os.close(fd)
     try:
         if path.exists():
             os.replace(tmp, path)  # empty or unreadable: replace it

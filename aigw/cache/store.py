@@ -13,7 +13,6 @@ miss. A corrupt database found at run time is moved aside and replaced as well.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sqlite3
 import threading
@@ -28,6 +27,7 @@ import orjson
 
 from aigw.cache.writer import BatchWriter
 from aigw.config import CacheConfig
+from aigw.state.files import write_atomic
 
 log = logging.getLogger("aigw.cache")
 
@@ -354,10 +354,8 @@ class _TagIndex:
         return self._known
 
     def _save(self, tags: set[str]) -> None:
-        tmp = self._path.with_name(f".{self._path.name}.tmp")
         try:
-            tmp.write_bytes(orjson.dumps(sorted(tags)))
-            os.replace(tmp, self._path)
+            write_atomic(self._path, orjson.dumps(sorted(tags)))
         except OSError as e:
             log.warning("response cache: cannot record its tags in %s (%s)", self._path, e)
 

@@ -36,6 +36,21 @@ class AigwGroup(TyperGroup):
         except KeyboardInterrupt:
             typer.echo(err=True)
             raise typer.Exit(130) from None
+        except OSError as e:  # the file system's refusal (a full disk, no permission): one line
+            typer.echo(f"aigw: {os_error_line(e)}", err=True)
+            raise typer.Exit(1) from None
+
+
+def os_error_line(e: OSError) -> str:
+    import errno
+
+    what = f"{e.filename}: " if e.filename else ""
+    line = f"{what}{e.strerror or e}"
+    if e.errno == errno.ENOSPC:
+        line += " (free some space and try again)"
+    elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        line += " (check the permissions of AIGW_HOME and its files)"
+    return line
 
 
 app = typer.Typer(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from aigw.errors import AigwError
 from aigw.paths import Paths
+from aigw.state.files import write_atomic
 
 STOP_MARGIN_S = 15.0
 
@@ -98,9 +99,7 @@ class PidFile:
 
     def write(self, info: RunInfo) -> None:
         info = RunInfo(info.pid, info.url, info.started_at or time.time(), info.grace_s)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(info)), encoding="utf-8")
-        os.replace(tmp, self.path)
+        write_atomic(self.path, json.dumps(asdict(info)).encode(), 0o644)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

@@ -14,7 +14,6 @@ service's own would otherwise fail to start and be restarted in a loop (launchd)
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import time
@@ -28,6 +27,7 @@ from aigw.daemon.process import RunInfo
 from aigw.errors import AigwError
 from aigw.paths import Paths
 from aigw.service.render import RenderError, ServiceSpec, make_spec
+from aigw.state.files import write_atomic
 
 Runner = Callable[[Sequence[str]], tuple[int, str]]
 NOT_FOUND = 127  # the shell's status for a command that does not exist
@@ -213,7 +213,4 @@ class ServiceManager(ABC):
 def _write(path: Path, content: bytes) -> None:
     """Atomically, mode 0644 (launchd refuses agents writable by others)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(content)
-    tmp.chmod(0o644)
-    os.replace(tmp, path)
+    write_atomic(path, content, 0o644)
