@@ -23,6 +23,7 @@ def guarded_protocol(max_header_bytes: int, header_timeout_s: float) -> type[asy
         _head_timer: asyncio.TimerHandle | None = None
         _in_head = False  # the bytes arriving now belong to a request's head
         _head_bytes = 0
+        _oversized = False
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -38,7 +39,8 @@ def guarded_protocol(max_header_bytes: int, header_timeout_s: float) -> type[asy
                 self._head_bytes += len(data)
             super().data_received(data)
             # Still in the head after all of it was parsed: every byte counted was head.
-            if self._in_head and self._head_bytes > max_header_bytes and not self.transport.is_closing():
+            over = self._oversized or (self._in_head and self._head_bytes > max_header_bytes)
+            if over and not self.transport.is_closing():
                 self._refuse(431, f"The request's headers exceed {max_header_bytes} bytes")
 
         def on_message_begin(self) -> None:
@@ -49,9 +51,21 @@ def guarded_protocol(max_header_bytes: int, header_timeout_s: float) -> type[asy
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._stop_timer()
+            # A head that came whole in one read: measured when what was read exceeds the limit.
+            if self._head_bytes > max_header_bytes:
+                size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+                if size > max_header_bytes:
+                    self._oversized = True  # refused once parsing returns; the app never sees it
+                    return
             super().on_headers_complete()
 
+        def on_body(self, body: bytes) -> None:
+            if not self._oversized:
+                super().on_body(body)
+
         def on_message_complete(self) -> None:
+            if self._oversized:
+                return
             super().on_message_complete()
             self._await_head()  # what follows is the next request's head
 
