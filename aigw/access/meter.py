@@ -63,6 +63,7 @@ class Ticket:
     """Budget held while the request runs (its worst-case cost)."""
     cap: int | None = None
     """The max_tokens the request goes upstream with, when admission capped it (None: as sent)."""
+    request_id: str | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -144,6 +145,7 @@ class Meter:
         *,
         generates: bool = False,
         est_tokens: int | None = None,
+        request_id: str | None = None,
     ) -> Ticket:
         """Admit a request whose model the caller may use, or raise (403 unpriced under a budget,
         429 over a limit or budget). The ticket holds its reservation; for a request that
@@ -187,6 +189,7 @@ class Meter:
         content = {"messages": body.get("messages")} if self._log_content else None
         ticket = Ticket(subject, key, limits, admission, route, self._clock(), content, est, plan.held_usd)
         ticket.cap = plan.cap
+        ticket.request_id = request_id
         if key is not None and plan.held_usd:
             self.budgets.hold(key.id, plan.held_usd)
         return ticket
@@ -297,7 +300,14 @@ class Meter:
         )
 
     def rejected(
-        self, key: ApiKey | None, client: str, requested: str | None, route: Route | None, err: AigwError
+        self,
+        key: ApiKey | None,
+        client: str,
+        requested: str | None,
+        route: Route | None,
+        err: AigwError,
+        *,
+        request_id: str | None = None,
     ) -> None:
         """A request refused before any upstream was asked (401, 403, 404 for its model, 429): a
         usage row, a line in the dashboard's tail and a metric, like every request."""
@@ -305,6 +315,7 @@ class Meter:
             route = Route((requested or "")[:200], ())
         refused = Admission(False, 0.0, None, 0, {})
         t = Ticket(key.id if key else client, key, self.limits_for(key), refused, route, self._clock())
+        t.request_id = request_id
         model = route.requested if route.targets else ""  # an unresolved name is no metric label
         self.metrics.request_failed(provider="", model=model, status=err.status_code, latency_s=0.0)
         self._record(t, None, err.status_code, latency=0.0, error_kind=type(err).__name__)
@@ -361,5 +372,6 @@ class Meter:
                 fallbacks=fallbacks,
                 error_kind=error_kind,
                 content=None if content is None else orjson.dumps(content, default=str).decode(),
+                request_id=t.request_id,
             )
         )

@@ -19,7 +19,7 @@ from aigw.api.admin import cache as admin_cache
 from aigw.api.admin import local as admin
 from aigw.api.admin import stats as admin_stats
 from aigw.api.body import BodyLimit
-from aigw.api.errors import install_error_handlers
+from aigw.api.errors import endpoints, install_error_handlers
 from aigw.api.fastpath import FastPath
 from aigw.api.guard import AccessGuard
 from aigw.api.openai import chat, embeddings, models
@@ -52,11 +52,18 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
     # No /docs, /redoc or /openapi.json: Swagger UI would load scripts from a CDN into a page on
     # the gateway's origin, and the API is documented in the README.
     app = FastAPI(
-        title="aigw", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
+        title="aigw",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        redirect_slashes=False,  # trailing slashes are dropped in front (FastPath), never redirected
     )
-    install_error_handlers(app)
-    routers = (health, models, chat, embeddings, rag, admin, admin_cache, admin_stats, metrics)
-    for r in (m.router for m in routers):
+    modules = (health, models, chat, embeddings, rag, admin, admin_cache, admin_stats, metrics)
+    routers = [m.router for m in modules]
+    install_error_handlers(app, endpoints(routers))
+    for r in routers:
         app.include_router(r)
     return app
 
@@ -84,5 +91,7 @@ def create_asgi_app(config: Config, paths: Paths, build: Callable[[], Gateway]) 
         require_keys=config.server.require_keys,
         admin_token=ensure_admin_token(paths.admin_token_file),
         resolve_key=resolve_key,
-        refused=lambda client, e: gateway().meter.rejected(None, anonymous_subject(client), None, None, e),
+        refused=lambda client, rid, e: gateway().meter.rejected(
+            None, anonymous_subject(client), None, None, e, request_id=rid
+        ),
     )

@@ -7,6 +7,7 @@ from starlette.requests import Request
 
 from aigw.access.net import anonymous_subject
 from aigw.api.guard import SCOPE_ADMIN, SCOPE_KEY
+from aigw.api.requestid import SCOPE_REQUEST_ID
 from aigw.gateway.call import Caller
 
 
@@ -24,4 +25,5 @@ def caller_of(request: Request) -> Caller:
         cache_control=request.headers.get("cache-control"),
         gone=gone,
         admin=request.scope.get(SCOPE_ADMIN, False),
+        request_id=request.scope.get(SCOPE_REQUEST_ID),
     )

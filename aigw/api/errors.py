@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterable, Sequence
 from types import MappingProxyType
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -22,6 +24,7 @@ from aigw.errors import (
     RateLimited,
     ServiceUnavailable,
     UpstreamError,
+    quoted,
 )
 
 log = logging.getLogger("aigw.api")
@@ -136,7 +139,20 @@ def invalid_request_from_validation(err: ValidationError | RequestValidationErro
     return InvalidRequest(msg, param=param or None)
 
 
-def install_error_handlers(app: FastAPI) -> None:
+def endpoints(routers: Iterable[APIRouter]) -> list[str]:
+    """The routers' documented endpoints, as "METHOD /path"."""
+    out: list[str] = []
+    for router in routers:
+        for route in router.routes:
+            if isinstance(route, APIRoute) and route.include_in_schema:
+                out.extend(f"{method} {route.path}" for method in sorted(route.methods or ()))
+    return out
+
+
+def install_error_handlers(app: FastAPI, served: Sequence[str] = ()) -> None:
+    """OpenAI-shaped errors for everything the app raises; a 404 lists the `served` endpoints."""
+    listed = ", ".join(served) or "see the API section of aigw's README"
+
     async def on_aigw(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, AigwError)
         if exc.status_code >= 500:
@@ -147,12 +163,16 @@ def install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, RequestValidationError)
         return aigw_error_response(invalid_request_from_validation(exc))
 
-    async def on_http(_: Request, exc: Exception) -> Response:
+    async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         etype = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
         message = str(exc.detail)
+        asked = f"{request.method} {quoted(request.url.path)}"
         if exc.status_code == 404:
-            message = "Unknown URL; see the API section of aigw's README for the endpoints"
+            message = f"aigw has no endpoint {asked}. It serves: {listed}"
+        elif exc.status_code == 405:
+            allow = (exc.headers or {}).get("Allow", "other methods")
+            message = f"{asked} is not allowed; this path takes {allow}"
         return error_response(exc.status_code, message, etype, headers=dict(exc.headers or {}))
 
     async def on_unexpected(_: Request, exc: Exception) -> Response:

@@ -3,7 +3,9 @@
 FastAPI's middleware and dependency machinery cost about as much CPU per request as the whole
 proxying work. The few endpoints on the hot path (`POST /v1/chat/completions`, `/v1/embeddings`)
 are plain `Request -> Response` functions, also mounted in FastAPI (for OpenAPI and for clarity);
-this dispatcher calls them directly and hands everything else to FastAPI unchanged.
+this dispatcher calls them directly and hands everything else to FastAPI. A trailing slash is
+dropped from every path first (`POST /v1/chat/completions/` is served; FastAPI would answer an
+empty 307 redirect, which clients do not follow for a POST).
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class FastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         endpoint = None
         if scope["type"] == "http":
-            endpoint = self._routes.get((scope["method"], scope["path"]))
+            path = scope["path"]
+            if len(path) > 1 and path[-1] == "/":  # `/v1/chat/completions/` is served, not redirected
+                scope["path"] = path = path.rstrip("/") or "/"
+            endpoint = self._routes.get((scope["method"], path))
         if endpoint is None:
             await self.app(scope, receive, send)
             return

@@ -5,11 +5,12 @@ In order, for each HTTP request:
      (DNS rebinding: a web page whose name resolves to 127.0.0.1 must not reach the gateway).
   2. Origin: a browser request from an origin not in `server.allowed_origins` is refused (no
      wildcard CORS; a page cannot make a user's browser spend their tokens). Allowed origins get
-     CORS headers, and their preflight requests an answer.
+     CORS headers, and their preflight requests an answer (`aigw.api.cors`).
   3. Credentials: /health is open; /admin/* needs the admin token; everything else accepts an API
      key (`Authorization: Bearer aigw-...`) and needs one when `require_keys` is on. With keys
      optional, a bearer token that is not an aigw key (the SDKs' "unused") is anonymous, but an
      unknown or revoked aigw key is refused rather than silently treated as anonymous.
+Every response, refusals included, carries `x-request-id` (`aigw.api.requestid`).
 The resolved key (or None) travels in the ASGI scope as `aigw.key`; `aigw.admin` is true for a
 request made with the admin token.
 """
@@ -26,15 +27,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aigw.access.admin_token import same_secret
 from aigw.access.keys import KEY_PREFIX, ApiKey
 from aigw.access.net import is_loopback
+from aigw.api.cors import preflight_headers, response_headers
 from aigw.api.errors import error_body
+from aigw.api.requestid import CURRENT, HEADER, SCOPE_REQUEST_ID, request_id_for
 from aigw.errors import AigwError, AuthenticationError, PermissionDenied, ServiceUnavailable, quoted
 
 log = logging.getLogger("aigw.security")
 SCOPE_KEY = "aigw.key"
 SCOPE_ADMIN = "aigw.admin"
-_ALLOW_HEADERS = (
-    b"authorization, content-type, x-aigw-cache, cache-control, openai-organization, openai-project"
-)
 
 
 def _host_name(host: str) -> str:
@@ -62,9 +62,9 @@ class AccessGuard:
         require_keys: bool,
         admin_token: str,
         resolve_key: Callable[[str], ApiKey | None],
-        refused: Callable[[str, AigwError], None] = lambda client, err: None,
+        refused: Callable[[str, str, AigwError], None] = lambda client, request_id, err: None,
     ) -> None:
-        """`refused(client address, error)` is told of each request refused here (the usage log
+        """`refused(client address, request id, error)` is told of each request refused here (the usage log
         keeps a row of it)."""
         self.app = app
         self._loopback_only = loopback_only
@@ -78,7 +78,7 @@ class AccessGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = origin = auth = None
+        host = origin = auth = sent_id = requested = None
         for k, v in scope["headers"]:
             if k == b"host":
                 host = v.decode("latin-1")
@@ -86,29 +86,37 @@ class AccessGuard:
                 auth = v.decode("latin-1")
             elif k == b"origin":
                 origin = v.decode("latin-1")
+            elif k == HEADER:
+                sent_id = v
+            elif k == b"access-control-request-headers":
+                requested = v
+        rid = request_id_for(sent_id)
+        scope[SCOPE_REQUEST_ID] = rid
+        CURRENT.set(rid)
+        extra = [(HEADER, rid.encode("latin-1"))]
         try:
             if self._loopback_only and not is_loopback(_host_name(host or "")):
                 raise PermissionDenied(
                     f"Host {quoted(host or '')} is not allowed: aigw listens on loopback only; use "
                     "http://127.0.0.1 or http://localhost (a defence against DNS rebinding)"
                 )
-            if origin is not None and origin not in self._origins:
-                raise PermissionDenied(
-                    f"Origin {quoted(origin)} is not allowed; add it to server.allowed_origins in config.toml"
-                )
-            if origin is not None and scope["method"] == "OPTIONS":
-                await self._preflight(origin, send)
-                return
+            if origin is not None:
+                if origin not in self._origins:
+                    raise PermissionDenied(
+                        f"Origin {quoted(origin)} is not allowed; "
+                        "add it to server.allowed_origins in config.toml"
+                    )
+                if scope["method"] == "OPTIONS":
+                    await _empty(204, [*preflight_headers(origin.encode("latin-1"), requested), *extra], send)
+                    return
+                extra.extend(response_headers(origin.encode("latin-1")))
             scope[SCOPE_KEY] = self._authenticate(scope, bearer(auth))
         except AigwError as e:
             client = scope.get("client")
-            self._refused(client[0] if client else "unknown", e)
-            await _refuse(e, send)
+            self._refused(client[0] if client else "unknown", rid, e)
+            await _refuse(e, extra, send)
             return
-        if origin is None:
-            await self.app(scope, receive, send)
-            return
-        await self.app(scope, receive, _with_cors(send, origin))
+        await self.app(scope, receive, _with_headers(send, extra))
 
     def _authenticate(self, scope: Scope, token: str | None) -> ApiKey | None:
         path = scope["path"]
@@ -144,22 +152,8 @@ class AccessGuard:
             )
         return None
 
-    async def _preflight(self, origin: str, send: Send) -> None:
-        headers = [
-            (b"access-control-allow-origin", origin.encode("latin-1")),
-            (b"access-control-allow-methods", b"GET, POST, DELETE, OPTIONS"),
-            (b"access-control-allow-headers", _ALLOW_HEADERS),
-            (b"access-control-max-age", b"600"),
-            (b"vary", b"Origin"),
-            (b"content-length", b"0"),
-        ]
-        await send({"type": "http.response.start", "status": 204, "headers": headers})
-        await send({"type": "http.response.body", "body": b""})
 
-
-def _with_cors(send: Send, origin: str) -> Send:
-    extra = [(b"access-control-allow-origin", origin.encode("latin-1")), (b"vary", b"Origin")]
-
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
     async def wrapped(message: Message) -> None:
         if message["type"] == "http.response.start":
             message = {**message, "headers": [*message.get("headers", []), *extra]}
@@ -168,7 +162,12 @@ def _with_cors(send: Send, origin: str) -> Send:
     return wrapped
 
 
-async def _refuse(e: AigwError, send: Send) -> None:
+async def _empty(status: int, headers: list[tuple[bytes, bytes]], send: Send) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": b""})
+
+
+async def _refuse(e: AigwError, extra: list[tuple[bytes, bytes]], send: Send) -> None:
     body = error_body(e.message, e.error_type, e.param, e.code)
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
@@ -178,6 +177,7 @@ async def _refuse(e: AigwError, send: Send) -> None:
         headers.append((b"www-authenticate", b"Bearer"))
     if isinstance(e, ServiceUnavailable) and e.retry_after is not None:
         headers.append((b"retry-after", str(max(1, math.ceil(e.retry_after))).encode()))
+    headers.extend(extra)
     start: dict[str, Any] = {"type": "http.response.start", "status": e.status_code, "headers": headers}
     await send(start)
     await send({"type": "http.response.body", "body": body})

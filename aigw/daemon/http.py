@@ -4,16 +4,18 @@ uvicorn bounds neither: a client may send headers of any size, which the parser 
 them a byte at a time and hold the connection (and its memory) for as long as it likes. Here a
 head over `max_header_bytes` is answered 431, one not complete within `header_timeout_s` of its
 first byte (or of the connection being made) is answered 408, and either closes the connection.
-Bodies are the app's business (`aigw.api.body`).
+Bodies are the app's business (`aigw.api.body`). HTTP/1.0 clients get streams close-delimited.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol, RequestResponseCycle
 
 
 def guarded_protocol(max_header_bytes: int, header_timeout_s: float) -> type[asyncio.Protocol]:
@@ -58,6 +60,8 @@ def guarded_protocol(max_header_bytes: int, header_timeout_s: float) -> type[asy
                     self._oversized = True  # refused once parsing returns; the app never sees it
                     return
             super().on_headers_complete()
+            if self.scope.get("http_version") == "1.0":
+                self.cycle.send = _close_delimited(self.cycle)  # type: ignore[method-assign,assignment]
 
         def on_body(self, body: bytes) -> None:
             if not self._oversized:
@@ -103,3 +107,26 @@ def guarded_protocol(max_header_bytes: int, header_timeout_s: float) -> type[asy
             self.transport.close()
 
     return GuardedHttpTools
+
+
+def _close_delimited(cycle: RequestResponseCycle) -> Callable[[Any], Awaitable[None]]:
+    """The cycle's `send` for an HTTP/1.0 client, which cannot read chunked encoding: a response
+    of unknown length (a stream) is sent as is and ended by closing the connection, as HTTP/1.0
+    frames it. (uvicorn would chunk it for every client.)"""
+    send = cycle.send
+    framed = True
+
+    async def close_delimited(message: Any) -> None:
+        nonlocal framed
+        if message["type"] == "http.response.start":
+            names = {name.lower() for name, _ in message.get("headers", ())}
+            if b"content-length" not in names and b"transfer-encoding" not in names:
+                framed = False
+                cycle.keep_alive = False
+                cycle.chunked_encoding = False  # so uvicorn adds no transfer-encoding
+                cycle.expected_content_length = sys.maxsize
+        elif not framed and message["type"] == "http.response.body" and not message.get("more_body"):
+            cycle.expected_content_length = len(message.get("body", b""))  # the end: close
+        await send(message)
+
+    return close_delimited

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
+from aigw.api.requestid import RequestIdFilter
 from aigw.config import Config
 from aigw.config.checked import load_checked, readable_secrets
 from aigw.daemon.process import AlreadyRunning, PidFile, RunInfo, RunLock
@@ -76,10 +77,12 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format="%(asctime)s %(levelname)s %(name)s%(request_tag)s: %(message)s",
         stream=sys.stderr,
         force=True,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RequestIdFilter())
 
 
 def _exit_quietly(signum: int, frame: FrameType | None) -> None:

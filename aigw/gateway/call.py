@@ -32,6 +32,8 @@ class Caller:
     """How to notice the client leaving: work on this machine's own models stops when it does."""
     admin: bool = False
     """Authenticated with the admin token (sees every RAG collection; limits as anonymous)."""
+    request_id: str | None = None
+    """The x-request-id of the response (its usage row keeps it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,14 +28,23 @@ ErrorMapper = Callable[[int, bytes, "CIMultiDictProxy[str]"], UpstreamStatusErro
 
 
 def describe(e: BaseException) -> str:
-    """What went wrong, without echoing URLs (which may carry credentials) back to clients."""
+    """What went wrong, in words a client can use: never the exception's own text, which may
+    carry URLs (with credentials) or the HTTP library's internals (`<TransferEncodingError: ...>`)."""
     if isinstance(e, aiohttp.ClientConnectorError):
-        return e.os_error.strerror or type(e.os_error).__name__
-    if isinstance(e, aiohttp.ClientResponseError | aiohttp.InvalidURL):
-        return type(e).__name__
+        return e.os_error.strerror or "cannot connect"
+    if isinstance(e, aiohttp.ServerDisconnectedError):
+        return "the server closed the connection"
+    if isinstance(e, aiohttp.ClientPayloadError):
+        return "the response ended before it was complete"
+    if isinstance(e, aiohttp.ClientResponseError):
+        return "the response was not valid HTTP"
+    if isinstance(e, aiohttp.InvalidURL):
+        return "invalid URL"
+    if isinstance(e, aiohttp.ClientOSError):
+        return e.strerror or "network error"
     if isinstance(e, aiohttp.ClientError):
-        return str(e) or type(e).__name__
-    return type(e).__name__
+        return "network error"
+    return "unexpected error"
 
 
 class HttpTransport:

@@ -56,6 +56,8 @@ class UsageRow:
     """hit, miss or bypass (None: a request the cache never saw, such as one that failed early)."""
     saved_usd: float = 0.0
     """What a cache hit would have cost."""
+    request_id: str | None = None
+    """The x-request-id the response carried."""
 
 
 WRITER_CACHE_KIB = 256
