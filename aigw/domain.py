@@ -222,6 +222,26 @@ def embedding_base64(vector: list[float]) -> str:
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
 
 
+def embedding_floats(encoded: str) -> list[float]:
+    """The floats of a base64 embedding (little-endian float32s)."""
+    raw = base64.b64decode(encoded)
+    return list(struct.unpack(f"<{len(raw) // 4}f", raw[: len(raw) // 4 * 4]))
+
+
+def conform_encoding(resp: EmbedResponse, encoding_format: object) -> EmbedResponse:
+    """The answer in the `encoding_format` the client asked for, whatever the target gave: local
+    engines and many OpenAI-compatible servers ignore the field, and a client that asked for
+    base64 (the Node SDK's default, the Python SDK's too) would decode floats' JSON as garbage."""
+    want_base64 = encoding_format == "base64"
+    for item in resp.data:
+        vector = item.get("embedding")
+        if want_base64 and isinstance(vector, list):
+            item["embedding"] = embedding_base64(vector)
+        elif not want_base64 and isinstance(vector, str):
+            item["embedding"] = embedding_floats(vector)
+    return resp
+
+
 @dataclass(frozen=True, slots=True)
 class ModelInfo:
     id: str

@@ -26,7 +26,7 @@ from aigw.errors import (
     UpstreamTimeout,
     quoted,
 )
-from aigw.providers.base import Provider
+from aigw.providers.base import ConfiguredListing, Provider
 from aigw.routing.health import HealthBoard
 from aigw.routing.resolve import resolve
 
@@ -88,7 +88,8 @@ class ModelIndex:
             self._health.record_error(name, f"{name}: model listing failed ({type(e).__name__})")
             return
         self._models[name] = models
-        self._health.record_ok(name)
+        if not isinstance(provider, ConfiguredListing) or provider.listing_contacts_upstream():
+            self._health.record_ok(name)
 
     async def refresh(self, max_age_s: float = 0.0) -> None:
         """List every provider's models (concurrently); skipped when the index is fresh enough."""
@@ -130,8 +131,28 @@ class ModelIndex:
             ids.extend(f"{pname}/{m.id}" for m in models)
         return ids
 
-    def listing(self) -> list[Listed]:
-        """Aliases first (what the first target can do), then every provider's models."""
+    def listing(self, key: ApiKey | None = None) -> list[Listed]:
+        """What `key` may ask for: without a model list, the aliases (what the first target can
+        do) and then every provider's models; with one, each name on it that something serves,
+        under the very id the key may send."""
+        if key is not None and key.models is not None:
+            return [m for m in map(self.describe, key.models) if m is not None]
+        return self._everything()
+
+    def describe(self, name: str, key: ApiKey | None = None) -> Listed | None:
+        """The model a request's `model` names (an alias, `provider/model`, or a bare model some
+        provider serves), as `key` may see it; None when nothing serves it or the key may not."""
+        if key is not None and key.models is not None and name not in key.models:
+            return None
+        for m in self._everything():
+            if m.id == name:
+                return m
+        for pname in self._served_by.get(name, ()):
+            info = next(i for i in self._models[pname] if i.id == name)
+            return Listed(name, pname, info.created, self._providers[pname].capabilities_for(name))
+        return None
+
+    def _everything(self) -> list[Listed]:
         out = []
         for alias, targets in self.aliases.items():
             first = targets[0]

@@ -26,7 +26,16 @@ from aigw.access.reserve import with_max_tokens
 from aigw.cache.service import AnswerCache, Plan
 from aigw.cache.store import CachedAnswer
 from aigw.cache.streams import replay_chunks
-from aigw.domain import ChatChunk, ChatRequest, ChatResponse, EmbedRequest, EmbedResponse, Route, Target
+from aigw.domain import (
+    ChatChunk,
+    ChatRequest,
+    ChatResponse,
+    EmbedRequest,
+    EmbedResponse,
+    Route,
+    Target,
+    conform_encoding,
+)
 from aigw.errors import AigwError, InvalidRequest
 from aigw.gateway.call import Answer, Caller, Facts, Gone, StreamReply, W
 from aigw.gateway.models import ModelIndex
@@ -106,6 +115,7 @@ class Pipeline:
         got = await self._fetch(plan, ticket, lambda: self._router.embed(route, req))
         if isinstance(got, CachedAnswer):
             return Answer(self._hit(got, ticket, t0), wire=got.body, parse=EmbedResponse.from_wire)
+        conform_encoding(got.value, req.body.get("encoding_format"))
         return self._answered(got, t0, plan, ticket)
 
     # -- the steps -----------------------------------------------------------------------------
@@ -136,9 +146,11 @@ class Pipeline:
         try:
             route = await self._models.resolve(model, provider)
             self._models.check_allowed(caller.key, route)
-            ticket = self._meter.admit(caller.key, caller.address, route, body, generates=generates)
+            ticket = self._meter.admit(
+                caller.key, caller.address, route, body, generates=generates, request_id=caller.request_id
+            )
         except AigwError as e:
-            self._meter.rejected(caller.key, caller.address, model, route, e)
+            self._meter.rejected(caller.key, caller.address, model, route, e, request_id=caller.request_id)
             raise
         return route, ticket
 

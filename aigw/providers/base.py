@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from aigw.domain import (
     Capability,
@@ -43,6 +43,15 @@ class Provider(Protocol):
     async def embed(self, req: EmbedRequest) -> EmbedResponse: ...
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class ConfiguredListing(Protocol):
+    """A provider whose model list may come from its configuration alone (model discovery off).
+    Only an answer from the upstream counts as contact: a listing made without one must not
+    mark a dead upstream healthy."""
+
+    def listing_contacts_upstream(self) -> bool: ...
 
 
 class Fingerprinted(Protocol):

@@ -16,7 +16,6 @@ from aigw.domain import (
     EmbedResponse,
     ModelInfo,
     Usage,
-    embedding_base64,
 )
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound
 from aigw.rag.service import RagService
@@ -59,17 +58,8 @@ class EmbeddingProvider:
                 f"{self._service.model} has a fixed dimension; drop 'dimensions'", param="dimensions"
             )
         vectors, tokens = await self._service.embed([str(x) for x in inputs])
-        if req.body.get("encoding_format") == "base64":
-            data = [
-                {
-                    "object": "embedding",
-                    "index": i,
-                    "embedding": embedding_base64(v),
-                }
-                for i, v in enumerate(vectors)
-            ]
-        else:
-            data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
+        # encoding_format is applied by the pipeline, for every target
+        data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         return EmbedResponse(model=self._service.model, data=data, usage=Usage(tokens, 0, tokens))
 
     async def aclose(self) -> None:

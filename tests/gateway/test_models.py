@@ -20,6 +20,12 @@ from aigw.domain import (
 )
 from aigw.errors import ModelNotFound, UpstreamConnectError
 from aigw.gateway.gateway import Gateway
+from aigw.gateway.models import ModelIndex
+from aigw.providers.openai import TYPE as TYPE_OPENAI
+from aigw.providers.openai.config import OpenAIConfig
+from aigw.providers.openai.provider import OpenAICompatProvider
+from aigw.routing.health import HealthBoard
+from tests.fixtures.daemon import free_port
 
 
 class ListOnly:
@@ -128,5 +134,36 @@ def test_listing_does_not_wait_for_a_hanging_upstream_once_an_index_exists() -> 
         await asyncio.wait_for(gw.models.fresh(), 0.5)  # served from the index, refresh behind
         assert [m.id for m in gw.models.listing()] == ["up/m"]
         await gw.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_static_listing_is_no_contact_with_the_upstream() -> None:
+    """With discovery off, listing the configured models asks nobody: a dead upstream stays
+    "not yet contacted" (and after a failure, gets no fresh last_ok_at) until it really answers."""
+
+    async def run() -> None:
+        dead = f"http://127.0.0.1:{free_port()}/v1"
+        static = OpenAIConfig(type="openai", base_url=dead, discover_models=False, models=["m1"])
+        discovering = OpenAIConfig(type="openai", base_url=dead, discover_models=True)
+        providers = {
+            "static": OpenAICompatProvider("static", static, TYPE_OPENAI.connection(static, {})),
+            "found": OpenAICompatProvider("found", discovering, TYPE_OPENAI.connection(discovering, {})),
+        }
+        health = HealthBoard(list(providers))
+        index = ModelIndex(providers, {}, health)
+        try:
+            await index.refresh()
+            assert index.served("static") == ["m1"]
+            assert health.snapshot("static")["reachable"] is None
+            assert health.snapshot("static")["last_ok_at"] is None
+            assert health.snapshot("found")["reachable"] is False
+            health.record_error("static", "static: cannot reach", unreachable=True)
+            await index.refresh()
+            assert health.snapshot("static")["reachable"] is False
+            assert health.snapshot("static")["last_ok_at"] is None
+        finally:
+            for p in providers.values():
+                await p.aclose()
 
     asyncio.run(run())

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from aigw.api.deps import GatewayDep
+from aigw.api.guard import SCOPE_KEY
 from aigw.errors import ModelNotFound, quoted
 from aigw.gateway.models import Listed
 
@@ -29,16 +30,18 @@ def _wire(m: Listed) -> dict[str, Any]:
 
 @router.get("/v1/models")
 @router.get("/models", include_in_schema=False)
-async def list_models(gw: GatewayDep) -> dict[str, Any]:
+async def list_models(request: Request, gw: GatewayDep) -> dict[str, Any]:
+    """The models the caller's key may use (all of them without a key or a model list)."""
     await gw.models.fresh()
-    return {"object": "list", "data": [_wire(m) for m in gw.models.listing()]}
+    return {"object": "list", "data": [_wire(m) for m in gw.models.listing(request.scope.get(SCOPE_KEY))]}
 
 
 @router.get("/v1/models/{model_id:path}")
 @router.get("/models/{model_id:path}", include_in_schema=False)
-async def get_model(model_id: str, gw: GatewayDep) -> dict[str, Any]:
+async def get_model(model_id: str, request: Request, gw: GatewayDep) -> dict[str, Any]:
+    """Any name chat accepts: an alias, `provider/model`, or a bare model a provider serves."""
     await gw.models.fresh()
-    for m in gw.models.listing():
-        if m.id == model_id:
-            return _wire(m)
-    raise ModelNotFound(f"The model {quoted(model_id)} does not exist", param="model")
+    found = gw.models.describe(model_id, request.scope.get(SCOPE_KEY))
+    if found is None:
+        raise ModelNotFound(f"The model {quoted(model_id)} does not exist", param="model")
+    return _wire(found)

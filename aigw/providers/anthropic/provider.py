@@ -64,6 +64,9 @@ class AnthropicProvider:
     def capabilities_for(self, model: str) -> frozenset[Capability]:
         return self.capabilities
 
+    def listing_contacts_upstream(self) -> bool:
+        return self._cfg.discover_models
+
     async def list_models(self) -> list[ModelInfo]:
         found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.models}
         if self._cfg.discover_models:

@@ -72,6 +72,9 @@ class GeminiProvider:
     def capabilities_for(self, model: str) -> frozenset[Capability]:
         return self.capabilities
 
+    def listing_contacts_upstream(self) -> bool:
+        return self._cfg.discover_models
+
     async def list_models(self) -> list[ModelInfo]:
         found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.models}
         if not self._cfg.discover_models:

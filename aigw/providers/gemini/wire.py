@@ -22,7 +22,7 @@ Chat request fields (the OpenAI body):
   refused  (CapabilityError naming the field) logit_bias, logprobs, top_logprobs, and any other
            field set to a non-null value: its effect could not be reproduced.
 Embeddings: input str | list[str] -> requests[].content, dimensions -> outputDimensionality,
-  encoding_format base64 produced here (float32 little-endian, as OpenAI does), user dropped;
+  encoding_format dropped (the pipeline applies it for every target), user dropped;
   pre-tokenised inputs and other fields refused. Usage is estimated (about 4 characters a token).
 
 Upstream bodies are untrusted: anything malformed becomes `UpstreamProtocolError` (a 502).
@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 
-from aigw.domain import ChatChunk, ChatResponse, EmbedResponse, ModelInfo, Usage, embedding_base64
+from aigw.domain import ChatChunk, ChatResponse, EmbedResponse, ModelInfo, Usage
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 from aigw.providers.gemini.parts import contents_from_messages, declarations, schema_to_gemini, tool_config
 from aigw.providers.openai.wire import MAX_RETRY_AFTER_S, parse_retry_after
@@ -373,10 +373,7 @@ def embed_response_from_gemini(
             isinstance(v, int | float) and not isinstance(v, bool) for v in values
         ):
             raise _bad(provider, "an embedding has no numeric values")
-        vector: Any = values
-        if body.get("encoding_format") == "base64":
-            vector = embedding_base64(values)
-        data.append({"object": "embedding", "index": i, "embedding": vector})
+        data.append({"object": "embedding", "index": i, "embedding": values})
     tokens = sum(max(1, math.ceil(len(str(t)) / 4)) for t in inputs)
     return EmbedResponse(model=model, data=data, usage=Usage(tokens, 0, tokens))
 

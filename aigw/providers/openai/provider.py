@@ -74,6 +74,9 @@ class OpenAICompatProvider:
     async def _call_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
         return await self._http.call_json(method, path, body)
 
+    def listing_contacts_upstream(self) -> bool:
+        return self._cfg.discover_models
+
     async def list_models(self) -> list[ModelInfo]:
         found: dict[str, ModelInfo] = {m: ModelInfo(m, self.name) for m in self._cfg.models}
         if self._cfg.discover_models:
