@@ -3,12 +3,25 @@ Pure functions: the Textual app only places them on screen, and tests can check 
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 
-def _ms(v: Any) -> str:
-    return "-" if v is None else f"{float(v):.1f} ms"
+def figure(v: float) -> str:
+    """`v` with at least two significant digits and no decimals it does not need:
+    0.042, 0.42, 4.2, 42, 420, 1234."""
+    if not math.isfinite(v) or v == 0:
+        return f"{v:.0f}"
+    rounded = abs(float(f"{v:.2g}"))
+    if rounded >= 10:
+        return f"{v:.0f}"
+    return f"{v:.{1 - math.floor(math.log10(rounded))}f}"
+
+
+def latency(v: Any) -> str:
+    """A latency in milliseconds, as `figure` shows it ("-" when there is none yet)."""
+    return "-" if v is None else f"{figure(float(v))} ms"
 
 
 def _size(n: Any) -> str:
@@ -23,7 +36,7 @@ def _size(n: Any) -> str:
 def traffic_line(s: dict[str, Any]) -> str:
     t = s["traffic"]
     return (
-        f"{t['requests_per_s']:.1f} req/s · p50 {_ms(t['p50_ms'])} · p95 {_ms(t['p95_ms'])} · "
+        f"{t['requests_per_s']:.1f} req/s · p50 {latency(t['p50_ms'])} · p95 {latency(t['p95_ms'])} · "
         f"{t['errors_1m']} errors / {t['requests_1m']} requests in the last minute · "
         f"up {int(s['uptime_s'])} s · v{s['version']}"
     )
@@ -102,7 +115,7 @@ def request_rows(s: dict[str, Any]) -> list[tuple[str, ...]]:
                 str(r["model"]),
                 str(r["provider"]),
                 str(r["status"]),
-                f"{r['latency_ms']:.1f}",
+                figure(float(r["latency_ms"])),
                 str(r["tokens"]),
                 str(r.get("cache") or "-"),
                 str(r["fallbacks"]),

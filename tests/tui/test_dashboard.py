@@ -253,3 +253,17 @@ def test_canned_figures_in_the_view() -> None:
     )
     assert "hit ratio 75% (120 hits, 40 misses) · 160 entries, 2.5 MB" in view.cache_line(CANNED)
     assert httpx  # the module is the dashboard's HTTP client too
+
+
+def test_latencies_keep_two_significant_digits() -> None:
+    from aigw.tui import view
+
+    shown = [view.latency(v) for v in (0.042, 0.42, 4.2, 42.0, 420.0, 1234.0)]
+    assert shown == ["0.042 ms", "0.42 ms", "4.2 ms", "42 ms", "420 ms", "1234 ms"]
+    edges = [view.latency(v) for v in (None, 0, 0.0996, 9.96, 412.5)]
+    assert edges == ["-", "0 ms", "0.10 ms", "10 ms", "412 ms"]
+    traffic = {**CANNED["traffic"], "p50_ms": 0.042, "p95_ms": 1234.5}
+    assert "p50 0.042 ms · p95 1234 ms" in view.traffic_line({**CANNED, "traffic": traffic})
+    hit = {**CANNED["recent"][0], "latency_ms": 0.042}
+    assert view.request_rows({**CANNED, "recent": [hit]})[0][4] == "0.042"
+
