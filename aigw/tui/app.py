@@ -3,6 +3,9 @@
 Tabs: Overview (traffic, cache, providers and breakers, local models, keys, RAG), Requests (a
 live tail), Chat (streams from any model, optionally grounded in a RAG collection). When the
 daemon does not answer, a notice replaces the tabs until it does; `s` starts it.
+
+Opening the chat tab puts the cursor in its prompt. While any input has the cursor, keys are text:
+the dashboard's own keys are off (and out of the footer) until Escape leaves the input.
 """
 
 from __future__ import annotations
@@ -34,15 +37,20 @@ class Dashboard(App[None]):
     #chat-opts Input { width: 1fr; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("q", "quit", "Quit"),
+        Binding("q", "leave", "Quit"),
         Binding("r", "refresh", "Refresh"),
         Binding("s", "start", "Start daemon"),
         Binding("l", "load", "Load model"),
         Binding("u", "unload", "Unload model"),
+        Binding("i", "type", "Type a question"),
+        Binding("escape", "leave_input", "leave input"),
         Binding("1", "tab('overview')", "Overview", show=False),
         Binding("2", "tab('requests')", "Requests", show=False),
         Binding("3", "tab('chat')", "Chat", show=False),
     ]
+    KEYS: ClassVar[frozenset[str]] = frozenset({"leave", "refresh", "start", "load", "unload", "type", "tab"})
+    """The actions of the dashboard's own keys: off while an input has the cursor. (`q` leaves
+    through its own action so that ctrl+q, Textual's `quit`, still quits from an input.)"""
 
     def __init__(self, source: Source, *, refresh_s: float = 1.0) -> None:
         super().__init__()
@@ -123,10 +131,41 @@ class Dashboard(App[None]):
         if rows and table.cursor_type == "row":
             table.move_cursor(row=min(cursor, len(rows) - 1))
 
+    # -- keys and focus --------------------------------------------------------------------------
+
+    def _typing(self) -> bool:
+        return isinstance(self.focused, Input)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "leave_input":
+            return self._typing()
+        if action in self.KEYS and self._typing():
+            return False
+        if action == "type":
+            tabs = self.query_one("#tabs", TabbedContent)
+            return bool(tabs.display) and tabs.active == "chat"
+        return True
+
+    def on_tabbed_content_tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id == "chat":
+            self.query_one("#chat-prompt", Input).focus()
+        self.refresh_bindings()
+
+    def action_leave_input(self) -> None:
+        self.set_focus(None)
+
+    def action_type(self) -> None:
+        self.query_one("#chat-prompt", Input).focus()
+
+    async def action_leave(self) -> None:
+        await self.action_quit()
+
     # -- actions ---------------------------------------------------------------------------------
 
     def action_tab(self, tab: str) -> None:
         self.query_one("#tabs", TabbedContent).active = tab
+        if tab == "chat":
+            self.action_type()
 
     async def action_start(self) -> None:
         if not self.query_one("#down").display:

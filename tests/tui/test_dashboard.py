@@ -16,6 +16,7 @@ import pytest
 pytest.importorskip("textual")
 
 from textual.widgets import DataTable, Input, Static
+from textual.widgets._footer import FooterKey
 
 from aigw.daemon.client import AsyncDaemonClient
 from aigw.tui.app import Dashboard
@@ -198,8 +199,10 @@ CANNED: dict[str, Any] = {
 class Canned:
     url = "http://127.0.0.1:8080"
 
-    def __init__(self, stats: dict[str, Any] | None) -> None:
+    def __init__(self, stats: dict[str, Any] | None, answer: tuple[str, ...] = ("canned",)) -> None:
         self._stats = stats
+        self.answer = answer
+        self.posted: list[str] = []
 
     async def stats(self) -> dict[str, Any]:
         if self._stats is None:
@@ -207,10 +210,12 @@ class Canned:
         return self._stats
 
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.posted.append(path)
         return {}
 
     async def chat(self, model: str, messages: list[dict[str, Any]], rag: str | None) -> AsyncIterator[str]:
-        yield "canned"
+        for text in self.answer:
+            yield text
 
     async def start_daemon(self) -> None:
         return None
@@ -266,4 +271,70 @@ def test_latencies_keep_two_significant_digits() -> None:
     assert "p50 0.042 ms · p95 1234 ms" in view.traffic_line({**CANNED, "traffic": traffic})
     hit = {**CANNED["recent"][0], "latency_ms": 0.042}
     assert view.request_rows({**CANNED, "recent": [hit]})[0][4] == "0.042"
+
+
+def type_text(keys: str) -> list[str]:
+    return ["space" if c == " " else c for c in keys]
+
+
+def footer(app: Dashboard) -> list[str]:
+    return [str(k.description) for k in app.query(FooterKey)]
+
+
+def test_typing_in_the_chat_tab_goes_into_the_input() -> None:
+    async def run() -> None:
+        source = Canned(CANNED)
+        app = Dashboard(source, refresh_s=60)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("3")
+            await pilot.pause()
+            prompt = app.query_one("#chat-prompt", Input)
+            assert app.focused is prompt
+            await pilot.press(*type_text("hello, quick question 123"))
+            await pilot.pause()
+            assert app.return_code is None, "a letter quit the dashboard"
+            assert prompt.value == "hello, quick question 123"
+            assert source.posted == [] and app.query_one("#tabs").active == "chat"  # type: ignore[attr-defined]
+            assert "leave input" in footer(app) and "Quit" not in footer(app)
+            await pilot.press("ctrl+q")  # Textual's own quit key still works from the input
+            assert app.return_code == 0
+
+    asyncio.run(run())
+
+
+def test_escape_leaves_the_chat_input_and_the_keys_work_again() -> None:
+    async def run() -> None:
+        app = Dashboard(Canned(CANNED), refresh_s=60)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("3", "x", "escape")
+            await pilot.pause()
+            assert not isinstance(app.focused, Input)
+            assert app.query_one("#chat-prompt", Input).value == "x"
+            assert "Quit" in footer(app) and "leave input" not in footer(app)
+            assert "Type a question" in footer(app)
+            await pilot.press("i")
+            assert app.focused is app.query_one("#chat-prompt", Input)
+            await pilot.press("escape", "2")
+            assert app.query_one("#tabs").active == "requests"  # type: ignore[attr-defined]
+            await pilot.press("3")
+            await pilot.pause()
+            assert app.focused is app.query_one("#chat-prompt", Input)
+
+    asyncio.run(run())
+
+
+def test_the_daemon_going_down_takes_the_cursor_out_of_the_chat_input() -> None:
+    async def run() -> None:
+        source = Canned(CANNED)
+        app = Dashboard(source, refresh_s=60)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("3", "x")
+            source._stats = None
+            await app.action_refresh()
+            await pilot.pause()
+            assert app.query_one("#down").display and not isinstance(app.focused, Input)
+            await pilot.press("q")
+            assert app.return_code == 0
+
+    asyncio.run(run())
 
