@@ -33,7 +33,8 @@ class Dashboard(App[None]):
     .line { height: auto; padding: 0 1; }
     DataTable { height: auto; max-height: 8; margin: 0 0 1 0; }
     #tail { max-height: 100%; height: 1fr; }
-    #chat-log { height: 1fr; border: round $primary; padding: 0 1; }
+    #chat-scroll { height: 1fr; border: round $primary; padding: 0 1; }
+    #chat-log { height: auto; }
     #chat-opts Input { width: 1fr; }
     """
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -79,7 +80,8 @@ class Dashboard(App[None]):
                 with Horizontal(id="chat-opts"):
                     yield Input(placeholder="model (e.g. smart)", id="chat-model")
                     yield Input(placeholder="RAG collection (optional)", id="chat-rag")
-                yield Static("", id="chat-log")
+                with VerticalScroll(id="chat-scroll"):
+                    yield Static("", id="chat-log")
                 yield Input(placeholder="Ask something; Enter sends", id="chat-prompt")
         yield Footer()
 
@@ -92,6 +94,7 @@ class Dashboard(App[None]):
         ):
             self.query_one(f"#{table_id}", DataTable).add_columns(*columns)
         self.query_one("#down").display = False
+        self.query_one("#chat-scroll").anchor()  # follows the newest answer, unless scrolled up
         self.set_interval(self.refresh_s, self.action_refresh)
         self.call_later(self.action_refresh)
 
@@ -215,18 +218,20 @@ class Dashboard(App[None]):
         prompt = event.value.strip()
         event.input.value = ""
         self.history.append({"role": "user", "content": prompt})
+        self.query_one("#chat-scroll").scroll_end(animate=False)
         self.run_worker(self._stream(model, rag), exclusive=True, group="chat")
 
     async def _stream(self, model: str, rag: str | None) -> None:
         log = self.query_one("#chat-log", Static)
-        shown = "\n".join(f"{'you' if m['role'] == 'user' else model}: {m['content']}" for m in self.history)
+        turns = (f"{'you' if m['role'] == 'user' else model}: {m['content']}" for m in self.history)
+        shown = "\n\n".join(turns)  # a blank line between turns
         answer = ""
         try:
             async for text in self.source.chat(model, list(self.history), rag):
                 answer += text
-                log.update(f"{shown}\n{model}: {answer}")
+                log.update(f"{shown}\n\n{model}: {answer}")
         except (SourceError, DaemonDown) as e:
-            log.update(f"{shown}\nerror: {e}")
+            log.update(f"{shown}\n\nerror: {e}")
             self.history.pop()
             return
         self.history.append({"role": "assistant", "content": answer})

@@ -46,9 +46,9 @@ class DaemonSource:
         info = StreamInfo()
         shown = 0
         async for text in self._client.chat_stream(messages, model=model, info=info, rag=rag):
-            for src in info.sources[shown:]:
-                yield f"\n[{src['n']}] {src['path']}"
-            shown = len(info.sources)
+            if len(info.sources) > shown:  # the sources come first: a blank line sets the answer apart
+                yield "".join(f"\n[{src['n']}] {src['path']}" for src in info.sources[shown:]) + "\n\n"
+                shown = len(info.sources)
             yield text
 
     async def start_daemon(self) -> None:

@@ -338,3 +338,40 @@ def test_the_daemon_going_down_takes_the_cursor_out_of_the_chat_input() -> None:
 
     asyncio.run(run())
 
+
+def test_the_transcript_scrolls_to_the_newest_answer() -> None:
+    lines = tuple(f"line {i}\n" for i in range(60))
+
+    async def run() -> None:
+        app = Dashboard(Canned(CANNED, answer=(*lines, "the end")), refresh_s=60)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("3")
+            app.query_one("#chat-model", Input).value = "smart"
+            await pilot.press(*type_text("long one"), "enter")
+            await until(pilot, lambda: "the end" in text(app, "#chat-log"))
+            await pilot.pause()
+            assert text(app, "#chat-log").startswith("you: long one\n\nsmart: line 0\nline 1\n")
+            scroll = app.query_one("#chat-scroll")
+            assert scroll.max_scroll_y > 0 and scroll.scroll_y == scroll.max_scroll_y
+
+    asyncio.run(run())
+
+
+def test_rag_sources_are_set_apart_from_the_answer() -> None:
+    from aigw.daemon.client import StreamInfo
+
+    class FakeClient:
+        url = "http://127.0.0.1:8080"
+
+        async def chat_stream(
+            self, messages: list[dict[str, Any]], *, model: str, info: StreamInfo, rag: str | None = None
+        ) -> AsyncIterator[str]:
+            info.sources = [{"n": 1, "path": "a.md"}, {"n": 2, "path": "b.md"}]
+            yield "The answer"
+            yield " [1]."
+
+    async def run() -> str:
+        source = DaemonSource(FakeClient())  # type: ignore[arg-type]
+        return "".join([t async for t in source.chat("smart", [], "docs")])
+
+    assert asyncio.run(run()) == "\n[1] a.md\n[2] b.md\n\nThe answer [1]."
