@@ -81,7 +81,7 @@ class Dashboard(App[None]):
                     yield Input(placeholder="model (e.g. smart)", id="chat-model")
                     yield Input(placeholder="RAG collection (optional)", id="chat-rag")
                 with VerticalScroll(id="chat-scroll"):
-                    yield Static("", id="chat-log")
+                    yield Static("", id="chat-log", markup=False)  # answers are text, not markup
                 yield Input(placeholder="Ask something; Enter sends", id="chat-prompt")
         yield Footer()
 

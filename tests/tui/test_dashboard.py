@@ -375,3 +375,18 @@ def test_rag_sources_are_set_apart_from_the_answer() -> None:
         return "".join([t async for t in source.chat("smart", [], "docs")])
 
     assert asyncio.run(run()) == "\n[1] a.md\n[2] b.md\n\nThe answer [1]."
+
+
+def test_brackets_in_a_question_or_an_answer_are_shown_as_typed() -> None:
+    answer = "use [/b] and [bold]x[/bold] [1]"
+
+    async def run() -> None:
+        app = Dashboard(Canned(CANNED, answer=(answer,)), refresh_s=60)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("3")
+            app.query_one("#chat-model", Input).value = "smart"
+            await pilot.press(*type_text("why [red]"), "enter")
+            await until(pilot, lambda: bool(app.history) and app.history[-1]["role"] == "assistant")
+            assert text(app, "#chat-log") == f"you: why [red]\n\nsmart: {answer}"
+
+    asyncio.run(run())
