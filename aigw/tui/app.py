@@ -68,12 +68,12 @@ class Dashboard(App[None]):
         )
         with TabbedContent(id="tabs", initial="overview"):
             with TabPane("Overview", id="overview"), VerticalScroll():
-                yield Static("connecting…", id="traffic", classes="line")
-                yield Static("", id="cache", classes="line")
+                yield Static("connecting…", id="traffic", classes="line", markup=False)
+                yield Static("", id="cache", classes="line", markup=False)
                 yield DataTable(id="providers", cursor_type="none", zebra_stripes=True)
                 yield DataTable(id="local", cursor_type="row")
                 yield DataTable(id="keys", cursor_type="none")
-                yield Static("", id="rag", classes="line")
+                yield Static("", id="rag", classes="line", markup=False)  # names are data
             with TabPane("Requests", id="requests"):
                 yield DataTable(id="tail", cursor_type="none", zebra_stripes=True)
             with TabPane("Chat", id="chat"), Vertical():
@@ -177,7 +177,7 @@ class Dashboard(App[None]):
         try:
             await self.source.start_daemon()
         except (SourceError, OSError) as e:
-            self.notify(f"could not start aigw: {e}", severity="error")
+            self.notify(f"could not start aigw: {e}", severity="error", markup=False)
             return
         await self.action_refresh()
 
@@ -193,9 +193,9 @@ class Dashboard(App[None]):
             return
         try:
             await self.source.post(f"/admin/local/{verb}", {"model": model})
-            self.notify(f"{verb}ed {model}")
+            self.notify(f"{verb}ed {model}", markup=False)
         except (SourceError, DaemonDown) as e:
-            self.notify(f"{verb} {model}: {e}", severity="error")
+            self.notify(f"{verb} {model}: {e}", severity="error", markup=False)
         await self.action_refresh()
 
     async def action_load(self) -> None:
