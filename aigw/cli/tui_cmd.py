@@ -19,7 +19,9 @@ def tui(
         from aigw.tui.app import Dashboard
         from aigw.tui.source import DaemonSource
     except ImportError:
-        raise AigwError("the dashboard needs Textual: pip install 'aigw[tui]'") from None
+        from aigw.extras import install_hint
+
+        raise AigwError(f"the dashboard needs Textual: {install_hint('tui')}") from None
     from aigw.daemon import process as daemon
     from aigw.daemon.client import AsyncDaemonClient
 

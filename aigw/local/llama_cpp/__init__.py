@@ -16,7 +16,7 @@ from aigw.providers.spec import ProviderContext
 class LlamaCppType(LocalType):
     name = "llama_cpp"
     module = "llama_cpp"
-    install = "pip install -e '.[local]'"
+    extra = "local"
     default_name = "local"
     format = "gguf"
     model_noun = "model file"

@@ -91,7 +91,9 @@ class LlamaCppBackend:
         try:
             import llama_cpp
         except ImportError:
-            raise RuntimeError("llama-cpp-python is not installed (pip install 'aigw[local]')") from None
+            from aigw.extras import install_hint
+
+            raise RuntimeError(f"llama-cpp-python is not installed ({install_hint('local')})") from None
 
         meta = gguf_metadata(str(spec.path))
         llm = llama_cpp.Llama(

@@ -17,7 +17,7 @@ from aigw.providers.spec import ProviderContext
 class MlxType(LocalType):
     name = "mlx"
     module = "mlx_lm"
-    install = "pip install -e '.[mlx]'"
+    extra = "mlx"
     default_name = "mlx"
     format = "mlx"
     model_noun = "model directory"

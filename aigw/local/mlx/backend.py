@@ -51,7 +51,9 @@ class MlxBackend:
         try:
             import mlx_lm
         except ImportError:
-            raise RuntimeError("mlx-lm is not installed (pip install 'aigw[mlx]')") from None
+            from aigw.extras import install_hint
+
+            raise RuntimeError(f"mlx-lm is not installed ({install_hint('mlx')})") from None
         model, tokenizer = mlx_lm.load(str(spec.path))[:2]
         return MlxModel(spec, model, tokenizer, choose(self.presets, _template(spec.path)))
 
