@@ -25,7 +25,18 @@ def _offer_pull(assume_yes: bool) -> str:
 
     catalog = load_catalog(paths().models_dir)
     entry = catalog.entries[catalog.default]
-    size = f"{entry.gguf.size_mb} MB" if entry.gguf and entry.gguf.size_mb else "a small download"
+    target = resolve(entry.name, catalog)
+    library = model_library()
+    kind = library.kind_for(target.format)
+    missing = library.missing_for(kind)
+    if missing:  # a pull would fetch a model nothing here can download or run: say what comes first
+        raise InvalidRequest(
+            f"no model is available: configure a provider (see `aigw config path`), or install a local "
+            f"engine first ({', '.join(missing)} missing: {kind.install}); then `aigw chat` offers to "
+            f"pull {entry.name}"
+        )
+    source = entry.gguf if target.file else entry.mlx
+    size = f"{source.size_mb} MB" if source and source.size_mb else "a small download"
     if not assume_yes:
         if not sys.stdin.isatty():
             raise InvalidRequest(
@@ -34,8 +45,6 @@ def _offer_pull(assume_yes: bool) -> str:
             )
         if not typer.confirm(f"No model is available. Pull {entry.name} ({size}) now?", default=False):
             raise InvalidRequest(f"no model is available (`aigw models pull {entry.name}` when you want one)")
-    target = resolve(entry.name, catalog)
-    library = model_library()
     where = library.destination(library.kind_for(target.format), entry.name)
     note(f"pulling {target.repo}" + (f"/{target.file}" if target.file else " (MLX)"))
     pull(target, where.path.parent)

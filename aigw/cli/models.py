@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from aigw.cli.common import JsonOption, daemon_target, model_library, print_json
+from aigw.cli.common import JsonOption, daemon_target, model_library, note, print_json
 
 app = typer.Typer(help="Models: what the daemon serves; local models in memory.", no_args_is_help=True)
 
@@ -126,9 +126,12 @@ def pull(
 ) -> None:
     """Download a model into the models dir (resumable, checksum-verified)."""
     from aigw.local.catalog import load_catalog
+    from aigw.local.pull import PullError, hub_missing, resolve
     from aigw.local.pull import pull as do_pull
-    from aigw.local.pull import resolve
 
+    refusal = hub_missing()
+    if refusal is not None:
+        raise PullError(refusal)
     library = model_library()
     if fmt is not None:
         library.kind_for(fmt)  # a format some installed local type runs, or a clear error
@@ -137,6 +140,9 @@ def pull(
     typer.echo(f"pulling {target.repo}" + (f"/{target.file}" if target.file else " (MLX)"), err=True)
     dest = do_pull(target, where.path.parent)
     typer.echo(f"{target.name}: {dest} ({_gib(_size(dest))}); serve it as {where.model}")
+    if missing := library.missing_for(where.kind):
+        missing_line = ", ".join(missing)
+        note(f"note: {missing_line} is not installed, so nothing here runs it yet: {where.kind.install}")
 
 
 def _size(path: Path) -> int:

@@ -202,7 +202,12 @@ def index(
 ) -> None:
     """Index a folder's documents into a collection, incrementally."""
     from aigw.errors import InvalidRequest
+    from aigw.rag.errors import RagUnavailable
+    from aigw.rag.service import WALK_NEEDS, missing_packages, rag_install_line
 
+    missing = missing_packages() if local else missing_packages(WALK_NEEDS)
+    if missing:
+        raise RagUnavailable(rag_install_line(missing))
     root = path.expanduser()
     if not root.is_dir():
         raise InvalidRequest(f"{path} is not a folder", param="path")

@@ -7,6 +7,7 @@ local type (`LocalType`), so a new local backend is one type, not edits across t
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,11 @@ class ModelLibrary:
             if found.path.exists():
                 out.append(found)
         return out
+
+    @staticmethod
+    def missing_for(kind: LocalType) -> list[str]:
+        """The modules this machine lacks to pull `kind`'s models and run them (none: it can)."""
+        return [m for m in (kind.module, "huggingface_hub") if importlib.util.find_spec(m) is None]
 
     def kind_of(self, path: Path) -> LocalType | None:
         """The local type a model file or directory belongs to."""

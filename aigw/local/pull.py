@@ -111,9 +111,54 @@ class _Fetcher:
         return path
 
 
+def hub_missing() -> str | None:
+    """None when huggingface_hub can be imported; else a one-line refusal saying what to install."""
+    try:
+        import huggingface_hub.errors  # noqa: F401
+    except ModuleNotFoundError as e:
+        from aigw.extras import install_hint
+
+        why = (
+            "is not installed" if e.name == "huggingface_hub" else f"cannot be imported ({e.name} is missing)"
+        )
+        return f"pulling models needs huggingface_hub, which {why}: {install_hint('local')}"
+    return None
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """The exception types meaning "no route to the Hub": huggingface_hub's own, and the transport
+    errors of whichever HTTP library this version of it uses (requests, httpx or httpx2)."""
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    found: list[type[BaseException]] = [LocalEntryNotFoundError]
+    for module, names in (
+        ("httpx", ("TransportError",)),
+        ("httpx2", ("TransportError",)),
+        ("requests", ("ConnectionError", "Timeout")),
+    ):
+        try:
+            lib = importlib.import_module(module)
+        except ImportError:
+            continue
+        found.extend(t for n in names if isinstance(t := getattr(lib, n, None), type))
+    return tuple(found)
+
+
+def _endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
+
+
 def pull(target: PullTarget, models_dir: Path, *, progress: bool = True) -> Path:
     """Download (or resume) the model; verify it; return its final path in the models dir."""
-    from huggingface_hub.errors import EntryNotFoundError, HfHubHTTPError, RepositoryNotFoundError
+    refusal = hub_missing()
+    if refusal is not None:
+        raise PullError(refusal)
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        HfHubHTTPError,
+        OfflineModeIsEnabled,
+        RepositoryNotFoundError,
+    )
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "0" if progress else "1")
     models_dir.mkdir(parents=True, exist_ok=True)
@@ -123,6 +168,13 @@ def pull(target: PullTarget, models_dir: Path, *, progress: bool = True) -> Path
         if target.file is not None:
             return _pull_gguf(target, target.file, models_dir, fetcher)
         return _pull_mlx(target, models_dir, fetcher)
+    except OfflineModeIsEnabled:
+        raise PullError(f"cannot pull {what}: HF_HUB_OFFLINE is set (unset it to download)") from None
+    except _transport_errors():
+        raise PullError(
+            f"cannot pull {what}: the Hugging Face Hub ({_endpoint()}) is unreachable; check the "
+            "network (or a proxy), or set HF_ENDPOINT to a mirror"
+        ) from None
     except (RepositoryNotFoundError, EntryNotFoundError):
         raise PullError(f"{what} does not exist on the Hub") from None
     except (HfHubHTTPError, OSError) as e:
@@ -139,17 +191,22 @@ def _pull_gguf(target: PullTarget, file: str, models_dir: Path, fetcher: _Fetche
 
 
 def _pull_mlx(target: PullTarget, models_dir: Path, fetcher: _Fetcher) -> Path:
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
+    # LocalEntryNotFoundError is an EntryNotFoundError too, but means the Hub was not reached.
     files = list(MLX_REQUIRED)
     for optional in MLX_OPTIONAL:
         try:
             fetcher.fetch(optional, None)
+        except LocalEntryNotFoundError:
+            raise
         except EntryNotFoundError:
             continue
     try:
         index = fetcher.fetch("model.safetensors.index.json", None)
         files += sorted(set(json.loads(index.read_text())["weight_map"].values()))
+    except LocalEntryNotFoundError:
+        raise
     except EntryNotFoundError:
         files.append("model.safetensors")
     for file in files:

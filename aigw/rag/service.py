@@ -33,10 +33,22 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _NEEDED = ("sentence_transformers", "sqlite_vec", "numpy", "pathspec")
+WALK_NEEDS = ("pathspec",)
+"""What walking a folder needs (the CLI's side of an index through the daemon)."""
 
 
-def missing_packages() -> list[str]:
-    return [m for m in _NEEDED if importlib.util.find_spec(m) is None]
+def missing_packages(needed: Sequence[str] = _NEEDED) -> list[str]:
+    return [m for m in needed if importlib.util.find_spec(m) is None]
+
+
+def rag_install_line(missing: Sequence[str]) -> str:
+    """What RAG needs that is not installed, and how to install it, in one line."""
+    from aigw.extras import install_hint
+
+    return (
+        f"RAG needs {', '.join(missing)}: {install_hint('rag')} (on CPU-only Linux, first "
+        "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu)"
+    )
 
 
 class RagService:
@@ -56,10 +68,7 @@ class RagService:
     def _check(self) -> None:
         missing = missing_packages()
         if missing:
-            raise RagUnavailable(
-                f"RAG needs {', '.join(missing)}: pip install 'aigw[rag]' "
-                "(on CPU-only Linux, pip install torch==2.13.0 first)"
-            )
+            raise RagUnavailable(rag_install_line(missing))
 
     def store(self) -> RagStore:
         """The store (opened now if needed). Worker thread only."""
