@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -14,7 +16,13 @@ from aigw.cli.common import connect, load_config, model_library, note, paths
 if TYPE_CHECKING:
     from aigw.daemon.client import DaemonClient
 
-REPL_HELP = "Type a message; /reset forgets the conversation, /exit or Ctrl-D quits."
+REPL_HELP = "Type a message; /help lists the commands, /exit or Ctrl-D quits."
+REPL_COMMANDS = (
+    ("/help", "list these commands"),
+    ("/reset", "forget the conversation (the system prompt stays)"),
+    ("/exit", "quit (also /quit, or Ctrl-D; Ctrl-C clears the line or stops an answer)"),
+)
+_COMMAND = re.compile(r"^/[a-z]+$")
 
 
 def _offer_pull(assume_yes: bool) -> str:
@@ -96,20 +104,36 @@ def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str, ra
     return "".join(parts)
 
 
-def _repl(client: DaemonClient, model: str, system: str | None, rag: str | None = None) -> None:
-    from aigw.daemon.client import ClientError
-
-    history_file = paths().chat_history_file
-    readline: Any = None
+def _line_history(history_file: Path) -> Any:
+    """readline with the history of earlier chats loaded, or None where there is none."""
     try:
-        import readline as _readline
+        import readline
 
-        readline = _readline
         history_file.parent.mkdir(parents=True, exist_ok=True)
         if history_file.exists():
             readline.read_history_file(str(history_file))
     except (ImportError, OSError):
-        readline = None
+        return None
+    return readline
+
+
+def _repl_command(line: str) -> bool:
+    """Whether `line` is a REPL command other than /exit and /reset (then it is done here)."""
+    if line in ("/help", "/?"):
+        for command, what in REPL_COMMANDS:
+            note(f"{command:8} {what}")
+        return True
+    if _COMMAND.match(line):
+        note(f"unknown command {line} (/help lists them)")
+        return True
+    return False
+
+
+def _repl(client: DaemonClient, model: str, system: str | None, rag: str | None = None) -> None:
+    from aigw.daemon.client import ClientError
+
+    history_file = paths().chat_history_file
+    readline = _line_history(history_file)
     base = [{"role": "system", "content": system}] if system else []
     messages = list(base)
     note(f"chatting with {model}. {REPL_HELP}")
@@ -130,6 +154,8 @@ def _repl(client: DaemonClient, model: str, system: str | None, rag: str | None 
             if line == "/reset":
                 messages = list(base)
                 note("conversation reset")
+                continue
+            if _repl_command(line):
                 continue
             messages.append({"role": "user", "content": line})
             try:

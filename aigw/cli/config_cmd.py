@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import typer
@@ -45,3 +46,15 @@ def path(json_out: bool = JsonOption) -> None:
     for k, v in data.items():
         if k != "config":
             typer.echo(f"  {k}: {v}", err=True)
+    if not p.config_file.exists():
+        typer.echo(create_hint(p.config_file), err=True)
+
+
+def create_hint(config_file: Path) -> str:
+    """What to do when there is no config file yet: aigw runs without one."""
+    return (
+        f"{config_file} does not exist yet: aigw runs on its defaults and the environment. To change "
+        f"them, create it (TOML; every key is optional, see README.md, Configuration), or start from "
+        f"the effective config: mkdir -p {shlex.quote(str(config_file.parent))} && "
+        f"aigw config show > {shlex.quote(str(config_file))}"
+    )

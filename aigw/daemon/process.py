@@ -31,7 +31,10 @@ class DaemonError(AigwError):
 
 class AlreadyRunning(DaemonError):
     def __init__(self, info: RunInfo) -> None:
-        super().__init__(f"aigw is already running (pid {info.pid}, {info.url}); stop it with `aigw stop`")
+        super().__init__(
+            f"a daemon is already running for this AIGW_HOME (pid {info.pid}, {info.url}); "
+            "stop it with `aigw stop`"
+        )
         self.info = info
 
 
