@@ -29,6 +29,12 @@ app = typer.Typer(help="RAG over local folders: index, search, query, stats, rm.
 CollectionOption = typer.Option(
     None, "--collection", "-c", help="The collection (default: the folder's name)."
 )
+UsedCollectionOption = typer.Option(
+    None,
+    "--collection",
+    "-c",
+    help="The collection (default: the only one, else the one indexed last).",
+)
 PathArgument = typer.Argument(..., help="The folder to index (again: only what changed is redone).")
 GlobOption = typer.Option([], "--glob", "-g", help="Only files matching (gitignore syntax); repeat.")
 BATCH_FILES = 32
@@ -239,7 +245,7 @@ def _client() -> DaemonClient:
 def search(
     query: str = typer.Argument(..., help="What to look for."),
     k: int = typer.Option(5, "-k", min=1, max=100, help="How many chunks."),
-    collection: str = typer.Option("default", "--collection", "-c", help="The collection."),
+    collection: str | None = UsedCollectionOption,
     json_out: bool = JsonOption,
 ) -> None:
     """The chunks nearest a query, best first, with path, heading and score."""
@@ -262,14 +268,14 @@ def search(
 def query(
     question: str = typer.Argument(..., help="The question."),
     model: str | None = typer.Option(None, "--model", "-m", help="The chat model that answers."),
-    collection: str = typer.Option("default", "--collection", "-c", help="The collection."),
+    collection: str | None = UsedCollectionOption,
 ) -> None:
     """Answer a question from a collection, streaming, with numbered citations to file paths."""
     from aigw.cli.chat import _answer, _pick_model
 
     with _client() as client:
         chosen = _pick_model(client, model)
-        _answer(client, [{"role": "user", "content": question}], chosen, collection)
+        _answer(client, [{"role": "user", "content": question}], chosen, collection or "")
 
 
 @app.command()

@@ -104,7 +104,8 @@ def _chat_call(
     if rag is None:
         body["stream_options"] = {"include_usage": True}
         return "/v1/chat/completions", body
-    body["collection"] = rag
+    if rag:  # "": the daemon's default collection
+        body["collection"] = rag
     return "/v1/rag/query", body
 
 
@@ -244,8 +245,11 @@ class DaemonClient:
         data: dict[str, Any] = self._post("/v1/rag/index", body)
         return data
 
-    def rag_search(self, collection: str, query: str, k: int | None = None) -> list[dict[str, Any]]:
-        body: dict[str, Any] = {"collection": collection, "query": query}
+    def rag_search(self, collection: str | None, query: str, k: int | None = None) -> list[dict[str, Any]]:
+        """The nearest chunks; `collection` None: the daemon's default collection."""
+        body: dict[str, Any] = {"query": query}
+        if collection is not None:
+            body["collection"] = collection
         if k is not None:
             body["k"] = k
         data: list[dict[str, Any]] = self._post("/v1/rag/search", body)["data"]

@@ -35,7 +35,8 @@ INSTRUCTIONS = (
 
 @dataclass(frozen=True, slots=True)
 class RagQuery:
-    collection: str
+    collection: str | None
+    """None: the default collection (`aigw.rag.service.default_collection`)."""
     messages: list[dict[str, Any]]
     """The conversation; its last user message with text is what is searched for."""
     k: int | None = None
@@ -122,7 +123,9 @@ class RagDesk:
     async def files(self, caller: Caller, collection: str) -> dict[str, str]:
         return await self.service.file_hashes(collection, viewer_of(caller))
 
-    async def search(self, caller: Caller, collection: str, query: str, k: int | None) -> list[Hit]:
+    async def search(
+        self, caller: Caller, collection: str | None, query: str, k: int | None
+    ) -> list[Hit]:
         return await self.service.search(
             collection,
             query,

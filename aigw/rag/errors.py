@@ -35,8 +35,9 @@ class CollectionNotFound(AigwError):
     error_type = "invalid_request_error"
     code = "collection_not_found"
 
-    def __init__(self, name: str, known: Sequence[str] | None = None) -> None:
-        message = f"no RAG collection named {quoted(name)}"
+    def __init__(self, name: str | None, known: Sequence[str] | None = None) -> None:
+        """`name` None: no collection was named, and there is none to choose."""
+        message = f"no RAG collection named {quoted(name)}" if name is not None else "no RAG collection"
         if known is not None:
             shown = ", ".join(known[:20]) + (f" and {len(known) - 20} more" if len(known) > 20 else "")
             message += (

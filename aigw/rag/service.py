@@ -51,6 +51,15 @@ def rag_install_line(missing: Sequence[str]) -> str:
     )
 
 
+def default_collection(visible: Sequence[CollectionStats]) -> str:
+    """The collection to use when none is named: the only one, else the one indexed last (by its
+    files' latest index time, or its creation for one still empty); CollectionNotFound (saying
+    how to make one) when there is none."""
+    if not visible:
+        raise CollectionNotFound(None, [])
+    return max(visible, key=lambda c: (c.last_indexed_at or c.created_at, c.created_at)).name
+
+
 class RagService:
     def __init__(self, database: Path, model: str, timeout_s: float = 300.0) -> None:
         self.database = database
@@ -186,14 +195,19 @@ class RagService:
         return await self._run(work)
 
     async def search(
-        self, collection: str, query: str, k: int, *, viewer: Viewer, via: EmbedCall
+        self, collection: str | None, query: str, k: int, *, viewer: Viewer, via: EmbedCall
     ) -> list[Hit]:
+        """The chunks of `collection` nearest `query`; with no collection named, of the one
+        `default_collection` picks among those `viewer` may read."""
         from aigw.rag.query import search_text
 
         def work() -> list[Hit]:
-            info = self._readable(collection, viewer)
+            name = collection
+            if name is None:
+                name = default_collection([c for c in self.store().stats() if viewer.may_read(c)])
+            info = self._readable(name, viewer)
             embedder = self._collection_embedder(info, None, via)
-            return search_text(self.store(), collection, query, embedder, k=k)
+            return search_text(self.store(), name, query, embedder, k=k)
 
         return await self._run(work)
 

@@ -32,7 +32,10 @@ from aigw.rag.walk import FileKind
 router = APIRouter(prefix="/v1/rag")
 
 _STRICT = ConfigDict(extra="forbid", strict=True)
-CollectionName = Field(default="default", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+CollectionName = Field(default="default", pattern=_NAME)
+UsedCollection = Field(default=None, pattern=_NAME)
+"""Search and query without a collection use the default one (aigw.rag.service.default_collection)."""
 
 
 class DocumentIn(BaseModel):
@@ -58,7 +61,7 @@ class IndexIn(BaseModel):
 class SearchIn(BaseModel):
     model_config = _STRICT
     query: str = Field(min_length=1)
-    collection: str = CollectionName
+    collection: str | None = UsedCollection
     k: int | None = Field(default=None, ge=1, le=100)
 
 
@@ -66,7 +69,7 @@ class QueryIn(BaseModel):
     model_config = _STRICT
     query: str | None = Field(default=None, min_length=1)
     messages: list[dict[str, Any]] | None = Field(default=None, min_length=1)
-    collection: str = CollectionName
+    collection: str | None = UsedCollection
     k: int | None = Field(default=None, ge=1, le=50)
     model: str | None = Field(default=None, min_length=1)
     stream: bool = False
