@@ -21,6 +21,7 @@ copy of the tokenizer. torch, sentence-transformers and numpy are imported only 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Sequence
@@ -121,6 +122,7 @@ class SentenceTransformerEmbedder:
                 f"embedding needs sentence-transformers: {install_hint('rag')} "
                 "(install torch==2.13.0, the CPU build, first)"
             ) from exc
+        _quiet_progress_bars()
         canonical = canonical_model_name(name)
         source = canonical
         if canonical == _BUNDLED:
@@ -171,6 +173,19 @@ class SentenceTransformerEmbedder:
             return len(self._counter.encode(text, add_special_tokens=False).ids)
         with self._lock:  # a slow (Python) tokenizer: not known to be thread-safe
             return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _quiet_progress_bars() -> None:
+    """No tqdm bars while a model loads (transformers' "Loading weights", huggingface_hub's
+    downloads): on stderr they land in the CLI's output and the daemon's log as noise."""
+    with contextlib.suppress(ImportError):
+        from huggingface_hub import disable_progress_bars
+
+        disable_progress_bars()
+    with contextlib.suppress(ImportError):
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def _counting_tokenizer(model: SentenceTransformer) -> Tokenizer | None:

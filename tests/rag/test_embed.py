@@ -99,3 +99,10 @@ def test_embed_from_several_threads(embedder: SentenceTransformerEmbedder) -> No
     for t in threads:
         t.join()
     assert all(np.allclose(r, expected, atol=1e-5) for r in results.values())
+
+
+def test_loading_the_model_draws_no_progress_bar(capfd: pytest.CaptureFixture[str]) -> None:
+    """transformers' "Loading weights" tqdm bar would land in the CLI's output and the daemon log."""
+    SentenceTransformerEmbedder.load()
+    out, err = capfd.readouterr()
+    assert "Loading weights" not in out + err and "it/s]" not in out + err
