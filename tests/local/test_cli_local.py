@@ -50,6 +50,7 @@ def test_first_chat_pulls_the_default_model_then_answers(hub_with_default: FakeH
             pytest.skip("port 8080 is in use on this machine")
     home = tmp_path / "home"
     env = base_env(home) | {"HF_ENDPOINT": hub_with_default.url}
+    env.pop("HF_HUB_OFFLINE", None)  # tests/rag sets it for the session: this pull is from a local stand-in
     env.pop("AIGW_URL")
     try:
         refused = aigw(env, "chat", "hello")  # no terminal to ask in: a clear line, nothing pulled

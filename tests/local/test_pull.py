@@ -87,6 +87,7 @@ def test_missing_file_is_a_clear_error(hub: FakeHub, tmp_path: Path) -> None:
 def test_cli_pull_by_repo_path(hub: FakeHub, tmp_path: Path) -> None:
     hub.add(REPO, "Tiny-Q8.gguf", HubFile(CONTENT))
     env = base_env(tmp_path) | {"HF_ENDPOINT": hub.url}
+    env.pop("HF_HUB_OFFLINE", None)  # tests/rag sets it for the session: this pull is from a local stand-in
     r = subprocess.run(
         [sys.executable, "-m", "aigw", "models", "pull", f"{REPO}/Tiny-Q8.gguf"],
         env=env,
