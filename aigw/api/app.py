@@ -18,6 +18,7 @@ from aigw.api import health, metrics
 from aigw.api.admin import cache as admin_cache
 from aigw.api.admin import local as admin
 from aigw.api.admin import stats as admin_stats
+from aigw.api.anthropic import routes as messages
 from aigw.api.body import BodyLimit
 from aigw.api.errors import endpoints, install_error_handlers
 from aigw.api.fastpath import FastPath
@@ -60,7 +61,7 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
         openapi_url=None,
         redirect_slashes=False,  # trailing slashes are dropped in front (FastPath), never redirected
     )
-    modules = (health, models, chat, embeddings, rag, admin, admin_cache, admin_stats, metrics)
+    modules = (health, models, chat, embeddings, messages, rag, admin, admin_cache, admin_stats, metrics)
     routers = [m.router for m in modules]
     install_error_handlers(app, endpoints(routers))
     for r in routers:
@@ -73,7 +74,11 @@ def create_asgi_app(config: Config, paths: Paths, build: Callable[[], Gateway]) 
     body read within the size limit) FastAPI."""
     app = create_app(build)
     app.add_middleware(BodyLimit, limit=config.server.max_body_bytes)  # the hot paths read their own
-    hot = {"/chat/completions": chat.chat_completions, "/embeddings": embeddings.embeddings}
+    hot = {
+        "/chat/completions": chat.chat_completions,
+        "/embeddings": embeddings.embeddings,
+        "/messages": messages.messages,
+    }
     # Clients whose base URL lacks /v1 are served too, as by OpenAI-compatible servers generally.
     routes = {("POST", prefix + path): fn for path, fn in hot.items() for prefix in ("/v1", "")}
 

@@ -7,7 +7,8 @@ In order, for each HTTP request:
      wildcard CORS; a page cannot make a user's browser spend their tokens). Allowed origins get
      CORS headers, and their preflight requests an answer (`aigw.api.cors`).
   3. Credentials: /health is open; /admin/* needs the admin token; everything else accepts an API
-     key (`Authorization: Bearer aigw-...`) and needs one when `require_keys` is on. With keys
+     key (`Authorization: Bearer aigw-...`, or `x-api-key: aigw-...` as Anthropic's clients send
+     it) and needs one when `require_keys` is on. With keys
      optional, a bearer token that is not an aigw key (the SDKs' "unused") is anonymous, but an
      unknown or revoked aigw key is refused rather than silently treated as anonymous.
 Every response, refusals included, carries `x-request-id` (`aigw.api.requestid`).
@@ -27,6 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from aigw.access.admin_token import same_secret
 from aigw.access.keys import KEY_PREFIX, ApiKey
 from aigw.access.net import is_loopback
+from aigw.api.anthropic.errors import error_body as anthropic_error_body
+from aigw.api.anthropic.errors import speaks_anthropic
 from aigw.api.cors import preflight_headers, response_headers
 from aigw.api.errors import error_body
 from aigw.api.requestid import CURRENT, HEADER, SCOPE_REQUEST_ID, request_id_for
@@ -78,7 +81,7 @@ class AccessGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        host = origin = auth = sent_id = requested = None
+        host = origin = auth = sent_id = requested = api_key = None
         for k, v in scope["headers"]:
             if k == b"host":
                 host = v.decode("latin-1")
@@ -90,6 +93,8 @@ class AccessGuard:
                 sent_id = v
             elif k == b"access-control-request-headers":
                 requested = v
+            elif k == b"x-api-key":  # how Anthropic's clients send a key
+                api_key = v.decode("latin-1").strip() or None
         rid = request_id_for(sent_id)
         scope[SCOPE_REQUEST_ID] = rid
         CURRENT.set(rid)
@@ -110,11 +115,11 @@ class AccessGuard:
                     await _empty(204, [*preflight_headers(origin.encode("latin-1"), requested), *extra], send)
                     return
                 extra.extend(response_headers(origin.encode("latin-1")))
-            scope[SCOPE_KEY] = self._authenticate(scope, bearer(auth))
+            scope[SCOPE_KEY] = self._authenticate(scope, bearer(auth) or api_key)
         except AigwError as e:
             client = scope.get("client")
             self._refused(client[0] if client else "unknown", rid, e)
-            await _refuse(e, extra, send)
+            await _refuse(e, extra, send, anthropic=speaks_anthropic(scope["path"]))
             return
         await self.app(scope, receive, _with_headers(send, extra))
 
@@ -167,8 +172,9 @@ async def _empty(status: int, headers: list[tuple[bytes, bytes]], send: Send) ->
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _refuse(e: AigwError, extra: list[tuple[bytes, bytes]], send: Send) -> None:
-    body = error_body(e.message, e.error_type, e.param, e.code)
+async def _refuse(e: AigwError, extra: list[tuple[bytes, bytes]], send: Send, *, anthropic: bool) -> None:
+    """The refusal in the dialect of the path asked for (OpenAI's error object, or Anthropic's)."""
+    body = anthropic_error_body(e) if anthropic else error_body(e.message, e.error_type, e.param, e.code)
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -34,23 +34,27 @@ class SSEResponse(Response):
         body: AsyncGenerator[bytes, None],
         headers: Mapping[str, str],
         on_unstarted: Callable[[], Awaitable[None]] | None = None,
+        aborted: bytes | None = None,
     ) -> None:
+        """`aborted` ends a stream the server cuts short (shutdown), in the stream's own dialect
+        (by default OpenAI's error event and [DONE])."""
         # Deliberately not Response.__init__: there is no body to render up front.
         self.status_code = 200
         self.background = None
         self.stream = body
         # Closing a generator that never ran skips its `finally`: this cleans up instead.
         self._on_unstarted = on_unstarted
+        self._aborted = aborted
         self.raw_headers = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
         self.raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
 
-    @staticmethod
-    async def _abort(send: Send) -> None:
-        err = {"message": "aigw is shutting down", "type": "service_unavailable", "param": None, "code": None}
+    async def _abort(self, send: Send) -> None:
+        body = self._aborted
+        if body is None:
+            err = {"message": "aigw is shutting down", "type": "service_unavailable"}
+            body = event({"error": {**err, "param": None, "code": None}}) + DONE
         with contextlib.suppress(Exception):
-            await send(
-                {"type": "http.response.body", "body": event({"error": err}) + DONE, "more_body": False}
-            )
+            await send({"type": "http.response.body", "body": body, "more_body": False})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         sender = asyncio.current_task()
