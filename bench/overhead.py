@@ -82,6 +82,34 @@ def latency(ports: tuple[int, int], n: int) -> tuple[list[float], list[float]]:
     return out
 
 
+DIALECTS = {
+    "anthropic": ("/v1/messages", {"model": "bench", "max_tokens": 256, "messages": MESSAGES}),
+}
+
+
+def dialect_latency(port: int, n: int, dialect: str) -> tuple[list[float], list[float]]:
+    """Sequential keep-alive requests through aigw, alternating chat completions and the same
+    request in another dialect, so the dialect's own cost is measured in the same minutes."""
+    path, request = DIALECTS[dialect]
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {KEY[0]}"}
+    chat = json.dumps({"model": "bench", "max_tokens": 256, "messages": MESSAGES})
+    other = json.dumps(request)
+    out: tuple[list[float], list[float]] = ([], [])
+    for i in range(n + 200):
+        for url, body, times in (("/v1/chat/completions", chat, out[0]), (path, other, out[1])):
+            t = time.perf_counter()
+            conn.request("POST", url, body, headers)
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status != 200:
+                raise SystemExit(f"HTTP {resp.status} from {url}")
+            if i >= 200:
+                times.append(time.perf_counter() - t)
+    conn.close()
+    return out
+
+
 def ttfb(port: int, n: int, *, fresh: bool = False) -> tuple[list[float], list[float]]:
     """Time to the first SSE chunk with content, and to the end of the stream; on one kept-alive
     connection, or (`fresh`) on a new connection per request, as SDK clients that do not pool
@@ -182,6 +210,11 @@ def main() -> None:
     ap.add_argument("--soak", type=int, default=0, help="seconds of wrk load for the RSS soak (0: none)")
     ap.add_argument("--plain", action="store_true", help="no keys, limits or prices (to see their cost)")
     ap.add_argument("--quick", action="store_true", help="a few requests and 1 s of wrk: does it still run?")
+    ap.add_argument(
+        "--dialect",
+        choices=sorted(DIALECTS),
+        help="also time the same request in this dialect against chat completions (bar: <= +0.3 ms p50)",
+    )
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--cache-hit", action="store_true", help="cacheable requests, answered from the cache")
     mode.add_argument("--cache-miss", action="store_true", help="cacheable requests, each one different")
@@ -223,6 +256,7 @@ def main() -> None:
         d_fresh, _ = ttfb(up_port, args.streams, fresh=True)
         g_fresh, _ = ttfb(gw_port, args.streams, fresh=True)
         soak = run_soak(gw_port, gw.pid, args.soak) if args.soak else ""
+        dialect = dialect_latency(gw_port, args.requests, args.dialect) if args.dialect else None
     shutil.rmtree(home, ignore_errors=True)
     rows = [
         ("latency p50 (ms)", pct(d_lat, 0.50), pct(g_lat, 0.50)),
@@ -245,6 +279,12 @@ def main() -> None:
             f"called directly: {pct(d_lat, 0.5):.3f} ms); throughput: {g_rps:.0f} req/s (bar: >= 5000){soak}"
         )
         return
+    if dialect is not None:
+        c50, o50 = pct(dialect[0], 0.5), pct(dialect[1], 0.5)
+        print(
+            f"{args.dialect} dialect: p50 {o50:.3f} ms against {c50:.3f} ms for chat completions "
+            f"in the same run: added {o50 - c50:+.3f} ms (bar: <= 0.3 ms)"
+        )
     what = "cache miss: " if args.cache_miss else ""
     print(
         f"\n{what}added latency p50: {pct(g_lat, 0.5) - pct(d_lat, 0.5):.3f} ms (bar: <= 0.5 ms); "
