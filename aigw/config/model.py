@@ -184,6 +184,9 @@ class Config(Strict):
     providers: dict[str, SerializeAsAny[ProviderConfig]] = Field(default_factory=dict)
     """Each value is its type's own config model (see `aigw.config.load`)."""
     models: dict[str, AliasConfig] = Field(default_factory=dict)
+    model_patterns: dict[str, str] = Field(default_factory=dict)
+    """Name patterns (globs, `*` and `?`) -> an alias in `models`: agents send their own model names
+    (`claude-haiku-*` for background calls), which these send where the user wants; first match wins."""
 
     @field_validator("cache", mode="before")
     @classmethod
@@ -202,6 +205,10 @@ class Config(Strict):
                     raise ValueError(
                         f"models.{alias}.targets[{i}]: unknown provider {t.provider!r} (known: {known})"
                     )
+        for pattern, alias in self.model_patterns.items():
+            if alias not in self.models:
+                known = ", ".join(sorted(self.models)) or "none configured"
+                raise ValueError(f"model_patterns.{pattern!r}: unknown alias {alias!r} (known: {known})")
         return self
 
     def provider_type(self, name: str) -> str:

@@ -75,7 +75,9 @@ class Gateway:
             self.providers[PROVIDER_NAME] = EmbeddingProvider(rag)
             self._types[PROVIDER_NAME] = TYPE_NAME
         self.health = HealthBoard(list(self.providers))
-        self.models = ModelIndex(self.providers, config.models, self.health, clock=clock)
+        self.models = ModelIndex(
+            self.providers, config.models, self.health, patterns=config.model_patterns, clock=clock
+        )
         self.router = Router(self.providers, self.health, config.routing)
         self.keys = keys
         self.database = database

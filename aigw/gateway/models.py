@@ -28,7 +28,7 @@ from aigw.errors import (
 )
 from aigw.providers.base import ConfiguredListing, Provider
 from aigw.routing.health import HealthBoard
-from aigw.routing.resolve import resolve
+from aigw.routing.resolve import matching_alias, resolve
 
 log = logging.getLogger("aigw.gateway")
 
@@ -56,9 +56,11 @@ class ModelIndex:
         aliases: Mapping[str, AliasConfig],
         health: HealthBoard,
         *,
+        patterns: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._providers = providers
+        self._patterns = dict(patterns or {})
         self.aliases: dict[str, tuple[Target, ...]] = {
             name: tuple(Target(t.provider, t.model) for t in spec.targets) for name, spec in aliases.items()
         }
@@ -147,6 +149,9 @@ class ModelIndex:
         for m in self._everything():
             if m.id == name:
                 return m
+        if (alias := matching_alias(name, self._patterns)) is not None and alias in self.aliases:
+            first = self.aliases[alias][0]
+            return Listed(name, ALIAS_OWNER, 0, self._providers[first.provider].capabilities_for(first.model))
         for pname in self._served_by.get(name, ()):
             info = next(i for i in self._models[pname] if i.id == name)
             return Listed(name, pname, info.created, self._providers[pname].capabilities_for(name))
@@ -170,17 +175,23 @@ class ModelIndex:
     async def resolve(self, model: str, pinned: str | None) -> Route:
         """The route for a request's `model` (and optional pinned provider); ModelNotFound when
         nothing serves it, even after a fresh listing."""
-        route = resolve(
-            model, pinned, aliases=self.aliases, providers=self._providers, served_by=self._served_by
-        )
+        route = self._resolve(model, pinned)
         if route is None and self._clock() - self._last_refresh >= MISS_REFRESH_INTERVAL_S:
             await self.refresh(max_age_s=MISS_REFRESH_INTERVAL_S)
-            route = resolve(
-                model, pinned, aliases=self.aliases, providers=self._providers, served_by=self._served_by
-            )
+            route = self._resolve(model, pinned)
         if route is None:
             raise ModelNotFound(self._not_found_message(model), param="model")
         return route
+
+    def _resolve(self, model: str, pinned: str | None) -> Route | None:
+        return resolve(
+            model,
+            pinned,
+            aliases=self.aliases,
+            providers=self._providers,
+            served_by=self._served_by,
+            patterns=self._patterns,
+        )
 
     def _not_found_message(self, model: str) -> str:
         if not any(Capability.CHAT in p.capabilities for p in self._providers.values()):
@@ -200,6 +211,8 @@ class ModelIndex:
         head, sep, rest = name.partition("/")
         if sep and rest and head in self._providers:
             return frozenset({Target(head, rest)})
+        if (alias := matching_alias(name, self._patterns)) is not None and alias in self.aliases:
+            return frozenset(self.aliases[alias])
         return frozenset(Target(p, name) for p in self._served_by.get(name, ()))
 
     def check_allowed(self, key: ApiKey | None, route: Route) -> None:

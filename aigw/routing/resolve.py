@@ -1,13 +1,14 @@
 """Model resolution: what a request's `model` (and optional `provider`) names. Pure functions.
 
 Rules, in order (as README's Configuration section tells users): a pinned `provider`; an alias
-from `[models.NAME]`; `provider/model` where the first segment names a provider; a bare model that
-exactly one provider serves.
+from `[models.NAME]`; `provider/model` where the first segment names a provider; the first
+`[model_patterns]` glob the name matches (its alias); a bare model that exactly one provider serves.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from fnmatch import fnmatchcase
 
 from aigw.domain import Route, Target
 from aigw.errors import InvalidRequest, quoted
@@ -20,6 +21,7 @@ def resolve(
     aliases: Mapping[str, Sequence[Target]],
     providers: Collection[str],
     served_by: Mapping[str, Sequence[str]],
+    patterns: Mapping[str, str] | None = None,
 ) -> Route | None:
     """Resolve `model`; None when nothing is known to serve it (the caller may refresh and retry).
 
@@ -43,6 +45,8 @@ def resolve(
     head, sep, rest = model.partition("/")
     if sep and rest and head in providers:
         return Route(model, (Target(head, rest),))
+    if (alias := matching_alias(model, patterns)) is not None and alias in aliases:
+        return Route(model, tuple(aliases[alias]), alias=alias)
     owners = served_by.get(model, ())
     if len(owners) == 1:
         return Route(model, (Target(owners[0], model),))
@@ -53,4 +57,12 @@ def resolve(
             "or set the 'provider' field",
             param="model",
         )
+    return None
+
+
+def matching_alias(model: str, patterns: Mapping[str, str] | None) -> str | None:
+    """The alias of the first pattern `model` matches (case-sensitive globs), if any."""
+    for pattern, alias in (patterns or {}).items():
+        if fnmatchcase(model, pattern):
+            return alias
     return None

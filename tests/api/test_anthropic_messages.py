@@ -193,3 +193,15 @@ def test_an_aigw_key_in_x_api_key_is_the_caller(daemon: DaemonProcess) -> None:
             break
         time.sleep(0.1)
     assert sorted(statuses) == [200, 403]
+
+
+def test_an_agents_own_model_name_goes_where_a_pattern_sends_it(daemon: DaemonProcess) -> None:
+    raw = client(daemon).messages.with_raw_response.create(
+        model="claude-haiku-4-5-20251001",
+        max_tokens=16,
+        messages=USER,  # type: ignore[arg-type]
+    )
+    assert raw.headers["x-aigw-provider"] == "fake" and raw.headers["x-aigw-model"] == "gpt-test"
+    assert raw.parse().model == "claude-haiku-4-5-20251001"
+    with pytest.raises(anthropic.NotFoundError):
+        client(daemon).messages.create(model="claude-opus-5-5", max_tokens=16, messages=USER)  # type: ignore[arg-type]

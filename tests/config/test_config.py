@@ -144,3 +144,14 @@ def test_an_unknown_type_names_the_known_ones(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(p, types=TYPES, environ={})
     assert "providers.x.type: unknown provider type 'nope'; known types: anthropic, openai" in e.value.message
+
+
+def test_model_patterns_name_known_aliases(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    base = '[providers.openai]\n[models.small]\ntargets = [{ provider = "openai", model = "gpt-4o-mini" }]\n'
+    p.write_text(base + '[model_patterns]\n"claude-*haiku*" = "small"\n')
+    assert load_config(p, types=TYPES, environ={}).model_patterns == {"claude-*haiku*": "small"}
+    p.write_text(base + '[model_patterns]\n"claude-*" = "big"\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(p, types=TYPES, environ={})
+    assert "model_patterns.'claude-*': unknown alias 'big' (known: small)" in e.value.message

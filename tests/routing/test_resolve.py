@@ -57,3 +57,19 @@ def test_pinned_unknown_provider() -> None:
 def test_unknown_is_none() -> None:
     assert r("nothing") is None
     assert r("ghost/model") is None
+
+
+def test_model_patterns_send_agents_names_to_an_alias() -> None:
+    served = {**SERVED, "claude-haiku-4-5": ["openai"]}
+    patterns = {"claude-*haiku*": "smart"}
+
+    def rp(model: str) -> Route | None:
+        return resolve(model, None, aliases=ALIASES, providers=PROVIDERS, served_by=served, patterns=patterns)
+
+    haiku = rp("claude-haiku-4-5")  # served upstream by that name too: the pattern wins
+    assert haiku is not None and haiku.alias == "smart" and haiku.requested == "claude-haiku-4-5"
+    assert haiku.targets == tuple(ALIASES["smart"])
+    assert rp("claude-opus-5-5") is None  # no pattern, nobody serves it
+    assert rp("openai/claude-haiku-4-5") == Route(
+        "openai/claude-haiku-4-5", (Target("openai", "claude-haiku-4-5"),)
+    )  # an explicit provider/model is not rewritten
