@@ -1,0 +1,114 @@
+"""The real Claude Code CLI (npm `@anthropic-ai/claude-code`, installed into tests/node by
+scripts/test) through a real daemon that requires keys: `claude -p "hello"` prints the upstream's
+answer, on the caller's key. Offline: the agent's only server is aigw, whose only upstream is the
+fake on loopback. Skipped only where node is missing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aigw.access.keys import KeyStore
+from aigw.state.db import open_db
+from tests.fixtures.daemon import DaemonProcess, free_port, write_config
+from tests.fixtures.fake_openai import FakeOpenAIServer
+
+pytestmark = pytest.mark.process
+
+NODE_BIN = Path(__file__).parent.parent / "node" / "node_modules" / ".bin"
+
+
+@pytest.fixture(scope="module")
+def agent_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """AIGW_HOME with one key; the key's id and plain text."""
+    home = tmp_path_factory.mktemp("aigw-agents")
+    key, plain = KeyStore(open_db(home / "aigw.db")).create("claude-code")
+    return home, key.id, plain
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: FakeOpenAIServer, agent_home: tuple[Path, str, str]) -> Iterator[DaemonProcess]:
+    home, _, _ = agent_home
+    port = free_port()
+    write_config(
+        home,
+        f"""
+[server]
+port = {port}
+require_keys = true
+
+[usage]
+flush_interval_s = 0.1
+
+[providers.fake]
+type = "openai"
+base_url = "{upstream.base_url}"
+api_key = "sk-test"
+discover_models = false
+models = ["gpt-test"]
+
+[models.local-small]
+targets = [{{ provider = "fake", model = "gpt-test" }}]
+
+[model_patterns]
+"claude-*" = "local-small"
+""",
+    )
+    (home / "config.toml").chmod(0o600)
+    d = DaemonProcess(home, port).start()
+    yield d
+    assert d.terminate() == 0, d.log()
+
+
+def agent_env(tmp: Path, **extra: str) -> dict[str, str]:
+    user_home = tmp / "user"
+    user_home.mkdir(exist_ok=True)
+    keep = ("PATH", "LANG", "LC_ALL", "TMPDIR")
+    env = {k: v for k, v in os.environ.items() if k in keep}
+    env.update(
+        HOME=str(user_home),
+        DISABLE_TELEMETRY="1",
+        DISABLE_AUTOUPDATER="1",
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        **extra,
+    )
+    return env
+
+
+def test_claude_code_prints_the_upstreams_answer(
+    gateway: DaemonProcess, agent_home: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    claude = NODE_BIN / "claude"
+    assert claude.exists(), "Claude Code is not installed: run bash scripts/test (npm ci --prefix tests/node)"
+    _, key_id, plain = agent_home
+    env = agent_env(tmp_path, ANTHROPIC_BASE_URL=gateway.url, ANTHROPIC_API_KEY=plain)
+    done = subprocess.run(
+        [str(claude), "-p", "hello from the test"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "echo:" in done.stdout and "hello from the test" in done.stdout
+    db = open_db(gateway.home / "aigw.db")
+    rows: list[dict[str, object]] = []
+    for _ in range(50):
+        rows = list(
+            db.query("SELECT status, alias, model FROM usage WHERE key_id = ? AND status = 200", [key_id])
+        )
+        if rows:
+            break
+        time.sleep(0.1)
+    assert rows and rows[0]["alias"] == "local-small" and rows[0]["model"] == "gpt-test"
