@@ -25,6 +25,7 @@ from aigw.api.fastpath import FastPath
 from aigw.api.guard import AccessGuard
 from aigw.api.openai import chat, embeddings, models
 from aigw.api.rag import routes as rag
+from aigw.api.responses import routes as responses
 from aigw.config import Config
 from aigw.gateway.gateway import Gateway
 from aigw.paths import Paths
@@ -61,7 +62,8 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
         openapi_url=None,
         redirect_slashes=False,  # trailing slashes are dropped in front (FastPath), never redirected
     )
-    modules = (health, models, chat, embeddings, messages, rag, admin, admin_cache, admin_stats, metrics)
+    dialects = (chat, embeddings, messages, responses)
+    modules = (health, models, *dialects, rag, admin, admin_cache, admin_stats, metrics)
     routers = [m.router for m in modules]
     install_error_handlers(app, endpoints(routers))
     for r in routers:
@@ -78,6 +80,7 @@ def create_asgi_app(config: Config, paths: Paths, build: Callable[[], Gateway]) 
         "/chat/completions": chat.chat_completions,
         "/embeddings": embeddings.embeddings,
         "/messages": messages.messages,
+        "/responses": responses.create,
     }
     # Clients whose base URL lacks /v1 are served too, as by OpenAI-compatible servers generally.
     routes = {("POST", prefix + path): fn for path, fn in hot.items() for prefix in ("/v1", "")}

@@ -41,6 +41,7 @@ from aigw.rag.service import RagService, missing_packages
 from aigw.routing.health import HealthBoard
 from aigw.routing.router import Router
 from aigw.state.db import open_db
+from aigw.state.responses import StoredResponses
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
 from aigw.usage.recorder import UsageRecorder
@@ -82,6 +83,8 @@ class Gateway:
         self.keys = keys
         self.database = database
         """The SQLite database of keys and usage (None: a gateway without one, in tests)."""
+        self.stored = StoredResponses(database) if database is not None else None
+        """Responses kept for `previous_response_id` (/v1/responses with `store`)."""
         self.key_cache = KeyCache(keys.by_hash if keys is not None else lambda _: None)
         self.meter = meter or Meter(
             config,
@@ -228,6 +231,8 @@ class Gateway:
         await asyncio.to_thread(self.cache.close)  # finishes the cache's pending writes
         if self.rag is not None:
             await asyncio.to_thread(self.rag.close)
+        if self.stored is not None:
+            self.stored.close()
         await self.engine.aclose()
         for name, p in self.providers.items():
             try:

@@ -70,6 +70,19 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE usage ADD COLUMN request_id TEXT;
         """,
     ),
+    (
+        4,
+        """
+        CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            key_id TEXT,
+            created_at REAL NOT NULL,
+            messages TEXT NOT NULL,
+            response TEXT NOT NULL
+        );
+        CREATE INDEX responses_created ON responses (created_at);
+        """,
+    ),
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000
