@@ -84,6 +84,10 @@ def latency(ports: tuple[int, int], n: int) -> tuple[list[float], list[float]]:
 
 DIALECTS = {
     "anthropic": ("/v1/messages", {"model": "bench", "max_tokens": 256, "messages": MESSAGES}),
+    "responses": (
+        "/v1/responses",
+        {"model": "bench", "max_output_tokens": 256, "input": "Say hello.", "store": False},
+    ),
 }
 
 

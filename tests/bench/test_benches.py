@@ -27,16 +27,18 @@ def run(script: str, *args: str) -> str:
     return out.stdout
 
 
+MODES = [[], ["--cache-hit"], ["--cache-miss"], ["--plain"]]
+MODES += [["--dialect", "anthropic"], ["--dialect", "responses"]]
+
+
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
-@pytest.mark.parametrize(
-    "mode", [[], ["--cache-hit"], ["--cache-miss"], ["--plain"], ["--dialect", "anthropic"]]
-)
+@pytest.mark.parametrize("mode", MODES)
 def test_overhead(mode: list[str]) -> None:
     out = run("overhead.py", "--quick", *mode)
     assert "latency p50 (ms)" in out and "  ... on a fresh connection" in out
     assert ("cache hit: p50" if mode == ["--cache-hit"] else "added latency p50:") in out
     if "--dialect" in mode:
-        assert "anthropic dialect: p50" in out
+        assert f"{mode[1]} dialect: p50" in out
 
 
 def test_local() -> None:
