@@ -1,7 +1,8 @@
-"""The real Claude Code CLI (npm `@anthropic-ai/claude-code`, installed into tests/node by
-scripts/test) through a real daemon that requires keys: `claude -p "hello"` prints the upstream's
-answer, on the caller's key. Offline: the agent's only server is aigw, whose only upstream is the
-fake on loopback. Skipped only where node is missing."""
+"""The real agent CLIs from npm (`@anthropic-ai/claude-code` and `@openai/codex`, installed into
+tests/node by scripts/test) through a real daemon that requires keys: `claude -p "hello"` (the
+Messages API) and `codex exec "hello"` (the Responses API) print the upstream's answer, on the
+caller's key. Offline: the agent's only server is aigw, whose only upstream is the fake on
+loopback. Skipped only where node is missing."""
 
 from __future__ import annotations
 
@@ -81,13 +82,56 @@ def agent_env(tmp: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def agent(name: str) -> Path:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed")
+    exe = NODE_BIN / name
+    assert exe.exists(), f"{name} is not installed: run bash scripts/test (npm ci --prefix tests/node)"
+    return exe
+
+
+def served(gateway: DaemonProcess, key_id: str, alias: str | None) -> bool:
+    """Whether a 200 row of `key_id` served by gpt-test (under `alias`) reaches the usage log."""
+    db = open_db(gateway.home / "aigw.db")
+    for _ in range(50):
+        rows = db.query("SELECT alias, model FROM usage WHERE key_id = ? AND status = 200", [key_id])
+        if any(r["model"] == "gpt-test" and r["alias"] == alias for r in rows):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_codex_prints_the_upstreams_answer(
+    gateway: DaemonProcess, agent_home: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    codex = agent("codex")
+    _, key_id, plain = agent_home
+    codex_home = tmp_path / "codex"
+    codex_home.mkdir()
+    (codex_home / "config.toml").write_text(
+        'model = "gpt-test"\nmodel_provider = "aigw"\n\n[model_providers.aigw]\nname = "aigw"\n'
+        f'base_url = "{gateway.url}/v1"\nenv_key = "AIGW_TEST_KEY"\nwire_api = "responses"\n'
+    )
+    env = agent_env(tmp_path, CODEX_HOME=str(codex_home), AIGW_TEST_KEY=plain)
+    done = subprocess.run(
+        [str(codex), "exec", "--skip-git-repo-check", "hello from codex"],
+        env=env,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "echo: hello from codex" in done.stdout
+    assert served(gateway, key_id, None)
+
+
 def test_claude_code_prints_the_upstreams_answer(
     gateway: DaemonProcess, agent_home: tuple[Path, str, str], tmp_path: Path
 ) -> None:
-    if shutil.which("node") is None:
-        pytest.skip("node is not installed")
-    claude = NODE_BIN / "claude"
-    assert claude.exists(), "Claude Code is not installed: run bash scripts/test (npm ci --prefix tests/node)"
+    claude = agent("claude")
     _, key_id, plain = agent_home
     env = agent_env(tmp_path, ANTHROPIC_BASE_URL=gateway.url, ANTHROPIC_API_KEY=plain)
     done = subprocess.run(
@@ -102,13 +146,4 @@ def test_claude_code_prints_the_upstreams_answer(
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "echo:" in done.stdout and "hello from the test" in done.stdout
-    db = open_db(gateway.home / "aigw.db")
-    rows: list[dict[str, object]] = []
-    for _ in range(50):
-        rows = list(
-            db.query("SELECT status, alias, model FROM usage WHERE key_id = ? AND status = 200", [key_id])
-        )
-        if rows:
-            break
-        time.sleep(0.1)
-    assert rows and rows[0]["alias"] == "local-small" and rows[0]["model"] == "gpt-test"
+    assert served(gateway, key_id, "local-small")
