@@ -64,6 +64,7 @@ class Ticket:
     cap: int | None = None
     """The max_tokens the request goes upstream with, when admission capped it (None: as sent)."""
     request_id: str | None = None
+    dialect: str | None = None
 
     @property
     def headers(self) -> dict[str, str]:
@@ -146,6 +147,7 @@ class Meter:
         generates: bool = False,
         est_tokens: int | None = None,
         request_id: str | None = None,
+        dialect: str | None = None,
     ) -> Ticket:
         """Admit a request whose model the caller may use, or raise (403 unpriced under a budget,
         429 over a limit or budget). The ticket holds its reservation; for a request that
@@ -190,6 +192,7 @@ class Meter:
         ticket = Ticket(subject, key, limits, admission, route, self._clock(), content, est, plan.held_usd)
         ticket.cap = plan.cap
         ticket.request_id = request_id
+        ticket.dialect = dialect
         if key is not None and plan.held_usd:
             self.budgets.hold(key.id, plan.held_usd)
         return ticket
@@ -308,6 +311,7 @@ class Meter:
         err: AigwError,
         *,
         request_id: str | None = None,
+        dialect: str | None = None,
     ) -> None:
         """A request refused before any upstream was asked (401, 403, 404 for its model, 429): a
         usage row, a line in the dashboard's tail and a metric, like every request."""
@@ -316,6 +320,7 @@ class Meter:
         refused = Admission(False, 0.0, None, 0, {})
         t = Ticket(key.id if key else client, key, self.limits_for(key), refused, route, self._clock())
         t.request_id = request_id
+        t.dialect = dialect
         model = route.requested if route.targets else ""  # an unresolved name is no metric label
         self.metrics.request_failed(provider="", model=model, status=err.status_code, latency_s=0.0)
         self._record(t, None, err.status_code, latency=0.0, error_kind=type(err).__name__)
@@ -373,5 +378,6 @@ class Meter:
                 error_kind=error_kind,
                 content=None if content is None else orjson.dumps(content, default=str).decode(),
                 request_id=t.request_id,
+                dialect=t.dialect,
             )
         )

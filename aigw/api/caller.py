@@ -6,6 +6,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from aigw.access.net import anonymous_subject
+from aigw.api.dialects import dialect_of
 from aigw.api.guard import SCOPE_ADMIN, SCOPE_KEY
 from aigw.api.requestid import SCOPE_REQUEST_ID
 from aigw.gateway.call import Caller
@@ -26,4 +27,5 @@ def caller_of(request: Request) -> Caller:
         gone=gone,
         admin=request.scope.get(SCOPE_ADMIN, False),
         request_id=request.scope.get(SCOPE_REQUEST_ID),
+        dialect=dialect_of(request.scope["path"]),
     )

@@ -65,10 +65,10 @@ class AccessGuard:
         require_keys: bool,
         admin_token: str,
         resolve_key: Callable[[str], ApiKey | None],
-        refused: Callable[[str, str, AigwError], None] = lambda client, request_id, err: None,
+        refused: Callable[[str, str, str, AigwError], None] = lambda client, request_id, path, err: None,
     ) -> None:
-        """`refused(client address, request id, error)` is told of each request refused here (the usage log
-        keeps a row of it)."""
+        """`refused(client address, request id, path, error)` is told of each request refused here
+        (the usage log keeps a row of it)."""
         self.app = app
         self._loopback_only = loopback_only
         self._origins = frozenset(allowed_origins)
@@ -118,7 +118,7 @@ class AccessGuard:
             scope[SCOPE_KEY] = self._authenticate(scope, bearer(auth) or api_key)
         except AigwError as e:
             client = scope.get("client")
-            self._refused(client[0] if client else "unknown", rid, e)
+            self._refused(client[0] if client else "unknown", rid, scope["path"], e)
             await _refuse(e, extra, send, anthropic=speaks_anthropic(scope["path"]))
             return
         await self.app(scope, receive, _with_headers(send, extra))

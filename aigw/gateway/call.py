@@ -34,6 +34,8 @@ class Caller:
     """Authenticated with the admin token (sees every RAG collection; limits as anonymous)."""
     request_id: str | None = None
     """The x-request-id of the response (its usage row keeps it)."""
+    dialect: str | None = None
+    """The API the request spoke (its usage row keeps it)."""
 
 
 @dataclass(frozen=True, slots=True)

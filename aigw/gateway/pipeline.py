@@ -147,10 +147,17 @@ class Pipeline:
             route = await self._models.resolve(model, provider)
             self._models.check_allowed(caller.key, route)
             ticket = self._meter.admit(
-                caller.key, caller.address, route, body, generates=generates, request_id=caller.request_id
+                caller.key,
+                caller.address,
+                route,
+                body,
+                generates=generates,
+                request_id=caller.request_id,
+                dialect=caller.dialect,
             )
         except AigwError as e:
-            self._meter.rejected(caller.key, caller.address, model, route, e, request_id=caller.request_id)
+            rid, dialect = caller.request_id, caller.dialect
+            self._meter.rejected(caller.key, caller.address, model, route, e, request_id=rid, dialect=dialect)
             raise
         return route, ticket
 

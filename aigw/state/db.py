@@ -83,6 +83,12 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         CREATE INDEX responses_created ON responses (created_at);
         """,
     ),
+    (
+        5,
+        """
+        ALTER TABLE usage ADD COLUMN dialect TEXT;
+        """,
+    ),
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000

@@ -31,6 +31,7 @@ class StoredResponses:
         *,
         max_rows: int = DEFAULT_MAX_ROWS,
         max_age_s: float = DEFAULT_MAX_AGE_S,
+        prune_every: int = _PRUNE_EVERY,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """`path` is aigw's database, already migrated (it has the `responses` table)."""
@@ -40,6 +41,7 @@ class StoredResponses:
         self._max_age_s = max_age_s
         self._clock = clock
         self._added = 0
+        self._prune_every = prune_every
 
     def put(
         self, rid: str, key_id: str | None, messages: list[dict[str, Any]], response: dict[str, Any]
@@ -51,7 +53,7 @@ class StoredResponses:
                 (rid, key_id, self._clock(), orjson.dumps(messages), orjson.dumps(response)),
             )
             self._added += 1
-            if self._added % _PRUNE_EVERY == 1:
+            if self._added % self._prune_every == 0:
                 self._prune()
 
     def _prune(self) -> None:

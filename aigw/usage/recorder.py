@@ -58,6 +58,8 @@ class UsageRow:
     """What a cache hit would have cost."""
     request_id: str | None = None
     """The x-request-id the response carried."""
+    dialect: str | None = None
+    """The API the request spoke: openai, anthropic, responses, rag (see `aigw.api.dialects`)."""
 
 
 WRITER_CACHE_KIB = 256

@@ -186,13 +186,14 @@ def test_an_aigw_key_in_x_api_key_is_the_caller(daemon: DaemonProcess) -> None:
     with pytest.raises(anthropic.PermissionDeniedError):
         client(daemon, plain).messages.create(model="smart", max_tokens=16, messages=USER)  # type: ignore[arg-type]
     db = open_db(daemon.home / "aigw.db")
-    statuses: list[int] = []
+    rows: list[tuple[int, str]] = []
     for _ in range(50):
-        statuses = [int(r["status"]) for r in db.query("SELECT status FROM usage WHERE key_id = ?", [key.id])]
-        if len(statuses) >= 2:
+        query = "SELECT status, dialect FROM usage WHERE key_id = ?"
+        rows = sorted((int(r["status"]), str(r["dialect"])) for r in db.query(query, [key.id]))
+        if len(rows) >= 2:
             break
         time.sleep(0.1)
-    assert sorted(statuses) == [200, 403]
+    assert rows == [(200, "anthropic"), (403, "anthropic")]
 
 
 def test_an_agents_own_model_name_goes_where_a_pattern_sends_it(daemon: DaemonProcess) -> None:

@@ -134,8 +134,10 @@ def test_the_sdk_reads_the_request_id_and_the_usage_row_keeps_it(daemon: DaemonP
     wanted = {rid, refused.headers["x-request-id"]}
     found: set[str] = set()
     for _ in range(50):
-        rows = db.query("SELECT request_id FROM usage WHERE request_id IN (?, ?)", list(wanted))
+        query = "SELECT request_id, dialect FROM usage WHERE request_id IN (?, ?)"
+        rows = list(db.query(query, list(wanted)))
         found = {str(r["request_id"]) for r in rows}
+        assert all(r["dialect"] == "openai" for r in rows)
         if found == wanted:
             break
         time.sleep(0.1)

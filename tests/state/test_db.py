@@ -146,6 +146,15 @@ def test_schema(tmp_path: Path) -> None:
         "cache": "TEXT",
         "saved_usd": "REAL",
         "request_id": "TEXT",
+        "dialect": "TEXT",
+    }
+    responses = {c.name: c.type for c in db.table("responses").columns}
+    assert responses == {
+        "id": "TEXT",
+        "key_id": "TEXT",
+        "created_at": "REAL",
+        "messages": "TEXT",
+        "response": "TEXT",
     }
     indexed = {tuple(ix.columns) for ix in db.table("usage").indexes}
     assert {("ts",), ("key_id", "ts")} <= indexed
