@@ -56,14 +56,27 @@ def _parts(d: dict[str, Any]) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Native:
+    """A request as its client sent it in another API's dialect (`anthropic`), for a provider that
+    speaks that API to send unchanged (pass-through: nothing lost in translation)."""
+
+    dialect: str
+    body: dict[str, Any]
+    headers: tuple[tuple[str, str], ...] = ()
+    """Request headers to forward (such as anthropic-beta)."""
+
+
+@dataclass(frozen=True, slots=True)
 class ChatRequest:
     body: dict[str, Any]
     """The validated OpenAI wire body as the client sent it, minus aigw's own fields."""
     model: str
     """The model name the upstream should see (set by model resolution)."""
+    native: Native | None = None
+    """The same request in its client's own dialect, when that was not OpenAI's."""
 
     def with_model(self, model: str) -> ChatRequest:
-        return ChatRequest(self.body, model)
+        return ChatRequest(self.body, model, self.native)
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -121,6 +134,9 @@ class ChatResponse:
     choices: list[dict[str, Any]]
     usage: Usage | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    native: dict[str, Any] | None = None
+    """The upstream's answer as it came, for a request passed through in its own dialect (not
+    part of the OpenAI form, nor of what the cache keeps)."""
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -149,6 +165,9 @@ class ChatChunk:
     choices: list[dict[str, Any]]
     usage: Usage | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    native: bytes = b""
+    """The upstream's own SSE events this chunk came from, for a request passed through in its
+    dialect (relayed as they came instead of this chunk)."""
 
     @property
     def is_usage_only(self) -> bool:

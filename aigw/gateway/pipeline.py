@@ -32,6 +32,7 @@ from aigw.domain import (
     ChatResponse,
     EmbedRequest,
     EmbedResponse,
+    Native,
     Route,
     Target,
     conform_encoding,
@@ -133,7 +134,7 @@ class Pipeline:
         """As `_begin`, for a request that generates: admission may cap its max_tokens."""
         route, ticket = await self._admitted(req.model, req.body, caller, provider, generates=True)
         if ticket.cap is not None:
-            req = ChatRequest(with_max_tokens(req.body, ticket.cap), req.model)
+            req = _capped(req, ticket.cap)
         key_id = caller.key.id if caller.key is not None else None
         plan = self._cache.plan("chat", route, req.body, caller.cache_control, key_id)
         return route, ticket, plan, req
@@ -252,3 +253,11 @@ async def _replayed(found: CachedAnswer) -> AsyncGenerator[ChatChunk, None]:
 
 async def _nothing() -> None:
     """A replayed answer was accounted at its lookup: nothing to give back."""
+
+
+def _capped(req: ChatRequest, cap: int) -> ChatRequest:
+    """The request with its answer capped at `cap` tokens, in its own dialect's form too."""
+    native = req.native
+    if native is not None:
+        native = Native(native.dialect, {**native.body, "max_tokens": cap}, native.headers)
+    return ChatRequest(with_max_tokens(req.body, cap), req.model, native)

@@ -9,7 +9,7 @@ Timeouts (from the provider's config): `connect_timeout_s` to open a connection;
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -93,7 +93,13 @@ class HttpTransport:
         return url
 
     async def send(
-        self, method: str, path: str, body: dict[str, Any] | None, *, stream: bool = False
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        *,
+        stream: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> aiohttp.ClientResponse:
         """Send a request; return the response once its headers arrived with a 2xx status.
 
@@ -107,10 +113,10 @@ class HttpTransport:
             if stream:
                 async with asyncio.timeout(self._cfg.first_byte_timeout_s):
                     resp = await session.request(
-                        method, self._url(path), data=data, timeout=self._stream_timeout
+                        method, self._url(path), data=data, timeout=self._stream_timeout, headers=headers
                     )
             else:
-                resp = await session.request(method, self._url(path), data=data)
+                resp = await session.request(method, self._url(path), data=data, headers=headers)
         except TimeoutError:
             raise UpstreamTimeout(
                 f"{self.name}: no response within {self._cfg.first_byte_timeout_s:g} s", provider=self.name
@@ -148,8 +154,14 @@ class HttpTransport:
         except (TimeoutError, aiohttp.ClientError) as e:
             raise self.broken(e, "response timed out", "connection lost") from None
 
-    async def call_json(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        resp = await self.send(method, path, body)
+    async def call_json(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]:
+        resp = await self.send(method, path, body, headers=headers)
         try:
             payload = await self.read(resp)
         finally:
@@ -162,13 +174,15 @@ class HttpTransport:
             raise UpstreamProtocolError(f"{self.name}: response is not a JSON object", provider=self.name)
         return data
 
-    async def events(self, path: str, body: dict[str, Any]) -> AsyncGenerator[SSEEvent, None]:
+    async def events(
+        self, path: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+    ) -> AsyncGenerator[SSEEvent, None]:
         """POST `body` and yield the SSE events of the streamed answer, as they arrive.
 
         Errors before the first event surface from the first `__anext__()`. Closing the iterator
         early releases the connection.
         """
-        resp = await self.send("POST", path, body, stream=True)
+        resp = await self.send("POST", path, body, stream=True, headers=headers)
         parser = SSEParser()
         try:
             async for raw in resp.content.iter_any():

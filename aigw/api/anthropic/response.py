@@ -49,7 +49,10 @@ def _arguments(raw: Any) -> Any:
 
 
 def message(resp: ChatResponse, model: str) -> dict[str, Any]:
-    """A whole answer as an Anthropic message (`model` is the name the client asked for)."""
+    """A whole answer as an Anthropic message (`model` is the name the client asked for); an
+    Anthropic target's own message as it came."""
+    if resp.native is not None:
+        return {**resp.native, "model": model}
     choice = resp.choices[0] if resp.choices else {}
     msg = choice.get("message") or {}
     content: list[dict[str, Any]] = []
@@ -138,10 +141,34 @@ def _chunk_events(chunk: ChatChunk, blocks: _Blocks) -> tuple[bytes, Any]:
     return out, finish
 
 
+async def relay_native(first: ChatChunk, rest: AsyncIterator[ChatChunk]) -> AsyncGenerator[bytes, None]:
+    """An Anthropic target's own events, as they came (a request passed through)."""
+    yield first.native
+    try:
+        async for chunk in rest:
+            if chunk.native:
+                yield chunk.native
+    except AigwError as e:
+        yield event("error", {"type": "error", "error": error_payload(e)})
+
+
+async def _chain(first: ChatChunk | None, rest: AsyncIterator[ChatChunk]) -> AsyncGenerator[ChatChunk, None]:
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
+
+
 async def stream_events(
-    chunks: AsyncIterator[ChatChunk], model: str, estimate: int
+    first: ChatChunk | None, rest: AsyncIterator[ChatChunk], model: str, estimate: int
 ) -> AsyncGenerator[bytes, None]:
-    """The chunks of a streamed answer as Anthropic's SSE events (see the module docstring)."""
+    """A streamed answer (its first chunk, then the rest) as Anthropic's SSE events (see the
+    module docstring); an Anthropic target's own events are relayed as they came."""
+    if first is not None and first.native:
+        async for data in relay_native(first, rest):
+            yield data
+        return
+    chunks = _chain(first, rest)
     start = {
         "type": "message_start",
         "message": {

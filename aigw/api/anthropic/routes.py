@@ -25,7 +25,7 @@ from aigw.api.caller import caller_of
 from aigw.api.deps import get_gateway
 from aigw.api.headers import JSONBytes, fact_headers
 from aigw.api.requestid import SCOPE_REQUEST_ID
-from aigw.domain import ChatRequest
+from aigw.domain import ChatRequest, Native
 from aigw.errors import AigwError, ServiceUnavailable
 
 log = logging.getLogger("aigw.api.anthropic")
@@ -57,15 +57,20 @@ async def messages(request: Request) -> Response:
         raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
         t = to_chat(raw)
         model = t.body["model"]
-        req = ChatRequest(body=t.body, model=model)
+        beta = request.headers.get("anthropic-beta")
+        native = Native("anthropic", raw, (("anthropic-beta", beta),) if beta else ())
+        req = ChatRequest(body=t.body, model=model, native=native)
         caller = caller_of(request)
-        own = _own_headers(request, t.dropped)
         if req.stream:
             reply = await gw.stream(req, caller)
-            body = stream_events(reply.chunks, model, estimate_tokens(t.body))
+            first = await anext(reply.chunks, None)  # already here: a stream starts with content
+            passed = first is not None and bool(first.native)
+            own = _own_headers(request, [] if passed else t.dropped)
+            body = stream_events(first, reply.chunks, model, estimate_tokens(t.body))
             aborted = event("error", {"type": "error", "error": error_payload(_SHUTDOWN)})
             return sse.SSEResponse(body, {**fact_headers(reply.facts), **own}, reply.abandon, aborted)
         answer = await gw.chat(req, caller)
+        own = _own_headers(request, [] if answer.value.native is not None else t.dropped)
         return JSONBytes(orjson.dumps(message(answer.value, model)), {**fact_headers(answer.facts), **own})
     except AigwError as e:
         return _failed(request, e)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Any
 from urllib.parse import quote
 
 from aigw.domain import (
@@ -81,19 +82,35 @@ class AnthropicProvider:
         return list(found.values())
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
+        if (native := _passed_through(req)) is not None:
+            body, headers = native
+            data = await self._http.call_json("POST", "/messages", body, headers)
+            resp = response_from_wire(self.name, data, None, int(time.time()))
+            resp.native = data
+            return resp
         wire = request_to_wire(req)
         data = await self._http.call_json("POST", "/messages", wire.body)
         return response_from_wire(self.name, data, wire.json_tool, int(time.time()))
 
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
-        wire = request_to_wire(req)
-        body = {**wire.body, "stream": True}
-        translator = StreamTranslator(self.name, wire.json_tool, int(time.time()))
-        async with aclosing(self._http.events("/messages", body)) as events:
+        native = _passed_through(req)
+        if native is not None:
+            body, headers = native
+            json_tool = None
+        else:
+            wire = request_to_wire(req)
+            body, headers, json_tool = wire.body, {}, wire.json_tool
+        translator = StreamTranslator(self.name, json_tool, int(time.time()))
+        pending = b""  # a passed-through stream's events not yet attached to a chunk
+        async with aclosing(self._http.events("/messages", {**body, "stream": True}, headers)) as events:
             async for ev in events:
                 if not ev.data.strip():
                     continue
+                if native is not None:
+                    pending += b"event: " + ev.event.encode() + b"\ndata: " + ev.data.encode() + b"\n\n"
                 for chunk in translator.feed(json_event(self.name, ev.data)):
+                    if pending:
+                        chunk.native, pending = pending, b""
                     yield chunk
                 if translator.done:
                     return
@@ -105,3 +122,13 @@ class AnthropicProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+
+
+def _passed_through(req: ChatRequest) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The client's own Messages request (for this target's model) and the headers to forward,
+    when it came in Anthropic's dialect: sent unchanged, thinking, cache_control, server tools
+    and unknown fields included."""
+    native = req.native
+    if native is None or native.dialect != "anthropic":
+        return None
+    return {**native.body, "model": req.model}, dict(native.headers)
