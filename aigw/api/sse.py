@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import orjson
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from aigw.domain import ChatChunk
+
 DONE = b"data: [DONE]\n\n"
+
+
+async def chain(first: ChatChunk | None, rest: AsyncIterator[ChatChunk]) -> AsyncGenerator[ChatChunk, None]:
+    """A stream's first chunk (taken to look at it), then the rest."""
+    if first is not None:
+        yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def event(data: dict[str, Any]) -> bytes:

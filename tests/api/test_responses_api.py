@@ -4,13 +4,14 @@ previous_response_id, retrieve and delete, what Codex sends."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import openai
 import pytest
 
-from tests.fixtures.daemon import DaemonProcess
+from tests.fixtures.daemon import DaemonProcess, free_port, write_config
 from tests.fixtures.fake_openai import FakeOpenAIServer
 
 pytestmark = pytest.mark.process
@@ -156,3 +157,69 @@ def test_bad_input_is_an_openai_error(daemon: DaemonProcess) -> None:
         c.responses.create(
             model="gpt-test", input="x", tools=[{"type": "web_search"}], tool_choice={"type": "web_search"}
         )  # type: ignore[list-item,arg-type]
+
+
+@pytest.fixture(scope="module")
+def passthrough(
+    upstream: FakeOpenAIServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DaemonProcess]:
+    """A daemon whose OpenAI-type provider serves the Responses API itself."""
+    home = tmp_path_factory.mktemp("aigw-responses")
+    port = free_port()
+    write_config(
+        home,
+        f"""
+[server]
+port = {port}
+
+[providers.oai]
+type = "openai"
+base_url = "{upstream.base_url}"
+api_key = "sk-test"
+discover_models = false
+responses_api = true
+""",
+    )
+    (home / "config.toml").chmod(0o600)
+    d = DaemonProcess(home, port).start()
+    yield d
+    assert d.terminate() == 0, d.log()
+
+
+def test_an_upstream_serving_responses_gets_the_request_unchanged(
+    passthrough: DaemonProcess, upstream: FakeOpenAIServer
+) -> None:
+    c = client(passthrough)
+    first = c.responses.create(
+        model="oai/gpt-test",
+        input="hi there",
+        tools=[{"type": "web_search"}],  # type: ignore[list-item]
+        reasoning={"effort": "low"},
+        include=["reasoning.encrypted_content"],
+    )
+    assert first.id == "resp_upstream" and first.output_text == "echo: hi there"
+    assert first.output[0].type == "reasoning"  # what the upstream said, as it said it
+    sent = last_upstream(upstream)
+    assert sent["tools"] == [{"type": "web_search"}] and sent["reasoning"] == {"effort": "low"}
+    assert sent["model"] == "gpt-test" and sent["store"] is False
+    second = c.responses.create(model="oai/gpt-test", input="and now?", previous_response_id=first.id)
+    assert second.output_text == "echo: and now?"
+    sent = last_upstream(upstream)
+    assert "previous_response_id" not in sent
+    assert [(i.get("type"), i.get("role")) for i in sent["input"]] == [
+        ("message", "user"),
+        ("message", "assistant"),
+        (None, "user"),
+    ]
+    assert sent["input"][1]["content"][0] == {"type": "output_text", "text": "echo: hi there"}
+
+
+def test_an_upstream_serving_responses_streams_its_own_events(passthrough: DaemonProcess) -> None:
+    c = client(passthrough)
+    events = list(c.responses.create(model="oai/gpt-test", input="stream it", stream=True))
+    kinds = [e.type for e in events]
+    assert kinds[0] == "response.created" and kinds[-1] == "response.completed"
+    assert "response.output_item.added" in kinds
+    final = events[-1].response  # type: ignore[union-attr]
+    assert final.id == "resp_upstream" and final.output_text == "echo: stream it"
+    assert c.responses.retrieve("resp_upstream").output_text == "echo: stream it"  # kept by aigw

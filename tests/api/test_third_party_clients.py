@@ -199,8 +199,8 @@ def test_a_bare_name_chat_accepts_is_retrievable(daemon: DaemonProcess) -> None:
 
 
 def test_an_unknown_endpoint_is_named_with_the_ones_that_exist(daemon: DaemonProcess) -> None:
-    err = assert_openai_error(daemon.post("/v1/responses", json={}), 404)
-    assert "POST '/v1/responses'" in err["message"]
+    err = assert_openai_error(daemon.post("/v1/assistants", json={}), 404)
+    assert "POST '/v1/assistants'" in err["message"]
     assert "POST /v1/chat/completions" in err["message"] and "GET /v1/models" in err["message"]
     wrong = assert_openai_error(daemon.get("/v1/chat/completions"), 405)
     assert "GET '/v1/chat/completions'" in wrong["message"] and "POST" in wrong["message"]

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from aigw.api.anthropic.errors import error_payload
+from aigw.api.sse import chain
 from aigw.domain import ChatChunk, ChatResponse, Usage
 from aigw.errors import AigwError
 
@@ -152,13 +153,6 @@ async def relay_native(first: ChatChunk, rest: AsyncIterator[ChatChunk]) -> Asyn
         yield event("error", {"type": "error", "error": error_payload(e)})
 
 
-async def _chain(first: ChatChunk | None, rest: AsyncIterator[ChatChunk]) -> AsyncGenerator[ChatChunk, None]:
-    if first is not None:
-        yield first
-    async for chunk in rest:
-        yield chunk
-
-
 async def stream_events(
     first: ChatChunk | None, rest: AsyncIterator[ChatChunk], model: str, estimate: int
 ) -> AsyncGenerator[bytes, None]:
@@ -168,7 +162,7 @@ async def stream_events(
         async for data in relay_native(first, rest):
             yield data
         return
-    chunks = _chain(first, rest)
+    chunks = chain(first, rest)
     start = {
         "type": "message_start",
         "message": {

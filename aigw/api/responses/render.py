@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from aigw.api.responses.request import NAMESPACE_SEP
+from aigw.api.sse import chain
 from aigw.domain import ChatChunk, ChatResponse, Usage
 from aigw.errors import AigwError
 
@@ -110,23 +111,45 @@ def output_of(resp: ChatResponse) -> tuple[list[dict[str, Any]], str]:
 
 def as_messages(output: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The output as the chat turn it was (what a later `previous_response_id` continues from)."""
-    text = "".join(p["text"] for item in output if item["type"] == "message" for p in item["content"])
-    calls = [
-        {
-            "id": i["call_id"],
-            "type": "function",
-            "function": {
-                "name": (i["namespace"] + NAMESPACE_SEP + i["name"]) if i.get("namespace") else i["name"],
-                "arguments": i["arguments"],
-            },
-        }
-        for i in output
-        if i["type"] == "function_call"
-    ]
+    text = "".join(
+        p.get("text", "")
+        for item in output
+        if item.get("type") == "message"
+        for p in item.get("content") or []
+        if p.get("type") == "output_text"
+    )
+    calls = []
+    for i in output:
+        if i.get("type") != "function_call":
+            continue
+        name = (i["namespace"] + NAMESPACE_SEP + i["name"]) if i.get("namespace") else i.get("name", "")
+        calls.append(
+            {
+                "id": i.get("call_id"),
+                "type": "function",
+                "function": {"name": name, "arguments": i.get("arguments")},
+            }
+        )
     msg: dict[str, Any] = {"role": "assistant", "content": text or None}
     if calls:
         msg["tool_calls"] = calls
     return [msg]
+
+
+async def relay_native(
+    first: ChatChunk, rest: AsyncIterator[ChatChunk], done: Callable[[dict[str, Any]], None]
+) -> AsyncGenerator[bytes, None]:
+    """An upstream's own Responses events as they came (a request passed through); `done` is
+    told of the completed response they end with."""
+    async for chunk in chain(first, rest):
+        if not chunk.native:
+            continue
+        yield chunk.native
+        if b"response.completed" in chunk.native:
+            for block in chunk.native.split(b"\n\n"):
+                if block.startswith(b"event: response.completed\n"):
+                    data = orjson.loads(block.split(b"\ndata: ", 1)[1])
+                    done(data.get("response") or {})
 
 
 class Events:

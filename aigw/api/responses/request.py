@@ -237,3 +237,54 @@ def to_chat(b: dict[str, Any]) -> Translated:
     _format(b.get("text"), body)
     out.body = body
     return out
+
+
+def items_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Chat messages (a stored conversation) as Responses input items: what an upstream serving
+    the Responses API gets in place of a `previous_response_id` it never saw."""
+    items: list[dict[str, Any]] = []
+    for m in messages:
+        role, content = m.get("role"), m.get("content")
+        if role == "tool":
+            items.append(
+                {"type": "function_call_output", "call_id": m.get("tool_call_id"), "output": content or ""}
+            )
+            continue
+        if role not in ("user", "assistant"):
+            continue
+        if content:
+            kind = "output_text" if role == "assistant" else "input_text"
+            parts: list[dict[str, Any]] = (
+                [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+            )
+            out = [
+                {"type": kind, "text": p["text"]}
+                if p.get("type") == "text"
+                else {"type": "input_image", "image_url": p["image_url"]["url"]}
+                for p in parts
+            ]
+            items.append({"type": "message", "role": role, "content": out})
+        for call in m.get("tool_calls") or []:
+            fn = call.get("function") or {}
+            items.append(
+                {
+                    "type": "function_call",
+                    "call_id": call.get("id"),
+                    "name": fn.get("name"),
+                    "arguments": fn.get("arguments"),
+                }
+            )
+    return items
+
+
+def native_body(raw: dict[str, Any], history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The client's request as an upstream serving the Responses API gets it: unchanged, except
+    that aigw keeps the conversation (its earlier turns are sent as input items, and nothing is
+    stored upstream)."""
+    body = {k: v for k, v in raw.items() if k != "previous_response_id"}
+    new: Any = raw.get("input")
+    body["input"] = items_of(history) + (
+        [{"role": "user", "content": new}] if isinstance(new, str) else list(new)
+    )
+    body["store"] = False
+    return body

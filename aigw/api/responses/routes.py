@@ -20,9 +20,10 @@ from aigw.api.body import read_json_object
 from aigw.api.caller import caller_of
 from aigw.api.deps import get_gateway
 from aigw.api.headers import JSONBytes, fact_headers
-from aigw.api.responses.render import Shell, as_messages, new_id, output_of, stream_events
-from aigw.api.responses.request import to_chat
-from aigw.domain import ChatRequest
+from aigw.api.responses.render import Shell, as_messages, new_id, output_of, relay_native, stream_events
+from aigw.api.responses.request import native_body, to_chat
+from aigw.api.sse import chain
+from aigw.domain import ChatRequest, Native
 from aigw.errors import AigwError, InvalidRequest, quoted
 from aigw.gateway.call import Caller
 from aigw.gateway.gateway import Gateway
@@ -67,25 +68,37 @@ async def create(request: Request) -> Response:
     turn = history + t.body["messages"]
     system = [{"role": "system", "content": "\n\n".join(t.system)}] if t.system else []
     model = t.body["model"]
-    req = ChatRequest({**t.body, "messages": system + turn}, model)
+    native = Native("responses", native_body(raw, history))
+    req = ChatRequest({**t.body, "messages": system + turn}, model, native)
     shell = Shell(new_id("resp"), model, raw)
     keep = raw.get("store") is not False and gw.stored is not None
     key_id = caller.key.id if caller.key is not None else None
-    headers = {"x-aigw-dropped": ", ".join(t.dropped)} if t.dropped else {}
+    dropped = {"x-aigw-dropped": ", ".join(t.dropped)} if t.dropped else {}
 
     def save(output: list[dict[str, Any]], response: dict[str, Any]) -> None:
         if keep and gw.stored is not None:
-            gw.stored.put(shell.rid, key_id, turn + as_messages(output), response)
+            rid = str(response.get("id") or shell.rid)  # a passed-through answer keeps its own id
+            gw.stored.put(rid, key_id, turn + as_messages(output), response)
+
+    def save_native(response: dict[str, Any]) -> None:
+        save(list(response.get("output") or []), response)
 
     if req.stream:
         reply = await gw.stream(req, caller)
-        events = stream_events(reply.chunks, shell, save)
-        return sse.SSEResponse(events, {**fact_headers(reply.facts), **headers}, reply.abandon)
+        first = await anext(reply.chunks, None)  # already here: a stream starts with content
+        if first is not None and first.native:
+            events = relay_native(first, reply.chunks, save_native)
+            return sse.SSEResponse(events, fact_headers(reply.facts), reply.abandon)
+        events = stream_events(chain(first, reply.chunks), shell, save)
+        return sse.SSEResponse(events, {**fact_headers(reply.facts), **dropped}, reply.abandon)
     answer = await gw.chat(req, caller)
+    if answer.value.native is not None:
+        save_native(answer.value.native)
+        return JSONBytes(orjson.dumps(answer.value.native), fact_headers(answer.facts))
     output, status = output_of(answer.value)
     response = shell.response(status, output, answer.value.usage)
     save(output, response)
-    return JSONBytes(orjson.dumps(response), {**fact_headers(answer.facts), **headers})
+    return JSONBytes(orjson.dumps(response), {**fact_headers(answer.facts), **dropped})
 
 
 @router.get("/v1/responses/{response_id}")

@@ -6,11 +6,13 @@ usage chunk); one pooled aiohttp session per provider carries every call.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
 from typing import Any
 
 import orjson
+from yarl import URL
 
 from aigw.domain import (
     Capability,
@@ -24,6 +26,7 @@ from aigw.domain import (
 from aigw.errors import UpstreamProtocolError
 from aigw.providers.http import HttpTransport, json_event
 from aigw.providers.openai.config import OpenAIConfig
+from aigw.providers.openai.responses import EventTranslator, response_to_chat
 from aigw.providers.openai.wire import (
     chunk_from_wire,
     error_from_body,
@@ -59,6 +62,9 @@ class OpenAICompatProvider:
     def __init__(self, name: str, config: OpenAIConfig, connection: Connection) -> None:
         self.name = name
         self._cfg = config
+        host = URL(connection.base_url).host
+        known = config.responses_api
+        self._responses = known if known is not None else host == "api.openai.com"
         self._http = HttpTransport(
             name,
             connection,
@@ -89,11 +95,45 @@ class OpenAICompatProvider:
         out["model"] = model
         return out
 
+    def _passed_through(self, req: ChatRequest) -> dict[str, Any] | None:
+        """The client's own Responses request for this model, when it is one and the upstream
+        serves that API: sent unchanged (built-in tools, reasoning, include, ... all kept)."""
+        native = req.native
+        if native is None or native.dialect != "responses" or not self._responses:
+            return None
+        return {**native.body, "model": req.model}
+
     async def chat(self, req: ChatRequest) -> ChatResponse:
+        if (native := self._passed_through(req)) is not None:
+            data = await self._call_json("POST", "/responses", {**native, "stream": False})
+            resp = response_to_chat(self.name, data, int(time.time()))
+            resp.native = data
+            return resp
         data = await self._call_json("POST", "/chat/completions", self._body(req.body, req.model))
         return response_from_wire(self.name, data)
 
+    async def _relay_responses(self, body: dict[str, Any]) -> AsyncIterator[ChatChunk]:
+        translator = EventTranslator(self.name, int(time.time()))
+        pending = b""
+        async with aclosing(self._http.events("/responses", {**body, "stream": True})) as events:
+            async for ev in events:
+                if not ev.data.strip():
+                    continue
+                pending += b"event: " + ev.event.encode() + b"\ndata: " + ev.data.encode() + b"\n\n"
+                for chunk in translator.feed(json_event(self.name, ev.data)):
+                    chunk.native, pending = pending, b""
+                    yield chunk
+                if translator.done:
+                    return
+        raise UpstreamProtocolError(
+            f"{self.name}: stream ended before the response completed", provider=self.name
+        )
+
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        if (native := self._passed_through(req)) is not None:
+            async for relayed in self._relay_responses(native):
+                yield relayed
+            return
         body = self._body(req.body, req.model)
         body["stream"] = True
         if self._cfg.stream_usage:
