@@ -26,14 +26,15 @@ from aigw.access.ratelimit import RateLimiter
 from aigw.cache.service import AnswerCache
 from aigw.cache.store import ResponseStore, open_store
 from aigw.config import Config
-from aigw.domain import Route, Target
+from aigw.domain import ChatRequest, Route, Target
 from aigw.engine.engine import FOREVER, Engine, EngineLimits
 from aigw.errors import InvalidRequest, quoted
+from aigw.gateway.call import Caller
 from aigw.gateway.models import ModelIndex
 from aigw.gateway.pipeline import Pipeline
 from aigw.gateway.rag import RagDesk
 from aigw.paths import Paths
-from aigw.providers.base import Fingerprinted, Provider
+from aigw.providers.base import Fingerprinted, Provider, TokenCounting
 from aigw.providers.registry import ProviderRegistry
 from aigw.providers.spec import ProviderContext
 from aigw.rag.provider import PROVIDER_NAME, TYPE_NAME, EmbeddingProvider
@@ -188,6 +189,18 @@ class Gateway:
             if self.engine.knows(f"{t.provider}/{t.model}"):
                 return True
         return False
+
+    async def count_tokens(self, req: ChatRequest, caller: Caller) -> int | None:
+        """The exact prompt tokens of `req` at the first target its model names, when that target
+        can count them (a local model's tokenizer, Anthropic's endpoint); None otherwise. Nothing
+        is generated or charged, but the key must be allowed the model."""
+        route = await self.models.resolve(req.model, None)
+        self.models.check_allowed(caller.key, route)
+        target = route.targets[0]
+        provider = self.providers[target.provider]
+        if isinstance(provider, TokenCounting):
+            return await provider.count_tokens(req.with_model(target.model))
+        return None
 
     async def local_key(self, model: str) -> str:
         """The engine key of the local model a request's `model` names."""

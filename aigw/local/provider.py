@@ -242,6 +242,18 @@ class LocalProvider:
         )
         yield ChatChunk(cid, created, req.model, [], usage=_usage(result))
 
+    async def count_tokens(self, req: ChatRequest) -> int:
+        """The prompt's exact tokens, by the model's own tokenizer and chat template (the model is
+        loaded for it, as for a request)."""
+        spec = self._spec(req.model)
+        messages = _messages(req)
+
+        def run(model: LoadedModel, job: Job[int]) -> int:
+            return model.count_prompt(messages)
+
+        job = await self.engine.submit(self._key(spec.name), run)
+        return await job.wait()
+
     async def embed(self, req: EmbedRequest) -> EmbedResponse:
         spec = self._spec(req.model)
         texts = req.inputs

@@ -54,6 +54,14 @@ class ConfiguredListing(Protocol):
     def listing_contacts_upstream(self) -> bool: ...
 
 
+@runtime_checkable
+class TokenCounting(Protocol):
+    """A provider that can count a chat request's prompt tokens exactly (its own tokenizer, or its
+    upstream's counting endpoint), without generating anything."""
+
+    async def count_tokens(self, req: ChatRequest) -> int: ...
+
+
 class Fingerprinted(Protocol):
     """A provider whose models' identity is more than their name (local weights that can be
     replaced under the same name); the response cache puts this in its keys."""

@@ -163,3 +163,14 @@ def test_a_failing_anthropic_target_falls_back_to_a_translated_one(
     raw = c.messages.with_raw_response.create(model="chain", max_tokens=64, messages=USER)  # type: ignore[arg-type]
     assert raw.headers["x-aigw-provider"] == "gem" and raw.headers["x-aigw-fallbacks"] == "1"
     assert raw.parse().content[0].text == "echo: hello target"  # type: ignore[union-attr]
+
+
+def test_count_tokens_asks_anthropic_for_an_anthropic_target(
+    clouds: DaemonProcess, claude: FakeAnthropicServer
+) -> None:
+    c = anthropic.Anthropic(base_url=clouds.url, api_key="unused", max_retries=0)
+    counted = c.messages.count_tokens(model="claude/any-model", messages=USER)  # type: ignore[arg-type]
+    assert counted.input_tokens > 1000  # the upstream's own count
+    assert last_anthropic(claude)["body"] == {"model": "any-model", "messages": USER}
+    estimated = c.messages.count_tokens(model="gem/gemini-test", messages=USER)  # type: ignore[arg-type]
+    assert 0 < estimated.input_tokens < 100

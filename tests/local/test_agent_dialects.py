@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anthropic
 import openai
 import pytest
@@ -50,3 +52,11 @@ def test_responses_from_a_local_model(local_daemon: DaemonProcess) -> None:
     )
     assert second.previous_response_id == first.id and second.usage is not None
     assert second.usage.input_tokens > first.usage.input_tokens  # the earlier turn was sent again
+
+
+def test_count_tokens_of_a_local_model_is_its_tokenizers(local_daemon: DaemonProcess) -> None:
+    c = anthropic.Anthropic(base_url=local_daemon.url, api_key="unused", max_retries=0)
+    messages: Any = [{"role": "user", "content": "hello there, how are you today?"}]
+    counted = c.messages.count_tokens(model="tiny", messages=messages)
+    msg = c.messages.create(model="tiny", max_tokens=1, messages=messages)
+    assert counted.input_tokens == msg.usage.input_tokens  # what the model was fed, exactly

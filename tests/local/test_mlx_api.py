@@ -109,3 +109,10 @@ def test_disconnect_stops_mlx_generation(mlx_daemon: DaemonProcess) -> None:
     while time.monotonic() < deadline and state().get("state") != "idle":
         time.sleep(0.05)
     assert state()["tokens_generated"] - before < 500
+
+
+def test_anthropic_count_tokens_is_the_mlx_tokenizers(mlx_daemon: DaemonProcess) -> None:
+    body: dict[str, Any] = {"model": "tiny-mlx", "messages": MSG}
+    counted = httpx.post(mlx_daemon.url + "/v1/messages/count_tokens", json=body, timeout=60).json()
+    answer = httpx.post(mlx_daemon.url + "/v1/messages", json={**body, "max_tokens": 1}, timeout=60).json()
+    assert counted["input_tokens"] == answer["usage"]["input_tokens"] > 0

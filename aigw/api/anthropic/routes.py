@@ -41,6 +41,12 @@ def _own_headers(request: Request, dropped: list[str]) -> dict[str, str]:
     return headers
 
 
+def _betas(request: Request) -> tuple[tuple[str, str], ...]:
+    """The anthropic-beta header, forwarded to an Anthropic target."""
+    beta = request.headers.get("anthropic-beta")
+    return (("anthropic-beta", beta),) if beta else ()
+
+
 def _failed(request: Request, e: AigwError) -> Response:
     if e.status_code >= 500:
         log.warning("%s: %s", type(e).__name__, e.message)
@@ -57,8 +63,7 @@ async def messages(request: Request) -> Response:
         raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
         t = to_chat(raw)
         model = t.body["model"]
-        beta = request.headers.get("anthropic-beta")
-        native = Native("anthropic", raw, (("anthropic-beta", beta),) if beta else ())
+        native = Native("anthropic", raw, _betas(request))
         req = ChatRequest(body=t.body, model=model, native=native)
         caller = caller_of(request)
         if req.stream:
@@ -79,14 +84,19 @@ async def messages(request: Request) -> Response:
 @router.post("/v1/messages/count_tokens")
 @router.post("/messages/count_tokens", include_in_schema=False)
 async def count_tokens(request: Request) -> Response:
-    """The prompt's tokens, estimated at about four characters a token (the same estimate the
-    rate limiter reserves with); nothing is generated, and nothing is charged."""
+    """The prompt's tokens: exact where the model's first target can count them (a local model's
+    own tokenizer and chat template, Anthropic's counting endpoint), else estimated at about four
+    characters a token (as the rate limiter reserves). Nothing is generated or charged."""
     try:
         gw = get_gateway(request)
         raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
         t = to_chat({**raw, "max_tokens": 1})
-        tools = t.body.get("tools")
-        tokens = estimate_tokens(t.body) + (len(orjson.dumps(tools)) // 4 if tools else 0)
+        model = t.body["model"]
+        native = Native("anthropic", raw, _betas(request))
+        tokens = await gw.count_tokens(ChatRequest(t.body, model, native), caller_of(request))
+        if tokens is None:
+            tools = t.body.get("tools")
+            tokens = estimate_tokens(t.body) + (len(orjson.dumps(tools)) // 4 if tools else 0)
         return JSONBytes(orjson.dumps({"input_tokens": tokens}), _own_headers(request, []))
     except AigwError as e:
         return _failed(request, e)

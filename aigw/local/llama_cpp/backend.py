@@ -150,13 +150,21 @@ class LlamaModel:
                 f"llama.cpp cannot enforce this JSON schema: {e}", param="response_format"
             ) from None
 
-    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
-        if self.spec.embedding:
-            raise CapabilityError(f"{self.spec.name} is an embedding model", param="model")
+    def _prompt(self, messages: list[dict[str, Any]]) -> tuple[list[int], Any]:
+        """The prompt's tokens (the model's own chat template), and the formatter's answer."""
         formatted = self.formatter(messages=cast(Any, messages))
         prompt = self.llm.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
+        return prompt, formatted
+
+    def count_prompt(self, messages: list[dict[str, Any]]) -> int:
+        return len(self._prompt(messages)[0])
+
+    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
+        if self.spec.embedding:
+            raise CapabilityError(f"{self.spec.name} is an embedding model", param="model")
+        prompt, formatted = self._prompt(messages)
         stops = list(params.stop)
         stops.extend([formatted.stop] if isinstance(formatted.stop, str) else (formatted.stop or []))
         stops = preset_stops(self.preset, stops)  # drops empty ones: they would end every generation

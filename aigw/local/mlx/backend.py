@@ -71,6 +71,21 @@ class MlxModel:
     def capabilities(self) -> frozenset[Capability]:
         return CHAT_CAPS
 
+    def _prompt(self, messages: list[dict[str, Any]]) -> list[int]:
+        """The prompt's tokens (the model's own chat template, or its preset's)."""
+        override = self.preset.chat_template if self.preset is not None else None
+        prompt_text = self.tokenizer.apply_chat_template(
+            messages,
+            add_generation_prompt=True,
+            tokenize=False,
+            **({"chat_template": override} if override else {}),
+        )
+        tokens: list[int] = self.tokenizer.encode(prompt_text, add_special_tokens=False)
+        return tokens
+
+    def count_prompt(self, messages: list[dict[str, Any]]) -> int:
+        return len(self._prompt(messages))
+
     def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
         import mlx.core as mx
         from mlx_lm import stream_generate
@@ -79,14 +94,7 @@ class MlxModel:
 
         if params.json_schema is not None:
             raise CapabilityError("MLX models cannot enforce a response_format", param="response_format")
-        override = self.preset.chat_template if self.preset is not None else None
-        prompt_text = self.tokenizer.apply_chat_template(
-            messages,
-            add_generation_prompt=True,
-            tokenize=False,
-            **({"chat_template": override} if override else {}),
-        )
-        prompt = self.tokenizer.encode(prompt_text, add_special_tokens=False)
+        prompt = self._prompt(messages)
         if len(prompt) >= self.context:
             raise CapabilityError(
                 f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {self.context}",

@@ -92,6 +92,19 @@ class AnthropicProvider:
         data = await self._http.call_json("POST", "/messages", wire.body)
         return response_from_wire(self.name, data, wire.json_tool, int(time.time()))
 
+    async def count_tokens(self, req: ChatRequest) -> int:
+        """Anthropic's own count (POST /messages/count_tokens), free of charge upstream."""
+        native = _passed_through(req)
+        body, headers = native if native is not None else (request_to_wire(req).body, {})
+        fields = ("model", "messages", "system", "tools", "tool_choice", "thinking")
+        data = await self._http.call_json(
+            "POST", "/messages/count_tokens", {k: v for k, v in body.items() if k in fields}, headers
+        )
+        tokens = data.get("input_tokens")
+        if not isinstance(tokens, int):
+            raise UpstreamProtocolError(f"{self.name}: no input_tokens in its count", provider=self.name)
+        return tokens
+
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         native = _passed_through(req)
         if native is not None:
