@@ -90,6 +90,22 @@ def agent(name: str) -> Path:
     return exe
 
 
+def run_agent(argv: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """One non-interactive run of an agent CLI, which must succeed."""
+    done = subprocess.run(
+        argv,
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
+
+
 def served(gateway: DaemonProcess, key_id: str, alias: str | None) -> bool:
     """Whether a 200 row of `key_id` served by gpt-test (under `alias`) reaches the usage log."""
     db = open_db(gateway.home / "aigw.db")
@@ -113,17 +129,7 @@ def test_codex_prints_the_upstreams_answer(
         f'base_url = "{gateway.url}/v1"\nenv_key = "AIGW_TEST_KEY"\nwire_api = "responses"\n'
     )
     env = agent_env(tmp_path, CODEX_HOME=str(codex_home), AIGW_TEST_KEY=plain)
-    done = subprocess.run(
-        [str(codex), "exec", "--skip-git-repo-check", "hello from codex"],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    done = run_agent([str(codex), "exec", "--skip-git-repo-check", "hello from codex"], env, tmp_path)
     assert "echo: hello from codex" in done.stdout
     assert served(gateway, key_id, None)
 
@@ -134,16 +140,6 @@ def test_claude_code_prints_the_upstreams_answer(
     claude = agent("claude")
     _, key_id, plain = agent_home
     env = agent_env(tmp_path, ANTHROPIC_BASE_URL=gateway.url, ANTHROPIC_API_KEY=plain)
-    done = subprocess.run(
-        [str(claude), "-p", "hello from the test"],
-        env=env,
-        cwd=tmp_path,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    done = run_agent([str(claude), "-p", "hello from the test"], env, tmp_path)
     assert "echo:" in done.stdout and "hello from the test" in done.stdout
     assert served(gateway, key_id, "local-small")

@@ -20,11 +20,12 @@ Each field's fate:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
+from aigw.api.translation import Translated, bad
 from aigw.errors import InvalidRequest
 
 _MAPPED = frozenset(
@@ -45,20 +46,12 @@ _MAPPED = frozenset(
 _HINTS = frozenset({"metadata", "service_tier", "context_management", "output_config", "thinking"})
 
 
-@dataclass(slots=True)
-class Translated:
-    body: dict[str, Any]
-    """The OpenAI chat body."""
-    dropped: list[str] = field(default_factory=list)
-    """The hints left out, for the x-aigw-dropped header."""
-
-    def drop(self, name: str) -> None:
-        if name not in self.dropped:
-            self.dropped.append(name)
-
-
-def _bad(message: str, param: str) -> InvalidRequest:
-    return InvalidRequest(f"Invalid value for '{param}': {message}", param=param)
+def _blocks(content: list[Any], param: str, out: Translated) -> Iterator[tuple[str, Any, Any]]:
+    """Each content block with where it is and its type (cache_control on it noted as dropped)."""
+    for i, b in enumerate(content):
+        if isinstance(b, dict) and "cache_control" in b:
+            out.drop("cache_control")
+        yield f"{param}[{i}]", (b.get("type") if isinstance(b, dict) else None), b
 
 
 def _text_of(blocks: Any, param: str, out: Translated) -> str:
@@ -66,11 +59,11 @@ def _text_of(blocks: Any, param: str, out: Translated) -> str:
     if isinstance(blocks, str):
         return blocks
     if not isinstance(blocks, list):
-        raise _bad("expected a string or an array of text blocks", param)
+        raise bad("expected a string or an array of text blocks", param)
     texts = []
     for i, b in enumerate(blocks):
         if not isinstance(b, dict) or b.get("type") != "text" or not isinstance(b.get("text"), str):
-            raise _bad("expected a text block", f"{param}[{i}]")
+            raise bad("expected a text block", f"{param}[{i}]")
         if "cache_control" in b:
             out.drop("cache_control")
         texts.append(b["text"])
@@ -80,13 +73,13 @@ def _text_of(blocks: Any, param: str, out: Translated) -> str:
 def _image(b: dict[str, Any], param: str) -> dict[str, Any]:
     src = b.get("source")
     if not isinstance(src, dict):
-        raise _bad("an image needs a 'source'", param)
+        raise bad("an image needs a 'source'", param)
     if src.get("type") == "base64" and isinstance(src.get("data"), str):
         media = src.get("media_type") if isinstance(src.get("media_type"), str) else "image/png"
         return {"type": "image_url", "image_url": {"url": f"data:{media};base64,{src['data']}"}}
     if src.get("type") == "url" and isinstance(src.get("url"), str):
         return {"type": "image_url", "image_url": {"url": src["url"]}}
-    raise _bad("an image source is base64 (with data) or url", f"{param}.source")
+    raise bad("an image source is base64 (with data) or url", f"{param}.source")
 
 
 def _content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
@@ -102,7 +95,7 @@ def _tool_result(
     """The tool message for a tool_result block, and the images it carried (for a user message)."""
     tool_id = b.get("tool_use_id")
     if not isinstance(tool_id, str) or not tool_id:
-        raise _bad("a tool_result needs its 'tool_use_id'", param)
+        raise bad("a tool_result needs its 'tool_use_id'", param)
     raw = b.get("content", "")
     texts: list[str] = []
     images: list[dict[str, Any]] = []
@@ -117,11 +110,11 @@ def _tool_result(
             elif kind == "image":
                 images.append(_image(part, where))
             else:
-                raise _bad("a tool result holds text and image blocks", where)
+                raise bad("a tool result holds text and image blocks", where)
             if isinstance(part, dict) and "cache_control" in part:
                 out.drop("cache_control")
     else:
-        raise _bad("expected a string or an array of blocks", f"{param}.content")
+        raise bad("expected a string or an array of blocks", f"{param}.content")
     text = "\n\n".join(texts)
     if b.get("is_error"):
         text = "Error: " + text
@@ -131,11 +124,7 @@ def _tool_result(
 def _user(content: list[Any], param: str, out: Translated) -> list[dict[str, Any]]:
     tools: list[dict[str, Any]] = []
     parts: list[dict[str, Any]] = []
-    for i, b in enumerate(content):
-        where = f"{param}[{i}]"
-        kind = b.get("type") if isinstance(b, dict) else None
-        if isinstance(b, dict) and "cache_control" in b:
-            out.drop("cache_control")
+    for where, kind, b in _blocks(content, param, out):
         if kind == "text" and isinstance(b.get("text"), str):
             parts.append({"type": "text", "text": b["text"]})
         elif kind == "image":
@@ -145,7 +134,7 @@ def _user(content: list[Any], param: str, out: Translated) -> list[dict[str, Any
             tools.append(msg)
             parts.extend(images)
         else:
-            raise _bad(f"block type {kind!r} is not supported here", f"{where}.type")
+            raise bad(f"block type {kind!r} is not supported here", f"{where}.type")
     messages = tools  # tool results first: they answer the assistant turn just before
     if parts:
         messages.append({"role": "user", "content": _content(parts)})
@@ -155,16 +144,12 @@ def _user(content: list[Any], param: str, out: Translated) -> list[dict[str, Any
 def _assistant(content: list[Any], param: str, out: Translated) -> dict[str, Any]:
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for i, b in enumerate(content):
-        where = f"{param}[{i}]"
-        kind = b.get("type") if isinstance(b, dict) else None
-        if isinstance(b, dict) and "cache_control" in b:
-            out.drop("cache_control")
+    for where, kind, b in _blocks(content, param, out):
         if kind == "text" and isinstance(b.get("text"), str):
             texts.append(b["text"])
         elif kind == "tool_use":
             if not isinstance(b.get("id"), str) or not isinstance(b.get("name"), str):
-                raise _bad("a tool_use block needs 'id' and 'name'", where)
+                raise bad("a tool_use block needs 'id' and 'name'", where)
             args = orjson.dumps(b.get("input") or {}).decode()
             calls.append(
                 {"id": b["id"], "type": "function", "function": {"name": b["name"], "arguments": args}}
@@ -172,7 +157,7 @@ def _assistant(content: list[Any], param: str, out: Translated) -> dict[str, Any
         elif kind in ("thinking", "redacted_thinking"):
             out.drop("thinking")
         else:
-            raise _bad(f"block type {kind!r} is not supported here", f"{where}.type")
+            raise bad(f"block type {kind!r} is not supported here", f"{where}.type")
     msg: dict[str, Any] = {"role": "assistant", "content": "\n\n".join(texts) if texts else None}
     if calls:
         msg["tool_calls"] = calls
@@ -182,24 +167,24 @@ def _assistant(content: list[Any], param: str, out: Translated) -> dict[str, Any
 def _messages(raw: Any, out: Translated) -> tuple[list[dict[str, Any]], list[str]]:
     """The conversation, and the text of any `system`-role entries in it."""
     if not isinstance(raw, list) or not raw:
-        raise _bad("expected a non-empty array of messages", "messages")
+        raise bad("expected a non-empty array of messages", "messages")
     msgs: list[dict[str, Any]] = []
     system: list[str] = []
     for i, m in enumerate(raw):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
-            raise _bad("expected an object", where)
+            raise bad("expected an object", where)
         role, content = m.get("role"), m.get("content")
         if role == "system":
             system.append(_text_of(content, f"{where}.content", out))
             continue
         if role not in ("user", "assistant"):
-            raise _bad("role must be 'user' or 'assistant'", f"{where}.role")
+            raise bad("role must be 'user' or 'assistant'", f"{where}.role")
         if isinstance(content, str):
             msgs.append({"role": role, "content": content})
             continue
         if not isinstance(content, list):
-            raise _bad("expected a string or an array of content blocks", f"{where}.content")
+            raise bad("expected a string or an array of content blocks", f"{where}.content")
         if role == "user":
             msgs.extend(_user(content, f"{where}.content", out))
         else:
@@ -210,19 +195,19 @@ def _messages(raw: Any, out: Translated) -> tuple[list[dict[str, Any]], list[str
 def _tools(raw: Any, out: Translated) -> tuple[list[dict[str, Any]], set[str]]:
     """Function tools, and the names of server tools left out."""
     if not isinstance(raw, list):
-        raise _bad("expected an array of tools", "tools")
+        raise bad("expected an array of tools", "tools")
     tools: list[dict[str, Any]] = []
     server: set[str] = set()
     for i, t in enumerate(raw):
         if not isinstance(t, dict) or not isinstance(t.get("name"), str) or not t["name"]:
-            raise _bad("a tool needs a 'name'", f"tools[{i}]")
+            raise bad("a tool needs a 'name'", f"tools[{i}]")
         if t.get("type") not in (None, "custom"):
             server.add(t["name"])
             out.drop(f"tools[{t['name']}]")
             continue
         schema = t.get("input_schema")
         if not isinstance(schema, dict):
-            raise _bad("a tool needs an 'input_schema' object", f"tools[{i}].input_schema")
+            raise bad("a tool needs an 'input_schema' object", f"tools[{i}].input_schema")
         if "cache_control" in t:
             out.drop("cache_control")
         fn: dict[str, Any] = {"name": t["name"], "parameters": schema}
@@ -234,12 +219,12 @@ def _tools(raw: Any, out: Translated) -> tuple[list[dict[str, Any]], set[str]]:
 
 def _tool_choice(raw: Any, server: set[str], body: dict[str, Any]) -> None:
     if not isinstance(raw, dict) or raw.get("type") not in ("auto", "any", "tool", "none"):
-        raise _bad("expected {'type': 'auto' | 'any' | 'tool' | 'none'}", "tool_choice")
+        raise bad("expected {'type': 'auto' | 'any' | 'tool' | 'none'}", "tool_choice")
     kind = raw["type"]
     if kind == "tool":
         name = raw.get("name")
         if not isinstance(name, str) or not name:
-            raise _bad("a 'tool' choice needs the tool's 'name'", "tool_choice.name")
+            raise bad("a 'tool' choice needs the tool's 'name'", "tool_choice.name")
         if name in server:
             raise InvalidRequest(
                 f"tool_choice forces the server tool {name!r}, which this target cannot run",
@@ -274,18 +259,18 @@ def to_chat(b: dict[str, Any]) -> Translated:
     body["messages"] = ([{"role": "system", "content": "\n\n".join(system)}] if system else []) + messages
     if (stop := b.get("stop_sequences")) is not None:
         if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-            raise _bad("expected an array of strings", "stop_sequences")
+            raise bad("expected an array of strings", "stop_sequences")
         if stop:
             body["stop"] = stop
     for name in ("temperature", "top_p", "top_k"):
         value = b.get(name)
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise _bad("expected a number", name)
+                raise bad("expected a number", name)
             body[name] = value
     if b.get("stream") is not None:
         if not isinstance(b["stream"], bool):
-            raise _bad("expected a boolean", "stream")
+            raise bad("expected a boolean", "stream")
         body["stream"] = b["stream"]
     server: set[str] = set()
     if b.get("tools") is not None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from aigw.api import translation
+from aigw.api.translation import bad
 from aigw.errors import InvalidRequest
 
 _OWN = frozenset({"model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools"})
@@ -40,27 +42,18 @@ NAMESPACE_SEP = "__"
 
 
 @dataclass(slots=True)
-class Translated:
-    body: dict[str, Any]
-    """The OpenAI chat body, without the earlier turns of `previous_response_id`."""
+class Translated(translation.Translated):
+    """The chat body (without the earlier turns of `previous_response_id`), and the system text."""
+
     system: list[str] = field(default_factory=list)
     """The instructions and developer/system messages, for one system message first."""
-    dropped: list[str] = field(default_factory=list)
-
-    def drop(self, name: str) -> None:
-        if name not in self.dropped:
-            self.dropped.append(name)
-
-
-def _bad(message: str, param: str) -> InvalidRequest:
-    return InvalidRequest(f"Invalid value for '{param}': {message}", param=param)
 
 
 def _parts(content: Any, param: str) -> str | list[dict[str, Any]]:
     if isinstance(content, str):
         return content
     if not isinstance(content, list):
-        raise _bad("expected a string or an array of content parts", param)
+        raise bad("expected a string or an array of content parts", param)
     parts: list[dict[str, Any]] = []
     for i, p in enumerate(content):
         kind = p.get("type") if isinstance(p, dict) else None
@@ -69,7 +62,7 @@ def _parts(content: Any, param: str) -> str | list[dict[str, Any]]:
         elif kind == "input_image" and isinstance(p.get("image_url"), str):
             parts.append({"type": "image_url", "image_url": {"url": p["image_url"]}})
         else:
-            raise _bad(f"content part type {kind!r} is not supported", f"{param}[{i}].type")
+            raise bad(f"content part type {kind!r} is not supported", f"{param}[{i}].type")
     if all(p["type"] == "text" for p in parts):
         return "\n\n".join(p["text"] for p in parts)
     return parts
@@ -85,12 +78,12 @@ def _items(raw: Any, out: Translated) -> list[dict[str, Any]]:
     if isinstance(raw, str):
         return [{"role": "user", "content": raw}]
     if not isinstance(raw, list) or not raw:
-        raise _bad("expected a string or a non-empty array of items", "input")
+        raise bad("expected a string or a non-empty array of items", "input")
     msgs: list[dict[str, Any]] = []
     for i, item in enumerate(raw):
         where = f"input[{i}]"
         if not isinstance(item, dict):
-            raise _bad("expected an object", where)
+            raise bad("expected an object", where)
         kind = item.get("type", "message")
         if kind == "message":
             role = item.get("role")
@@ -100,10 +93,10 @@ def _items(raw: Any, out: Translated) -> list[dict[str, Any]]:
             elif role in ("user", "assistant"):
                 msgs.append({"role": role, "content": content})
             else:
-                raise _bad("role must be developer, system, user or assistant", f"{where}.role")
+                raise bad("role must be developer, system, user or assistant", f"{where}.role")
         elif kind == "function_call":
             if not all(isinstance(item.get(k), str) for k in ("call_id", "name", "arguments")):
-                raise _bad("a function_call needs call_id, name and arguments", where)
+                raise bad("a function_call needs call_id, name and arguments", where)
             call = {"id": item["call_id"], "type": "function"}
             call["function"] = {"name": item["name"], "arguments": item["arguments"]}
             if msgs and msgs[-1]["role"] == "assistant" and msgs[-1].get("tool_calls") is not None:
@@ -112,14 +105,14 @@ def _items(raw: Any, out: Translated) -> list[dict[str, Any]]:
                 msgs.append({"role": "assistant", "content": None, "tool_calls": [call]})
         elif kind == "function_call_output":
             if not isinstance(item.get("call_id"), str):
-                raise _bad("a function_call_output needs its call_id", f"{where}.call_id")
+                raise bad("a function_call_output needs its call_id", f"{where}.call_id")
             output = item.get("output")
             text = output if isinstance(output, str) else _text(_parts(output, f"{where}.output"))
             msgs.append({"role": "tool", "tool_call_id": item["call_id"], "content": text})
         elif kind == "reasoning":
             out.drop("reasoning")
         else:
-            raise _bad(f"item type {kind!r} is not supported", f"{where}.type")
+            raise bad(f"item type {kind!r} is not supported", f"{where}.type")
     return msgs
 
 
@@ -129,7 +122,7 @@ def _function(t: dict[str, Any], name: str, param: str) -> dict[str, Any]:
         "parameters": t.get("parameters") or {"type": "object", "properties": {}},
     }
     if not isinstance(fn["parameters"], dict):
-        raise _bad("expected a JSON schema object", f"{param}.parameters")
+        raise bad("expected a JSON schema object", f"{param}.parameters")
     if isinstance(t.get("description"), str):
         fn["description"] = t["description"]
     if isinstance(t.get("strict"), bool):
@@ -139,24 +132,24 @@ def _function(t: dict[str, Any], name: str, param: str) -> dict[str, Any]:
 
 def _tools(raw: Any, out: Translated) -> tuple[list[dict[str, Any]], set[str]]:
     if not isinstance(raw, list):
-        raise _bad("expected an array of tools", "tools")
+        raise bad("expected an array of tools", "tools")
     tools: list[dict[str, Any]] = []
     dropped: set[str] = set()
     for i, t in enumerate(raw):
         kind = t.get("type") if isinstance(t, dict) else None
         if not isinstance(t, dict) or not isinstance(kind, str):
-            raise _bad("a tool needs a 'type'", f"tools[{i}]")
+            raise bad("a tool needs a 'type'", f"tools[{i}]")
         if kind == "function":
             if not isinstance(t.get("name"), str) or not t["name"]:
-                raise _bad("a function tool needs a 'name'", f"tools[{i}].name")
+                raise bad("a function tool needs a 'name'", f"tools[{i}].name")
             tools.append(_function(t, t["name"], f"tools[{i}]"))
         elif kind == "namespace":
             ns = t.get("name")
             if not isinstance(ns, str) or not isinstance(t.get("tools"), list):
-                raise _bad("a namespace needs a 'name' and 'tools'", f"tools[{i}]")
+                raise bad("a namespace needs a 'name' and 'tools'", f"tools[{i}]")
             for j, inner in enumerate(t["tools"]):
                 if not isinstance(inner, dict) or not isinstance(inner.get("name"), str):
-                    raise _bad("a function tool needs a 'name'", f"tools[{i}].tools[{j}]")
+                    raise bad("a function tool needs a 'name'", f"tools[{i}].tools[{j}]")
                 tools.append(_function(inner, ns + NAMESPACE_SEP + inner["name"], f"tools[{i}].tools[{j}]"))
         else:
             dropped.add(kind)
@@ -177,7 +170,7 @@ def _tool_choice(raw: Any, dropped: set[str], body: dict[str, Any]) -> None:
             param="tool_choice",
         )
     else:
-        raise _bad("expected auto, none, required or {'type': 'function', 'name': ...}", "tool_choice")
+        raise bad("expected auto, none, required or {'type': 'function', 'name': ...}", "tool_choice")
 
 
 def _format(text: Any, body: dict[str, Any]) -> None:
@@ -193,7 +186,7 @@ def _format(text: Any, body: dict[str, Any]) -> None:
             spec["strict"] = fmt["strict"]
         body["response_format"] = {"type": "json_schema", "json_schema": spec}
     elif kind != "text":
-        raise _bad("format type is text, json_object or json_schema (with a schema)", "text.format")
+        raise bad("format type is text, json_object or json_schema (with a schema)", "text.format")
 
 
 def to_chat(b: dict[str, Any]) -> Translated:
@@ -212,12 +205,12 @@ def to_chat(b: dict[str, Any]) -> Translated:
     body: dict[str, Any] = {"model": model, "messages": _items(b.get("input"), out)}
     if (n := b.get("max_output_tokens")) is not None:
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise _bad("expected a positive integer", "max_output_tokens")
+            raise bad("expected a positive integer", "max_output_tokens")
         body["max_tokens"] = n
     for name in ("temperature", "top_p"):
         if (v := b.get(name)) is not None:
             if isinstance(v, bool) or not isinstance(v, int | float):
-                raise _bad("expected a number", name)
+                raise bad("expected a number", name)
             body[name] = v
     if isinstance(b.get("user"), str):
         body["user"] = b["user"]
