@@ -11,6 +11,7 @@ import base64
 import struct
 from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any
 
 
@@ -66,6 +67,33 @@ class Native:
     """Request headers to forward (such as anthropic-beta)."""
 
 
+EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+_EFFORT_BUDGET = MappingProxyType(
+    {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576, "xhigh": 32768}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """How hard a client asked the model to think: an effort (one of EFFORTS) and, when its
+    dialect gave one (Anthropic's `thinking.budget_tokens`), a budget in tokens."""
+
+    effort: str
+    budget: int | None = None
+
+    @property
+    def tokens(self) -> int:
+        """The thinking budget in tokens: the one given, else the effort's (0 for "none")."""
+        if self.budget is not None:
+            return self.budget
+        return _EFFORT_BUDGET.get(self.effort, 0)
+
+    @classmethod
+    def of_budget(cls, budget: int) -> Reasoning:
+        effort = "low" if budget <= 2048 else "medium" if budget <= 8192 else "high"
+        return cls(effort, budget)
+
+
 @dataclass(frozen=True, slots=True)
 class ChatRequest:
     body: dict[str, Any]
@@ -74,9 +102,13 @@ class ChatRequest:
     """The model name the upstream should see (set by model resolution)."""
     native: Native | None = None
     """The same request in its client's own dialect, when that was not OpenAI's."""
+    hint: Reasoning | None = None
+    """Reasoning another dialect asked for (Anthropic's `thinking`, the Responses API's
+    `reasoning.effort`): a hint a target with reasoning controls applies and any other ignores.
+    OpenAI's own `reasoning_effort` is a body field like any other, never ignored."""
 
     def with_model(self, model: str) -> ChatRequest:
-        return ChatRequest(self.body, model, self.native)
+        return ChatRequest(self.body, model, self.native, self.hint)
 
     @property
     def messages(self) -> list[dict[str, Any]]:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from aigw.domain import Reasoning
 from aigw.errors import InvalidRequest
 
 
@@ -15,6 +16,8 @@ class Translated:
     """The OpenAI chat body."""
     dropped: list[str] = field(default_factory=list)
     """The hints left out, for the x-aigw-dropped header."""
+    hint: Reasoning | None = None
+    """The reasoning the request asked for, for targets with reasoning controls."""
 
     def drop(self, name: str) -> None:
         if name not in self.dropped:

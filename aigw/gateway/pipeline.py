@@ -260,4 +260,4 @@ def _capped(req: ChatRequest, cap: int) -> ChatRequest:
     native = req.native
     if native is not None:
         native = Native(native.dialect, {**native.body, "max_tokens": cap}, native.headers)
-    return ChatRequest(with_max_tokens(req.body, cap), req.model, native)
+    return ChatRequest(with_max_tokens(req.body, cap), req.model, native, req.hint)

@@ -132,8 +132,9 @@ def test_what_claude_code_sends_is_served(daemon: DaemonProcess, upstream: FakeO
     assert resp.status_code == 200, resp.text
     assert resp.json()["content"][0]["text"] == "echo: hi there"
     dropped = {d.strip() for d in resp.headers["x-aigw-dropped"].split(",")}
-    assert dropped == {"metadata", "thinking", "context_management", "cache_control", "tools[web_search]"}
+    assert dropped == {"metadata", "context_management", "cache_control", "tools[web_search]"}
     sent = last_upstream(upstream)
+    assert "reasoning_effort" not in sent  # thinking is a hint an OpenAI-compatible target ignores
     assert sent["messages"][0] == {"role": "system", "content": "You are Claude Code.\n\nReminder: be brief."}
     assert [t["function"]["name"] for t in sent["tools"]] == ["get_weather"]
 

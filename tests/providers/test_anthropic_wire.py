@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 
-from aigw.domain import ChatChunk, ChatRequest, Usage
+from aigw.domain import ChatChunk, ChatRequest, Reasoning, Usage
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 from aigw.providers.anthropic.stream import StreamTranslator
 from aigw.providers.anthropic.wire import (
@@ -316,7 +316,8 @@ def test_text_response_format_adds_nothing() -> None:
         ({"audio": {"voice": "alloy"}}, "audio"),
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"functions": [{"name": "f"}]}, "functions"),
-        ({"reasoning_effort": "high"}, "reasoning_effort"),
+        ({"reasoning_effort": "high", "temperature": 0.2}, "temperature"),
+        ({"reasoning_effort": "high", "max_tokens": 1000}, "max_tokens"),
         ({"some_future_field": 1}, "some_future_field"),
         (
             {
@@ -427,12 +428,14 @@ def test_text_response() -> None:
     }
 
 
-def test_tool_use_response_drops_thinking() -> None:
+def test_tool_use_response_keeps_thinking_with_its_signature() -> None:
     choice = response_from_wire("claude", TOOL_MESSAGE, None, 0).choices[0]
     assert choice["finish_reason"] == "tool_calls"
     assert choice["message"] == {
         "role": "assistant",
         "content": "I'll check.",
+        "reasoning_content": "The user wants weather.",
+        "thinking_blocks": [{"type": "thinking", "thinking": "The user wants weather.", "signature": "abc"}],
         "tool_calls": [
             {
                 "id": "toolu_01A",
@@ -670,6 +673,8 @@ def test_tool_stream() -> None:
     chunks, _ = run(TOOL_EVENTS)
     assert deltas(chunks) == [
         {"role": "assistant", "content": ""},
+        {"reasoning_content": "Let me think"},
+        {"thinking_blocks": [{"type": "thinking", "signature": "EqQB"}]},
         {"content": "Checking."},
         {
             "tool_calls": [
@@ -789,3 +794,71 @@ def test_tool_input_without_fragments(
     ]
     chunks, _ = run(events, json_tool)
     assert deltas(chunks)[-1] == expected
+
+
+# --- reasoning ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("effort", "max_tokens", "budget"),
+    [("low", None, 2048), ("medium", None, 4095), ("high", 30000, 24576), ("minimal", 5000, 1024)],
+)
+def test_reasoning_effort_becomes_a_thinking_budget_below_max_tokens(
+    effort: str, max_tokens: int | None, budget: int
+) -> None:
+    body = wire(reasoning_effort=effort, **({} if max_tokens is None else {"max_tokens": max_tokens}))
+    assert body["thinking"] == {"type": "enabled", "budget_tokens": budget}
+    assert body["max_tokens"] == (max_tokens or 4096) > budget
+
+
+def test_reasoning_effort_none_asks_for_no_thinking() -> None:
+    assert "thinking" not in wire(reasoning_effort="none")
+    with pytest.raises(InvalidRequest) as e:
+        wire(reasoning_effort="extreme")
+    assert e.value.param == "reasoning_effort"
+
+
+def test_a_dialects_reasoning_hint_is_applied_or_gives_way() -> None:
+    def sent(hint: Reasoning, **body: Any) -> dict[str, Any]:
+        req = ChatRequest({"model": "a", "messages": [USER], **body}, "claude-x", hint=hint)
+        return request_to_wire(req).body
+
+    assert sent(Reasoning.of_budget(3000))["thinking"] == {"type": "enabled", "budget_tokens": 3000}
+    assert "thinking" not in sent(Reasoning("high"), temperature=0.3)  # a hint never refuses
+    assert "thinking" not in sent(Reasoning("high"), max_tokens=500)
+    forced = {"tools": [WEATHER_TOOL], "tool_choice": "required"}
+    assert "thinking" not in sent(Reasoning("high"), **forced)
+    with pytest.raises(CapabilityError) as e:
+        wire(reasoning_effort="high", **forced)
+    assert e.value.param == "reasoning_effort"
+
+
+def test_earlier_turns_signed_thinking_goes_back_before_their_tool_calls() -> None:
+    call = {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    blocks = [
+        {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "thinking", "thinking": "unsigned"},
+    ]
+    assistant = {"role": "assistant", "content": None, "tool_calls": [call], "thinking_blocks": blocks}
+    tool = {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"}
+    body = wire(messages=[USER, assistant, tool], reasoning_effort="low")
+    assert body["messages"][1]["content"] == [
+        {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+        {"type": "redacted_thinking", "data": "opaque"},
+        {"type": "tool_use", "id": "toolu_1", "name": "get_weather", "input": {}},
+    ]
+    with pytest.raises(InvalidRequest):
+        wire(messages=[USER, {**assistant, "thinking_blocks": "no"}, tool])
+
+
+def test_redacted_thinking_streams_as_a_thinking_blocks_delta() -> None:
+    events = [
+        START,
+        ev("content_block_start", index=0, content_block={"type": "redacted_thinking", "data": "xyz"}),
+        ev("content_block_stop", index=0),
+        ev("message_delta", delta={"stop_reason": "end_turn"}, usage={"output_tokens": 3}),
+        ev("message_stop"),
+    ]
+    chunks, _ = run(events)
+    assert {"thinking_blocks": [{"type": "redacted_thinking", "data": "xyz"}]} in deltas(chunks)

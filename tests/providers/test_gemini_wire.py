@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
+from aigw.domain import Reasoning
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 from aigw.providers.gemini.parts import SKIP_SIGNATURE, schema_to_gemini
 from aigw.providers.gemini.provider import model_path
@@ -441,11 +442,12 @@ def test_text_response_and_usage() -> None:
     }
 
 
-def test_thoughts_are_skipped_and_counted() -> None:
+def test_thoughts_become_reasoning_content_and_are_counted() -> None:
     usage = {**USAGE, "thoughtsTokenCount": 10, "totalTokenCount": 16, "cachedContentTokenCount": 3}
     d = {"candidates": [cand([{"text": "hmm", "thought": True}, {"text": "42"}])], "usageMetadata": usage}
     r = response_from_gemini("gem", "m", d, created=0)
     assert r.choices[0]["message"]["content"] == "42"
+    assert r.choices[0]["message"]["reasoning_content"] == "hmm"
     assert r.usage is not None and r.usage.to_wire() == {
         "prompt_tokens": 4,
         "completion_tokens": 12,
@@ -549,6 +551,26 @@ def test_malformed_responses_are_protocol_errors(body: dict[str, Any]) -> None:
         response_from_gemini("gem", "m", body, created=0)
 
 
+@pytest.mark.parametrize(
+    ("effort", "config"),
+    [
+        ("none", {"thinkingBudget": 0, "includeThoughts": False}),
+        ("low", {"thinkingBudget": 2048, "includeThoughts": True}),
+        ("high", {"thinkingBudget": 24576, "includeThoughts": True}),
+    ],
+)
+def test_reasoning_effort_becomes_a_thinking_budget(effort: str, config: dict[str, Any]) -> None:
+    assert req(reasoning_effort=effort)["generationConfig"]["thinkingConfig"] == config
+
+
+def test_a_dialects_reasoning_hint_sets_the_budget_it_names() -> None:
+    body = {"model": "m", "messages": [USER]}
+    sent = chat_request_to_gemini("gem", body, Reasoning.of_budget(5000))
+    assert sent["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 5000, "includeThoughts": True}
+    with pytest.raises(InvalidRequest):
+        req(reasoning_effort="lots")
+
+
 # -- streams ----------------------------------------------------------------------------------
 
 
@@ -556,6 +578,18 @@ def run_stream(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     t = StreamTranslator("gem", "m", created=1, new_id=ids())
     chunks = [c for ev in events for c in t.feed(ev)] + t.finish()
     return [c.to_wire(include_usage=True) for c in chunks]
+
+
+def test_streamed_thoughts_are_reasoning_deltas() -> None:
+    events = [
+        {"candidates": [cand([{"text": "hmm", "thought": True}], None)], "responseId": "r"},
+        {"candidates": [cand([{"text": "42"}], "STOP")], "usageMetadata": USAGE},
+    ]
+    out = run_stream(events)
+    assert [c["choices"][0]["delta"] for c in out[:2]] == [
+        {"role": "assistant", "content": "", "reasoning_content": "hmm"},
+        {"content": "42"},
+    ]
 
 
 def test_stream_text() -> None:

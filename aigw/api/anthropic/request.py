@@ -10,10 +10,13 @@ Each field's fate:
             tool_use -> the assistant's tool_calls; tool_result -> a `tool` message (an error result
             starts "Error: "; its images follow in a user message, which OpenAI's tool messages
             cannot hold).
+  hint      thinking (enabled with budget_tokens, adaptive at output_config's effort, disabled) ->
+            the request's reasoning hint, applied by targets with reasoning controls (Gemini's
+            thinking budget, local models whose template can think) and ignored by others.
   dropped   hints that cannot make an answer wrong, named in the `x-aigw-dropped` header: metadata,
-            service_tier, context_management, output_config, thinking (a target without reasoning
-            controls answers without it), cache_control on any block, earlier turns' thinking
-            blocks, and server tools the target cannot run (web search and the like: `tools[NAME]`).
+            service_tier, context_management, output_config, cache_control on any block, earlier
+            turns' thinking blocks, and server tools the target cannot run (web search and the
+            like: `tools[NAME]`).
   refused   a 400 naming it: any other field or block type (documents, MCP servers, containers,
             ...), and `tool_choice` forcing a dropped server tool.
 """
@@ -21,11 +24,13 @@ Each field's fate:
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 
 from aigw.api.translation import Translated, bad
+from aigw.domain import Reasoning
 from aigw.errors import InvalidRequest
 
 _MAPPED = frozenset(
@@ -43,7 +48,8 @@ _MAPPED = frozenset(
         "tool_choice",
     }
 )
-_HINTS = frozenset({"metadata", "service_tier", "context_management", "output_config", "thinking"})
+_HINTS = frozenset({"metadata", "service_tier", "context_management", "output_config"})
+_CLAUDE_EFFORTS = MappingProxyType({"low": "low", "medium": "medium", "high": "high", "max": "high"})
 
 
 def _blocks(content: list[Any], param: str, out: Translated) -> Iterator[tuple[str, Any, Any]]:
@@ -237,14 +243,32 @@ def _tool_choice(raw: Any, server: set[str], body: dict[str, Any]) -> None:
         body["parallel_tool_calls"] = False
 
 
+def _thinking(raw: Any, config: Any) -> Reasoning | None:
+    """The reasoning hint of `thinking`: enabled with a budget, adaptive (at `output_config`'s
+    effort, else medium) or disabled."""
+    if raw is None:
+        return None
+    kind = raw.get("type") if isinstance(raw, dict) else None
+    if kind == "enabled":
+        budget = raw.get("budget_tokens")
+        if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+            raise bad("expected a positive integer", "thinking.budget_tokens")
+        return Reasoning.of_budget(budget)
+    if kind == "adaptive":
+        effort = config.get("effort") if isinstance(config, dict) else None
+        return Reasoning(_CLAUDE_EFFORTS.get(effort, "medium") if isinstance(effort, str) else "medium")
+    if kind == "disabled":
+        return Reasoning("none")
+    raise bad("type is enabled (with budget_tokens), adaptive or disabled", "thinking")
+
+
 def to_chat(b: dict[str, Any]) -> Translated:
     """The OpenAI chat body for an Anthropic Messages request (see the module docstring)."""
     out = Translated({})
-    for name, value in b.items():
+    for name in b:
         if name in _HINTS:
-            if name != "thinking" or (isinstance(value, dict) and value.get("type") != "disabled"):
-                out.drop(name)
-        elif name not in _MAPPED:
+            out.drop(name)
+        elif name not in _MAPPED and name != "thinking":
             raise InvalidRequest(f"Unsupported field '{name}' for this target", param=name)
     model = b.get("model")
     if not isinstance(model, str) or not model:
@@ -272,6 +296,7 @@ def to_chat(b: dict[str, Any]) -> Translated:
         if not isinstance(b["stream"], bool):
             raise bad("expected a boolean", "stream")
         body["stream"] = b["stream"]
+    out.hint = _thinking(b.get("thinking"), b.get("output_config"))
     server: set[str] = set()
     if b.get("tools") is not None:
         tools, server = _tools(b["tools"], out)

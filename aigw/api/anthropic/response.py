@@ -1,7 +1,8 @@
 """The pipeline's chat answers as Anthropic Messages: a whole message, or its SSE events.
 
 A stream is `message_start`, `ping`, then per content block `content_block_start`, its deltas
-(`text_delta`, `input_json_delta`) and `content_block_stop`, then `message_delta` (stop_reason and
+(`thinking_delta` and `signature_delta`, `text_delta`, `input_json_delta`) and
+`content_block_stop`, then `message_delta` (stop_reason and
 usage) and `message_stop`; a failure after the start is an `error` event.
 """
 
@@ -56,7 +57,7 @@ def message(resp: ChatResponse, model: str) -> dict[str, Any]:
         return {**resp.native, "model": model}
     choice = resp.choices[0] if resp.choices else {}
     msg = choice.get("message") or {}
-    content: list[dict[str, Any]] = []
+    content = _thinking_blocks(msg)
     if isinstance(msg.get("content"), str) and msg["content"]:
         content.append({"type": "text", "text": msg["content"]})
     for call in msg.get("tool_calls") or []:
@@ -79,6 +80,18 @@ def message(resp: ChatResponse, model: str) -> dict[str, Any]:
         "stop_sequence": None,
         "usage": usage_of(resp.usage),
     }
+
+
+def _thinking_blocks(msg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The answer's reasoning as thinking blocks: a target's own signed blocks when it sent them
+    (`thinking_blocks`), else its `reasoning_content` unsigned."""
+    blocks = msg.get("thinking_blocks")
+    if isinstance(blocks, list) and blocks:
+        return [b for b in blocks if isinstance(b, dict)]
+    text = msg.get("reasoning_content")
+    if isinstance(text, str) and text:
+        return [{"type": "thinking", "thinking": text, "signature": ""}]
+    return []
 
 
 def event(name: str, data: dict[str, Any]) -> bytes:
@@ -120,6 +133,7 @@ def _chunk_events(chunk: ChatChunk, blocks: _Blocks) -> tuple[bytes, Any]:
         if choice.get("index", 0) != 0:
             continue
         delta = choice.get("delta") or {}
+        out += _thinking_events(delta, blocks)
         text = delta.get("content")
         if isinstance(text, str) and text:
             if blocks.kind != "text":
@@ -140,6 +154,27 @@ def _chunk_events(chunk: ChatChunk, blocks: _Blocks) -> tuple[bytes, Any]:
                 out += blocks.delta({"type": "input_json_delta", "partial_json": fn["arguments"]})
         finish = choice.get("finish_reason") or finish
     return out, finish
+
+
+def _thinking_events(delta: dict[str, Any], blocks: _Blocks) -> bytes:
+    """A delta's reasoning as a thinking block's `thinking_delta`s, its signature (a target's
+    `thinking_blocks` delta) as `signature_delta`, a redacted block as its own block."""
+    out = b""
+    thought = delta.get("reasoning_content")
+    if isinstance(thought, str) and thought:
+        if blocks.kind != "thinking":
+            out += blocks.open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+        out += blocks.delta({"type": "thinking_delta", "thinking": thought})
+    for b in delta.get("thinking_blocks") or []:
+        if not isinstance(b, dict):
+            continue
+        if b.get("type") == "redacted_thinking":
+            out += blocks.open("redacted", {"type": "redacted_thinking", "data": str(b.get("data") or "")})
+        elif isinstance(b.get("signature"), str) and b["signature"]:
+            if blocks.kind != "thinking":
+                out += blocks.open("thinking", {"type": "thinking", "thinking": "", "signature": ""})
+            out += blocks.delta({"type": "signature_delta", "signature": b["signature"]})
+    return out
 
 
 async def relay_native(first: ChatChunk, rest: AsyncIterator[ChatChunk]) -> AsyncGenerator[bytes, None]:

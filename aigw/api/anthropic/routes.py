@@ -64,7 +64,7 @@ async def messages(request: Request) -> Response:
         t = to_chat(raw)
         model = t.body["model"]
         native = Native("anthropic", raw, _betas(request))
-        req = ChatRequest(body=t.body, model=model, native=native)
+        req = ChatRequest(body=t.body, model=model, native=native, hint=t.hint)
         caller = caller_of(request)
         if req.stream:
             reply = await gw.stream(req, caller)
@@ -93,7 +93,7 @@ async def count_tokens(request: Request) -> Response:
         t = to_chat({**raw, "max_tokens": 1})
         model = t.body["model"]
         native = Native("anthropic", raw, _betas(request))
-        tokens = await gw.count_tokens(ChatRequest(t.body, model, native), caller_of(request))
+        tokens = await gw.count_tokens(ChatRequest(t.body, model, native, t.hint), caller_of(request))
         if tokens is None:
             tools = t.body.get("tools")
             tokens = estimate_tokens(t.body) + (len(orjson.dumps(tools)) // 4 if tools else 0)

@@ -1,7 +1,8 @@
 """The pipeline's chat answers as OpenAI Responses: a whole response object, or its stream of
 events (each with its `sequence_number`): response.created, response.in_progress, then per output
-item response.output_item.added, for text response.content_part.added, response.output_text.delta
-... .done and response.content_part.done, for a call response.function_call_arguments.delta ...
+item response.output_item.added, for reasoning response.reasoning_text.delta ... .done, for text
+response.content_part.added, response.output_text.delta ... .done and
+response.content_part.done, for a call response.function_call_arguments.delta ...
 .done, then response.output_item.done; last response.completed (or response.failed)."""
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ def usage_of(usage: Usage | None) -> dict[str, Any] | None:
         return None
     details = usage.extra.get("prompt_tokens_details")
     cached = details.get("cached_tokens", 0) if isinstance(details, dict) else 0
+    out_details = usage.extra.get("completion_tokens_details")
+    thought = out_details.get("reasoning_tokens", 0) if isinstance(out_details, dict) else 0
     return {
         "input_tokens": usage.prompt_tokens,
         "input_tokens_details": {"cached_tokens": cached or 0},
         "output_tokens": usage.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
+        "output_tokens_details": {"reasoning_tokens": thought or 0},
         "total_tokens": usage.prompt_tokens + usage.completion_tokens,
     }
 
@@ -99,6 +102,8 @@ def output_of(resp: ChatResponse) -> tuple[list[dict[str, Any]], str]:
     choice = resp.choices[0] if resp.choices else {}
     msg = choice.get("message") or {}
     output: list[dict[str, Any]] = []
+    if isinstance(msg.get("reasoning_content"), str) and msg["reasoning_content"]:
+        output.append(reasoning_item(msg["reasoning_content"]))
     if isinstance(msg.get("content"), str) and msg["content"]:
         output.append(text_item(msg["content"]))
     for call in msg.get("tool_calls") or []:
@@ -164,6 +169,85 @@ class Events:
         return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(payload) + b"\n\n"
 
 
+def reasoning_item(text: str, status: str = "completed") -> dict[str, Any]:
+    part = {"type": "reasoning_text", "text": text}
+    return {"type": "reasoning", "id": new_id("rs"), "summary": [], "content": [part], "status": status}
+
+
+class _Output:
+    """The output items of a stream as its deltas build them, and the events that say so."""
+
+    def __init__(self, ev: Events) -> None:
+        self.ev = ev
+        self.items: list[dict[str, Any]] = []
+        self._text: dict[str, Any] | None = None
+        self._reasoning: dict[str, Any] | None = None
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def reasoning(self, piece: str) -> bytes:
+        out = b""
+        if self._reasoning is None:
+            self._reasoning = reasoning_item("", "in_progress")
+            self.items.append(self._reasoning)
+            added = {**self._reasoning, "content": []}
+            out += self.ev("response.output_item.added", output_index=len(self.items) - 1, item=added)
+        self._reasoning["content"][0]["text"] += piece
+        where = {"item_id": self._reasoning["id"], "output_index": self.items.index(self._reasoning)}
+        return out + self.ev("response.reasoning_text.delta", **where, content_index=0, delta=piece)
+
+    def text(self, piece: str) -> bytes:
+        out = b""
+        if self._text is None:
+            self._text = text_item("", "in_progress")
+            self.items.append(self._text)
+            n = len(self.items) - 1
+            out += self.ev("response.output_item.added", output_index=n, item={**self._text, "content": []})
+            part = {"type": "output_text", "text": "", "annotations": []}
+            where = {"item_id": self._text["id"], "output_index": n, "content_index": 0}
+            out += self.ev("response.content_part.added", **where, part=part)
+        self._text["content"][0]["text"] += piece
+        where = {"item_id": self._text["id"], "output_index": self.items.index(self._text)}
+        return out + self.ev("response.output_text.delta", **where, content_index=0, delta=piece)
+
+    def call(self, tc: dict[str, Any]) -> bytes:
+        out = b""
+        fn = tc.get("function") or {}
+        i = tc.get("index", 0)
+        if i not in self._calls:
+            item = call_item(tc.get("id") or new_id("call"), fn.get("name") or "", "", "in_progress")
+            self._calls[i] = item
+            self.items.append(item)
+            out += self.ev("response.output_item.added", output_index=len(self.items) - 1, item=dict(item))
+        if fn.get("arguments"):
+            item = self._calls[i]
+            item["arguments"] += fn["arguments"]
+            out += self.ev(
+                "response.function_call_arguments.delta",
+                item_id=item["id"],
+                output_index=self.items.index(item),
+                delta=fn["arguments"],
+            )
+        return out
+
+    def close(self) -> bytes:
+        """Each item's closing events, in output order."""
+        out = b""
+        for n, item in enumerate(self.items):
+            item["status"] = "completed"
+            where = {"item_id": item["id"], "output_index": n}
+            if item["type"] == "message":
+                full = item["content"][0]
+                out += self.ev("response.output_text.done", **where, content_index=0, text=full["text"])
+                out += self.ev("response.content_part.done", **where, content_index=0, part=full)
+            elif item["type"] == "reasoning":
+                text = item["content"][0]["text"]
+                out += self.ev("response.reasoning_text.done", **where, content_index=0, text=text)
+            else:
+                out += self.ev("response.function_call_arguments.done", **where, arguments=item["arguments"])
+            out += self.ev("response.output_item.done", output_index=n, item=item)
+        return out
+
+
 async def stream_events(
     chunks: AsyncIterator[ChatChunk],
     shell: Shell,
@@ -173,9 +257,7 @@ async def stream_events(
     ev = Events()
     yield ev("response.created", response=shell.response("in_progress", [], None))
     yield ev("response.in_progress", response=shell.response("in_progress", [], None))
-    output: list[dict[str, Any]] = []
-    text: dict[str, Any] | None = None
-    calls: dict[int, dict[str, Any]] = {}
+    out = _Output(ev)
     finish: Any = None
     usage: Usage | None = None
     try:
@@ -186,72 +268,22 @@ async def stream_events(
                     continue
                 delta = choice.get("delta") or {}
                 finish = choice.get("finish_reason") or finish
+                data = b""
+                thought = delta.get("reasoning_content")
+                if isinstance(thought, str) and thought:
+                    data += out.reasoning(thought)
                 piece = delta.get("content")
                 if isinstance(piece, str) and piece:
-                    if text is None:
-                        text = text_item("", "in_progress")
-                        output.append(text)
-                        n = len(output) - 1
-                        yield ev("response.output_item.added", output_index=n, item={**text, "content": []})
-                        yield ev(
-                            "response.content_part.added",
-                            item_id=text["id"],
-                            output_index=n,
-                            content_index=0,
-                            part={"type": "output_text", "text": "", "annotations": []},
-                        )
-                    text["content"][0]["text"] += piece
-                    yield ev(
-                        "response.output_text.delta",
-                        item_id=text["id"],
-                        output_index=output.index(text),
-                        content_index=0,
-                        delta=piece,
-                    )
+                    data += out.text(piece)
                 for tc in delta.get("tool_calls") or []:
-                    fn = tc.get("function") or {}
-                    i = tc.get("index", 0)
-                    if i not in calls:
-                        item = call_item(
-                            tc.get("id") or new_id("call"), fn.get("name") or "", "", "in_progress"
-                        )
-                        calls[i] = item
-                        output.append(item)
-                        yield ev("response.output_item.added", output_index=len(output) - 1, item=dict(item))
-                    if fn.get("arguments"):
-                        calls[i]["arguments"] += fn["arguments"]
-                        yield ev(
-                            "response.function_call_arguments.delta",
-                            item_id=calls[i]["id"],
-                            output_index=output.index(calls[i]),
-                            delta=fn["arguments"],
-                        )
+                    data += out.call(tc)
+                if data:
+                    yield data
     except AigwError as e:
         err = {"code": "server_error" if e.status_code >= 500 else "invalid_request", "message": e.message}
-        yield ev("response.failed", response=shell.response("failed", output, usage, err))
+        yield ev("response.failed", response=shell.response("failed", out.items, usage, err))
         return
-    for n, item in enumerate(output):
-        item["status"] = "completed"
-        if item["type"] == "message":
-            full = item["content"][0]
-            yield ev(
-                "response.output_text.done",
-                item_id=item["id"],
-                output_index=n,
-                content_index=0,
-                text=full["text"],
-            )
-            yield ev(
-                "response.content_part.done", item_id=item["id"], output_index=n, content_index=0, part=full
-            )
-        else:
-            yield ev(
-                "response.function_call_arguments.done",
-                item_id=item["id"],
-                output_index=n,
-                arguments=item["arguments"],
-            )
-        yield ev("response.output_item.done", output_index=n, item=item)
-    final = shell.response("incomplete" if finish == "length" else "completed", output, usage)
-    done(output, final)
+    yield out.close()
+    final = shell.response("incomplete" if finish == "length" else "completed", out.items, usage)
+    done(out.items, final)
     yield ev("response.completed", response=final)

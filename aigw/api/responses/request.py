@@ -8,7 +8,10 @@ Each field's fate:
             namespace's functions flattened as NAMESPACE__NAME), tool_choice, parallel_tool_calls,
             text.format (json_object, json_schema) -> response_format, user, stream.
             store and previous_response_id are aigw's own (see `aigw.state.responses`).
-  dropped   hints named in the `x-aigw-dropped` header: reasoning, include, metadata,
+  hint      reasoning.effort -> the request's reasoning hint, applied by targets with reasoning
+            controls (Anthropic and Gemini thinking budgets, local models whose template can
+            think) and ignored by others.
+  dropped   hints named in the `x-aigw-dropped` header: reasoning.summary, include, metadata,
             prompt_cache_key, client_metadata, service_tier, truncation, safety_identifier,
             reasoning items of earlier turns, and built-in tools a target cannot run (web_search,
             file_search, ...: `tools[TYPE]`).
@@ -22,13 +25,14 @@ from typing import Any
 
 from aigw.api import translation
 from aigw.api.translation import bad
+from aigw.domain import EFFORTS, Reasoning
 from aigw.errors import InvalidRequest
 
 _OWN = frozenset({"model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools"})
 _OWN |= {"tool_choice", "parallel_tool_calls", "text", "user", "stream", "store", "previous_response_id"}
+_OWN |= {"reasoning"}
 _HINTS = frozenset(
     {
-        "reasoning",
         "include",
         "metadata",
         "prompt_cache_key",
@@ -228,8 +232,23 @@ def to_chat(b: dict[str, Any]) -> Translated:
     if isinstance(b.get("parallel_tool_calls"), bool) and "tools" in body:
         body["parallel_tool_calls"] = b["parallel_tool_calls"]
     _format(b.get("text"), body)
+    _reasoning(b.get("reasoning"), out)
     out.body = body
     return out
+
+
+def _reasoning(raw: Any, out: Translated) -> None:
+    if raw is None:
+        return
+    if not isinstance(raw, dict):
+        raise bad("expected an object", "reasoning")
+    effort = raw.get("effort")
+    if effort is not None:
+        if effort not in EFFORTS:
+            raise bad(f"effort is one of {', '.join(EFFORTS)}", "reasoning.effort")
+        out.hint = Reasoning(effort)
+    if raw.get("summary") is not None:
+        out.drop("reasoning.summary")
 
 
 def items_of(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

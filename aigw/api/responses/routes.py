@@ -69,7 +69,7 @@ async def create(request: Request) -> Response:
     system = [{"role": "system", "content": "\n\n".join(t.system)}] if t.system else []
     model = t.body["model"]
     native = Native("responses", native_body(raw, history))
-    req = ChatRequest({**t.body, "messages": system + turn}, model, native)
+    req = ChatRequest({**t.body, "messages": system + turn}, model, native, t.hint)
     shell = Shell(new_id("resp"), model, raw)
     keep = raw.get("store") is not False and gw.stored is not None
     key_id = caller.key.id if caller.key is not None else None

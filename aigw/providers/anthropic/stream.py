@@ -1,7 +1,9 @@
 """Anthropic Messages stream events -> OpenAI chat chunks. Pure: no I/O.
 
-Events: message_start, content_block_start / _delta / _stop (text, tool_use with input_json_delta;
-thinking and other block types skipped), message_delta (stop_reason, output usage), message_stop,
+Events: message_start, content_block_start / _delta / _stop (text, tool_use with input_json_delta,
+thinking with thinking_delta -> `reasoning_content` deltas and signature_delta -> a
+`thinking_blocks` delta carrying the signature, redacted_thinking -> a `thinking_blocks` delta;
+other block types skipped), message_delta (stop_reason, output usage), message_stop,
 ping, and error (raised as the mapped UpstreamStatusError).
 """
 
@@ -93,8 +95,16 @@ class StreamTranslator:
             self._blocks[index] = ("text", 0, None)
             text = text_field(block.get("text") or "", "text")
             return [self._chunk({"content": text})] if text else []
+        if btype == "thinking":
+            self._blocks[index] = ("thinking", 0, None)
+            text = text_field(block.get("thinking") or "", "thinking")
+            return [self._chunk({"reasoning_content": text})] if text else []
+        if btype == "redacted_thinking":
+            self._blocks[index] = ("ignore", 0, None)
+            redacted = {"type": "redacted_thinking", "data": text_field(block.get("data"), "data")}
+            return [self._chunk({"thinking_blocks": [redacted]})]
         if btype != "tool_use":
-            self._blocks[index] = ("ignore", 0, None)  # thinking, or a block type added later
+            self._blocks[index] = ("ignore", 0, None)  # a block type added later
             return []
         initial = block.get("input")
         args = dumps(initial) if isinstance(initial, dict) and initial else "{}"
@@ -128,7 +138,13 @@ class StreamTranslator:
             if kind == "json":
                 return [self._chunk({"content": part})]
             return [self._chunk({"tool_calls": [{"index": tool, "function": {"arguments": part}}]})]
-        return []  # thinking_delta, signature_delta, citations_delta...
+        if kind == "thinking" and dtype == "thinking_delta":
+            text = text_field(delta.get("thinking"), "thinking")
+            return [self._chunk({"reasoning_content": text})] if text else []
+        if kind == "thinking" and dtype == "signature_delta":
+            signed = {"type": "thinking", "signature": text_field(delta.get("signature"), "signature")}
+            return [self._chunk({"thinking_blocks": [signed]})]
+        return []  # citations_delta, and delta types added later
 
     def _block_stop(self, index: int) -> list[ChatChunk]:
         kind, tool, args = self._blocks.get(index, ("ignore", 0, None))

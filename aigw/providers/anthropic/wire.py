@@ -9,15 +9,19 @@ Request fields (OpenAI -> Anthropic):
              -> disable_parallel_tool_use; response_format json_schema|json_object -> a forced tool whose
              input is the answer (returned as the message content, finish_reason "stop"); stop ->
              stop_sequences; max_completion_tokens|max_tokens -> max_tokens (default 4096);
-             temperature (0..1 only), top_p, top_k; user -> metadata.user_id.
+             temperature (0..1 only), top_p, top_k; user -> metadata.user_id; reasoning_effort (or
+             a dialect's reasoning hint) -> thinking with a budget below max_tokens, and assistant
+             `thinking_blocks` -> signed thinking blocks (see thinking.py).
   dropped    pure hints that do not change the answer: seed, stream_options (usage always comes),
              service_tier, store, metadata, prediction, image `detail`, message `name`, tool
              `strict`; n=1, zero penalties, empty logit_bias, logprobs=false, modalities ["text"].
   refused    (CapabilityError naming the field) anything that would change the answer and has no
              equivalent: n>1, logit_bias, non-zero presence/frequency_penalty, logprobs, top_logprobs,
              temperature above 1, audio, input_audio and file parts, the legacy functions API,
-             reasoning_effort, and every other field this module does not know.
-Responses: text blocks -> content, tool_use -> tool_calls, thinking blocks dropped; usage
+             reasoning_effort with temperature or top_k, and every other field this module does
+             not know.
+Responses: text blocks -> content, tool_use -> tool_calls, thinking blocks -> reasoning_content
+and thinking_blocks (signatures kept); usage
 input + cache read + cache creation tokens -> prompt_tokens; stop_reason end_turn|stop_sequence|
 pause_turn -> stop, max_tokens -> length, tool_use -> tool_calls, refusal -> content_filter.
 Upstream bodies are untrusted: anything malformed becomes UpstreamProtocolError.
@@ -36,6 +40,12 @@ import orjson
 
 from aigw.domain import ChatRequest, ChatResponse, ModelInfo, Usage
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
+from aigw.providers.anthropic.thinking import (
+    assistant_thinking,
+    reasoning_fields,
+    settle_with_tools,
+    thinking_config,
+)
 
 DEFAULT_MAX_TOKENS = 4096
 JSON_TOOL = "json_response"
@@ -44,6 +54,7 @@ _MAPPED = frozenset(
     {
         "model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p",
         "top_k", "stop", "tools", "tool_choice", "parallel_tool_calls", "response_format", "user",
+        "reasoning_effort",
     }
 )  # fmt: skip
 _HINTS = frozenset({"seed", "stream_options", "service_tier", "store", "metadata", "prediction"})
@@ -87,6 +98,8 @@ def request_to_wire(req: ChatRequest) -> WireRequest:
         out["max_tokens"] = DEFAULT_MAX_TOKENS
     if system:
         out["system"] = system
+    if (thinking := thinking_config(req, out["max_tokens"])) is not None:
+        out["thinking"] = thinking
     if (t := req.temperature) is not None:
         if t > 1:
             raise CapabilityError(f"Anthropic takes temperature 0 to 1, not {t:g}", param="temperature")
@@ -107,6 +120,7 @@ def request_to_wire(req: ChatRequest) -> WireRequest:
         out["tools"] = tools
         name = None if json_tool is None else json_tool["name"]
         out["tool_choice"] = _tool_choice(body, len(tools) > (name is not None), name)
+    settle_with_tools(out, req)
     return WireRequest(out, None if json_tool is None else json_tool["name"])
 
 
@@ -176,7 +190,9 @@ def _assistant_blocks(m: dict[str, Any], where: str) -> list[dict[str, Any]]:
         content = "".join(
             str(p.get("text") or p.get("refusal") or "") for p in content if isinstance(p, dict)
         )
-    blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+    blocks = assistant_thinking(m, where)
+    if content:
+        blocks.append({"type": "text", "text": content})
     for j, tc in enumerate(m.get("tool_calls") or []):
         fn = tc.get("function") if isinstance(tc, dict) else None
         if not isinstance(fn, dict) or not isinstance(fn.get("name"), str) or not tc.get("id"):
@@ -342,6 +358,7 @@ def response_from_wire(provider: str, d: dict[str, Any], json_tool: str | None, 
         message: dict[str, Any] = {"role": "assistant", "content": answer}
         if json_tool is None:
             message["content"] = "".join(texts) if texts or not calls else None
+        message.update(reasoning_fields(_blocks(d)))
         if calls:
             message["tool_calls"] = calls
         finish = finish_reason(d.get("stop_reason"), bool(calls)) or "stop"

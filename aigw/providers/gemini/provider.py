@@ -92,12 +92,12 @@ class GeminiProvider:
         return list(found.values())
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
-        body = chat_request_to_gemini(self.name, req.body)
+        body = chat_request_to_gemini(self.name, req.body, req.hint)
         data = await self._http.call_json("POST", model_path(req.model, "generateContent"), body)
         return response_from_gemini(self.name, req.model, data, created=int(time.time()))
 
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
-        body = chat_request_to_gemini(self.name, req.body)
+        body = chat_request_to_gemini(self.name, req.body, req.hint)
         path = model_path(req.model, "streamGenerateContent") + "?alt=sse"
         translator = StreamTranslator(self.name, req.model, created=int(time.time()))
         async with aclosing(self._http.events(path, body)) as events:

@@ -16,11 +16,14 @@ Chat request fields (the OpenAI body):
            response_format json_object -> responseMimeType application/json, json_schema ->
            + responseSchema; stop -> stopSequences; max_tokens / max_completion_tokens ->
            maxOutputTokens; temperature; top_p -> topP; top_k -> topK; seed; presence_penalty /
-           frequency_penalty -> presencePenalty / frequencyPenalty; n -> candidateCount.
+           frequency_penalty -> presencePenalty / frequencyPenalty; n -> candidateCount;
+           reasoning_effort (or another dialect's reasoning hint) -> thinkingConfig
+           (thinkingBudget: 0 for "none", else the effort's budget; includeThoughts).
   dropped  pure hints that do not change the output: user, stream_options, service_tier,
            parallel_tool_calls, store, metadata, a message's `name`, an image's `detail`.
   refused  (CapabilityError naming the field) logit_bias, logprobs, top_logprobs, and any other
            field set to a non-null value: its effect could not be reproduced.
+Responses: thought parts -> reasoning_content (whole and as stream deltas).
 Embeddings: input str | list[str] -> requests[].content, dimensions -> outputDimensionality,
   encoding_format dropped (the pipeline applies it for every target), user dropped;
   pre-tokenised inputs and other fields refused. Usage is estimated (about 4 characters a token).
@@ -34,21 +37,22 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
-from aigw.domain import ChatChunk, ChatResponse, EmbedResponse, ModelInfo, Usage
+from aigw.domain import ChatChunk, ChatResponse, EmbedResponse, ModelInfo, Reasoning, Usage
 from aigw.errors import CapabilityError, InvalidRequest, UpstreamProtocolError, UpstreamStatusError
 from aigw.providers.gemini.parts import contents_from_messages, declarations, schema_to_gemini, tool_config
 from aigw.providers.openai.wire import MAX_RETRY_AFTER_S, parse_retry_after
+from aigw.providers.reasoning import requested
 
 _HINTS = frozenset({"user", "stream_options", "service_tier", "parallel_tool_calls", "store", "metadata"})
 _MAPPED = frozenset(
     {
         "model", "messages", "stream", "temperature", "top_p", "top_k", "max_tokens",
         "max_completion_tokens", "stop", "seed", "presence_penalty", "frequency_penalty", "n",
-        "tools", "tool_choice", "functions", "function_call", "response_format",
+        "tools", "tool_choice", "functions", "function_call", "response_format", "reasoning_effort",
     }
 )  # fmt: skip
 _REFUSED = ("logit_bias", "logprobs", "top_logprobs")
@@ -96,8 +100,11 @@ def _response_format(provider: str, fmt: Any, config: dict[str, Any]) -> None:
         raise _refuse(provider, "response_format", f"response_format type {kind!r}")
 
 
-def chat_request_to_gemini(provider: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A generateContent request body for an OpenAI chat body (the model goes in the URL)."""
+def chat_request_to_gemini(
+    provider: str, body: dict[str, Any], hint: Reasoning | None = None
+) -> dict[str, Any]:
+    """A generateContent request body for an OpenAI chat body (the model goes in the URL);
+    `hint` is another dialect's reasoning hint, used when the body has no reasoning_effort."""
     for key, value in body.items():
         if value is None or key in _HINTS:
             continue
@@ -128,6 +135,9 @@ def chat_request_to_gemini(provider: str, body: dict[str, Any]) -> dict[str, Any
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     _response_format(provider, body.get("response_format"), config)
+    if (reasoning := requested(body, hint)) is not None:
+        budget = reasoning.tokens
+        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
     if config:
         out["generationConfig"] = config
     return out
@@ -175,10 +185,16 @@ def finish_reason(raw: Any, has_calls: bool) -> str | None:
     return "tool_calls" if has_calls else "stop"
 
 
-def _candidate(
-    provider: str, c: Any, position: int, new_id: Callable[[], str]
-) -> tuple[int, str, list[dict[str, Any]], Any]:
-    """(index, text, tool calls, raw finishReason) of one candidate."""
+class _Candidate(NamedTuple):
+    position: int
+    text: str
+    thought: str
+    calls: list[dict[str, Any]]
+    raw_finish: Any
+
+
+def _candidate(provider: str, c: Any, position: int, new_id: Callable[[], str]) -> _Candidate:
+    """One candidate's text, thoughts, tool calls and raw finishReason."""
     if not isinstance(c, dict):
         raise _bad(provider, "a candidate is not an object")
     index = c.get("index", position)
@@ -189,6 +205,7 @@ def _candidate(
     if not isinstance(content, dict) or not isinstance(parts or [], list):
         raise _bad(provider, "candidate content is not an object with parts")
     texts: list[str] = []
+    thoughts: list[str] = []
     calls: list[dict[str, Any]] = []
     for p in parts or []:
         if not isinstance(p, dict):
@@ -202,9 +219,9 @@ def _candidate(
                 raise _bad(provider, "functionCall args is not an object")
             fn = {"name": fc["name"], "arguments": orjson.dumps(args).decode()}
             calls.append({"id": new_id(), "type": "function", "function": fn})
-        elif isinstance(p.get("text"), str) and not p.get("thought"):
-            texts.append(p["text"])
-    return index, "".join(texts), calls, c.get("finishReason")
+        elif isinstance(p.get("text"), str):
+            (thoughts if p.get("thought") else texts).append(p["text"])
+    return _Candidate(index, "".join(texts), "".join(thoughts), calls, c.get("finishReason"))
 
 
 def _candidates(provider: str, d: dict[str, Any]) -> list[Any]:
@@ -231,8 +248,10 @@ def response_from_gemini(
 ) -> ChatResponse:
     choices: list[dict[str, Any]] = []
     for position, c in enumerate(_candidates(provider, d)):
-        index, text, calls, raw = _candidate(provider, c, position, new_id)
+        index, text, thought, calls, raw = _candidate(provider, c, position, new_id)
         message: dict[str, Any] = {"role": "assistant", "content": text or (None if calls else "")}
+        if thought:
+            message["reasoning_content"] = thought
         if calls:
             message["tool_calls"] = calls
         reason = finish_reason(raw, bool(calls)) or ("tool_calls" if calls else "stop")
@@ -295,8 +314,10 @@ class StreamTranslator:
             out.append(self._chunk(0, {}, "content_filter"))
             self._finished.add(0)
         for position, c in enumerate(cands):
-            index, text, calls, raw = _candidate(self._provider, c, position, self._new_id)
+            index, text, thought, calls, raw = _candidate(self._provider, c, position, self._new_id)
             delta: dict[str, Any] = {"content": text} if text else {}
+            if thought:
+                delta["reasoning_content"] = thought
             if calls:
                 first = self._calls.get(index, 0)
                 delta["tool_calls"] = [{"index": first + n, **call} for n, call in enumerate(calls)]

@@ -1,0 +1,102 @@
+"""Reasoning on Anthropic: extended thinking from OpenAI's `reasoning_effort` (or another
+dialect's hint), and thinking blocks back as `reasoning_content` plus `thinking_blocks` (with
+their signatures, which Anthropic requires when the blocks are sent back on the next turn; the
+field LiteLLM uses). Pure functions, no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aigw.domain import ChatRequest
+from aigw.errors import CapabilityError, InvalidRequest
+from aigw.providers.reasoning import requested
+
+MIN_BUDGET = 1024
+"""Anthropic's smallest thinking budget."""
+_FIXED = ("temperature", "top_k")
+"""Sampling Anthropic does not allow with thinking on."""
+
+
+def thinking_config(req: ChatRequest, max_tokens: int) -> dict[str, Any] | None:
+    """The `thinking` field for this request, None for no thinking. The budget stays below
+    `max_tokens` (Anthropic's rule), so the answer is never longer than the client allowed.
+    OpenAI's own `reasoning_effort` that cannot be honoured is refused; a dialect's hint is
+    applied where it can be and otherwise left out."""
+    hard = req.body.get("reasoning_effort") is not None
+    want = requested(req.body, req.hint)
+    if want is None:
+        return None
+    if want.effort == "none" or want.tokens <= 0:
+        return None
+    budget = min(want.tokens, max_tokens - 1)
+    fixed = next((k for k in _FIXED if req.body.get(k) is not None and req.body[k] != 1), None)
+    if budget < MIN_BUDGET or fixed is not None:
+        if not hard:
+            return None
+        if fixed is not None:
+            raise CapabilityError(
+                f"Anthropic does not take '{fixed}' with reasoning on; remove one of them", param=fixed
+            )
+        raise CapabilityError(
+            f"reasoning on Anthropic needs max_tokens above {MIN_BUDGET}", param="max_tokens"
+        )
+    return {"type": "enabled", "budget_tokens": budget}
+
+
+def settle_with_tools(out: dict[str, Any], req: ChatRequest) -> None:
+    """Anthropic thinks only when no tool is forced (tool_choice auto or none): a forced tool
+    with OpenAI's own reasoning_effort is refused, a dialect's hint gives way."""
+    forced = isinstance(out.get("tool_choice"), dict) and out["tool_choice"].get("type") in ("any", "tool")
+    if "thinking" not in out or not forced:
+        return
+    if req.body.get("reasoning_effort") is not None:
+        raise CapabilityError(
+            "Anthropic cannot think while a tool is forced (tool_choice required, a named tool, "
+            "or response_format); remove reasoning_effort or the forcing",
+            param="reasoning_effort",
+        )
+    del out["thinking"]
+
+
+def assistant_thinking(m: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The signed thinking blocks of an earlier assistant turn (its `thinking_blocks`), which
+    Anthropic needs back before that turn's tool calls. Unsigned reasoning is left out: Anthropic
+    refuses a thinking block without its signature."""
+    raw = m.get("thinking_blocks")
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise InvalidRequest(f"{where}.thinking_blocks must be an array", param="messages")
+    out: list[dict[str, Any]] = []
+    for j, b in enumerate(raw):
+        kind = b.get("type") if isinstance(b, dict) else None
+        if kind == "thinking" and isinstance(b.get("signature"), str) and b["signature"]:
+            text = str(b.get("thinking") or "")
+            out.append({"type": "thinking", "thinking": text, "signature": b["signature"]})
+        elif kind == "redacted_thinking" and isinstance(b.get("data"), str):
+            out.append({"type": "redacted_thinking", "data": b["data"]})
+        elif kind not in ("thinking", "redacted_thinking"):
+            raise InvalidRequest(
+                f"{where}.thinking_blocks[{j}] must be a thinking or redacted_thinking block",
+                param="messages",
+            )
+    return out
+
+
+def reasoning_fields(blocks: list[dict[str, Any]]) -> dict[str, Any]:
+    """`reasoning_content` and `thinking_blocks` for an answer's thinking blocks (none: {})."""
+    kept: list[dict[str, Any]] = []
+    texts: list[str] = []
+    for b in blocks:
+        if b.get("type") == "thinking":
+            text = b.get("thinking")
+            if not isinstance(text, str):
+                raise ValueError("thinking is not a string")
+            texts.append(text)
+            kept.append({"type": "thinking", "thinking": text, "signature": str(b.get("signature") or "")})
+        elif b.get("type") == "redacted_thinking":
+            kept.append({"type": "redacted_thinking", "data": str(b.get("data") or "")})
+    if not kept:
+        return {}
+    return {"reasoning_content": "".join(texts), "thinking_blocks": kept}
