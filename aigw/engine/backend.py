@@ -28,8 +28,11 @@ class GenParams:
     top_p: float
     stop: tuple[str, ...]
     seed: int | None
-    json_schema: dict[str, Any] | None = None  # {} = any JSON object
+    grammar: str | None = None
+    """What the output must match (llguidance's grammar: see aigw.local.constrain)."""
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific sampling knobs
+    tools: list[dict[str, Any]] | None = None
+    """The request's tools, for a chat template that renders them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +51,13 @@ Emit = Callable[[str], bool]
 class LoadedModel(Protocol):
     def capabilities(self) -> frozenset[Capability]: ...
 
-    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult: ...
+    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
+        """`messages` are OpenAI chat messages (tool calls and results included)."""
+        ...
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
 
-    def count_prompt(self, messages: list[dict[str, Any]]) -> int:
+    def count_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
         """The tokens of the prompt these messages make, as `generate` would feed the model."""
         ...
 

@@ -27,7 +27,9 @@ from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, Mode
 from aigw.engine.engine import FOREVER, Engine, Job
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound, quoted
 from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
+from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
+from aigw.local.tools import ForcedCallStream, forced_call, forced_call_schema, new_call_id
 from aigw.providers.spec import ProviderContext
 
 HONOURED = frozenset(
@@ -51,6 +53,7 @@ HONOURED = frozenset(
         "top_k",
         "min_p",
         "repeat_penalty",
+        "tools",
         "tool_choice",
         "parallel_tool_calls",
         "logprobs",
@@ -76,14 +79,6 @@ def parse_keep_alive(value: Any) -> float | None:
     return FOREVER if seconds < 0 else seconds
 
 
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
-
-
 def gen_params(req: ChatRequest, model: str) -> GenParams:
     body = req.body
     for key in body:
@@ -95,23 +90,23 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
         raise CapabilityError(f"Local model {quoted(model)} generates one choice at a time (n=1)", param="n")
     if body.get("logprobs"):
         raise CapabilityError(f"Local model {quoted(model)} does not return logprobs", param="logprobs")
-    if body.get("tool_choice") not in (None, "none", "auto"):
-        raise CapabilityError(f"Local model {quoted(model)} does not call tools", param="tool_choice")
-    schema: dict[str, Any] | None = None
-    fmt = body.get("response_format") or {}
-    if fmt.get("type") == "json_object":
-        schema = {}
-    elif fmt.get("type") == "json_schema":
-        js = fmt.get("json_schema")
-        schema = js.get("schema") if isinstance(js, dict) else None
-        if not isinstance(schema, dict):
-            raise InvalidRequest(
-                "response_format.json_schema.schema must be an object", param="response_format"
+    grammar = _format_grammar(body, model)
+    tools = body.get("tools") or None
+    if tools is not None and not isinstance(tools, list):
+        raise InvalidRequest("tools must be an array", param="tools")
+    if forced(body):
+        if tools is None:
+            raise InvalidRequest("tool_choice forces a call, but there are no tools", param="tool_choice")
+        if grammar is not None:
+            raise CapabilityError(
+                "Local models cannot force a tool call and a response_format at once", param="tool_choice"
             )
-    elif fmt.get("type") not in (None, "text"):
+        grammar = json_grammar(forced_call_schema(tools, body["tool_choice"]), "tools")
+    elif tools is not None and body.get("tool_choice") != "none":
         raise CapabilityError(
-            f"Local model {quoted(model)} does not support response_format {fmt.get('type')!r}",
-            param="response_format",
+            f"Local model {quoted(model)} has no tool-call parser for its family: "
+            'use tool_choice "required" or a named function (constrained decoding makes the call)',
+            param="tool_choice",
         )
     return GenParams(
         max_tokens=req.max_tokens,
@@ -119,13 +114,36 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
         top_p=0.95 if req.top_p is None else req.top_p,
         stop=tuple(req.stop),
         seed=req.seed,
-        json_schema=schema,
+        grammar=grammar,
         extra={k: body[k] for k in _SAMPLING_EXTRA if body.get(k) is not None},
+        tools=tools,
     )
 
 
-def _messages(req: ChatRequest) -> list[dict[str, Any]]:
-    return [{"role": m["role"], "content": _text(m.get("content"))} for m in req.messages]
+def forced(body: dict[str, Any]) -> bool:
+    """The request forces a tool call (tool_choice "required" or a named function)."""
+    choice = body.get("tool_choice")
+    return choice == "required" or isinstance(choice, dict)
+
+
+def _format_grammar(body: dict[str, Any], model: str) -> str | None:
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_object":
+        return json_grammar({}, "response_format")
+    if fmt.get("type") == "json_schema":
+        js = fmt.get("json_schema")
+        schema = js.get("schema") if isinstance(js, dict) else None
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                "response_format.json_schema.schema must be an object", param="response_format"
+            )
+        return json_grammar(schema, "response_format")
+    if fmt.get("type") not in (None, "text"):
+        raise CapabilityError(
+            f"Local model {quoted(model)} does not support response_format {fmt.get('type')!r}",
+            param="response_format",
+        )
+    return None
 
 
 class ModelKind(Protocol):
@@ -211,7 +229,7 @@ class LocalProvider:
     async def _submit(self, req: ChatRequest) -> tuple[Job[GenResult], str]:
         spec = self._spec(req.model)
         params = gen_params(req, req.model)
-        messages = _messages(req)
+        messages = req.messages
         keep_alive = parse_keep_alive(req.body.get("keep_alive"))
 
         def run(model: LoadedModel, job: Job[GenResult]) -> GenResult:
@@ -223,33 +241,52 @@ class LocalProvider:
     async def chat(self, req: ChatRequest) -> ChatResponse:
         job, cid = await self._submit(req)
         result = await job.wait()
-        message = {"role": "assistant", "content": result.text}
-        choice = {"index": 0, "message": message, "finish_reason": result.finish_reason, "logprobs": None}
+        message: dict[str, Any] = {"role": "assistant", "content": result.text}
+        finish = result.finish_reason
+        call = forced_call(result.text, new_call_id()) if forced(req.body) else None
+        if call is not None:
+            message, finish = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
+        choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         return ChatResponse(cid, int(time.time()), req.model, [choice], _usage(result))
 
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         job, cid = await self._submit(req)
         created = int(time.time())
-        first = True
+        calls = ForcedCallStream(new_call_id()) if forced(req.body) else None
+
+        opened = False
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
+            nonlocal opened
+            if not opened:  # the first chunk carries the role, and comes with the first output
+                delta, opened = {"role": "assistant", "content": None if calls else "", **delta}, True
+            return ChatChunk(cid, created, req.model, [{"index": 0, "delta": delta, "finish_reason": finish}])
+
         async for text in job.items():
-            delta = {"role": "assistant", "content": text} if first else {"content": text}
-            first = False
-            yield ChatChunk(cid, created, req.model, [{"index": 0, "delta": delta, "finish_reason": None}])
+            if calls is None:
+                yield chunk({"content": text})
+                continue
+            for call in calls.add(text):
+                yield chunk({"tool_calls": [call]})
         result = job.result()
-        final: dict[str, Any] = {"role": "assistant", "content": ""} if first else {}
-        yield ChatChunk(
-            cid, created, req.model, [{"index": 0, "delta": final, "finish_reason": result.finish_reason}]
-        )
+        finish = result.finish_reason
+        if calls is not None:
+            for call in calls.finish():
+                yield chunk({"tool_calls": [call]})
+            if forced_call(result.text, calls.call_id) is not None:
+                finish = "tool_calls"
+        yield chunk({}, finish)
         yield ChatChunk(cid, created, req.model, [], usage=_usage(result))
 
     async def count_tokens(self, req: ChatRequest) -> int:
         """The prompt's exact tokens, by the model's own tokenizer and chat template (the model is
         loaded for it, as for a request)."""
         spec = self._spec(req.model)
-        messages = _messages(req)
+        messages = req.messages
+        tools = req.body.get("tools") or None
 
         def run(model: LoadedModel, job: Job[int]) -> int:
-            return model.count_prompt(messages)
+            return model.count_prompt(messages, tools)
 
         job = await self.engine.submit(self._key(spec.name), run)
         return await job.wait()

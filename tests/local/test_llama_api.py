@@ -95,7 +95,7 @@ def test_seed_makes_sampling_repeatable(client: openai.OpenAI) -> None:
 def test_json_schema_output_parses_and_matches(client: openai.OpenAI) -> None:
     schema = {
         "type": "object",
-        "properties": {"a": {"type": "integer"}, "b": {"type": "boolean"}},
+        "properties": {"a": {"type": "integer", "minimum": -99, "maximum": 99}, "b": {"type": "boolean"}},
         "required": ["a", "b"],
         "additionalProperties": False,
     }
@@ -120,7 +120,7 @@ def test_json_object_output_parses(client: openai.OpenAI) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "param"),
     [
-        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tool_choice"),
         ({"logprobs": True}, "logprobs"),
         ({"n": 2}, "n"),
         ({"extra_body": {"logit_bias_v2": 1}}, "logit_bias_v2"),

@@ -1,13 +1,13 @@
 """llama.cpp through llama-cpp-python: GGUF models, Metal on Apple Silicon, CPU elsewhere.
 
-The chat template comes from the GGUF's own metadata (`tokenizer.chat_template`); JSON output
-(response_format) is enforced with llama.cpp's grammar-constrained sampling.
+The chat template comes from the GGUF's own metadata (`tokenizer.chat_template`); constrained
+output (response_format, forced tool calls) is held to its grammar by llguidance, which masks
+each step's logits (aigw.local.constrain).
 """
 
 from __future__ import annotations
 
 import codecs
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, cast
 from aigw.domain import Capability
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.errors import CapabilityError
+from aigw.local.constrain import Guide
 from aigw.local.presets import Preset, choose
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
+from aigw.local.tools import template_messages
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -29,7 +31,9 @@ FALLBACK_TEMPLATE = (
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
 DEFAULT_CONTEXT = 4096
-CHAT_CAPS = frozenset({Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA})
+CHAT_CAPS = frozenset(
+    {Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA, Capability.TOOLS}
+)
 EMBED_CAPS = frozenset({Capability.EMBED})
 
 
@@ -132,39 +136,39 @@ class LlamaModel:
             template, self.template_source = (own, "gguf") if own else (FALLBACK_TEMPLATE, "fallback")
         eos, bos = _token_text(llm, llm.token_eos()), _token_text(llm, llm.token_bos())
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self.knows_tools = "tool_calls" in template
+        self._lltokenizer: Any = None
 
     def capabilities(self) -> frozenset[Capability]:
         return EMBED_CAPS if self.spec.embedding else CHAT_CAPS
 
-    def _grammar(self, schema: dict[str, Any] | None) -> Any:
-        if schema is None:
+    def _guide(self, grammar: str | None) -> Guide | None:
+        if grammar is None:
             return None
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+        if self._lltokenizer is None:  # built once per loaded model (about a second on a big vocab)
+            from llguidance.llamacpp import lltokenizer_from_vocab
 
-        if not schema:
-            return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
-        try:
-            return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
-        except Exception as e:  # llama.cpp's converter covers most, not all, of JSON Schema
-            raise CapabilityError(
-                f"llama.cpp cannot enforce this JSON schema: {e}", param="response_format"
-            ) from None
+            self._lltokenizer = lltokenizer_from_vocab(self.llm._model.vocab)
+        return Guide(self._lltokenizer, grammar, self.llm.n_vocab())
 
-    def _prompt(self, messages: list[dict[str, Any]]) -> tuple[list[int], Any]:
+    def _prompt(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> tuple[list[int], Any]:
         """The prompt's tokens (the model's own chat template), and the formatter's answer."""
-        formatted = self.formatter(messages=cast(Any, messages))
+        shown = template_messages(messages, self.knows_tools)
+        formatted = self.formatter(messages=cast(Any, shown), tools=cast(Any, tools))
         prompt = self.llm.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
         return prompt, formatted
 
-    def count_prompt(self, messages: list[dict[str, Any]]) -> int:
-        return len(self._prompt(messages)[0])
+    def count_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
+        return len(self._prompt(messages, tools)[0])
 
     def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
         if self.spec.embedding:
             raise CapabilityError(f"{self.spec.name} is an embedding model", param="model")
-        prompt, formatted = self._prompt(messages)
+        prompt, formatted = self._prompt(messages, params.tools)
         stops = list(params.stop)
         stops.extend([formatted.stop] if isinstance(formatted.stop, str) else (formatted.stop or []))
         stops = preset_stops(self.preset, stops)  # drops empty ones: they would end every generation
@@ -177,6 +181,12 @@ class LlamaModel:
         if params.seed is not None:
             self.llm.set_seed(params.seed)
         extra = params.extra
+        guide = self._guide(params.grammar)
+        processors = None
+        if guide is not None:
+            import llama_cpp
+
+            processors = llama_cpp.LogitsProcessorList([lambda _ids, scores: guide.mask(scores)])
         tokens = self.llm.generate(
             prompt,
             temp=params.temperature,
@@ -186,7 +196,7 @@ class LlamaModel:
             repeat_penalty=float(extra.get("repeat_penalty", 1.0)),
             presence_penalty=float(extra.get("presence_penalty", 0.0)),
             frequency_penalty=float(extra.get("frequency_penalty", 0.0)),
-            grammar=self._grammar(params.json_schema),
+            logits_processor=processors,
         )
         out = TextStream(stops, emit)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
@@ -200,6 +210,11 @@ class LlamaModel:
                 if out.add(decoder.decode(self.llm.detokenize([token]))):
                     finish = "stop"
                     break
+                if guide is not None:
+                    guide.take(token)
+                    if guide.done:
+                        finish = "stop"
+                        break
                 if out.cancelled or count >= max_tokens:
                     break
         finally:

@@ -1,8 +1,8 @@
 """MLX through mlx-lm: models as MLX directories (config.json, safetensors, tokenizer).
 
 Native on Apple Silicon; `mlx[cpu]` runs it on Linux. The chat template is the tokenizer's own.
-MLX has no constrained decoding here, so JSON response formats are not offered (a request for
-one is refused with a 400 by the capability contract).
+Constrained output (response_format, forced tool calls) is held to its grammar by llguidance, as
+a logits processor (aigw.local.constrain).
 """
 
 from __future__ import annotations
@@ -15,12 +15,16 @@ from typing import Any, cast
 from aigw.domain import Capability
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.errors import CapabilityError
+from aigw.local.constrain import Guide
 from aigw.local.presets import Preset, choose
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
+from aigw.local.tools import template_messages
 
 DEFAULT_CONTEXT = 4096
-CHAT_CAPS = frozenset({Capability.CHAT, Capability.STREAM})
+CHAT_CAPS = frozenset(
+    {Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA, Capability.TOOLS}
+)
 EMBED_CAPS: frozenset[Capability] = frozenset()
 
 
@@ -67,24 +71,39 @@ class MlxModel:
         cfg = json.loads((spec.path / "config.json").read_text())
         self.context = spec.context or int(cfg.get("max_position_embeddings", DEFAULT_CONTEXT))
         self.config = cfg
+        override = preset.chat_template if preset is not None else None
+        self.knows_tools = "tool_calls" in (override or getattr(tokenizer, "chat_template", None) or "")
+        self._lltokenizer: Any = None
 
     def capabilities(self) -> frozenset[Capability]:
         return CHAT_CAPS
 
-    def _prompt(self, messages: list[dict[str, Any]]) -> list[int]:
+    def _prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
         """The prompt's tokens (the model's own chat template, or its preset's)."""
         override = self.preset.chat_template if self.preset is not None else None
         prompt_text = self.tokenizer.apply_chat_template(
-            messages,
+            template_messages(messages, self.knows_tools),
             add_generation_prompt=True,
             tokenize=False,
             **({"chat_template": override} if override else {}),
+            **({"tools": tools} if tools else {}),
         )
         tokens: list[int] = self.tokenizer.encode(prompt_text, add_special_tokens=False)
         return tokens
 
-    def count_prompt(self, messages: list[dict[str, Any]]) -> int:
-        return len(self._prompt(messages))
+    def count_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
+        return len(self._prompt(messages, tools))
+
+    def _guide(self, grammar: str | None) -> Guide | None:
+        if grammar is None:
+            return None
+        if self._lltokenizer is None:  # built once per loaded model
+            from llguidance.hf import from_tokenizer
+
+            eos = sorted(getattr(self.tokenizer, "eos_token_ids", None) or [self.tokenizer.eos_token_id])
+            hf = getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+            self._lltokenizer = from_tokenizer(hf, eos_token=eos)
+        return Guide(self._lltokenizer, grammar, int(self._lltokenizer.vocab_size))
 
     def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
         import mlx.core as mx
@@ -92,9 +111,7 @@ class MlxModel:
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
         from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 
-        if params.json_schema is not None:
-            raise CapabilityError("MLX models cannot enforce a response_format", param="response_format")
-        prompt = self._prompt(messages)
+        prompt = self._prompt(messages, params.tools)
         if len(prompt) >= self.context:
             raise CapabilityError(
                 f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {self.context}",
@@ -111,6 +128,9 @@ class MlxModel:
             top_k=int(extra.get("top_k", 0)),
         )
         processors = make_logits_processors(repetition_penalty=extra.get("repeat_penalty"))
+        guide = self._guide(params.grammar)
+        if guide is not None:
+            processors.append(_constrained(guide))
         eos = set(getattr(self.tokenizer, "eos_token_ids", None) or [self.tokenizer.eos_token_id])
         # mlx-lm's own streaming detokenizer releases text a word at a time; this one releases
         # each token's text as soon as it is whole characters, so tokens stream as produced.
@@ -164,6 +184,29 @@ class MlxModel:
 
         self.model = None
         mx.clear_cache()
+
+
+def _constrained(guide: Guide) -> Any:
+    """A logits processor holding generation to `guide`'s grammar. mlx-lm samples a step ahead of
+    what it yields, so the processor itself takes each chosen token: the last of `tokens` on every
+    call after the first."""
+    import mlx.core as mx
+    import numpy as np
+
+    calls = 0
+
+    def process(tokens: Any, logits: Any) -> Any:
+        nonlocal calls
+        if calls:
+            guide.take(int(tokens[-1].item()))
+        calls += 1
+        allowed = guide.allowed()
+        width = logits.shape[-1]
+        if allowed.shape[0] < width:
+            allowed = np.concatenate([allowed, np.zeros(width - allowed.shape[0], dtype=bool)])
+        return mx.where(mx.array(allowed[:width]), logits, -mx.inf)
+
+    return process
 
 
 def _template(path: Path) -> str | None:

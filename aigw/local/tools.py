@@ -1,0 +1,152 @@
+"""Tool calls on local models: the call a forced `tool_choice` makes, held to its tool's schema
+by constrained decoding, and the messages a chat template sees for earlier calls and results.
+
+A forced call (`tool_choice` "required" or a named function) is generated as one JSON object,
+`{"name": NAME, "arguments": {...}}`, whose grammar allows only the offered tools' names and
+each tool's own parameter schema; it works on any model, whatever its family. It becomes one
+OpenAI tool call, streamed as a first delta with its id and name, then argument fragments.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import orjson
+
+from aigw.errors import InvalidRequest
+
+_HEAD = re.compile(r'^\{"name":"((?:[^"\\]|\\.)*)","arguments":')
+
+
+def new_call_id() -> str:
+    return "call_" + uuid.uuid4().hex[:24]
+
+
+def _function(tool: Any, i: int) -> dict[str, Any]:
+    fn = tool.get("function") if isinstance(tool, dict) else None
+    if tool.get("type") != "function" or not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise InvalidRequest(f"tools[{i}] must be a function with a name", param="tools")
+    return fn
+
+
+def forced_call_schema(tools: list[Any], choice: Any) -> dict[str, Any]:
+    """The JSON schema of the call `choice` forces: one of `tools` ("required") or the named one."""
+    fns = [_function(t, i) for i, t in enumerate(tools)]
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    if named is not None:
+        fns = [f for f in fns if f["name"] == named]
+        if not fns:
+            raise InvalidRequest(f"tool_choice names {named!r}, which is not in tools", param="tool_choice")
+    options = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"const": f["name"]},
+                "arguments": f.get("parameters") or {"type": "object", "properties": {}},
+            },
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        }
+        for f in fns
+    ]
+    return options[0] if len(options) == 1 else {"anyOf": options}
+
+
+def forced_call(text: str, call_id: str) -> dict[str, Any] | None:
+    """The tool call a forced generation wrote (None when it was cut short before completing)."""
+    try:
+        got = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(got, dict) or not isinstance(got.get("name"), str):
+        return None
+    fn = {"name": got["name"], "arguments": orjson.dumps(got.get("arguments", {})).decode()}
+    return {"id": call_id, "type": "function", "function": fn}
+
+
+class ForcedCallStream:
+    """A forced call's text, as it streams, turned into OpenAI tool-call deltas."""
+
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self._text = ""
+        self._sent = -1  # -1: the call's head (its name) is not complete yet
+        self._start = 0
+
+    def add(self, piece: str) -> list[dict[str, Any]]:
+        self._text += piece
+        out: list[dict[str, Any]] = []
+        if self._sent < 0:
+            head = _HEAD.match(self._text)
+            if head is None:
+                return out
+            name = orjson.loads(f'"{head.group(1)}"')
+            fn = {"name": name, "arguments": ""}
+            out.append({"index": 0, "id": self.call_id, "type": "function", "function": fn})
+            self._start = self._sent = head.end()
+        end = len(self._text) - 1  # hold the last character back: it may close the wrapper
+        if end > self._sent:
+            out.append({"index": 0, "function": {"arguments": self._text[self._sent : end]}})
+            self._sent = end
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The last fragment (without the wrapper's closing brace when the call completed)."""
+        if self._sent < 0:
+            return []
+        rest = self._text[self._sent :]
+        if rest.endswith("}") and forced_call(self._text, self.call_id) is not None:
+            rest = rest[:-1]
+        return [{"index": 0, "function": {"arguments": rest}}] if rest else []
+
+
+def template_messages(messages: list[dict[str, Any]], knows_tools: bool) -> list[dict[str, Any]]:
+    """Chat messages as a chat template takes them: assistant tool calls with their arguments as
+    objects (what Hugging Face templates expect), tool results with their call's id. A template
+    that knows nothing of tool calls sees each call written into its message's text instead, so
+    the model still reads what it called."""
+    out: list[dict[str, Any]] = []
+    for m in messages:
+        msg: dict[str, Any] = {"role": m["role"], "content": _text(m.get("content"))}
+        calls = [c for c in m.get("tool_calls") or [] if isinstance(c, dict)]
+        if calls and knows_tools:
+            msg["tool_calls"] = [_call_for_template(c) for c in calls]
+        elif calls:
+            written = [
+                orjson.dumps({"name": c["function"].get("name"), "arguments": _arguments(c)}).decode()
+                for c in calls
+            ]
+            msg["content"] = "\n".join(filter(None, [msg["content"], *written]))
+        if m["role"] == "tool" and isinstance(m.get("tool_call_id"), str):
+            msg["tool_call_id"] = m["tool_call_id"]
+        if isinstance(m.get("name"), str):
+            msg["name"] = m["name"]
+        out.append(msg)
+    return out
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+    return ""
+
+
+def _arguments(call: dict[str, Any]) -> Any:
+    raw = (call.get("function") or {}).get("arguments")
+    try:
+        return orjson.loads(raw) if isinstance(raw, str) else (raw or {})
+    except orjson.JSONDecodeError:
+        return raw
+
+
+def _call_for_template(call: dict[str, Any]) -> dict[str, Any]:
+    fn = call.get("function") or {}
+    return {
+        "id": call.get("id"),
+        "type": "function",
+        "function": {"name": fn.get("name"), "arguments": _arguments(call)},
+    }
