@@ -7,6 +7,8 @@ well over 5 ms on this CPU), then for the same chat prompt and greedy decoding m
   * via aigw: a real daemon (its own process) with the model preloaded, streamed over HTTP.
 Time to first token (TTFT) and decode tokens/s (after the first token) are the medians of RUNS
 runs, alternating direct and via aigw; the TTFT overhead is the median of the back-to-back pairs.
+Then constrained decoding (a response_format JSON schema held by llguidance) against the same
+request unconstrained, both through aigw, alternating: decode tokens/s of each and their ratio.
 Every request through aigw bypasses the response cache (Cache-Control: no-cache, no-store): the same
 greedy request repeats, and a cached answer would measure nothing.
 Prints a table and exits 0.
@@ -73,10 +75,20 @@ def direct_mlx_run(loaded: tuple[object, object], tokens: int) -> tuple[float, f
     return first - t0, (n - 1) / (last - first)
 
 
-def aigw_run(port: int, tokens: int, model: str = "bench") -> tuple[float, float]:
+def constrained(tokens: int) -> dict[str, object]:
+    """A response_format whose string must outlast max_tokens: every step is a constrained one."""
+    string = {"type": "string", "minLength": tokens * 2}
+    schema = {"type": "object", "properties": {"t": string}, "required": ["t"]}
+    return {"response_format": {"type": "json_schema", "json_schema": {"name": "b", "schema": schema}}}
+
+
+def aigw_run(
+    port: int, tokens: int, model: str = "bench", extra: dict[str, object] | None = None
+) -> tuple[float, float]:
     conn = http.client.HTTPConnection("127.0.0.1", port)
     body = json.dumps(
         {"model": model, "messages": MESSAGES, "max_tokens": tokens, "temperature": 0, "stream": True}
+        | (extra or {})
     )
     t0 = time.perf_counter()
     conn.request("POST", "/v1/chat/completions", body, NO_CACHE)
@@ -117,6 +129,18 @@ def measure(
         f"TTFT overhead (median of pairs): {added:.2f} ms (bar: <= 5 ms); decode ratio {g_tps / d_tps:.3f} "
         f"(bar: >= 0.97); ms/token direct: {1000 / d_tps:.1f}"
     )
+
+
+def measure_constrained(name: str, *, port: int, model: str, tokens: int, runs: int) -> None:
+    extra = constrained(tokens)
+    aigw_run(port, 8, model, extra)  # warm: the grammar's tokenizer is built once per model
+    free, held = [], []
+    for _ in range(runs):
+        free.append(aigw_run(port, tokens, model)[1])
+        held.append(aigw_run(port, tokens, model, extra)[1])
+    f, h = statistics.median(free), statistics.median(held)
+    print(f"\n{name}: constrained decoding (response_format json_schema), {tokens} tokens, median of {runs}")
+    print(f"decode tokens/s: unconstrained {f:.2f}, constrained {h:.2f}; ratio {h / f:.3f} (bar: >= 0.85)")
 
 
 def admin_call(port: int, path: str, model: str, headers: dict[str, str]) -> None:
@@ -179,6 +203,7 @@ def main() -> None:
             runs=args.runs,
         )
         llm.close()
+        measure_constrained("llama.cpp", port=port, model="bench", tokens=args.tokens, runs=args.runs)
         admin_call(port, "/admin/local/unload", "bench", admin)  # each engine measured alone
         if has_mlx:
             import mlx_lm
@@ -192,6 +217,7 @@ def main() -> None:
                 tokens=args.tokens,
                 runs=args.runs,
             )
+            measure_constrained("MLX", port=port, model="bench-mlx", tokens=args.tokens, runs=args.runs)
     finally:
         proc.terminate()
         proc.wait(30)

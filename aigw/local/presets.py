@@ -1,9 +1,10 @@
 """Per-family presets of local chat models (models/presets/*.toml in the wheel, as `aigw.models`), with
 the user's own in the models dir taking precedence (see models/README.md).
 
-A loaded model takes the first preset whose template markers all occur in its chat template; the
-preset's stop strings join every generation's, and its `chat_template`, when it has one, replaces
-the model's own.
+A loaded model takes the most specific preset (the most markers) whose template markers all occur
+in its chat template, the first of those on a tie; the preset's stop strings join every
+generation's, its `chat_template`, when it has one, replaces the model's own, and its
+`tool_format` says how the family writes tool calls (aigw.local.toolparse).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from aigw.errors import ConfigError
+from aigw.local.toolparse import FORMATS
 
 PACKAGE = "aigw.models"
 """The package the model library ships as (the top-level models/ folder of the source tree)."""
@@ -38,6 +40,7 @@ class _PresetFile(BaseModel):
     match: _Match
     stop: list[str] = Field(default_factory=list)
     chat_template: str | None = None
+    tool_format: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +51,7 @@ class Preset:
     stop: tuple[str, ...]
     chat_template: str | None
     source: str
+    tool_format: str | None = None
     """Where it was read from (shown by `aigw models show`)."""
 
     def matches(self, template: str) -> bool:
@@ -62,6 +66,9 @@ def _parse(text: str, source: str) -> Preset:
     except ValidationError as e:
         problems = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
         raise ConfigError(f"{source}: {problems}") from None
+    if raw.tool_format is not None and raw.tool_format not in FORMATS:
+        known = ", ".join(sorted(FORMATS))
+        raise ConfigError(f"{source}: tool_format {raw.tool_format!r} is not one of {known}")
     return Preset(
         raw.family,
         raw.description,
@@ -69,6 +76,7 @@ def _parse(text: str, source: str) -> Preset:
         tuple(s for s in raw.stop if s),
         raw.chat_template,
         source,
+        raw.tool_format,
     )
 
 
@@ -100,7 +108,8 @@ def choose(presets: Sequence[Preset], template: str | None) -> Preset | None:
     """The preset for a model with this chat template (None: no template, or no family matches)."""
     if not template:
         return None
-    return next((p for p in presets if p.matches(template)), None)
+    matching = [p for p in presets if p.matches(template)]
+    return max(matching, key=lambda p: len(p.markers), default=None)  # max keeps the first on a tie
 
 
 def stops(preset: Preset | None, request: Iterable[str]) -> list[str]:

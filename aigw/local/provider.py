@@ -29,7 +29,8 @@ from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound, quoted
 from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
 from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
-from aigw.local.tools import ForcedCallStream, forced_call, forced_call_schema, new_call_id
+from aigw.local.toolparse import parse_all
+from aigw.local.tools import AutoCallStream, ForcedCallStream, forced_call, forced_call_schema, new_call_id
 from aigw.providers.spec import ProviderContext
 
 HONOURED = frozenset(
@@ -102,12 +103,6 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
                 "Local models cannot force a tool call and a response_format at once", param="tool_choice"
             )
         grammar = json_grammar(forced_call_schema(tools, body["tool_choice"]), "tools")
-    elif tools is not None and body.get("tool_choice") != "none":
-        raise CapabilityError(
-            f"Local model {quoted(model)} has no tool-call parser for its family: "
-            'use tool_choice "required" or a named function (constrained decoding makes the call)',
-            param="tool_choice",
-        )
     return GenParams(
         max_tokens=req.max_tokens,
         temperature=0.8 if req.temperature is None else req.temperature,
@@ -118,6 +113,22 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
         extra={k: body[k] for k in _SAMPLING_EXTRA if body.get(k) is not None},
         tools=tools,
     )
+
+
+def auto_tools(body: dict[str, Any]) -> bool:
+    """The model may call the request's tools or answer (tool_choice auto, the default)."""
+    return bool(body.get("tools")) and body.get("tool_choice") in (None, "auto")
+
+
+def _tool_format(model: LoadedModel, name: str) -> str:
+    fmt = model.tool_format()
+    if fmt is None:
+        raise CapabilityError(
+            f"Local model {quoted(name)} is of no family whose tool calls aigw can parse: "
+            'use tool_choice "required" or a named function (constrained decoding makes the call)',
+            param="tool_choice",
+        )
+    return fmt
 
 
 def forced(body: dict[str, Any]) -> bool:
@@ -226,33 +237,43 @@ class LocalProvider:
             if s.path.exists()
         ]
 
-    async def _submit(self, req: ChatRequest) -> tuple[Job[GenResult], str]:
+    async def _submit(self, req: ChatRequest) -> tuple[Job[GenResult], str, list[str]]:
+        """The generation's job, the answer's id, and (filled before the first text) the tool-call
+        format to parse when the model may call tools on its own."""
         spec = self._spec(req.model)
         params = gen_params(req, req.model)
         messages = req.messages
         keep_alive = parse_keep_alive(req.body.get("keep_alive"))
+        parse = auto_tools(req.body)
+        fmt: list[str] = []
 
         def run(model: LoadedModel, job: Job[GenResult]) -> GenResult:
+            if parse:
+                fmt.append(_tool_format(model, req.model))
             return model.generate(messages, params, job.emit)
 
         job = await self.engine.submit(self._key(spec.name), run, keep_alive)
-        return job, f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        return job, f"chatcmpl-{uuid.uuid4().hex[:24]}", fmt
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
-        job, cid = await self._submit(req)
+        job, cid, fmt = await self._submit(req)
         result = await job.wait()
         message: dict[str, Any] = {"role": "assistant", "content": result.text}
         finish = result.finish_reason
         call = forced_call(result.text, new_call_id()) if forced(req.body) else None
         if call is not None:
             message, finish = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
+        elif fmt and (parsed := parse_all(fmt[0], result.text, new_call_id)).calls:
+            message = {"role": "assistant", "content": parsed.text or None, "tool_calls": parsed.calls}
+            finish = "tool_calls"
         choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         return ChatResponse(cid, int(time.time()), req.model, [choice], _usage(result))
 
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
-        job, cid = await self._submit(req)
+        job, cid, fmt = await self._submit(req)
         created = int(time.time())
         calls = ForcedCallStream(new_call_id()) if forced(req.body) else None
+        own = AutoCallStream() if auto_tools(req.body) else None
 
         opened = False
 
@@ -263,13 +284,20 @@ class LocalProvider:
             return ChatChunk(cid, created, req.model, [{"index": 0, "delta": delta, "finish_reason": finish}])
 
         async for text in job.items():
-            if calls is None:
+            if calls is not None:
+                for call in calls.add(text):
+                    yield chunk({"tool_calls": [call]})
+            elif own is not None:
+                for delta in own.add(fmt[0], text):
+                    yield chunk(delta)
+            else:
                 yield chunk({"content": text})
-                continue
-            for call in calls.add(text):
-                yield chunk({"tool_calls": [call]})
         result = job.result()
         finish = result.finish_reason
+        if own is not None:
+            for delta in own.finish():
+                yield chunk(delta)
+            finish = "tool_calls" if own.called else finish
         if calls is not None:
             for call in calls.finish():
                 yield chunk({"tool_calls": [call]})

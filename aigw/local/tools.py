@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from aigw.errors import InvalidRequest
+from aigw.local.toolparse import HermesStream, Parsed, parser
 
 _HEAD = re.compile(r'^\{"name":"((?:[^"\\]|\\.)*)","arguments":')
 
@@ -100,6 +101,33 @@ class ForcedCallStream:
         if rest.endswith("}") and forced_call(self._text, self.call_id) is not None:
             rest = rest[:-1]
         return [{"index": 0, "function": {"arguments": rest}}] if rest else []
+
+
+class AutoCallStream:
+    """The deltas of an answer in which the model may write tool calls in its family's format:
+    its text as content, each call as a delta with its id and name, then one with its arguments."""
+
+    def __init__(self) -> None:
+        self._parser: HermesStream | None = None
+        self.called = 0
+
+    def add(self, fmt: str, piece: str) -> list[dict[str, Any]]:
+        if self._parser is None:
+            self._parser = parser(fmt, new_call_id)
+        return self._deltas(self._parser.add(piece))
+
+    def finish(self) -> list[dict[str, Any]]:
+        return [] if self._parser is None else self._deltas(self._parser.finish())
+
+    def _deltas(self, got: Parsed) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = [{"content": got.text}] if got.text else []
+        for call in got.calls:
+            fn = call["function"]
+            head = {"index": self.called, "id": call["id"], "type": "function"}
+            out.append({"tool_calls": [{**head, "function": {"name": fn["name"], "arguments": ""}}]})
+            out.append({"tool_calls": [{"index": self.called, "function": {"arguments": fn["arguments"]}}]})
+            self.called += 1
+        return out
 
 
 def template_messages(messages: list[dict[str, Any]], knows_tools: bool) -> list[dict[str, Any]]:

@@ -55,6 +55,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
     home: Path = tmp_path_factory.mktemp("constrained")
     write_tiny_llama(home / "tiny.gguf")
+    qwen = (Path(__file__).parent.parent / "fixtures" / "templates" / "qwen2.5.jinja").read_text()
+    write_tiny_llama(home / "tiny-qwen.gguf", chat_template=qwen, n_ctx=4096)
     write_tiny_mlx(home / "models" / "tiny-mlx")
     port = free_port()
     write_config(
@@ -69,6 +71,7 @@ discover_models = false
 
 [providers.gguf.models]
 tiny = "{home}/tiny.gguf"
+tiny-qwen = "{home}/tiny-qwen.gguf"
 
 [providers.mlx]
 type = "mlx"
@@ -222,3 +225,22 @@ def test_what_cannot_be_enforced_is_refused_naming_it(
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=model, messages=MSG, max_tokens=8, **kwargs)
     assert e.value.body is not None and e.value.body["param"] == param  # type: ignore[index]
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
+def test_tools_on_auto_with_a_family_that_writes_tool_calls(
+    client: openai.OpenAI, daemon: DaemonProcess, stream: bool
+) -> None:
+    """The Hermes-family preset (chosen by Qwen's template) parses the model's own calls; the tiny
+    model writes none, so its text comes back as the answer, the tools shown in its prompt."""
+    kw: Any = {"model": "gguf/tiny-qwen", "messages": MSG, "tools": TOOLS, "max_tokens": 6, "temperature": 0}
+    if stream:
+        chunks = list(client.chat.completions.create(stream=True, **kw))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert text and chunks[-1].choices[0].finish_reason == "length"
+    else:
+        with_tools = client.chat.completions.create(**kw)
+        assert with_tools.choices[0].message.content and with_tools.choices[0].finish_reason == "length"
+        without = client.chat.completions.create(**{**kw, "tools": None})
+        assert with_tools.usage and without.usage
+        assert with_tools.usage.prompt_tokens > without.usage.prompt_tokens + 200  # the tools are shown

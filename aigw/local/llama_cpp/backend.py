@@ -243,6 +243,9 @@ class LlamaModel:
             vectors.append([float(v) for v in out])
         return vectors, tokens
 
+    def tool_format(self) -> str | None:
+        return self.preset.tool_format if self.preset is not None else None
+
     def describe(self) -> dict[str, Any]:
         arch = self.meta.get("general.architecture", "?")
         return {

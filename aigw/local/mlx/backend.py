@@ -167,6 +167,9 @@ class MlxModel:
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
 
+    def tool_format(self) -> str | None:
+        return self.preset.tool_format if self.preset is not None else None
+
     def describe(self) -> dict[str, Any]:
         return {
             "format": "mlx",
