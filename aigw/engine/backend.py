@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from aigw.domain import Capability
+from aigw.domain import Capability, Reasoning
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,22 @@ class GenParams:
     extra: dict[str, Any] = field(default_factory=dict)  # backend-specific sampling knobs
     tools: list[dict[str, Any]] | None = None
     """The request's tools, for a chat template that renders them."""
+    reasoning: Reasoning | None = None
+    """The reasoning asked for, for a chat template with a control for it."""
+    reasoning_required: bool = False
+    """It was OpenAI's own reasoning_effort (refused if the template has no control), not a hint."""
+
+
+@dataclass(frozen=True, slots=True)
+class OutputFormat:
+    """How a loaded model writes its answer besides plain text."""
+
+    tools: str | None = None
+    """Its family's tool-call format (aigw.local.toolparse), None if unknown."""
+    think: bool = False
+    """It writes its reasoning in <think> tags."""
+    opened: bool = False
+    """Its generation prompt opens the <think> block itself."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +77,8 @@ class LoadedModel(Protocol):
         """The tokens of the prompt these messages make, as `generate` would feed the model."""
         ...
 
-    def tool_format(self) -> str | None:
-        """How the model's family writes tool calls (aigw.local.toolparse), None if unknown."""
+    def output_format(self) -> OutputFormat:
+        """How the model writes tool calls and reasoning (from its family's preset)."""
         ...
 
     def describe(self) -> dict[str, Any]: ...

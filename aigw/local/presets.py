@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from importlib import resources
 from importlib.abc import Traversable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -41,6 +42,7 @@ class _PresetFile(BaseModel):
     stop: list[str] = Field(default_factory=list)
     chat_template: str | None = None
     tool_format: str | None = None
+    reasoning: Literal["think"] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,8 @@ class Preset:
     chat_template: str | None
     source: str
     tool_format: str | None = None
+    reasoning: str | None = None
+    """"think": the family writes its reasoning in <think> tags."""
     """Where it was read from (shown by `aigw models show`)."""
 
     def matches(self, template: str) -> bool:
@@ -77,6 +81,7 @@ def _parse(text: str, source: str) -> Preset:
         raw.chat_template,
         source,
         raw.tool_format,
+        raw.reasoning,
     )
 
 

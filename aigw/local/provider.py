@@ -29,8 +29,9 @@ from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound, quoted
 from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
 from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
-from aigw.local.toolparse import parse_all
-from aigw.local.tools import AutoCallStream, ForcedCallStream, forced_call, forced_call_schema, new_call_id
+from aigw.local.shape import Shaper
+from aigw.local.tools import forced_call_schema
+from aigw.providers.reasoning import requested
 from aigw.providers.spec import ProviderContext
 
 HONOURED = frozenset(
@@ -56,6 +57,7 @@ HONOURED = frozenset(
         "repeat_penalty",
         "tools",
         "tool_choice",
+        "reasoning_effort",
         "parallel_tool_calls",
         "logprobs",
     }
@@ -112,23 +114,14 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
         grammar=grammar,
         extra={k: body[k] for k in _SAMPLING_EXTRA if body.get(k) is not None},
         tools=tools,
+        reasoning=requested(body, req.hint),
+        reasoning_required=body.get("reasoning_effort") is not None,
     )
 
 
 def auto_tools(body: dict[str, Any]) -> bool:
     """The model may call the request's tools or answer (tool_choice auto, the default)."""
     return bool(body.get("tools")) and body.get("tool_choice") in (None, "auto")
-
-
-def _tool_format(model: LoadedModel, name: str) -> str:
-    fmt = model.tool_format()
-    if fmt is None:
-        raise CapabilityError(
-            f"Local model {quoted(name)} is of no family whose tool calls aigw can parse: "
-            'use tool_choice "required" or a named function (constrained decoding makes the call)',
-            param="tool_choice",
-        )
-    return fmt
 
 
 def forced(body: dict[str, Any]) -> bool:
@@ -237,73 +230,55 @@ class LocalProvider:
             if s.path.exists()
         ]
 
-    async def _submit(self, req: ChatRequest) -> tuple[Job[GenResult], str, list[str]]:
-        """The generation's job, the answer's id, and (filled before the first text) the tool-call
-        format to parse when the model may call tools on its own."""
+    async def _submit(self, req: ChatRequest) -> tuple[Job[GenResult], str, Shaper]:
+        """The generation's job, the answer's id, and its shaper (told the loaded model's output
+        format before any text comes)."""
         spec = self._spec(req.model)
         params = gen_params(req, req.model)
         messages = req.messages
         keep_alive = parse_keep_alive(req.body.get("keep_alive"))
-        parse = auto_tools(req.body)
-        fmt: list[str] = []
+        shaper = Shaper(forced=forced(req.body), auto=auto_tools(req.body))
 
         def run(model: LoadedModel, job: Job[GenResult]) -> GenResult:
-            if parse:
-                fmt.append(_tool_format(model, req.model))
+            fmt = model.output_format()
+            if shaper.auto and fmt.tools is None:
+                raise CapabilityError(
+                    f"Local model {quoted(req.model)} is of no family whose tool calls aigw can parse: "
+                    'use tool_choice "required" or a named function (constrained decoding makes the call)',
+                    param="tool_choice",
+                )
+            shaper.begin(fmt)
             return model.generate(messages, params, job.emit)
 
         job = await self.engine.submit(self._key(spec.name), run, keep_alive)
-        return job, f"chatcmpl-{uuid.uuid4().hex[:24]}", fmt
+        return job, f"chatcmpl-{uuid.uuid4().hex[:24]}", shaper
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
-        job, cid, fmt = await self._submit(req)
+        job, cid, shaper = await self._submit(req)
         result = await job.wait()
-        message: dict[str, Any] = {"role": "assistant", "content": result.text}
-        finish = result.finish_reason
-        call = forced_call(result.text, new_call_id()) if forced(req.body) else None
-        if call is not None:
-            message, finish = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
-        elif fmt and (parsed := parse_all(fmt[0], result.text, new_call_id)).calls:
-            message = {"role": "assistant", "content": parsed.text or None, "tool_calls": parsed.calls}
-            finish = "tool_calls"
+        message, finish = shaper.message(result.text, result.finish_reason)
         choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
         return ChatResponse(cid, int(time.time()), req.model, [choice], _usage(result))
 
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
-        job, cid, fmt = await self._submit(req)
+        job, cid, shaper = await self._submit(req)
         created = int(time.time())
-        calls = ForcedCallStream(new_call_id()) if forced(req.body) else None
-        own = AutoCallStream() if auto_tools(req.body) else None
-
         opened = False
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> ChatChunk:
             nonlocal opened
             if not opened:  # the first chunk carries the role, and comes with the first output
-                delta, opened = {"role": "assistant", "content": None if calls else "", **delta}, True
+                role = {"role": "assistant", "content": None if shaper.forced else ""}
+                delta, opened = {**role, **delta}, True
             return ChatChunk(cid, created, req.model, [{"index": 0, "delta": delta, "finish_reason": finish}])
 
         async for text in job.items():
-            if calls is not None:
-                for call in calls.add(text):
-                    yield chunk({"tool_calls": [call]})
-            elif own is not None:
-                for delta in own.add(fmt[0], text):
-                    yield chunk(delta)
-            else:
-                yield chunk({"content": text})
-        result = job.result()
-        finish = result.finish_reason
-        if own is not None:
-            for delta in own.finish():
+            for delta in shaper.add(text):
                 yield chunk(delta)
-            finish = "tool_calls" if own.called else finish
-        if calls is not None:
-            for call in calls.finish():
-                yield chunk({"tool_calls": [call]})
-            if forced_call(result.text, calls.call_id) is not None:
-                finish = "tool_calls"
-        yield chunk({}, finish)
+        result = job.result()
+        for delta in shaper.finish():
+            yield chunk(delta)
+        yield chunk({}, shaper.finish_reason(result.finish_reason))
         yield ChatChunk(cid, created, req.model, [], usage=_usage(result))
 
     async def count_tokens(self, req: ChatRequest) -> int:

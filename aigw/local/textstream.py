@@ -51,3 +51,11 @@ class TextStream:
             return self.text
         self._send(len(self.text))
         return self.text
+
+
+def partial_tag(text: str, tag: str) -> int:
+    """Length of the longest tail of `text` that begins `tag` (text to hold back while streaming)."""
+    for k in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:k]):
+            return k
+    return 0

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from aigw.local.textstream import partial_tag
+
 FORMATS = frozenset({"hermes"})
 _OPEN, _CLOSE = "<tool_call>", "</tool_call>"
 
@@ -68,7 +70,7 @@ class HermesStream:
                 out.text += self._buf[:start]
                 self._buf, self._inside = self._buf[start + len(_OPEN) :], True
                 continue
-            keep = _partial(self._buf, _OPEN)
+            keep = partial_tag(self._buf, _OPEN)
             out.text += self._buf[: len(self._buf) - keep]
             self._buf = self._buf[len(self._buf) - keep :]
             return out
@@ -78,14 +80,6 @@ class HermesStream:
         rest = (_OPEN if self._inside else "") + self._buf
         self._buf, self._inside = "", False
         return Parsed(rest)
-
-
-def _partial(text: str, tag: str) -> int:
-    """Length of the longest tail of `text` that begins `tag`."""
-    for k in range(min(len(tag) - 1, len(text)), 0, -1):
-        if text.endswith(tag[:k]):
-            return k
-    return 0
 
 
 def parser(fmt: str, new_id: Callable[[], str]) -> HermesStream:

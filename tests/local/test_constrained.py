@@ -55,7 +55,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
     home: Path = tmp_path_factory.mktemp("constrained")
     write_tiny_llama(home / "tiny.gguf")
-    qwen = (Path(__file__).parent.parent / "fixtures" / "templates" / "qwen2.5.jinja").read_text()
+    qwen = (Path(__file__).parent.parent / "fixtures" / "templates" / "qwen3.jinja").read_text()
     write_tiny_llama(home / "tiny-qwen.gguf", chat_template=qwen, n_ctx=4096)
     write_tiny_mlx(home / "models" / "tiny-mlx")
     port = free_port()

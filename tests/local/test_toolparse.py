@@ -1,5 +1,5 @@
 """Tool calls a local model writes in its family's format, parsed whole and streamed — split at
-every position — and the family's preset chosen by its real chat template (Qwen2.5's, as a
+every position — and the family's preset chosen by its real chat template (Qwen3's, as a
 fixture: Hermes-style `<tool_call>` blocks)."""
 
 from __future__ import annotations
@@ -70,13 +70,14 @@ def test_streamed_deltas_give_id_and_name_first_then_arguments() -> None:
     assert "".join(d.get("content", "") for d in deltas).strip() == "Let me check both."
 
 
-def test_qwens_template_takes_the_hermes_preset_and_renders_calls_and_results() -> None:
+def test_qwens_template_takes_its_preset_and_renders_calls_and_results() -> None:
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    template = (TEMPLATES / "qwen2.5.jinja").read_text()
+    template = (TEMPLATES / "qwen3.jinja").read_text()
     presets = load_presets(None)
     chosen = choose(presets, template)
-    assert chosen is not None and chosen.family == "hermes" and chosen.tool_format == "hermes"
+    assert chosen is not None and chosen.family == "qwen3" and chosen.tool_format == "hermes"
+    assert chosen.reasoning == "think"
     plain = choose(presets, "<|im_start|>{{ m }}<|im_end|>")
     assert plain is not None and plain.family == "chatml" and plain.tool_format is None
     call = {

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from aigw.domain import Capability
-from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
 from aigw.local.presets import Preset, choose
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
+from aigw.local.thinking import opens_thinking, template_kwargs
 from aigw.local.tools import template_messages
 
 if TYPE_CHECKING:
@@ -136,8 +137,13 @@ class LlamaModel:
             template, self.template_source = (own, "gguf") if own else (FALLBACK_TEMPLATE, "fallback")
         eos, bos = _token_text(llm, llm.token_eos()), _token_text(llm, llm.token_bos())
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+        self.template = template
         self.knows_tools = "tool_calls" in template
         self._lltokenizer: Any = None
+        think = preset is not None and preset.reasoning == "think"
+        probe = self.formatter(messages=cast(Any, [{"role": "user", "content": "x"}])).prompt if think else ""
+        tools = preset.tool_format if preset is not None else None
+        self._format = OutputFormat(tools, think, think and opens_thinking(probe))
 
     def capabilities(self) -> frozenset[Capability]:
         return EMBED_CAPS if self.spec.embedding else CHAT_CAPS
@@ -152,23 +158,28 @@ class LlamaModel:
         return Guide(self._lltokenizer, grammar, self.llm.n_vocab())
 
     def _prompt(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **kwargs: Any
     ) -> tuple[list[int], Any]:
         """The prompt's tokens (the model's own chat template), and the formatter's answer."""
         shown = template_messages(messages, self.knows_tools)
-        formatted = self.formatter(messages=cast(Any, shown), tools=cast(Any, tools))
+        formatted = self.formatter(messages=cast(Any, shown), tools=cast(Any, tools), **kwargs)
         prompt = self.llm.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
         return prompt, formatted
 
-    def count_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
+    def count_prompt(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> int:
         return len(self._prompt(messages, tools)[0])
 
     def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
         if self.spec.embedding:
             raise CapabilityError(f"{self.spec.name} is an embedding model", param="model")
-        prompt, formatted = self._prompt(messages, params.tools)
+        reasoning = template_kwargs(
+            self.template, params.reasoning, params.reasoning_required, self.spec.name
+        )
+        prompt, formatted = self._prompt(messages, params.tools, **reasoning)
         stops = list(params.stop)
         stops.extend([formatted.stop] if isinstance(formatted.stop, str) else (formatted.stop or []))
         stops = preset_stops(self.preset, stops)  # drops empty ones: they would end every generation
@@ -243,8 +254,8 @@ class LlamaModel:
             vectors.append([float(v) for v in out])
         return vectors, tokens
 
-    def tool_format(self) -> str | None:
-        return self.preset.tool_format if self.preset is not None else None
+    def output_format(self) -> OutputFormat:
+        return self._format
 
     def describe(self) -> dict[str, Any]:
         arch = self.meta.get("general.architecture", "?")

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from aigw.domain import Capability
-from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
 from aigw.local.presets import Preset, choose
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
+from aigw.local.thinking import opens_thinking, template_kwargs
 from aigw.local.tools import template_messages
 
 DEFAULT_CONTEXT = 4096
@@ -72,26 +73,43 @@ class MlxModel:
         self.context = spec.context or int(cfg.get("max_position_embeddings", DEFAULT_CONTEXT))
         self.config = cfg
         override = preset.chat_template if preset is not None else None
-        self.knows_tools = "tool_calls" in (override or getattr(tokenizer, "chat_template", None) or "")
+        self.template: str = override or getattr(tokenizer, "chat_template", None) or ""
+        self.knows_tools = "tool_calls" in self.template
         self._lltokenizer: Any = None
+        think = preset is not None and preset.reasoning == "think"
+        probe = self._render([{"role": "user", "content": "x"}], None) if think else ""
+        tools = preset.tool_format if preset is not None else None
+        self._format = OutputFormat(tools, think, think and opens_thinking(probe))
 
     def capabilities(self) -> frozenset[Capability]:
         return CHAT_CAPS
 
-    def _prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> list[int]:
-        """The prompt's tokens (the model's own chat template, or its preset's)."""
+    def _render(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **kwargs: Any
+    ) -> str:
+        """The prompt's text (the model's own chat template, or its preset's)."""
         override = self.preset.chat_template if self.preset is not None else None
-        prompt_text = self.tokenizer.apply_chat_template(
+        text: str = self.tokenizer.apply_chat_template(
             template_messages(messages, self.knows_tools),
             add_generation_prompt=True,
             tokenize=False,
             **({"chat_template": override} if override else {}),
             **({"tools": tools} if tools else {}),
+            **kwargs,
         )
-        tokens: list[int] = self.tokenizer.encode(prompt_text, add_special_tokens=False)
+        return text
+
+    def _prompt(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **kwargs: Any
+    ) -> list[int]:
+        """The prompt's tokens."""
+        text = self._render(messages, tools, **kwargs)
+        tokens: list[int] = self.tokenizer.encode(text, add_special_tokens=False)
         return tokens
 
-    def count_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
+    def count_prompt(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> int:
         return len(self._prompt(messages, tools))
 
     def _guide(self, grammar: str | None) -> Guide | None:
@@ -111,7 +129,10 @@ class MlxModel:
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
         from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 
-        prompt = self._prompt(messages, params.tools)
+        reasoning = template_kwargs(
+            self.template, params.reasoning, params.reasoning_required, self.spec.name
+        )
+        prompt = self._prompt(messages, params.tools, **reasoning)
         if len(prompt) >= self.context:
             raise CapabilityError(
                 f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {self.context}",
@@ -167,8 +188,8 @@ class MlxModel:
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
 
-    def tool_format(self) -> str | None:
-        return self.preset.tool_format if self.preset is not None else None
+    def output_format(self) -> OutputFormat:
+        return self._format
 
     def describe(self) -> dict[str, Any]:
         return {
