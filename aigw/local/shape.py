@@ -11,6 +11,9 @@ from aigw.local.thinking import ThinkSplit, split_whole
 from aigw.local.toolparse import parse_all
 from aigw.local.tools import AutoCallStream, ForcedCallStream, forced_call, new_call_id
 
+CHANNELS = "harmony"
+"""The format in which reasoning, answer and calls all come in channels (gpt-oss)."""
+
 
 class Shaper:
     """One answer's shaping. `forced`: the output is a forced call; `auto`: the model may write
@@ -22,13 +25,15 @@ class Shaper:
         self.fmt = OutputFormat()
         self._think: ThinkSplit | None = None
         self._forced = ForcedCallStream(new_call_id()) if forced else None
-        self._own = AutoCallStream() if auto else None
+        self._own: AutoCallStream | None = None
         self._text = ""
 
     def begin(self, fmt: OutputFormat) -> None:
         self.fmt = fmt
         if fmt.think and not self.forced:
             self._think = ThinkSplit(fmt.opened)
+        if not self.forced and fmt.tools is not None and (self.auto or fmt.tools == CHANNELS):
+            self._own = AutoCallStream()  # gpt-oss writes channels whether it has tools or not
 
     def message(self, text: str, finish: str) -> tuple[dict[str, Any], str]:
         """A whole answer's message and finish_reason."""
@@ -39,8 +44,10 @@ class Shaper:
             return {"role": "assistant", "content": text}, finish
         thought, content = split_whole(text, self.fmt.opened) if self._think is not None else ("", text)
         message: dict[str, Any] = {"role": "assistant", "content": content}
-        if self.auto and self.fmt.tools is not None:
+        if self._own is not None and self.fmt.tools is not None:
             parsed = parse_all(self.fmt.tools, content, new_call_id)
+            thought += parsed.reasoning
+            message["content"] = parsed.text
             if parsed.calls:
                 message = {"role": "assistant", "content": parsed.text or None, "tool_calls": parsed.calls}
                 finish = "tool_calls"
@@ -61,7 +68,7 @@ class Shaper:
             return [{"tool_calls": [c]} for c in self._forced.finish()]
         thought, content = self._think.finish() if self._think is not None else ("", "")
         out = self._deltas(thought, content)
-        if self._own is not None and self.fmt.tools is not None:
+        if self._own is not None:
             out += self._own.finish()
         return out
 

@@ -9,6 +9,7 @@ OpenAI tool call, streamed as a first delta with its id and name, then argument 
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import orjson
 
 from aigw.errors import InvalidRequest
-from aigw.local.toolparse import HermesStream, Parsed, parser
+from aigw.local.toolparse import CallParser, Parsed, parser
 
 _HEAD = re.compile(r'^\{"name":"((?:[^"\\]|\\.)*)","arguments":')
 
@@ -108,7 +109,7 @@ class AutoCallStream:
     its text as content, each call as a delta with its id and name, then one with its arguments."""
 
     def __init__(self) -> None:
-        self._parser: HermesStream | None = None
+        self._parser: CallParser | None = None
         self.called = 0
 
     def add(self, fmt: str, piece: str) -> list[dict[str, Any]]:
@@ -120,7 +121,9 @@ class AutoCallStream:
         return [] if self._parser is None else self._deltas(self._parser.finish())
 
     def _deltas(self, got: Parsed) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = [{"content": got.text}] if got.text else []
+        out: list[dict[str, Any]] = [{"reasoning_content": got.reasoning}] if got.reasoning else []
+        if got.text:
+            out.append({"content": got.text})
         for call in got.calls:
             fn = call["function"]
             head = {"index": self.called, "id": call["id"], "type": "function"}
@@ -132,7 +135,9 @@ class AutoCallStream:
 
 def template_messages(messages: list[dict[str, Any]], knows_tools: bool) -> list[dict[str, Any]]:
     """Chat messages as a chat template takes them: assistant tool calls with their arguments as
-    objects (what Hugging Face templates expect), tool results with their call's id. A template
+    objects (what Hugging Face templates expect), tool results with their call's id (as nine
+    letters and digits, which Mistral's templates require), earlier reasoning as both
+    `reasoning_content` (Qwen3) and `thinking` (gpt-oss). A template
     that knows nothing of tool calls sees each call written into its message's text instead, so
     the model still reads what it called."""
     out: list[dict[str, Any]] = []
@@ -148,7 +153,9 @@ def template_messages(messages: list[dict[str, Any]], knows_tools: bool) -> list
             ]
             msg["content"] = "\n".join(filter(None, [msg["content"], *written]))
         if m["role"] == "tool" and isinstance(m.get("tool_call_id"), str):
-            msg["tool_call_id"] = m["tool_call_id"]
+            msg["tool_call_id"] = _short_id(m["tool_call_id"])
+        if isinstance(m.get("reasoning_content"), str) and m["reasoning_content"]:
+            msg["reasoning_content"] = msg["thinking"] = m["reasoning_content"]
         if isinstance(m.get("name"), str):
             msg["name"] = m["name"]
         out.append(msg)
@@ -174,7 +181,24 @@ def _arguments(call: dict[str, Any]) -> Any:
 def _call_for_template(call: dict[str, Any]) -> dict[str, Any]:
     fn = call.get("function") or {}
     return {
-        "id": call.get("id"),
+        "id": _short_id(str(call.get("id") or "")),
         "type": "function",
         "function": {"name": fn.get("name"), "arguments": _arguments(call)},
     }
+
+
+def template_refused(model: str, error: Exception) -> Exception:
+    """A 400 for messages the model's chat template refuses (its raise_exception, as Mistral's
+    alternation rule, or an error of the template itself); any other error as it was."""
+    from jinja2 import TemplateError  # installed with every engine that renders templates
+
+    if not isinstance(error, ValueError | TypeError | TemplateError):
+        return error
+    return InvalidRequest(
+        f"{model}'s chat template refused these messages: {str(error)[:300]}", param="messages"
+    )
+
+
+def _short_id(call_id: str) -> str:
+    """A call id as nine letters and digits, the same for the same id."""
+    return hashlib.sha256(call_id.encode()).hexdigest()[:9]

@@ -79,3 +79,18 @@ def test_reasoning_effort_maps_onto_the_template_or_is_refused() -> None:
     with pytest.raises(CapabilityError) as e:
         template_kwargs("{{ messages }}", Reasoning("low"), True, "m")
     assert e.value.param == "reasoning_effort"
+
+
+def test_gpt_oss_channels_give_reasoning_and_answer_without_tools() -> None:
+    text = "<|channel|>analysis<|message|>Think.<|end|><|start|>assistant<|channel|>final<|message|>Hi."
+    shaper = Shaper(forced=False, auto=False)
+    shaper.begin(OutputFormat("harmony"))
+    assert shaper.message(text, "stop") == (
+        {"role": "assistant", "content": "Hi.", "reasoning_content": "Think."},
+        "stop",
+    )
+    streamed = Shaper(forced=False, auto=False)
+    streamed.begin(OutputFormat("harmony"))
+    deltas = [d for ch in text for d in streamed.add(ch)] + streamed.finish()
+    assert "".join(d.get("reasoning_content", "") for d in deltas) == "Think."
+    assert "".join(d.get("content", "") for d in deltas) == "Hi."

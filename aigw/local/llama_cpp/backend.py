@@ -21,7 +21,7 @@ from aigw.local.presets import Preset, choose
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
 from aigw.local.thinking import opens_thinking, template_kwargs
-from aigw.local.tools import template_messages
+from aigw.local.tools import template_messages, template_refused
 
 if TYPE_CHECKING:
     import llama_cpp
@@ -162,7 +162,10 @@ class LlamaModel:
     ) -> tuple[list[int], Any]:
         """The prompt's tokens (the model's own chat template), and the formatter's answer."""
         shown = template_messages(messages, self.knows_tools)
-        formatted = self.formatter(messages=cast(Any, shown), tools=cast(Any, tools), **kwargs)
+        try:
+            formatted = self.formatter(messages=cast(Any, shown), tools=cast(Any, tools), **kwargs)
+        except Exception as e:
+            raise template_refused(self.spec.name, e) from None
         prompt = self.llm.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
@@ -218,7 +221,7 @@ class LlamaModel:
                     finish = "stop"
                     break
                 count += 1
-                if out.add(decoder.decode(self.llm.detokenize([token]))):
+                if out.add(decoder.decode(self.llm.detokenize([token], special=True))):
                     finish = "stop"
                     break
                 if guide is not None:

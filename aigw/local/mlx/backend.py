@@ -20,7 +20,7 @@ from aigw.local.presets import Preset, choose
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
 from aigw.local.thinking import opens_thinking, template_kwargs
-from aigw.local.tools import template_messages
+from aigw.local.tools import template_messages, template_refused
 
 DEFAULT_CONTEXT = 4096
 CHAT_CAPS = frozenset(
@@ -89,14 +89,17 @@ class MlxModel:
     ) -> str:
         """The prompt's text (the model's own chat template, or its preset's)."""
         override = self.preset.chat_template if self.preset is not None else None
-        text: str = self.tokenizer.apply_chat_template(
-            template_messages(messages, self.knows_tools),
-            add_generation_prompt=True,
-            tokenize=False,
-            **({"chat_template": override} if override else {}),
-            **({"tools": tools} if tools else {}),
-            **kwargs,
-        )
+        try:
+            text: str = self.tokenizer.apply_chat_template(
+                template_messages(messages, self.knows_tools),
+                add_generation_prompt=True,
+                tokenize=False,
+                **({"chat_template": override} if override else {}),
+                **({"tools": tools} if tools else {}),
+                **kwargs,
+            )
+        except Exception as e:
+            raise template_refused(self.spec.name, e) from None
         return text
 
     def _prompt(
