@@ -311,6 +311,7 @@ class Capability(StrEnum):
     JSON_SCHEMA = "json_schema"
     VISION = "vision"
     LOGPROBS = "logprobs"
+    REASONING = "reasoning"
 
 
 @dataclass(frozen=True, slots=True)

@@ -195,4 +195,4 @@ def show(
         print_json(info)
         return
     for key, value in info.items():
-        typer.echo(f"{key:>14}: {value}")
+        typer.echo(f"{key:>14}: {', '.join(value) if isinstance(value, list) else value}")

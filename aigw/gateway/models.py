@@ -26,7 +26,7 @@ from aigw.errors import (
     UpstreamTimeout,
     quoted,
 )
-from aigw.providers.base import ConfiguredListing, Provider
+from aigw.providers.base import ConfiguredListing, KnowsContext, Provider
 from aigw.routing.health import HealthBoard
 from aigw.routing.resolve import matching_alias, resolve
 
@@ -47,6 +47,8 @@ class Listed:
     owned_by: str
     created: int
     capabilities: frozenset[Capability]
+    context_length: int | None = None
+    """The model's context in tokens, where its provider knows it (local models)."""
 
 
 class ModelIndex:
@@ -151,23 +153,24 @@ class ModelIndex:
                 return m
         if (alias := matching_alias(name, self._patterns)) is not None and alias in self.aliases:
             first = self.aliases[alias][0]
-            return Listed(name, ALIAS_OWNER, 0, self._providers[first.provider].capabilities_for(first.model))
+            return self._listed(name, ALIAS_OWNER, 0, first.provider, first.model)
         for pname in self._served_by.get(name, ()):
             info = next(i for i in self._models[pname] if i.id == name)
-            return Listed(name, pname, info.created, self._providers[pname].capabilities_for(name))
+            return self._listed(name, pname, info.created, pname, name)
         return None
+
+    def _listed(self, name: str, owner: str, created: int, pname: str, model: str) -> Listed:
+        provider = self._providers[pname]
+        context = provider.context_length(model) if isinstance(provider, KnowsContext) else None
+        return Listed(name, owner, created, provider.capabilities_for(model), context)
 
     def _everything(self) -> list[Listed]:
         out = []
         for alias, targets in self.aliases.items():
             first = targets[0]
-            caps = self._providers[first.provider].capabilities_for(first.model)
-            out.append(Listed(alias, ALIAS_OWNER, 0, caps))
+            out.append(self._listed(alias, ALIAS_OWNER, 0, first.provider, first.model))
         for pname, models in self._models.items():
-            provider = self._providers[pname]
-            out.extend(
-                Listed(f"{pname}/{m.id}", pname, m.created, provider.capabilities_for(m.id)) for m in models
-            )
+            out.extend(self._listed(f"{pname}/{m.id}", pname, m.created, pname, m.id) for m in models)
         return out
 
     # -- resolution ----------------------------------------------------------------------------

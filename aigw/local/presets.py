@@ -117,6 +117,11 @@ def choose(presets: Sequence[Preset], template: str | None) -> Preset | None:
     return max(matching, key=lambda p: len(p.markers), default=None)  # max keeps the first on a tie
 
 
+def reasons(preset: Preset | None) -> bool:
+    """Does the family answer with its reasoning apart (<think> tags, or harmony's channels)?"""
+    return preset is not None and (preset.reasoning is not None or preset.tool_format == "harmony")
+
+
 def stops(preset: Preset | None, request: Iterable[str]) -> list[str]:
     """A generation's stop strings: the request's, then the family's end-of-turn markers."""
     out = [s for s in request if s]

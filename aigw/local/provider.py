@@ -30,6 +30,7 @@ from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
 from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
 from aigw.local.shape import Shaper
+from aigw.local.spec import ModelCard
 from aigw.local.tools import forced_call_schema
 from aigw.providers.reasoning import requested
 from aigw.providers.spec import ProviderContext
@@ -161,6 +162,8 @@ class ModelKind(Protocol):
 
     def discover(self, models_dir: Path) -> dict[str, Path]: ...
 
+    def card(self, path: Path, models_dir: Path | None) -> ModelCard: ...
+
 
 class LocalProvider:
     """A `llama_cpp` or `mlx` provider: the models of one config table, run by the shared engine."""
@@ -185,7 +188,9 @@ class LocalProvider:
             opts = entry if isinstance(entry, LocalModelConfig) else LocalModelConfig(path=entry)
             self._register(ModelSpec(model, path, opts.embedding, opts.context))
         self._fingerprints = Fingerprints()
-        self.capabilities = kind.chat_caps | kind.embed_caps
+        self._presets_dir = ctx.paths.models_dir
+        self._cards: dict[str, tuple[int, ModelCard]] = {}
+        self.capabilities = kind.chat_caps | kind.embed_caps | {Capability.REASONING}
 
     def _register(self, spec: ModelSpec) -> None:
         self._specs[spec.name] = spec
@@ -220,7 +225,30 @@ class LocalProvider:
         spec = self._specs.get(model)
         if spec is None:
             return self.capabilities
-        return self._kind.embed_caps if spec.embedding else self._kind.chat_caps
+        if spec.embedding:
+            return self._kind.embed_caps
+        card = self._card(spec)
+        return card.capabilities if card is not None else self._kind.chat_caps
+
+    def context_length(self, model: str) -> int | None:
+        spec = self._specs.get(model)
+        if spec is None or spec.embedding:
+            return None
+        card = self._card(spec)
+        return spec.context or (card.context_length if card is not None else None)
+
+    def _card(self, spec: ModelSpec) -> ModelCard | None:
+        """The model's card, read again only when its files change; None when they are unreadable
+        (a model being pulled, say)."""
+        try:
+            stamp = spec.path.stat().st_mtime_ns
+            cached = self._cards.get(spec.name)
+            if cached is None or cached[0] != stamp:
+                cached = (stamp, self._kind.card(spec.path, self._presets_dir))
+                self._cards[spec.name] = cached
+        except (OSError, ValueError, KeyError):
+            return None
+        return cached[1]
 
     async def list_models(self) -> list[ModelInfo]:
         self._discover()

@@ -9,19 +9,29 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigw.domain import Capability
 from aigw.engine.backend import Backend
 from aigw.local.config import LocalProviderConfig, model_paths
-from aigw.local.presets import Preset
+from aigw.local.presets import Preset, load_presets
 from aigw.providers.spec import ProbeEnv, ProviderContext, ProviderType, Verdict
 
 if TYPE_CHECKING:
     from aigw.local.provider import LocalProvider
 
 _MAX_LISTED = 3
+
+
+@dataclass(frozen=True, slots=True)
+class ModelCard:
+    """What a model can do, read from its files (nothing loaded): for /v1/models."""
+
+    capabilities: frozenset[Capability]
+    context_length: int | None
+    """The context aigw serves it with, unless its config sets one."""
 
 
 class LocalType(ProviderType[LocalProviderConfig]):
@@ -67,6 +77,14 @@ class LocalType(ProviderType[LocalProviderConfig]):
         """What `aigw models show` prints of a model, read from its files alone (nothing loaded),
         with the preset it takes."""
         raise NotImplementedError
+
+    def card(self, path: Path, models_dir: Path | None) -> ModelCard:
+        """A chat model's capabilities and context, from `describe` (the user's presets too)."""
+        info = self.describe(path, load_presets(models_dir))
+        known = {c.value for c in Capability}
+        caps = frozenset(Capability(c) for c in info.get("capabilities", []) if c in known)
+        context = info.get("served_context")
+        return ModelCard(caps or self.chat_caps, int(context) if context else None)
 
     # -- ProviderType --------------------------------------------------------------------------
 

@@ -55,6 +55,13 @@ class ConfiguredListing(Protocol):
 
 
 @runtime_checkable
+class KnowsContext(Protocol):
+    """A provider that knows each model's context length (a local model's own metadata)."""
+
+    def context_length(self, model: str) -> int | None: ...
+
+
+@runtime_checkable
 class TokenCounting(Protocol):
     """A provider that can count a chat request's prompt tokens exactly (its own tokenizer, or its
     upstream's counting endpoint), without generating anything."""

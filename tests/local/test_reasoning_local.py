@@ -108,3 +108,32 @@ def test_a_model_without_reasoning_controls(client: openai.OpenAI, daemon: Daemo
     kw: Any = {"thinking": {"type": "enabled", "budget_tokens": 2000}}
     msg = c.messages.create(model="gguf/plain", max_tokens=4, messages=MSG, **kw)  # type: ignore[list-item]
     assert msg.content[0].type == "text"  # the hint is ignored, the answer comes
+
+
+def test_what_each_model_can_do_is_listed(client: openai.OpenAI, daemon: DaemonProcess) -> None:
+    listed = {m.id: m.model_dump() for m in client.models.list()}
+    qwen3, plain, r1_mlx = listed["gguf/qwen3"], listed["gguf/plain"], listed["mlx/r1-mlx"]
+    assert {"chat", "tools", "json_schema", "reasoning"} <= set(qwen3["capabilities"])
+    assert "reasoning" not in plain["capabilities"] and "tools" in plain["capabilities"]
+    assert "reasoning" in r1_mlx["capabilities"] and "vision" not in r1_mlx["capabilities"]
+    assert qwen3["context_length"] == 4096 and plain["context_length"] == 512
+    one = client.models.retrieve("gguf/qwen3").model_dump()
+    assert one["capabilities"] == qwen3["capabilities"] and one["context_length"] == 4096
+
+
+def test_models_show_reads_the_same_from_the_file(daemon: DaemonProcess) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "aigw", "models", "show", str(daemon.home / "qwen3.gguf"), "--json"],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "AIGW_HOME": str(daemon.home)},
+        timeout=60,
+        check=True,
+    )
+    info = json.loads(out.stdout)
+    assert info["preset"].startswith("qwen3") and info["tool_format"] == "hermes"
+    assert "reasoning" in info["capabilities"] and info["served_context"] == 4096

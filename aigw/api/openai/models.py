@@ -1,7 +1,8 @@
 """GET /v1/models and GET /v1/models/{id}.
 
-Besides OpenAI's fields each model carries `capabilities` (chat, stream, embed, tools, ...), so a
-client can tell a chat model from an embedding model; the OpenAI SDKs keep unknown fields.
+Besides OpenAI's fields each model carries `capabilities` (chat, stream, embed, tools, reasoning,
+...), so a client can tell a chat model from an embedding model, and a local model its
+`context_length`; the OpenAI SDKs keep unknown fields.
 """
 
 from __future__ import annotations
@@ -19,13 +20,16 @@ router = APIRouter()
 
 
 def _wire(m: Listed) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "id": m.id,
         "object": "model",
         "created": m.created,
         "owned_by": m.owned_by,
         "capabilities": sorted(c.value for c in m.capabilities),
     }
+    if m.context_length is not None:
+        out["context_length"] = m.context_length
+    return out
 
 
 @router.get("/v1/models")

@@ -17,7 +17,7 @@ from aigw.domain import Capability
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
-from aigw.local.presets import Preset, choose
+from aigw.local.presets import Preset, choose, reasons
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
 from aigw.local.thinking import opens_thinking, template_kwargs
@@ -289,7 +289,9 @@ def describe_file(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
         quant = str(ftype)
     quant = quant.removeprefix("MOSTLY_").removeprefix("ALL_")
     embedding = f"{arch}.pooling_type" in meta or arch in ("bert", "nomic-bert", "jina-bert-v2")
-    caps = sorted(c.value for c in (EMBED_CAPS if embedding else CHAT_CAPS))
+    preset = choose(presets, meta.get("tokenizer.chat_template"))
+    caps = EMBED_CAPS if embedding else CHAT_CAPS | ({Capability.REASONING} if reasons(preset) else set())
+    trained = meta.get(f"{arch}.context_length")
     return {
         "path": str(path),
         "format": "gguf",
@@ -297,13 +299,15 @@ def describe_file(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
         "name": meta.get("general.name", path.stem),
         "architecture": arch,
         "quantization": quant,
-        "context": meta.get(f"{arch}.context_length"),
+        "context": trained,
+        "served_context": min(int(trained), DEFAULT_CONTEXT) if trained else DEFAULT_CONTEXT,
         "parameters": meta.get("general.size_label"),
         "chat_template": "from the GGUF"
         if meta.get("tokenizer.chat_template")
         else "none (aigw's plain fallback)",
-        "preset": _preset_name(choose(presets, meta.get("tokenizer.chat_template"))),
-        "capabilities": ", ".join(caps),
+        "preset": _preset_name(preset),
+        "tool_format": preset.tool_format if preset is not None else None,
+        "capabilities": sorted(c.value for c in caps),
     }
 
 

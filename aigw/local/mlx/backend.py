@@ -16,7 +16,7 @@ from aigw.domain import Capability
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
-from aigw.local.presets import Preset, choose
+from aigw.local.presets import Preset, choose, reasons
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
 from aigw.local.thinking import opens_thinking, template_kwargs
@@ -256,6 +256,8 @@ def describe_dir(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
     bits = f"{quant.get('bits')}-bit" if isinstance(quant, dict) and quant.get("bits") else "none"
     own = _template(path)
     preset = choose(presets, own)
+    caps = CHAT_CAPS | ({Capability.REASONING} if reasons(preset) else set())
+    trained = cfg.get("max_position_embeddings")
     return {
         "path": str(path),
         "format": "mlx",
@@ -263,8 +265,10 @@ def describe_dir(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
         "name": path.name,
         "architecture": cfg.get("model_type", "?"),
         "quantization": bits,
-        "context": cfg.get("max_position_embeddings"),
+        "context": trained,
+        "served_context": int(trained) if trained else DEFAULT_CONTEXT,
         "chat_template": "from the tokenizer" if own else "none in the tokenizer files",
         "preset": f"{preset.family} ({preset.source})" if preset is not None else "none",
-        "capabilities": ", ".join(sorted(c.value for c in CHAT_CAPS)),
+        "tool_format": preset.tool_format if preset is not None else None,
+        "capabilities": sorted(c.value for c in caps),
     }
