@@ -13,12 +13,13 @@ becomes a 400; a `Guide` per generation runs on the model's owner thread.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-from numpy.typing import NDArray
+from typing import TYPE_CHECKING, Any
 
 from aigw.errors import CapabilityError
+
+if TYPE_CHECKING:  # numpy comes with the engines' extras, not the base install
+    import numpy as np
+    from numpy.typing import NDArray
 
 # Compact JSON: no free whitespace, which a small model could repeat until max_tokens.
 _OPTIONS: dict[str, Any] = {"whitespace_flexible": False}
@@ -59,6 +60,7 @@ class Guide:
 
     def allowed(self) -> NDArray[np.bool_]:
         """A boolean per token: may it come next."""
+        import numpy as np
         from llguidance.numpy import fill_next_token_bitmask
 
         fill_next_token_bitmask(self._matcher, self._bits)
@@ -68,8 +70,8 @@ class Guide:
     def mask(self, scores: NDArray[np.float32]) -> NDArray[np.float32]:
         """`scores` (one step's logits) with every token the grammar forbids at -inf, in place."""
         allowed = self.allowed()
-        scores[: allowed.shape[0]][~allowed] = -np.inf
-        scores[allowed.shape[0] :] = -np.inf
+        scores[: allowed.shape[0]][~allowed] = -float("inf")
+        scores[allowed.shape[0] :] = -float("inf")
         return scores
 
     def take(self, token: int) -> None:
