@@ -22,6 +22,15 @@ class ModelSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class ModelCard:
+    """What a model can do, read from its files (nothing loaded): for /v1/models."""
+
+    capabilities: frozenset[Capability]
+    context_length: int | None
+    """The context aigw serves it with, unless its config sets one."""
+
+
+@dataclass(frozen=True, slots=True)
 class GenParams:
     max_tokens: int | None
     temperature: float

@@ -23,14 +23,13 @@ from aigw.domain import (
     ModelInfo,
     Usage,
 )
-from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, ModelCard, ModelSpec
 from aigw.engine.engine import FOREVER, Engine, Job
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound, quoted
 from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
 from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
 from aigw.local.shape import Shaper
-from aigw.local.spec import ModelCard
 from aigw.local.tools import forced_call_schema
 from aigw.providers.reasoning import requested
 from aigw.providers.spec import ProviderContext

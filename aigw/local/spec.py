@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigw.domain import Capability
-from aigw.engine.backend import Backend
+from aigw.engine.backend import Backend, ModelCard
 from aigw.local.config import LocalProviderConfig, model_paths
 from aigw.local.presets import Preset, load_presets
 from aigw.providers.spec import ProbeEnv, ProviderContext, ProviderType, Verdict
@@ -23,15 +22,6 @@ if TYPE_CHECKING:
     from aigw.local.provider import LocalProvider
 
 _MAX_LISTED = 3
-
-
-@dataclass(frozen=True, slots=True)
-class ModelCard:
-    """What a model can do, read from its files (nothing loaded): for /v1/models."""
-
-    capabilities: frozenset[Capability]
-    context_length: int | None
-    """The context aigw serves it with, unless its config sets one."""
 
 
 class LocalType(ProviderType[LocalProviderConfig]):
