@@ -172,6 +172,9 @@ def rm(name: str = typer.Argument(..., help="A pulled model (a file in the model
             shutil.rmtree(pulled.path)
         else:
             pulled.path.unlink()
+            if (projector := pulled.kind.companion(pulled.path)) is not None:
+                size += projector.stat().st_size
+                projector.unlink()
         typer.echo(f"removed {name} ({pulled.path.name}, {_gib(size)})")
 
 

@@ -19,6 +19,8 @@ class ModelSpec:
     path: Path
     embedding: bool = False
     context: int | None = None
+    mmproj: Path | None = None
+    """A vision projector (a llama.cpp mmproj GGUF): the model then takes images."""
 
 
 @dataclass(frozen=True, slots=True)

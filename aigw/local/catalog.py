@@ -24,6 +24,8 @@ class Source:
     file: str | None  # None: the whole repository (an MLX model directory)
     sha256: str | None = None
     size_mb: int | None = None
+    mmproj: str | None = None
+    """A GGUF model's vision projector, a file of the same repository (pulled beside it)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,7 @@ class Catalog:
 def _source(d: Any) -> Source | None:
     if d is None:
         return None
-    return Source(d["repo"], d.get("file"), d.get("sha256"), d.get("size_mb"))
+    return Source(d["repo"], d.get("file"), d.get("sha256"), d.get("size_mb"), d.get("mmproj"))
 
 
 def _entries(raw: dict[str, Any]) -> dict[str, CatalogEntry]:

@@ -15,6 +15,8 @@ class LocalModelConfig(Strict):
     path: str = Field(min_length=1)
     embedding: bool = False
     context: int | None = Field(default=None, ge=64)
+    mmproj: str | None = Field(default=None, min_length=1)
+    """A GGUF model's vision projector (absolute, or relative to the models dir): it takes images."""
 
 
 class LocalProviderConfig(ProviderConfig):
@@ -23,11 +25,15 @@ class LocalProviderConfig(ProviderConfig):
     models dir; the models dir's own models are served too unless discover_models is false."""
 
 
+def under(models_dir: Path, raw: str) -> Path:
+    """A configured path: absolute, or relative to the models dir."""
+    path = Path(raw).expanduser()
+    return path if path.is_absolute() else models_dir / path
+
+
 def model_paths(config: LocalProviderConfig, models_dir: Path) -> dict[str, Path]:
     """Each model the table names, with its path (relative ones are under the models dir)."""
     out: dict[str, Path] = {}
     for model, entry in config.models.items():
-        raw = entry.path if isinstance(entry, LocalModelConfig) else entry
-        path = Path(raw).expanduser()
-        out[model] = path if path.is_absolute() else models_dir / path
+        out[model] = under(models_dir, entry.path if isinstance(entry, LocalModelConfig) else entry)
     return out

@@ -26,7 +26,7 @@ from aigw.domain import (
 from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, ModelCard, ModelSpec
 from aigw.engine.engine import FOREVER, Engine, Job
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound, quoted
-from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
+from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths, under
 from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
 from aigw.local.shape import Shaper
@@ -163,6 +163,8 @@ class ModelKind(Protocol):
 
     def card(self, path: Path, models_dir: Path | None) -> ModelCard: ...
 
+    def companion(self, path: Path) -> Path | None: ...
+
 
 class LocalProvider:
     """A `llama_cpp` or `mlx` provider: the models of one config table, run by the shared engine."""
@@ -185,7 +187,8 @@ class LocalProvider:
         for model, path in model_paths(config, ctx.paths.models_dir).items():
             entry = config.models[model]
             opts = entry if isinstance(entry, LocalModelConfig) else LocalModelConfig(path=entry)
-            self._register(ModelSpec(model, path, opts.embedding, opts.context))
+            mmproj = under(ctx.paths.models_dir, opts.mmproj) if opts.mmproj else kind.companion(path)
+            self._register(ModelSpec(model, path, opts.embedding, opts.context, mmproj))
         self._fingerprints = Fingerprints()
         self._presets_dir = ctx.paths.models_dir
         self._cards: dict[str, tuple[int, ModelCard]] = {}
@@ -204,7 +207,7 @@ class LocalProvider:
             return
         for name, path in self._kind.discover(self._models_dir).items():
             if name not in self._specs:
-                self._register(ModelSpec(name, path))
+                self._register(ModelSpec(name, path, mmproj=self._kind.companion(path)))
 
     def _spec(self, model: str) -> ModelSpec:
         if model not in self._specs:
@@ -227,7 +230,8 @@ class LocalProvider:
         if spec.embedding:
             return self._kind.embed_caps
         card = self._card(spec)
-        return card.capabilities if card is not None else self._kind.chat_caps
+        caps = card.capabilities if card is not None else self._kind.chat_caps
+        return caps | {Capability.VISION} if spec.mmproj is not None else caps
 
     def context_length(self, model: str) -> int | None:
         spec = self._specs.get(model)

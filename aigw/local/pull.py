@@ -38,6 +38,8 @@ class PullTarget:
     repo: str
     file: str | None  # None: an MLX model directory
     sha256: str | None
+    mmproj: str | None = None
+    """A GGUF model's vision projector in the same repository, pulled as NAME.mmproj.gguf."""
 
     @property
     def format(self) -> str:
@@ -61,7 +63,9 @@ def resolve(spec: str, catalog: Catalog, fmt: str | None = None) -> PullTarget:
         source = entry.mlx if want == MLX else entry.gguf
         if source is None:
             raise InvalidRequest(f"{spec} has no {want.upper()} form in the catalog")
-        return PullTarget(spec, source.repo, source.file if want == GGUF else None, source.sha256)
+        if want == MLX:
+            return PullTarget(spec, source.repo, None, source.sha256)
+        return PullTarget(spec, source.repo, source.file, source.sha256, source.mmproj)
     parts = spec.split("/")
     if len(parts) >= 3 and parts[-1].endswith(".gguf"):
         return PullTarget(Path(parts[-1]).stem.lower(), "/".join(parts[:2]), "/".join(parts[2:]), None)
@@ -186,6 +190,9 @@ def _pull_gguf(target: PullTarget, file: str, models_dir: Path, fetcher: _Fetche
     expected = target.sha256 or fetcher.expected_sha(file)
     if dest.exists() and expected is not None and sha256_of(dest) == expected:
         return dest  # already here and intact
+    if target.mmproj is not None:  # first: a model found beside no projector would lack vision
+        projector = models_dir / f"{target.name}.mmproj.gguf"
+        os.replace(fetcher.fetch(target.mmproj, None), projector)
     os.replace(fetcher.fetch(file, expected), dest)
     return dest
 

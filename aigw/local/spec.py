@@ -68,6 +68,10 @@ class LocalType(ProviderType[LocalProviderConfig]):
         with the preset it takes."""
         raise NotImplementedError
 
+    def companion(self, path: Path) -> Path | None:
+        """The vision projector found beside a model (`NAME.mmproj.gguf` by `NAME.gguf`), if any."""
+        return None
+
     def card(self, path: Path, models_dir: Path | None) -> ModelCard:
         """A chat model's capabilities and context, from `describe` (the user's presets too)."""
         info = self.describe(path, load_presets(models_dir))

@@ -133,16 +133,19 @@ class AutoCallStream:
         return out
 
 
-def template_messages(messages: list[dict[str, Any]], knows_tools: bool) -> list[dict[str, Any]]:
+def template_messages(
+    messages: list[dict[str, Any]], knows_tools: bool, image_marker: str | None = None
+) -> list[dict[str, Any]]:
     """Chat messages as a chat template takes them: assistant tool calls with their arguments as
     objects (what Hugging Face templates expect), tool results with their call's id (as nine
     letters and digits, which Mistral's templates require), earlier reasoning as both
     `reasoning_content` (Qwen3) and `thinking` (gpt-oss). A template
     that knows nothing of tool calls sees each call written into its message's text instead, so
-    the model still reads what it called."""
+    the model still reads what it called. Each image part becomes `image_marker` in its message's
+    text (a vision model's engine puts the image there)."""
     out: list[dict[str, Any]] = []
     for m in messages:
-        msg: dict[str, Any] = {"role": m["role"], "content": _text(m.get("content"))}
+        msg: dict[str, Any] = {"role": m["role"], "content": _text(m.get("content"), image_marker)}
         calls = [c for c in m.get("tool_calls") or [] if isinstance(c, dict)]
         if calls and knows_tools:
             msg["tool_calls"] = [_call_for_template(c) for c in calls]
@@ -162,12 +165,19 @@ def template_messages(messages: list[dict[str, Any]], knows_tools: bool) -> list
     return out
 
 
-def _text(content: Any) -> str:
+def _text(content: Any, image_marker: str | None = None) -> str:
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
-    return ""
+    if not isinstance(content, list):
+        return ""
+    out = []
+    for p in content:
+        kind = p.get("type") if isinstance(p, dict) else None
+        if kind in ("text", "input_text"):
+            out.append(str(p.get("text", "")))
+        elif kind in ("image_url", "input_image") and image_marker is not None:
+            out.append(image_marker)
+    return "".join(out)
 
 
 def _arguments(call: dict[str, Any]) -> Any:

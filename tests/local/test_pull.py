@@ -49,6 +49,17 @@ def test_good_file_is_downloaded_and_verified(hub: FakeHub, tmp_path: Path) -> N
     assert again == dest and len(hub.files[f"{REPO}/tiny.gguf"].gets) == 1  # intact: not fetched again
 
 
+def test_a_vision_models_projector_is_pulled_beside_it(hub: FakeHub, tmp_path: Path) -> None:
+    projector = os.urandom(4096)
+    hub.add(REPO, "seer.gguf", HubFile(CONTENT))
+    hub.add(REPO, "mmproj-seer.gguf", HubFile(projector))
+    dest = pull(PullTarget("seer", REPO, "seer.gguf", None, "mmproj-seer.gguf"), tmp_path, progress=False)
+    assert dest.read_bytes() == CONTENT
+    assert (tmp_path / "seer.mmproj.gguf").read_bytes() == projector  # where discovery pairs them
+    entry = resolve("smolvlm-256m", load_catalog(), "gguf")
+    assert entry.mmproj is not None and entry.mmproj.startswith("mmproj-")
+
+
 def test_catalog_checksum_is_enforced(hub: FakeHub, tmp_path: Path) -> None:
     hub.add(REPO, "tiny.gguf", HubFile(CONTENT))
     wrong = hashlib.sha256(b"something else").hexdigest()

@@ -7,7 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from aigw.engine.backend import Backend
-from aigw.local.llama_cpp.backend import CHAT_CAPS, EMBED_CAPS, LlamaCppBackend, describe_file
+from aigw.local.llama_cpp.backend import (
+    CHAT_CAPS,
+    EMBED_CAPS,
+    MMPROJ_SUFFIX,
+    LlamaCppBackend,
+    describe_file,
+    is_projector,
+)
 from aigw.local.presets import Preset, load_presets
 from aigw.local.spec import LocalType
 from aigw.providers.spec import ProviderContext
@@ -31,7 +38,11 @@ class LlamaCppType(LocalType):
         )
 
     def discover(self, models_dir: Path) -> dict[str, Path]:
-        return {p.stem: p for p in sorted(models_dir.glob("*.gguf"))}
+        return {p.stem: p for p in sorted(models_dir.glob("*.gguf")) if not is_projector(p)}
+
+    def companion(self, path: Path) -> Path | None:
+        found = path.with_name(path.name.removesuffix(".gguf") + MMPROJ_SUFFIX)
+        return found if found.is_file() else None
 
     def is_model(self, path: Path) -> bool:
         return path.is_file()
@@ -40,7 +51,11 @@ class LlamaCppType(LocalType):
         return models_dir / f"{name}.gguf"
 
     def describe(self, path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
-        return describe_file(path, presets)
+        info = describe_file(path, presets)
+        if (projector := self.companion(path)) is not None:
+            info["mmproj"] = str(projector)
+            info["capabilities"] = sorted({*info["capabilities"], "vision"})
+        return info
 
 
 TYPE = LlamaCppType()

@@ -17,6 +17,8 @@ from aigw.domain import Capability
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
+from aigw.local.images import image_bytes, image_urls
+from aigw.local.llama_cpp.vision import Vision
 from aigw.local.presets import Preset, choose, reasons
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
@@ -36,6 +38,13 @@ CHAT_CAPS = frozenset(
     {Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA, Capability.TOOLS}
 )
 EMBED_CAPS = frozenset({Capability.EMBED})
+MMPROJ_SUFFIX = ".mmproj.gguf"
+"""A model's vision projector, beside it: NAME.gguf and NAME.mmproj.gguf."""
+
+
+def is_projector(path: Path) -> bool:
+    """A vision projector file (ours, or llama.cpp's mmproj-*.gguf naming), not a model."""
+    return path.name.endswith(MMPROJ_SUFFIX) or path.name.startswith("mmproj")
 
 
 def gguf_metadata(path: str) -> dict[str, Any]:
@@ -109,7 +118,12 @@ class LlamaCppBackend:
             embedding=spec.embedding,
             verbose=False,
         )
-        return LlamaModel(spec, llm, meta, choose(self.presets, llm.metadata.get("tokenizer.chat_template")))
+        preset = choose(self.presets, llm.metadata.get("tokenizer.chat_template"))
+        try:
+            return LlamaModel(spec, llm, meta, preset, self.threads)
+        except Exception:
+            llm.close()  # a projector that fails to load must not leave the weights loaded
+            raise
 
 
 def _token_text(llm: llama_cpp.Llama, token: int) -> str:
@@ -122,7 +136,12 @@ def _token_text(llm: llama_cpp.Llama, token: int) -> str:
 
 class LlamaModel:
     def __init__(
-        self, spec: ModelSpec, llm: llama_cpp.Llama, meta: dict[str, Any], preset: Preset | None = None
+        self,
+        spec: ModelSpec,
+        llm: llama_cpp.Llama,
+        meta: dict[str, Any],
+        preset: Preset | None = None,
+        threads: int | None = None,
     ) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
@@ -139,6 +158,7 @@ class LlamaModel:
         self.formatter = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
         self.template = template
         self.knows_tools = "tool_calls" in template
+        self.vision = Vision(spec.mmproj, llm, threads) if spec.mmproj is not None else None
         self._lltokenizer: Any = None
         think = preset is not None and preset.reasoning == "think"
         probe = self.formatter(messages=cast(Any, [{"role": "user", "content": "x"}])).prompt if think else ""
@@ -146,7 +166,9 @@ class LlamaModel:
         self._format = OutputFormat(tools, think, think and opens_thinking(probe))
 
     def capabilities(self) -> frozenset[Capability]:
-        return EMBED_CAPS if self.spec.embedding else CHAT_CAPS
+        if self.spec.embedding:
+            return EMBED_CAPS
+        return CHAT_CAPS | {Capability.VISION} if self.vision is not None else CHAT_CAPS
 
     def _guide(self, grammar: str | None) -> Guide | None:
         if grammar is None:
@@ -157,24 +179,38 @@ class LlamaModel:
             self._lltokenizer = lltokenizer_from_vocab(self.llm._model.vocab)
         return Guide(self._lltokenizer, grammar, self.llm.n_vocab())
 
-    def _prompt(
+    def _render(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None, **kwargs: Any
-    ) -> tuple[list[int], Any]:
-        """The prompt's tokens (the model's own chat template), and the formatter's answer."""
-        shown = template_messages(messages, self.knows_tools)
+    ) -> Any:
+        """The formatter's answer for these messages: the prompt's text (the model's own chat
+        template, images as the vision projector's marker) and its stop strings."""
+        marker = self.vision.marker if self.vision is not None else None
+        shown = template_messages(messages, self.knows_tools, marker)
         try:
-            formatted = self.formatter(messages=cast(Any, shown), tools=cast(Any, tools), **kwargs)
+            return self.formatter(messages=cast(Any, shown), tools=cast(Any, tools), **kwargs)
         except Exception as e:
             raise template_refused(self.spec.name, e) from None
-        prompt = self.llm.tokenize(
+
+    def _tokens(self, formatted: Any) -> list[int]:
+        return self.llm.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
-        return prompt, formatted
+
+    def _images(self, messages: list[dict[str, Any]]) -> list[bytes]:
+        urls = image_urls(messages)
+        if urls and self.vision is None:
+            raise CapabilityError(
+                f"{self.spec.name} takes no images (it has no vision projector: mmproj)", param="messages"
+            )
+        return [image_bytes(url, i) for i, url in enumerate(urls)]
 
     def count_prompt(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
     ) -> int:
-        return len(self._prompt(messages, tools)[0])
+        formatted, images = self._render(messages, tools), self._images(messages)
+        if images and self.vision is not None:
+            return self.vision.count(formatted.prompt, images)
+        return len(self._tokens(formatted))
 
     def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
         if self.spec.embedding:
@@ -182,7 +218,11 @@ class LlamaModel:
         reasoning = template_kwargs(
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
-        prompt, formatted = self._prompt(messages, params.tools, **reasoning)
+        formatted, images = self._render(messages, params.tools, **reasoning), self._images(messages)
+        if images and self.vision is not None:
+            prompt = self.vision.prefill(formatted.prompt, images)
+        else:
+            prompt = self._tokens(formatted)
         stops = list(params.stop)
         stops.extend([formatted.stop] if isinstance(formatted.stop, str) else (formatted.stop or []))
         stops = preset_stops(self.preset, stops)  # drops empty ones: they would end every generation
@@ -273,6 +313,8 @@ class LlamaModel:
         }
 
     def close(self) -> None:
+        if self.vision is not None:
+            self.vision.close()
         self.llm.close()
 
 
