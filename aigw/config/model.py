@@ -56,6 +56,9 @@ class LocalConfig(Strict):
     threads: int | None = Field(default=None, ge=1)
     gpu_layers: int = -1
     """Layers offloaded to Metal on Apple Silicon (-1: all)."""
+    image_dirs: list[str] = Field(default_factory=list)
+    """Folders whose image files a request may name (`file://` URLs or absolute paths) for a
+    local vision model; none by default, so callers can send images only as data: URLs."""
 
     def budget_bytes(self) -> int:
         if self.memory_budget_gb is not None:

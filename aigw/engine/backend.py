@@ -48,6 +48,8 @@ class GenParams:
     """The reasoning asked for, for a chat template with a control for it."""
     reasoning_required: bool = False
     """It was OpenAI's own reasoning_effort (refused if the template has no control), not a hint."""
+    images: tuple[bytes, ...] = ()
+    """The messages' images, in order (read and checked by the provider)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,12 @@ class LoadedModel(Protocol):
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
 
-    def count_prompt(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None) -> int:
+    def count_prompt(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        images: tuple[bytes, ...] = (),
+    ) -> int:
         """The tokens of the prompt these messages make, as `generate` would feed the model."""
         ...
 

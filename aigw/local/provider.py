@@ -6,10 +6,13 @@ sends is refused with a 400 naming it, never silently ignored (what Ollama users
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import time
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,8 +32,9 @@ from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound, quoted
 from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths, under
 from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
+from aigw.local.images import image_urls, load_images
 from aigw.local.shape import Shaper
-from aigw.local.tools import forced_call_schema
+from aigw.local.tools import forced_call_schema, tool_names
 from aigw.providers.reasoning import requested
 from aigw.providers.spec import ProviderContext
 
@@ -191,6 +195,7 @@ class LocalProvider:
             self._register(ModelSpec(model, path, opts.embedding, opts.context, mmproj))
         self._fingerprints = Fingerprints()
         self._presets_dir = ctx.paths.models_dir
+        self._image_dirs = tuple(Path(os.path.realpath(Path(d).expanduser())) for d in ctx.local.image_dirs)
         self._cards: dict[str, tuple[int, ModelCard]] = {}
         self.capabilities = kind.chat_caps | kind.embed_caps | {Capability.REASONING}
 
@@ -265,10 +270,15 @@ class LocalProvider:
         """The generation's job, the answer's id, and its shaper (told the loaded model's output
         format before any text comes)."""
         spec = self._spec(req.model)
-        params = gen_params(req, req.model)
+        params = replace(gen_params(req, req.model), images=await self._images(req))
         messages = req.messages
         keep_alive = parse_keep_alive(req.body.get("keep_alive"))
-        shaper = Shaper(forced=forced(req.body), auto=auto_tools(req.body))
+        shaper = Shaper(
+            forced=forced(req.body),
+            auto=auto_tools(req.body),
+            constrained=params.grammar is not None,
+            tools=tool_names(req.body.get("tools")),
+        )
 
         def run(model: LoadedModel, job: Job[GenResult]) -> GenResult:
             fmt = model.output_format()
@@ -283,6 +293,12 @@ class LocalProvider:
 
         job = await self.engine.submit(self._key(spec.name), run, keep_alive)
         return job, f"chatcmpl-{uuid.uuid4().hex[:24]}", shaper
+
+    async def _images(self, req: ChatRequest) -> tuple[bytes, ...]:
+        """The request's images, read and checked off the event loop (none: no work at all)."""
+        if not image_urls(req.messages):
+            return ()
+        return await asyncio.to_thread(load_images, req.messages, self._image_dirs)
 
     async def chat(self, req: ChatRequest) -> ChatResponse:
         job, cid, shaper = await self._submit(req)
@@ -318,9 +334,10 @@ class LocalProvider:
         spec = self._spec(req.model)
         messages = req.messages
         tools = req.body.get("tools") or None
+        images = await self._images(req)
 
         def run(model: LoadedModel, job: Job[int]) -> int:
-            return model.count_prompt(messages, tools)
+            return model.count_prompt(messages, tools, images)
 
         job = await self.engine.submit(self._key(spec.name), run)
         return await job.wait()

@@ -8,7 +8,7 @@ from typing import Any
 
 from aigw.engine.backend import OutputFormat
 from aigw.local.thinking import ThinkSplit, split_whole
-from aigw.local.toolparse import parse_all
+from aigw.local.toolparse import Calls, parse_all
 from aigw.local.tools import AutoCallStream, ForcedCallStream, forced_call, new_call_id
 
 CHANNELS = "harmony"
@@ -17,11 +17,17 @@ CHANNELS = "harmony"
 
 class Shaper:
     """One answer's shaping. `forced`: the output is a forced call; `auto`: the model may write
-    calls of its own. `begin` gives the loaded model's output format before any text."""
+    calls of its own (to `tools`, the request's function names); `constrained`: a grammar holds
+    the output (no reasoning block can come before it). `begin` gives the loaded model's output
+    format before any text."""
 
-    def __init__(self, *, forced: bool, auto: bool) -> None:
+    def __init__(
+        self, *, forced: bool, auto: bool, constrained: bool = False, tools: frozenset[str] = frozenset()
+    ) -> None:
         self.forced = forced
         self.auto = auto
+        self.constrained = constrained
+        self._calls = Calls(new_call_id, tools)
         self.fmt = OutputFormat()
         self._think: ThinkSplit | None = None
         self._forced = ForcedCallStream(new_call_id()) if forced else None
@@ -30,10 +36,10 @@ class Shaper:
 
     def begin(self, fmt: OutputFormat) -> None:
         self.fmt = fmt
-        if fmt.think and not self.forced:
+        if fmt.think and not self.constrained:
             self._think = ThinkSplit(fmt.opened)
-        if not self.forced and fmt.tools is not None and (self.auto or fmt.tools == CHANNELS):
-            self._own = AutoCallStream()  # gpt-oss writes channels whether it has tools or not
+        if not self.constrained and fmt.tools is not None and (self.auto or fmt.tools == CHANNELS):
+            self._own = AutoCallStream(self._calls)  # gpt-oss writes channels, tools or not
 
     def message(self, text: str, finish: str) -> tuple[dict[str, Any], str]:
         """A whole answer's message and finish_reason."""
@@ -45,7 +51,7 @@ class Shaper:
         thought, content = split_whole(text, self.fmt.opened) if self._think is not None else ("", text)
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if self._own is not None and self.fmt.tools is not None:
-            parsed = parse_all(self.fmt.tools, content, new_call_id)
+            parsed = parse_all(self.fmt.tools, content, self._calls)
             thought += parsed.reasoning
             message["content"] = parsed.text
             if parsed.calls:

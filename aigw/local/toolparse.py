@@ -29,6 +29,28 @@ FORMATS = frozenset({"hermes", "qwen3_coder", "llama3", "mistral", "harmony"})
 NewId = Callable[[], str]
 
 
+@dataclass(frozen=True, slots=True)
+class Calls:
+    """Makes the calls of one answer: ids from `new_id`, and only to the request's tools (a
+    call to anything else is not a call: it stays text)."""
+
+    new_id: NewId
+    names: frozenset[str] = frozenset()
+
+    def make(self, name: Any, args: Any) -> dict[str, Any] | None:
+        if not isinstance(name, str) or name not in self.names:
+            return None
+        if isinstance(args, str):
+            try:
+                args = orjson.loads(args or "{}")
+            except orjson.JSONDecodeError:
+                return None
+        if not isinstance(args, dict):
+            return None
+        fn = {"name": name, "arguments": orjson.dumps(args).decode()}
+        return {"id": self.new_id(), "type": "function", "function": fn}
+
+
 @dataclass(slots=True)
 class Parsed:
     """What one piece of output added: content text, reasoning text and completed tool calls."""
@@ -50,35 +72,21 @@ class CallParser(Protocol):
     def finish(self) -> Parsed: ...
 
 
-def _call(name: Any, args: Any, new_id: NewId) -> dict[str, Any] | None:
-    if not isinstance(name, str) or not name:
-        return None
-    if isinstance(args, str):
-        try:
-            args = orjson.loads(args or "{}")
-        except orjson.JSONDecodeError:
-            return None
-    if not isinstance(args, dict):
-        return None
-    fn = {"name": name, "arguments": orjson.dumps(args).decode()}
-    return {"id": new_id(), "type": "function", "function": fn}
-
-
-def _json_call(raw: str, new_id: NewId) -> dict[str, Any] | None:
+def _json_call(raw: str, calls: Calls) -> dict[str, Any] | None:
     try:
         got = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-    if not isinstance(got, dict):
+    if not isinstance(got, dict) or ("arguments" not in got and "parameters" not in got):
         return None
-    return _call(got.get("name"), got.get("arguments", got.get("parameters", {})), new_id)
+    return calls.make(got.get("name"), got.get("arguments", got.get("parameters")))
 
 
 _FUNCTION = re.compile(r"^\s*<function=([^>\s]+)>(.*?)</function>\s*$", re.S)
 _PARAMETER = re.compile(r"<parameter=([^>\s]+)>\n?(.*?)\n?</parameter>", re.S)
 
 
-def _xml_call(raw: str, new_id: NewId) -> dict[str, Any] | None:
+def _xml_call(raw: str, calls: Calls) -> dict[str, Any] | None:
     m = _FUNCTION.match(raw)
     if m is None:
         return None
@@ -89,16 +97,16 @@ def _xml_call(raw: str, new_id: NewId) -> dict[str, Any] | None:
             args[name] = value if isinstance(parsed, str) else parsed
         except orjson.JSONDecodeError:
             args[name] = value
-    return _call(m.group(1), args, new_id)
+    return calls.make(m.group(1), args)
 
 
 class TaggedCalls:
     """Calls between an opening and a closing tag, anywhere in the text; text that may begin the
     opening tag is held back."""
 
-    def __init__(self, decode: Callable[[str, NewId], dict[str, Any] | None], new_id: NewId) -> None:
+    def __init__(self, decode: Callable[[str, Calls], dict[str, Any] | None], calls: Calls) -> None:
         self._decode = decode
-        self._new_id = new_id
+        self._calls = calls
         self._buf = ""
         self._inside = False
 
@@ -113,7 +121,7 @@ class TaggedCalls:
                 if end < 0:
                     return out
                 raw, self._buf, self._inside = self._buf[:end], self._buf[end + len(self.CLOSE) :], False
-                call = self._decode(raw.strip(), self._new_id)
+                call = self._decode(raw.strip(), self._calls)
                 if call is None:
                     out.text += self.OPEN + raw + self.CLOSE
                 else:
@@ -144,13 +152,13 @@ class TrailingCalls:
         self,
         triggers: tuple[str, ...],
         leading: str,
-        decode: Callable[[str, NewId], list[Any]],
-        new_id: NewId,
+        decode: Callable[[str, Calls], list[Any]],
+        calls: Calls,
     ) -> None:
         self._triggers = triggers
         self._leading = leading  # a first character that starts calls without a trigger ("" for none)
         self._decode = decode
-        self._new_id = new_id
+        self._make = calls
         self._buf = ""
         self._calls: str | None = None  # the text after the trigger, once it came
         self._trigger = ""
@@ -164,7 +172,7 @@ class TrailingCalls:
         if not self._started:
             head = self._buf.lstrip()
             if self._leading and head.startswith(self._leading):
-                self._calls, self._buf = head, ""
+                self._calls, self._buf = self._buf, ""  # kept whole: it may be text after all
                 return Parsed()
             if not head:
                 return Parsed()
@@ -185,8 +193,9 @@ class TrailingCalls:
             rest, self._buf = self._buf, ""
             return Parsed(rest)
         raw, self._calls = self._calls, None
-        calls = [c for c in self._decode(raw, self._new_id) if c is not None]
-        if not calls:
+        made = self._decode(raw, self._make)
+        calls = [c for c in made if c is not None]
+        if not calls or len(calls) < len(made):
             return Parsed(self._buf + self._trigger + raw)  # not calls after all: the text as written
         return Parsed(self._buf, calls)
 
@@ -244,20 +253,20 @@ class _Scanner:
         return _BAD, len(self.raw)
 
 
-def _llama_calls(raw: str, new_id: NewId) -> list[Any]:
+def _llama_calls(raw: str, calls: Calls) -> list[Any]:
     values = _json_values(raw.removeprefix("<|python_tag|>"))
-    return [_json_call(orjson.dumps(v).decode(), new_id) if isinstance(v, dict) else None for v in values]
+    return [_json_call(orjson.dumps(v).decode(), calls) if isinstance(v, dict) else None for v in values]
 
 
 _MISTRAL_ARGS = re.compile(r"\s*([A-Za-z0-9_.\-]+)\[ARGS\]")
 
 
-def _mistral_calls(raw: str, new_id: NewId) -> list[Any]:
+def _mistral_calls(raw: str, calls: Calls) -> list[Any]:
     raw = raw.replace("[TOOL_CALLS]", " ")
     if raw.lstrip().startswith("["):
         values = _json_values(raw)
         items = values[0] if len(values) == 1 and isinstance(values[0], list) else []
-        return [_json_call(orjson.dumps(v).decode(), new_id) if isinstance(v, dict) else None for v in items]
+        return [_json_call(orjson.dumps(v).decode(), calls) if isinstance(v, dict) else None for v in items]
     out: list[Any] = []
     i = 0
     while (m := _MISTRAL_ARGS.match(raw, i)) is not None:
@@ -265,7 +274,7 @@ def _mistral_calls(raw: str, new_id: NewId) -> list[Any]:
         value, i = scanner.value(scanner.skip(m.end()))
         if value is _BAD:
             return []
-        out.append(_call(m.group(1), value, new_id))
+        out.append(calls.make(m.group(1), value))
     return out if raw[i:].strip() == "" else []
 
 
@@ -276,8 +285,8 @@ class Harmony:
 
     _MESSAGE, _END, _START = "<|message|>", "<|end|>", "<|start|>"
 
-    def __init__(self, new_id: NewId) -> None:
-        self._new_id = new_id
+    def __init__(self, calls: Calls) -> None:
+        self._calls = calls
         self._buf = ""
         self._head: str | None = None  # the header of the message being read, once complete
         self._body = ""  # a call's arguments so far
@@ -301,7 +310,7 @@ class Harmony:
     def _close(self, out: Parsed) -> None:
         fn = self._target()[1]
         if fn is not None:
-            call = _call(fn, self._body.strip() or "{}", self._new_id)
+            call = self._calls.make(fn, self._body.strip() or "{}")
             if call is None:
                 out.text += self._body
             else:
@@ -340,22 +349,22 @@ class Harmony:
         return out
 
 
-def parser(fmt: str, new_id: NewId) -> CallParser:
+def parser(fmt: str, calls: Calls) -> CallParser:
     """The streaming parser of a tool-call format (one of FORMATS)."""
     if fmt == "hermes":
-        return TaggedCalls(_json_call, new_id)
+        return TaggedCalls(_json_call, calls)
     if fmt == "qwen3_coder":
-        return TaggedCalls(_xml_call, new_id)
+        return TaggedCalls(_xml_call, calls)
     if fmt == "llama3":
-        return TrailingCalls(("<|python_tag|>",), "{", _llama_calls, new_id)
+        return TrailingCalls(("<|python_tag|>",), "{", _llama_calls, calls)
     if fmt == "mistral":
-        return TrailingCalls(("[TOOL_CALLS]",), "", _mistral_calls, new_id)
+        return TrailingCalls(("[TOOL_CALLS]",), "", _mistral_calls, calls)
     if fmt == "harmony":
-        return Harmony(new_id)
+        return Harmony(calls)
     raise ValueError(f"unknown tool-call format {fmt!r}")
 
 
-def parse_all(fmt: str, text: str, new_id: NewId) -> Parsed:
+def parse_all(fmt: str, text: str, calls: Calls) -> Parsed:
     """A whole output's content, reasoning and tool calls."""
-    p = parser(fmt, new_id)
+    p = parser(fmt, calls)
     return p.add(text).extend(p.finish())

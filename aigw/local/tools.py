@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from aigw.errors import InvalidRequest
-from aigw.local.toolparse import CallParser, Parsed, parser
+from aigw.local.toolparse import CallParser, Calls, Parsed, parser
 
 _HEAD = re.compile(r'^\{"name":"((?:[^"\\]|\\.)*)","arguments":')
 
@@ -33,27 +33,76 @@ def _function(tool: Any, i: int) -> dict[str, Any]:
     return fn
 
 
+def tool_names(tools: Any) -> frozenset[str]:
+    """The function names a request offers (what a model's own calls may name)."""
+    if not isinstance(tools, list):
+        return frozenset()
+    return frozenset(_function(t, i)["name"] for i, t in enumerate(tools))
+
+
+def _named(choice: Any) -> str | None:
+    if not isinstance(choice, dict):
+        return None
+    fn = choice.get("function")
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise InvalidRequest(
+            'tool_choice must be a string or {"type": "function", "function": {"name": ...}}',
+            param="tool_choice",
+        )
+    return str(fn["name"])
+
+
 def forced_call_schema(tools: list[Any], choice: Any) -> dict[str, Any]:
-    """The JSON schema of the call `choice` forces: one of `tools` ("required") or the named one."""
-    fns = [_function(t, i) for i, t in enumerate(tools)]
-    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    """The JSON schema of the call `choice` forces: one of `tools` ("required") or the named one.
+    Each tool's `$defs` (or `definitions`) move to the top, renamed per tool, with its `$ref`s."""
+    fns = [(i, _function(t, i)) for i, t in enumerate(tools)]
+    named = _named(choice)
     if named is not None:
-        fns = [f for f in fns if f["name"] == named]
+        fns = [(i, f) for i, f in fns if f["name"] == named]
         if not fns:
             raise InvalidRequest(f"tool_choice names {named!r}, which is not in tools", param="tool_choice")
-    options = [
-        {
-            "type": "object",
-            "properties": {
-                "name": {"const": f["name"]},
-                "arguments": f.get("parameters") or {"type": "object", "properties": {}},
-            },
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        }
-        for f in fns
-    ]
-    return options[0] if len(options) == 1 else {"anyOf": options}
+    defs: dict[str, Any] = {}
+    options = []
+    for i, f in fns:
+        params = f.get("parameters") or {"type": "object", "properties": {}}
+        if not isinstance(params, dict):
+            raise InvalidRequest(f"tools[{i}].function.parameters must be an object", param="tools")
+        params = _hoisted(params, f"t{i}_", defs)
+        options.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": f["name"]}, "arguments": params},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
+    schema = options[0] if len(options) == 1 else {"anyOf": options}
+    return {**schema, "$defs": defs} if defs else schema
+
+
+def _hoisted(schema: dict[str, Any], prefix: str, defs: dict[str, Any]) -> dict[str, Any]:
+    """`schema` without its own definitions, which join `defs` under `prefix`ed names; every
+    `$ref` to them rewritten."""
+    own = {**(schema.get("definitions") or {}), **(schema.get("$defs") or {})}
+    for name, sub in own.items():
+        defs[prefix + name] = _refs(sub, prefix)
+    rest = {k: v for k, v in schema.items() if k not in ("$defs", "definitions")}
+    out: dict[str, Any] = _refs(rest, prefix)
+    return out
+
+
+def _refs(value: Any, prefix: str) -> Any:
+    if isinstance(value, dict):
+        out = {k: _refs(v, prefix) for k, v in value.items()}
+        ref = value.get("$ref")
+        if isinstance(ref, str):
+            for root in ("#/$defs/", "#/definitions/"):
+                if ref.startswith(root):
+                    out["$ref"] = "#/$defs/" + prefix + ref[len(root) :]
+        return out
+    if isinstance(value, list):
+        return [_refs(v, prefix) for v in value]
+    return value
 
 
 def forced_call(text: str, call_id: str) -> dict[str, Any] | None:
@@ -108,13 +157,14 @@ class AutoCallStream:
     """The deltas of an answer in which the model may write tool calls in its family's format:
     its text as content, each call as a delta with its id and name, then one with its arguments."""
 
-    def __init__(self) -> None:
+    def __init__(self, calls: Calls) -> None:
+        self._calls = calls
         self._parser: CallParser | None = None
         self.called = 0
 
     def add(self, fmt: str, piece: str) -> list[dict[str, Any]]:
         if self._parser is None:
-            self._parser = parser(fmt, new_call_id)
+            self._parser = parser(fmt, self._calls)
         return self._deltas(self._parser.add(piece))
 
     def finish(self) -> list[dict[str, Any]]:
@@ -144,9 +194,9 @@ def template_messages(
     the model still reads what it called. Each image part becomes `image_marker` in its message's
     text (a vision model's engine puts the image there)."""
     out: list[dict[str, Any]] = []
-    for m in messages:
+    for i, m in enumerate(messages):
         msg: dict[str, Any] = {"role": m["role"], "content": _text(m.get("content"), image_marker)}
-        calls = [c for c in m.get("tool_calls") or [] if isinstance(c, dict)]
+        calls = [_checked_call(c, i, j) for j, c in enumerate(m.get("tool_calls") or [])]
         if calls and knows_tools:
             msg["tool_calls"] = [_call_for_template(c) for c in calls]
         elif calls:
@@ -178,6 +228,16 @@ def _text(content: Any, image_marker: str | None = None) -> str:
         elif kind in ("image_url", "input_image") and image_marker is not None:
             out.append(image_marker)
     return "".join(out)
+
+
+def _checked_call(call: Any, i: int, j: int) -> dict[str, Any]:
+    fn = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(fn, dict) or not isinstance(fn.get("name"), str):
+        raise InvalidRequest(
+            f"messages[{i}].tool_calls[{j}] needs a function with a name", param="messages"
+        )
+    assert isinstance(call, dict)
+    return call
 
 
 def _arguments(call: dict[str, Any]) -> Any:

@@ -41,12 +41,12 @@ def test_a_stream_split_anywhere_gives_the_same(text: str, opened: bool) -> None
 
 def test_reasoning_then_a_tool_call_shape_into_one_message_and_ordered_deltas() -> None:
     text = ANSWER + '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
-    shaper = Shaper(forced=False, auto=True)
+    shaper = Shaper(forced=False, auto=True, tools=frozenset({"get_weather"}))
     shaper.begin(OutputFormat("hermes", True, False))
     message, finish = shaper.message(text, "stop")
     assert finish == "tool_calls" and message["reasoning_content"].startswith("The user wants")
     assert message["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": '{"city":"Oslo"}'}
-    streamed = Shaper(forced=False, auto=True)
+    streamed = Shaper(forced=False, auto=True, tools=frozenset({"get_weather"}))
     streamed.begin(OutputFormat("hermes", True, False))
     deltas = [d for ch in text for d in streamed.add(ch)] + streamed.finish()
     kinds = [next(iter(d)) for d in deltas]
@@ -94,3 +94,10 @@ def test_gpt_oss_channels_give_reasoning_and_answer_without_tools() -> None:
     deltas = [d for ch in text for d in streamed.add(ch)] + streamed.finish()
     assert "".join(d.get("reasoning_content", "") for d in deltas) == "Think."
     assert "".join(d.get("content", "") for d in deltas) == "Hi."
+
+
+def test_a_grammar_held_answer_is_never_taken_for_reasoning() -> None:
+    shaper = Shaper(forced=False, auto=False, constrained=True)  # response_format on DeepSeek-R1
+    shaper.begin(OutputFormat(None, True, True))
+    assert shaper.message('{"a": 1}', "stop") == ({"role": "assistant", "content": '{"a": 1}'}, "stop")
+    assert shaper.add('{"a": 1}') == [{"content": '{"a": 1}'}]

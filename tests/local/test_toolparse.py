@@ -6,14 +6,13 @@ which renders the calls and results aigw gives it."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from aigw.local.presets import choose, load_presets
-from aigw.local.toolparse import Parsed, parse_all, parser
+from aigw.local.toolparse import Calls, Parsed, parse_all, parser
 from aigw.local.tools import AutoCallStream, template_messages
 
 TEMPLATES = Path(__file__).parent.parent / "fixtures" / "templates"
@@ -88,18 +87,22 @@ CASES: list[tuple[str, str, str, str, list[tuple[str, str]]]] = [
         [],
     ),
 ]
-PLAIN = {  # answers that only look like calls stay text
-    "hermes": "a <tool a> b <tool_call>{not json}</tool_call> c <tool_call>{",
+PLAIN = {  # answers that only look like calls stay text (calls to tools the request has not got too)
+    "hermes": "a <tool a> b <tool_call>{not json}</tool_call> "
+    '<tool_call>{"name": "rm_rf", "arguments": {}}</tool_call> c <tool_call>{',
     "qwen3_coder": "x <tool_call><function=f>broken</tool_call>",
-    "llama3": "{this is not json} but text",
+    "llama3": '  {"name": "Alice", "age": 30}',
     "mistral": "[TOOL_CALLS] nothing like a call",
     "harmony": "no channels at all",
 }
 
 
-def ids() -> Callable[[], str]:
+NAMES = frozenset({"get_weather", "get_time"})
+
+
+def ids() -> Calls:
     counter = itertools.count()
-    return lambda: f"call_{next(counter)}"
+    return Calls(lambda: f"call_{next(counter)}", NAMES)
 
 
 def calls_of(p: Parsed) -> list[tuple[str, str]]:
@@ -142,7 +145,7 @@ def test_what_only_looks_like_a_call_stays_text(fmt: str, text: str) -> None:
 
 
 def test_streamed_deltas_give_id_and_name_first_then_arguments() -> None:
-    s = AutoCallStream()
+    s = AutoCallStream(ids())
     text = CASES[0][1]
     deltas = [d for ch in text for d in s.add("hermes", ch)] + s.finish()
     calls = [tc for d in deltas for tc in d.get("tool_calls", [])]

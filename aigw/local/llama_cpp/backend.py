@@ -17,7 +17,6 @@ from aigw.domain import Capability
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
-from aigw.local.images import image_bytes, image_urls
 from aigw.local.llama_cpp.vision import Vision
 from aigw.local.presets import Preset, choose, reasons
 from aigw.local.presets import stops as preset_stops
@@ -196,20 +195,22 @@ class LlamaModel:
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
 
-    def _images(self, messages: list[dict[str, Any]]) -> list[bytes]:
-        urls = image_urls(messages)
-        if urls and self.vision is None:
+    def _vision(self, images: tuple[bytes, ...]) -> Vision | None:
+        if images and self.vision is None:
             raise CapabilityError(
                 f"{self.spec.name} takes no images (it has no vision projector: mmproj)", param="messages"
             )
-        return [image_bytes(url, i) for i, url in enumerate(urls)]
+        return self.vision if images else None
 
     def count_prompt(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        images: tuple[bytes, ...] = (),
     ) -> int:
-        formatted, images = self._render(messages, tools), self._images(messages)
-        if images and self.vision is not None:
-            return self.vision.count(formatted.prompt, images)
+        formatted = self._render(messages, tools)
+        if (vision := self._vision(images)) is not None:
+            return vision.count(formatted.prompt, list(images))
         return len(self._tokens(formatted))
 
     def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
@@ -218,9 +219,9 @@ class LlamaModel:
         reasoning = template_kwargs(
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
-        formatted, images = self._render(messages, params.tools, **reasoning), self._images(messages)
-        if images and self.vision is not None:
-            prompt = self.vision.prefill(formatted.prompt, images)
+        formatted = self._render(messages, params.tools, **reasoning)
+        if (vision := self._vision(params.images)) is not None:
+            prompt = vision.prefill(formatted.prompt, list(params.images))
         else:
             prompt = self._tokens(formatted)
         stops = list(params.stop)

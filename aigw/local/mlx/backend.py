@@ -111,7 +111,10 @@ class MlxModel:
         return tokens
 
     def count_prompt(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None = None,
+        images: tuple[bytes, ...] = (),
     ) -> int:
         return len(self._prompt(messages, tools))
 
