@@ -78,10 +78,15 @@ def _read(url: str, where: str, dirs: tuple[Path, ...]) -> bytes:
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK)
     except OSError:
         raise refused from None
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise refused
-        return f.read(MAX_BYTES + 1)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read(MAX_BYTES + 1)
+    except OSError:
+        raise refused from None
+    finally:
+        os.close(fd)
 
 
 def image_bytes(url: str, index: int, dirs: tuple[Path, ...] = ()) -> bytes:

@@ -244,3 +244,58 @@ def test_tools_on_auto_with_a_family_that_writes_tool_calls(
         without = client.chat.completions.create(**{**kw, "tools": None})
         assert with_tools.usage and without.usage
         assert with_tools.usage.prompt_tokens > without.usage.prompt_tokens + 200  # the tools are shown
+
+
+@pytest.mark.parametrize("model", ENGINES)
+def test_a_forced_call_keeps_the_tools_own_definitions(client: openai.OpenAI, model: str) -> None:
+    """Pydantic writes nested models as `$defs` with `$ref`s; the call's grammar keeps them."""
+    params = {
+        "$defs": {
+            "Place": {
+                "type": "object",
+                "properties": {"city": {"enum": ["Oslo", "Rome"]}},
+                "required": ["city"],
+                "additionalProperties": False,
+            }
+        },
+        "type": "object",
+        "properties": {"where": {"$ref": "#/$defs/Place"}},
+        "required": ["where"],
+        "additionalProperties": False,
+    }
+    tools: Any = [{"type": "function", "function": {"name": "go", "parameters": params}}, *TOOLS]
+    resp = client.chat.completions.create(
+        model=model,
+        messages=MSG,
+        tools=tools,
+        tool_choice={"type": "function", "function": {"name": "go"}},
+        max_tokens=60,
+        seed=1,
+    )
+    call = (resp.choices[0].message.tool_calls or [])[0]
+    assert json.loads(call.function.arguments)["where"]["city"] in ("Oslo", "Rome")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "param"),
+    [
+        ({"tools": TOOLS, "tool_choice": {"type": "function", "function": "get_time"}}, "tool_choice"),
+        (
+            {
+                "tools": TOOLS,
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": None, "tool_calls": [{"id": "a", "type": "function"}]},
+                    {"role": "tool", "tool_call_id": "a", "content": "x"},
+                ],
+                "tool_choice": "required",
+            },
+            "messages",
+        ),
+    ],
+)
+def test_malformed_tool_requests_are_400s(client: openai.OpenAI, kwargs: dict[str, Any], param: str) -> None:
+    kwargs = {"messages": MSG, **kwargs}
+    with pytest.raises(openai.BadRequestError) as e:
+        client.chat.completions.create(model="gguf/tiny", max_tokens=8, **kwargs)
+    assert e.value.body is not None and e.value.body["param"] == param  # type: ignore[index]

@@ -49,14 +49,20 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     write_tiny_llama(home / "configured.gguf")
     write_tiny_mmproj(home / "proj.gguf")
     write_tiny_llama(home / "blind.gguf")
-    (home / "red.png").write_bytes(RED)
-    (home / "notes.txt").write_text("not an image")
+    (home / "pictures").mkdir()
+    (home / "pictures" / "red.png").write_bytes(RED)
+    (home / "pictures" / "notes.txt").write_text("not an image")
+    (home / "outside.png").write_bytes(RED)
+    (home / "pictures" / "link.png").symlink_to(home / "outside.png")
     port = free_port()
     write_config(
         home,
         f"""
 [server]
 port = {port}
+
+[local]
+image_dirs = ["{home}/pictures"]
 
 [providers.gguf]
 type = "llama_cpp"
@@ -109,9 +115,9 @@ def test_images_count_in_usage_and_stream(client: openai.OpenAI) -> None:
 
 
 def test_a_local_file_is_an_image_too(client: openai.OpenAI, daemon: DaemonProcess) -> None:
-    by_file = answer(client, "gguf/seer", ask(f"file://{daemon.home}/red.png"))
+    by_file = answer(client, "gguf/seer", ask(f"file://{daemon.home}/pictures/red.png"))
     assert by_file == answer(client, "gguf/seer", ask(data_url(RED)))
-    assert answer(client, "gguf/seer", ask(f"{daemon.home}/red.png")) == by_file
+    assert answer(client, "gguf/seer", ask(f"{daemon.home}/pictures/red.png")) == by_file
 
 
 def test_the_anthropic_dialect_sends_images_too(daemon: DaemonProcess, client: openai.OpenAI) -> None:
@@ -138,15 +144,19 @@ def test_the_anthropic_dialect_sends_images_too(daemon: DaemonProcess, client: o
         ("gguf/seer", "https://example.com/cat.png", "web URLs"),
         ("gguf/seer", "data:image/png;base64,@@@", "base64"),
         ("gguf/seer", data_url(b"GIF89a" + b"\0" * 20), "could not be decoded"),
-        ("gguf/seer", "NOTES", "not a PNG"),
-        ("gguf/seer", "relative/cat.png", "absolute path"),
-        ("gguf/seer", "/nonexistent/cat.png", "cannot read"),
+        ("gguf/seer", "HOME/pictures/notes.txt", "not a PNG"),
+        ("gguf/seer", "relative/cat.png", "no such image in [local] image_dirs"),
+        ("gguf/seer", "HOME/pictures/missing.png", "no such image in [local] image_dirs"),
+        ("gguf/seer", "HOME/outside.png", "no such image in [local] image_dirs"),  # not in image_dirs
+        ("gguf/seer", "HOME/pictures/link.png", "no such image in [local] image_dirs"),  # leads out
+        ("gguf/seer", "HOME/pictures", "no such image in [local] image_dirs"),  # not a file
+        ("gguf/seer", "file://elsewhere/HOME/pictures/red.png", "no such image"),
     ],
 )
 def test_bad_images_are_400s_naming_the_messages(
     client: openai.OpenAI, daemon: DaemonProcess, model: str, url: str, says: str
 ) -> None:
-    url = url.replace("NOTES", f"{daemon.home}/notes.txt")
+    url = url.replace("HOME", str(daemon.home).lstrip("/") if url.startswith("file://") else str(daemon.home))
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=model, messages=ask(url), max_tokens=2)
     assert e.value.param == "messages" and says in str(e.value.message)
@@ -158,3 +168,18 @@ def test_models_list_says_which_models_see(client: openai.OpenAI) -> None:
     assert "vision" in listed["gguf/seer"] and "vision" in listed["gguf/configured"]
     assert "vision" not in listed["gguf/blind"]
     assert not any("mmproj" in name for name in listed)  # a projector is not a model
+
+
+def test_local_image_files_are_off_unless_folders_are_named(tmp_path: Path) -> None:
+    from aigw.errors import InvalidRequest
+    from aigw.local.images import image_bytes
+
+    (tmp_path / "red.png").write_bytes(RED)
+    with pytest.raises(InvalidRequest, match="local image files are off"):
+        image_bytes(str(tmp_path / "red.png"), 0)
+    assert image_bytes(str(tmp_path / "red.png"), 0, (tmp_path,)) == RED
+    import os
+
+    os.mkfifo(tmp_path / "fifo.png")  # a pipe never blocks the model's thread: it is refused
+    with pytest.raises(InvalidRequest, match="no such image"):
+        image_bytes(str(tmp_path / "fifo.png"), 0, (tmp_path,))
