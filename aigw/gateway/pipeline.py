@@ -136,7 +136,7 @@ class Pipeline:
         if ticket.cap is not None:
             req = _capped(req, ticket.cap)
         key_id = caller.key.id if caller.key is not None else None
-        plan = self._cache.plan("chat", route, req.body, caller.cache_control, key_id)
+        plan = self._cache.plan("chat", route, _cache_body(req), caller.cache_control, key_id)
         return route, ticket, plan, req
 
     async def _admitted(
@@ -253,6 +253,13 @@ async def _replayed(found: CachedAnswer) -> AsyncGenerator[ChatChunk, None]:
 
 async def _nothing() -> None:
     """A replayed answer was accounted at its lookup: nothing to give back."""
+
+
+def _cache_body(req: ChatRequest) -> dict[str, Any]:
+    """What makes the request's answer: its body, and the reasoning its dialect asked for."""
+    if req.hint is None:
+        return req.body
+    return {**req.body, "aigw:reasoning": [req.hint.effort, req.hint.budget]}
 
 
 def _capped(req: ChatRequest, cap: int) -> ChatRequest:

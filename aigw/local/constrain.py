@@ -13,6 +13,8 @@ becomes a 400; a `Guide` per generation runs on the model's owner thread.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from aigw.errors import CapabilityError
@@ -22,7 +24,7 @@ if TYPE_CHECKING:  # numpy comes with the engines' extras, not the base install
     from numpy.typing import NDArray
 
 # Compact JSON: no free whitespace, which a small model could repeat until max_tokens.
-_OPTIONS: dict[str, Any] = {"whitespace_flexible": False}
+_OPTIONS: Mapping[str, Any] = MappingProxyType({"whitespace_flexible": False})
 
 
 def json_grammar(schema: dict[str, Any], param: str) -> str:

@@ -7,6 +7,7 @@ sends is refused with a 400 naming it, never silently ignored (what Ollama users
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import time
@@ -38,6 +39,7 @@ from aigw.local.tools import forced_call_schema, tool_names
 from aigw.providers.reasoning import requested
 from aigw.providers.spec import ProviderContext
 
+log = logging.getLogger("aigw.local")
 HONOURED = frozenset(
     {
         "model",
@@ -196,7 +198,7 @@ class LocalProvider:
         self._fingerprints = Fingerprints()
         self._presets_dir = ctx.paths.models_dir
         self._image_dirs = tuple(Path(os.path.realpath(Path(d).expanduser())) for d in ctx.local.image_dirs)
-        self._cards: dict[str, tuple[int, ModelCard]] = {}
+        self._cards: dict[str, tuple[int, ModelCard | None]] = {}
         self.capabilities = kind.chat_caps | kind.embed_caps | {Capability.REASONING}
 
     def _register(self, spec: ModelSpec) -> None:
@@ -250,12 +252,17 @@ class LocalProvider:
         (a model being pulled, say)."""
         try:
             stamp = spec.path.stat().st_mtime_ns
-            cached = self._cards.get(spec.name)
-            if cached is None or cached[0] != stamp:
-                cached = (stamp, self._kind.card(spec.path, self._presets_dir))
-                self._cards[spec.name] = cached
-        except (OSError, ValueError, KeyError):
+        except OSError:
             return None
+        cached = self._cards.get(spec.name)
+        if cached is None or cached[0] != stamp:
+            try:
+                card: ModelCard | None = self._kind.card(spec.path, self._presets_dir)
+            except Exception as e:  # any file may sit in the models dir: it must not break listings
+                log.warning("cannot read %s (%s); listed with the engine's defaults", spec.path, e)
+                card = None
+            cached = (stamp, card)
+            self._cards[spec.name] = cached
         return cached[1]
 
     async def list_models(self) -> list[ModelInfo]:

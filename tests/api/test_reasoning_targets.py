@@ -85,7 +85,7 @@ def test_reasoning_effort_on_anthropic_comes_back_signed(daemon: DaemonProcess, 
     msg = resp.choices[0].message.model_dump()
     assert msg["reasoning_content"] == "hmm"
     assert msg["thinking_blocks"] == [{"type": "thinking", "thinking": "hmm", "signature": "sig"}]
-    assert fakes.last("claude")["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert fakes.last("claude")["thinking"] == {"type": "enabled", "budget_tokens": 2000}
     # the next turn sends the signed block back before the assistant's text
     follow = [*USER, msg, {"role": "user", "content": "and then?"}]
     oai(daemon).chat.completions.create(
@@ -136,7 +136,7 @@ def test_responses_reasoning_effort_on_anthropic_is_a_reasoning_item(
     )
     assert [i.type for i in resp.output] == ["reasoning", "message"]
     assert resp.output[0].content[0].text == "hmm"  # type: ignore[union-attr,index]
-    assert fakes.last("claude")["thinking"] == {"type": "enabled", "budget_tokens": 5999}
+    assert fakes.last("claude")["thinking"] == {"type": "enabled", "budget_tokens": 3000}
     with client.responses.stream(
         model="claude/thinking", input="think", reasoning={"effort": "medium"}, max_output_tokens=6000
     ) as stream:

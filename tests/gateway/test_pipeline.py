@@ -330,3 +330,16 @@ async def test_embeddings_go_through_the_same_pipeline(rig: Rig) -> None:
     again = await rig.gw.embed(req, ANON)
     assert (first.facts.cache, again.facts.cache) == ("miss", "hit")
     assert again.value.data == first.value.data and rig.b.calls == ["ok"]
+
+
+def test_the_reasoning_a_dialect_asked_for_is_part_of_the_cache_key() -> None:
+    from aigw.cache.keys import request_digest
+    from aigw.domain import Reasoning
+    from aigw.gateway.pipeline import _cache_body
+
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    plain = request_digest("chat", _cache_body(ChatRequest(body, "m")))
+    low = request_digest("chat", _cache_body(ChatRequest(body, "m", hint=Reasoning("low"))))
+    high = request_digest("chat", _cache_body(ChatRequest(body, "m", hint=Reasoning("high"))))
+    assert len({plain, low, high}) == 3
+    assert request_digest("chat", _cache_body(ChatRequest(body, "m", hint=Reasoning("low")))) == low

@@ -317,6 +317,7 @@ def test_text_response_format_adds_nothing() -> None:
         ({"modalities": ["text", "audio"]}, "modalities"),
         ({"functions": [{"name": "f"}]}, "functions"),
         ({"reasoning_effort": "high", "temperature": 0.2}, "temperature"),
+        ({"reasoning_effort": "high", "top_k": 1}, "top_k"),
         ({"reasoning_effort": "high", "max_tokens": 1000}, "max_tokens"),
         ({"some_future_field": 1}, "some_future_field"),
         (
@@ -801,9 +802,15 @@ def test_tool_input_without_fragments(
 
 @pytest.mark.parametrize(
     ("effort", "max_tokens", "budget"),
-    [("low", None, 2048), ("medium", None, 4095), ("high", 30000, 24576), ("minimal", 5000, 1024)],
+    [
+        ("low", None, 2048),
+        ("medium", None, 2048),
+        ("high", 60000, 24576),
+        ("high", 30000, 15000),
+        ("minimal", 5000, 1024),
+    ],
 )
-def test_reasoning_effort_becomes_a_thinking_budget_below_max_tokens(
+def test_reasoning_effort_becomes_a_thinking_budget_of_at_most_half_max_tokens(
     effort: str, max_tokens: int | None, budget: int
 ) -> None:
     body = wire(reasoning_effort=effort, **({} if max_tokens is None else {"max_tokens": max_tokens}))
@@ -823,7 +830,8 @@ def test_a_dialects_reasoning_hint_is_applied_or_gives_way() -> None:
         req = ChatRequest({"model": "a", "messages": [USER], **body}, "claude-x", hint=hint)
         return request_to_wire(req).body
 
-    assert sent(Reasoning.of_budget(3000))["thinking"] == {"type": "enabled", "budget_tokens": 3000}
+    assert sent(Reasoning.of_budget(3000))["thinking"] == {"type": "enabled", "budget_tokens": 2048}
+    assert sent(Reasoning.of_budget(3000), max_tokens=8000)["thinking"]["budget_tokens"] == 3000
     assert "thinking" not in sent(Reasoning("high"), temperature=0.3)  # a hint never refuses
     assert "thinking" not in sent(Reasoning("high"), max_tokens=500)
     forced = {"tools": [WEATHER_TOOL], "tool_choice": "required"}
@@ -862,3 +870,21 @@ def test_redacted_thinking_streams_as_a_thinking_blocks_delta() -> None:
     ]
     chunks, _ = run(events)
     assert {"thinking_blocks": [{"type": "redacted_thinking", "data": "xyz"}]} in deltas(chunks)
+
+
+def test_a_tool_loop_without_the_signed_thinking_cannot_think() -> None:
+    call = {"id": "toolu_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    loop = [
+        USER,
+        {"role": "assistant", "content": None, "tool_calls": [call]},  # no thinking_blocks kept
+        {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
+    ]
+    req = ChatRequest({"model": "a", "messages": loop, "max_tokens": 8000}, "claude-x", hint=Reasoning("low"))
+    assert "thinking" not in request_to_wire(req).body  # a hint gives way
+    with pytest.raises(CapabilityError) as e:
+        wire(messages=loop, max_tokens=8000, reasoning_effort="low")
+    assert e.value.param == "messages"
+    signed = {**loop[1], "thinking_blocks": [{"type": "thinking", "thinking": "t", "signature": "s"}]}
+    after = [*loop, {"role": "assistant", "content": "Sunny."}, {"role": "user", "content": "thanks"}]
+    assert wire(messages=[USER, signed, loop[2]], max_tokens=8000, reasoning_effort="low")["thinking"]
+    assert wire(messages=after, max_tokens=8000, reasoning_effort="low")["thinking"]

@@ -569,6 +569,10 @@ def test_a_dialects_reasoning_hint_sets_the_budget_it_names() -> None:
     assert sent["generationConfig"]["thinkingConfig"] == {"thinkingBudget": 5000, "includeThoughts": True}
     with pytest.raises(InvalidRequest):
         req(reasoning_effort="lots")
+    # a hint asks only what every thinking model takes: never a budget of 0, never over the ceiling
+    assert "generationConfig" not in chat_request_to_gemini("gem", body, Reasoning("none"))
+    big = chat_request_to_gemini("gem", body, Reasoning.of_budget(50000))
+    assert big["generationConfig"]["thinkingConfig"]["thinkingBudget"] == 24576
 
 
 # -- streams ----------------------------------------------------------------------------------

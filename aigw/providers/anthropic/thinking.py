@@ -14,23 +14,23 @@ from aigw.providers.reasoning import requested
 
 MIN_BUDGET = 1024
 """Anthropic's smallest thinking budget."""
-_FIXED = ("temperature", "top_k")
-"""Sampling Anthropic does not allow with thinking on."""
 
 
 def thinking_config(req: ChatRequest, max_tokens: int) -> dict[str, Any] | None:
-    """The `thinking` field for this request, None for no thinking. The budget stays below
-    `max_tokens` (Anthropic's rule), so the answer is never longer than the client allowed.
-    OpenAI's own `reasoning_effort` that cannot be honoured is refused; a dialect's hint is
-    applied where it can be and otherwise left out."""
+    """The `thinking` field for this request, None for no thinking. The budget is at most half
+    of `max_tokens` (Anthropic counts thinking in it), so the answer keeps the other half and is
+    never longer than the client allowed. OpenAI's own `reasoning_effort` that cannot be honoured
+    is refused; a dialect's hint is applied where it can be and otherwise left out."""
     hard = req.body.get("reasoning_effort") is not None
     want = requested(req.body, req.hint)
     if want is None:
         return None
     if want.effort == "none" or want.tokens <= 0:
         return None
-    budget = min(want.tokens, max_tokens - 1)
-    fixed = next((k for k in _FIXED if req.body.get(k) is not None and req.body[k] != 1), None)
+    budget = min(want.tokens, max_tokens // 2)
+    fixed = "top_k" if req.body.get("top_k") is not None else None
+    if req.body.get("temperature") not in (None, 1):
+        fixed = "temperature"
     if budget < MIN_BUDGET or fixed is not None:
         if not hard:
             return None
@@ -39,24 +39,48 @@ def thinking_config(req: ChatRequest, max_tokens: int) -> dict[str, Any] | None:
                 f"Anthropic does not take '{fixed}' with reasoning on; remove one of them", param=fixed
             )
         raise CapabilityError(
-            f"reasoning on Anthropic needs max_tokens above {MIN_BUDGET}", param="max_tokens"
+            f"reasoning on Anthropic needs max_tokens of at least {2 * MIN_BUDGET}", param="max_tokens"
         )
     return {"type": "enabled", "budget_tokens": budget}
 
 
 def settle_with_tools(out: dict[str, Any], req: ChatRequest) -> None:
-    """Anthropic thinks only when no tool is forced (tool_choice auto or none): a forced tool
-    with OpenAI's own reasoning_effort is refused, a dialect's hint gives way."""
+    """Anthropic thinks only when no tool is forced (tool_choice auto or none), and, in a tool
+    loop, only when the last assistant turn starts with its signed thinking (which clients that
+    do not keep `thinking_blocks` cannot send back). Where it cannot, OpenAI's own
+    reasoning_effort is refused naming why; a dialect's hint gives way."""
+    if "thinking" not in out:
+        return
     forced = isinstance(out.get("tool_choice"), dict) and out["tool_choice"].get("type") in ("any", "tool")
-    if "thinking" not in out or not forced:
+    why, param = None, "reasoning_effort"
+    if forced:
+        why = (
+            "Anthropic cannot think while a tool is forced (tool_choice required, a named tool, "
+            "or response_format); remove reasoning_effort or the forcing"
+        )
+    elif _unsigned_tool_turn(out["messages"]):
+        why = (
+            "with reasoning on, Anthropic needs the last assistant turn's signed thinking back: "
+            "send its message with the thinking_blocks it came with"
+        )
+        param = "messages"
+    if why is None:
         return
     if req.body.get("reasoning_effort") is not None:
-        raise CapabilityError(
-            "Anthropic cannot think while a tool is forced (tool_choice required, a named tool, "
-            "or response_format); remove reasoning_effort or the forcing",
-            param="reasoning_effort",
-        )
+        raise CapabilityError(why, param=param)
     del out["thinking"]
+
+
+def _unsigned_tool_turn(messages: list[dict[str, Any]]) -> bool:
+    """Is the conversation in a tool loop (it ends with tool results) whose assistant turn does
+    not start with its thinking?"""
+    if len(messages) < 2 or messages[-2].get("role") != "assistant":
+        return False
+    results = messages[-1].get("content") or []
+    if not any(b.get("type") == "tool_result" for b in results):
+        return False
+    blocks = messages[-2].get("content") or []
+    return bool(blocks) and blocks[0].get("type") not in ("thinking", "redacted_thinking")
 
 
 def assistant_thinking(m: dict[str, Any], where: str) -> list[dict[str, Any]]:

@@ -17,8 +17,9 @@ Chat request fields (the OpenAI body):
            + responseSchema; stop -> stopSequences; max_tokens / max_completion_tokens ->
            maxOutputTokens; temperature; top_p -> topP; top_k -> topK; seed; presence_penalty /
            frequency_penalty -> presencePenalty / frequencyPenalty; n -> candidateCount;
-           reasoning_effort (or another dialect's reasoning hint) -> thinkingConfig
-           (thinkingBudget: 0 for "none", else the effort's budget; includeThoughts).
+           reasoning_effort -> thinkingConfig (thinkingBudget: 0 for "none", else the effort's
+           budget; includeThoughts); another dialect's reasoning hint the same, but never 0 and
+           at most HINT_BUDGET.
   dropped  pure hints that do not change the output: user, stream_options, service_tier,
            parallel_tool_calls, store, metadata, a message's `name`, an image's `detail`.
   refused  (CapabilityError naming the field) logit_bias, logprobs, top_logprobs, and any other
@@ -56,6 +57,8 @@ _MAPPED = frozenset(
     }
 )  # fmt: skip
 _REFUSED = ("logit_bias", "logprobs", "top_logprobs")
+HINT_BUDGET = 24576
+"""The most thinking a dialect's hint asks of Gemini (2.5 Flash's ceiling)."""
 _CONFIG_KEYS = (
     ("temperature", "temperature"),
     ("top_p", "topP"),
@@ -100,6 +103,21 @@ def _response_format(provider: str, fmt: Any, config: dict[str, Any]) -> None:
         raise _refuse(provider, "response_format", f"response_format type {kind!r}")
 
 
+def _thinking(body: dict[str, Any], hint: Reasoning | None) -> dict[str, Any] | None:
+    """thinkingConfig for OpenAI's reasoning_effort as asked; for another dialect's hint only what
+    every thinking model takes: no budget of 0 (which models that must think refuse), and at most
+    HINT_BUDGET tokens (the smallest models' ceiling)."""
+    reasoning = requested(body, hint)
+    if reasoning is None:
+        return None
+    budget = reasoning.tokens
+    if body.get("reasoning_effort") is None:
+        if budget <= 0:
+            return None
+        budget = min(budget, HINT_BUDGET)
+    return {"thinkingBudget": budget, "includeThoughts": budget > 0}
+
+
 def chat_request_to_gemini(
     provider: str, body: dict[str, Any], hint: Reasoning | None = None
 ) -> dict[str, Any]:
@@ -135,9 +153,8 @@ def chat_request_to_gemini(
     if stop:
         config["stopSequences"] = [stop] if isinstance(stop, str) else list(stop)
     _response_format(provider, body.get("response_format"), config)
-    if (reasoning := requested(body, hint)) is not None:
-        budget = reasoning.tokens
-        config["thinkingConfig"] = {"thinkingBudget": budget, "includeThoughts": budget > 0}
+    if (thinking := _thinking(body, hint)) is not None:
+        config["thinkingConfig"] = thinking
     if config:
         out["generationConfig"] = config
     return out
