@@ -9,6 +9,7 @@ from typing import Any
 
 from aigw.engine.backend import Backend
 from aigw.local.mlx.backend import CHAT_CAPS, EMBED_CAPS, MlxBackend, describe_dir, is_mlx_dir
+from aigw.local.mlx.vision import load_vision
 from aigw.local.presets import Preset, load_presets
 from aigw.local.spec import LocalType
 from aigw.providers.spec import ProviderContext
@@ -25,7 +26,7 @@ class MlxType(LocalType):
     embed_caps = EMBED_CAPS
 
     def backend(self, ctx: ProviderContext) -> Backend:
-        return MlxBackend(load_presets(ctx.paths.models_dir))
+        return MlxBackend(load_presets(ctx.paths.models_dir), vision=load_vision)
 
     def discover(self, models_dir: Path) -> dict[str, Path]:
         return {p.name: p for p in sorted(models_dir.iterdir()) if p.is_dir() and is_mlx_dir(p)}

@@ -8,7 +8,7 @@ a logits processor (aigw.local.constrain).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,6 +23,8 @@ from aigw.local.thinking import opens_thinking, template_kwargs
 from aigw.local.tools import template_messages, template_refused
 
 DEFAULT_CONTEXT = 4096
+Steps = Callable[[int, Any, list[Any]], Iterator[int]]
+"""Generation from a prompt: (max_tokens, sampler, logits processors) -> the tokens, one by one."""
 CHAT_CAPS = frozenset(
     {Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA, Capability.TOOLS}
 )
@@ -33,9 +35,14 @@ def is_mlx_dir(path: Path) -> bool:
     return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
 
 
+VisionLoader = Callable[[ModelSpec, "Preset | None"], LoadedModel]
+"""Loads a vision model (a directory whose config has a vision_config): aigw.local.mlx.vision."""
+
+
 class MlxBackend:
-    def __init__(self, presets: Sequence[Preset] = ()) -> None:
+    def __init__(self, presets: Sequence[Preset] = (), vision: VisionLoader | None = None) -> None:
         self.presets = presets
+        self._vision = vision
 
     def estimate_bytes(self, spec: ModelSpec) -> int:
         """The weights plus an fp16 KV cache for the context."""
@@ -59,8 +66,13 @@ class MlxBackend:
             from aigw.extras import install_hint
 
             raise RuntimeError(f"mlx-lm is not installed ({install_hint('mlx')})") from None
+        preset = choose(self.presets, _template(spec.path))
+        if "vision_config" in json.loads((spec.path / "config.json").read_text()):
+            if self._vision is None:
+                raise CapabilityError(f"{spec.name} is a vision model, which this backend does not run")
+            return self._vision(spec, preset)
         model, tokenizer = mlx_lm.load(str(spec.path))[:2]
-        return MlxModel(spec, model, tokenizer, choose(self.presets, _template(spec.path)))
+        return MlxModel(spec, model, tokenizer, preset)
 
 
 class MlxModel:
@@ -88,10 +100,15 @@ class MlxModel:
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **kwargs: Any
     ) -> str:
         """The prompt's text (the model's own chat template, or its preset's)."""
+        return self._render_shown(template_messages(messages, self.knows_tools), tools, **kwargs)
+
+    def _render_shown(
+        self, shown: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **kwargs: Any
+    ) -> str:
         override = self.preset.chat_template if self.preset is not None else None
         try:
             text: str = self.tokenizer.apply_chat_template(
-                template_messages(messages, self.knows_tools),
+                shown,
                 add_generation_prompt=True,
                 tokenize=False,
                 **({"chat_template": override} if override else {}),
@@ -131,20 +148,19 @@ class MlxModel:
 
     def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
         import mlx.core as mx
-        from mlx_lm import stream_generate
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
         from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 
         reasoning = template_kwargs(
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
-        prompt = self._prompt(messages, params.tools, **reasoning)
-        if len(prompt) >= self.context:
+        size, steps = self._inputs(messages, params, reasoning)
+        if size >= self.context:
             raise CapabilityError(
-                f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {self.context}",
+                f"The prompt is {size} tokens; {self.spec.name}'s context is {self.context}",
                 param="messages",
             )
-        max_tokens = min(params.max_tokens or self.context, self.context - len(prompt))
+        max_tokens = min(params.max_tokens or self.context, self.context - size)
         if params.seed is not None:
             mx.random.seed(params.seed)
         extra = params.extra
@@ -166,19 +182,12 @@ class MlxModel:
         )
         out = TextStream(preset_stops(self.preset, params.stop), emit)
         count, finish = 0, "length"
-        for step in stream_generate(
-            self.model,
-            self.tokenizer,
-            prompt,
-            max_tokens=max_tokens,
-            sampler=sampler,
-            logits_processors=processors,
-        ):
-            if step.token in eos:
+        for token in steps(max_tokens, sampler, processors):
+            if token in eos:
                 finish = "stop"
                 break
             count += 1
-            detok.add_token(step.token)
+            detok.add_token(token)
             if out.add(detok.last_segment):
                 finish = "stop"
                 break
@@ -189,7 +198,32 @@ class MlxModel:
             detok.finalize()
             tail = detok.last_segment
         text = out.finish(tail)
-        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count)
+        return GenResult(text, "stop" if out.stopped else finish, size, count)
+
+    def _inputs(
+        self, messages: list[dict[str, Any]], params: GenParams, reasoning: dict[str, Any]
+    ) -> tuple[int, Steps]:
+        """The prompt's length, and how to run generation from it (token by token)."""
+        from mlx_lm import stream_generate
+
+        prompt = self._prompt(messages, params.tools, **reasoning)
+        if params.images:
+            raise CapabilityError(
+                f"{self.spec.name} takes no images (it is not a vision model)", param="messages"
+            )
+
+        def steps(max_tokens: int, sampler: Any, processors: list[Any]) -> Iterator[int]:
+            for step in stream_generate(
+                self.model,
+                self.tokenizer,
+                prompt,
+                max_tokens=max_tokens,
+                sampler=sampler,
+                logits_processors=processors,
+            ):
+                yield int(step.token)
+
+        return len(prompt), steps
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
@@ -260,7 +294,10 @@ def describe_dir(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
     own = _template(path)
     preset = choose(presets, own)
     caps = CHAT_CAPS | ({Capability.REASONING} if reasons(preset) else set())
-    trained = cfg.get("max_position_embeddings")
+    if "vision_config" in cfg:
+        caps |= {Capability.VISION}
+    text_cfg = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg
+    trained = cfg.get("max_position_embeddings") or text_cfg.get("max_position_embeddings")
     return {
         "path": str(path),
         "format": "mlx",
