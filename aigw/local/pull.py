@@ -25,7 +25,11 @@ from aigw.local.catalog import GGUF, MLX, Catalog
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MLX_REQUIRED = ("config.json", "tokenizer_config.json")
-MLX_OPTIONAL = ("tokenizer.json", "tokenizer.model", "special_tokens_map.json", "generation_config.json")
+MLX_OPTIONAL = (
+    "tokenizer.json", "tokenizer.model", "special_tokens_map.json", "generation_config.json",
+    "chat_template.jinja", "chat_template.json",  # a template kept apart from tokenizer_config.json
+    "preprocessor_config.json", "processor_config.json",  # a vision model's image processor
+)  # fmt: skip
 
 
 class PullError(AigwError):
