@@ -70,6 +70,8 @@ class GenResult:
     finish_reason: str  # stop | length
     prompt_tokens: int
     completion_tokens: int
+    cached_tokens: int = 0
+    """Prompt tokens not read again: the model's state from an earlier request covered them."""
 
 
 # Called on the owner thread with each piece of text as it is produced; returns False to stop

@@ -368,6 +368,7 @@ class LocalProvider:
 
 
 def _usage(result: GenResult) -> Usage:
+    extra = {"prompt_tokens_details": {"cached_tokens": result.cached_tokens}} if result.cached_tokens else {}
     return Usage(
-        result.prompt_tokens, result.completion_tokens, result.prompt_tokens + result.completion_tokens
+        result.prompt_tokens, result.completion_tokens, result.prompt_tokens + result.completion_tokens, extra
     )

@@ -220,10 +220,12 @@ class LlamaModel:
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
         formatted = self._render(messages, params.tools, **reasoning)
+        cached = 0
         if (vision := self._vision(params.images)) is not None:
             prompt = vision.prefill(formatted.prompt, list(params.images))
         else:
             prompt = self._tokens(formatted)
+            cached = self._reused(prompt)
         stops = list(params.stop)
         stops.extend([formatted.stop] if isinstance(formatted.stop, str) else (formatted.stop or []))
         stops = preset_stops(self.preset, stops)  # drops empty ones: they would end every generation
@@ -275,7 +277,17 @@ class LlamaModel:
         finally:
             tokens.close()
         text = out.finish(decoder.decode(b"", final=True))
-        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count)
+        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count, cached)
+
+    def _reused(self, prompt: list[int]) -> int:
+        """The prompt tokens llama-cpp-python will not evaluate again: the longest prefix its
+        context already holds (less the last, which it evaluates again when all of it matches)."""
+        import numpy as np
+
+        n = min(self.llm.n_tokens, len(prompt))
+        differ = np.flatnonzero(self.llm.input_ids[:n] != np.asarray(prompt[:n]))
+        same = int(differ[0]) if differ.size else n
+        return same - 1 if same == len(prompt) else same
 
     def _is_eog(self, token: int) -> bool:
         import llama_cpp

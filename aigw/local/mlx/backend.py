@@ -16,6 +16,7 @@ from aigw.domain import Capability
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
+from aigw.local.mlx.prefix import PrefixCache, cached_steps
 from aigw.local.presets import Preset, choose, reasons
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
@@ -88,6 +89,7 @@ class MlxModel:
         self.template: str = override or getattr(tokenizer, "chat_template", None) or ""
         self.knows_tools = "tool_calls" in self.template
         self._lltokenizer: Any = None
+        self._prefix = PrefixCache(model)
         think = preset is not None and preset.reasoning == "think"
         probe = self._render([{"role": "user", "content": "x"}], None) if think else ""
         tools = preset.tool_format if preset is not None else None
@@ -154,7 +156,7 @@ class MlxModel:
         reasoning = template_kwargs(
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
-        size, steps = self._inputs(messages, params, reasoning)
+        size, steps, cached = self._inputs(messages, params, reasoning)
         if size >= self.context:
             raise CapabilityError(
                 f"The prompt is {size} tokens; {self.spec.name}'s context is {self.context}",
@@ -198,12 +200,13 @@ class MlxModel:
             detok.finalize()
             tail = detok.last_segment
         text = out.finish(tail)
-        return GenResult(text, "stop" if out.stopped else finish, size, count)
+        return GenResult(text, "stop" if out.stopped else finish, size, count, cached)
 
     def _inputs(
         self, messages: list[dict[str, Any]], params: GenParams, reasoning: dict[str, Any]
-    ) -> tuple[int, Steps]:
-        """The prompt's length, and how to run generation from it (token by token)."""
+    ) -> tuple[int, Steps, int]:
+        """The prompt's length, how to run generation from it (token by token), and how many of
+        its tokens the model's cache already holds (not read again)."""
         from mlx_lm import stream_generate
 
         prompt = self._prompt(messages, params.tools, **reasoning)
@@ -212,18 +215,22 @@ class MlxModel:
                 f"{self.spec.name} takes no images (it is not a vision model)", param="messages"
             )
 
-        def steps(max_tokens: int, sampler: Any, processors: list[Any]) -> Iterator[int]:
+        def run(
+            feed: list[int], cache: list[Any], max_tokens: int, sampler: Any, processors: list[Any]
+        ) -> Iterator[int]:
             for step in stream_generate(
                 self.model,
                 self.tokenizer,
-                prompt,
+                feed,
                 max_tokens=max_tokens,
                 sampler=sampler,
                 logits_processors=processors,
+                prompt_cache=cache,
             ):
                 yield int(step.token)
 
-        return len(prompt), steps
+        same, steps = cached_steps(self._prefix, prompt, run)
+        return len(prompt), steps, same
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
@@ -246,6 +253,7 @@ class MlxModel:
     def close(self) -> None:
         import mlx.core as mx
 
+        self._prefix.forget()
         self.model = None
         mx.clear_cache()
 

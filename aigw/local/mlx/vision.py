@@ -88,7 +88,7 @@ class VisionModel(MlxModel):
 
     def _inputs(
         self, messages: list[dict[str, Any]], params: GenParams, reasoning: dict[str, Any]
-    ) -> tuple[int, Steps]:
+    ) -> tuple[int, Steps, int]:
         import mlx.core as mx
         from mlx_vlm.generate import generate_step
 
@@ -113,4 +113,4 @@ class VisionModel(MlxModel):
             ):
                 yield int(token)
 
-        return int(ids.shape[1]), steps
+        return int(ids.shape[1]), steps, 0
