@@ -143,6 +143,48 @@ def measure_constrained(name: str, *, port: int, model: str, tokens: int, runs: 
     print(f"decode tokens/s: unconstrained {f:.2f}, constrained {h:.2f}; ratio {h / f:.3f} (bar: >= 0.85)")
 
 
+def stream_turn(
+    port: int, model: str, messages: list[dict[str, str]], tokens: int
+) -> tuple[float, str, int, int]:
+    """(time to first content in s, the answer, prompt tokens, cached ones) of one streamed turn."""
+    conn = http.client.HTTPConnection("127.0.0.1", port)
+    body = {"model": model, "messages": messages, "max_tokens": tokens, "temperature": 0, "stream": True,
+            "stream_options": {"include_usage": True}}  # fmt: skip
+    t0 = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", json.dumps(body), NO_CACHE)
+    first, text, prompt, cached = 0.0, "", 0, 0
+    for raw in conn.getresponse():
+        line = raw.decode()
+        if not line.startswith("data: {"):
+            continue
+        event = json.loads(line[6:])
+        if event["choices"] and event["choices"][0]["delta"].get("content"):
+            first = first or time.perf_counter() - t0
+            text += event["choices"][0]["delta"]["content"]
+        if event.get("usage"):
+            prompt = event["usage"]["prompt_tokens"]
+            cached = (event["usage"].get("prompt_tokens_details") or {}).get("cached_tokens", 0)
+    conn.close()
+    return first, text, prompt, cached
+
+
+def measure_prompt_cache(name: str, *, port: int, model: str, history: int, runs: int) -> None:
+    """Turn 2 of a conversation against its turn 1 (each run a new conversation: turn 1 is cold)."""
+    cold, warm, shares = [], [], []
+    for i in range(runs):
+        messages = [{"role": "user", "content": f"{i}: " + "tell me more about it " * (history // 22)}]
+        t1, answer, shared, _ = stream_turn(port, model, messages, 8)
+        messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "go on"}]
+        t2, _, _, cached = stream_turn(port, model, messages, 8)
+        cold.append(t1)
+        warm.append(t2)
+        shares.append(cached / max(1, shared))  # turn 1's whole prompt is the shared prefix
+    c, w = statistics.median(cold) * 1000, statistics.median(warm) * 1000
+    print(f"\n{name}: prompt cache, a ~{history}-token history, median of {runs} conversations")
+    print(f"time to first token: turn 1 {c:.1f} ms, turn 2 {w:.1f} ms ({w / c:.2f} of turn 1, bar <= 0.20); "
+          f"cached_tokens {statistics.median(shares):.2f} of the shared prefix (bar >= 0.95)")  # fmt: skip
+
+
 def admin_call(port: int, path: str, model: str, headers: dict[str, str]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port)
     conn.request("POST", path, json.dumps({"model": model}), headers)
@@ -204,6 +246,8 @@ def main() -> None:
         )
         llm.close()
         measure_constrained("llama.cpp", port=port, model="bench", tokens=args.tokens, runs=args.runs)
+        history = 40 if args.quick else 800
+        measure_prompt_cache("llama.cpp", port=port, model="bench", history=history, runs=args.runs)
         admin_call(port, "/admin/local/unload", "bench", admin)  # each engine measured alone
         if has_mlx:
             import mlx_lm
@@ -218,6 +262,8 @@ def main() -> None:
                 runs=args.runs,
             )
             measure_constrained("MLX", port=port, model="bench-mlx", tokens=args.tokens, runs=args.runs)
+            history = 40 if args.quick else 300
+            measure_prompt_cache("MLX", port=port, model="bench-mlx", history=history, runs=args.runs)
     finally:
         proc.terminate()
         proc.wait(30)
