@@ -153,7 +153,10 @@ def stream_turn(
     t0 = time.perf_counter()
     conn.request("POST", "/v1/chat/completions", json.dumps(body), NO_CACHE)
     first, text, prompt, cached = 0.0, "", 0, 0
-    for raw in conn.getresponse():
+    resp = conn.getresponse()
+    if resp.status != 200:
+        raise SystemExit(f"{model}: HTTP {resp.status}: {resp.read().decode()[:300]}")
+    for raw in resp:
         line = raw.decode()
         if not line.startswith("data: {"):
             continue
@@ -169,8 +172,9 @@ def stream_turn(
 
 
 def measure_prompt_cache(name: str, *, port: int, model: str, history: int, runs: int) -> None:
-    """Turn 2 of a conversation against its turn 1 (each run a new conversation: turn 1 is cold)."""
-    cold, warm, shares = [], [], []
+    """Turn 2 of a conversation against its turn 1 (each run a new conversation: turn 1 is cold).
+    `history`: characters of the first message."""
+    cold, warm, shares, sizes = [], [], [], []
     for i in range(runs):
         messages = [{"role": "user", "content": f"{i}: " + "tell me more about it " * (history // 22)}]
         t1, answer, shared, _ = stream_turn(port, model, messages, 8)
@@ -179,8 +183,10 @@ def measure_prompt_cache(name: str, *, port: int, model: str, history: int, runs
         cold.append(t1)
         warm.append(t2)
         shares.append(cached / max(1, shared))  # turn 1's whole prompt is the shared prefix
+        sizes.append(shared)
     c, w = statistics.median(cold) * 1000, statistics.median(warm) * 1000
-    print(f"\n{name}: prompt cache, a ~{history}-token history, median of {runs} conversations")
+    size = int(statistics.median(sizes))
+    print(f"\n{name}: prompt cache, a {size}-token history, median of {runs} conversations")
     print(f"time to first token: turn 1 {c:.1f} ms, turn 2 {w:.1f} ms ({w / c:.2f} of turn 1, bar <= 0.20); "
           f"cached_tokens {statistics.median(shares):.2f} of the shared prefix (bar >= 0.95)")  # fmt: skip
 
@@ -246,7 +252,7 @@ def main() -> None:
         )
         llm.close()
         measure_constrained("llama.cpp", port=port, model="bench", tokens=args.tokens, runs=args.runs)
-        history = 40 if args.quick else 800
+        history = 40 if args.quick else 500  # characters: about 750 tokens of its byte vocabulary
         measure_prompt_cache("llama.cpp", port=port, model="bench", history=history, runs=args.runs)
         admin_call(port, "/admin/local/unload", "bench", admin)  # each engine measured alone
         if has_mlx:
