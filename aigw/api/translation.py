@@ -24,6 +24,21 @@ class Translated:
             self.dropped.append(name)
 
 
+def sorted_out(b: dict[str, Any], known: frozenset[str], hints: frozenset[str], refusal: str) -> Translated:
+    """A translation begun: the request's hints named as dropped, any field neither known nor a
+    hint refused (`refusal` formats the message with the field's name), the model present."""
+    out = Translated({})
+    for name in b:
+        if name in hints:
+            out.drop(name)
+        elif name not in known:
+            raise InvalidRequest(refusal.format(name=name), param=name)
+    model = b.get("model")
+    if not isinstance(model, str) or not model:
+        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    return out
+
+
 def bad(message: str, param: str) -> InvalidRequest:
     """A 400 naming the field `param`."""
     return InvalidRequest(f"Invalid value for '{param}': {message}", param=param)

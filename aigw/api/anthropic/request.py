@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from aigw.api.translation import Translated, bad
+from aigw.api.translation import Translated, bad, sorted_out
 from aigw.domain import Reasoning
 from aigw.errors import InvalidRequest
 
@@ -264,15 +264,8 @@ def _thinking(raw: Any, config: Any) -> Reasoning | None:
 
 def to_chat(b: dict[str, Any]) -> Translated:
     """The OpenAI chat body for an Anthropic Messages request (see the module docstring)."""
-    out = Translated({})
-    for name in b:
-        if name in _HINTS:
-            out.drop(name)
-        elif name not in _MAPPED and name != "thinking":
-            raise InvalidRequest(f"Unsupported field '{name}' for this target", param=name)
-    model = b.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    out = sorted_out(b, _MAPPED | {"thinking"}, _HINTS, "Unsupported field '{name}' for this target")
+    model = b["model"]
     max_tokens = b.get("max_tokens")
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise InvalidRequest("'max_tokens' is required: a positive integer", param="max_tokens")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aigw.api import translation
-from aigw.api.translation import bad
+from aigw.api.translation import bad, sorted_out
 from aigw.domain import EFFORTS, Reasoning
 from aigw.errors import InvalidRequest
 
@@ -195,15 +195,9 @@ def _format(text: Any, body: dict[str, Any]) -> None:
 
 def to_chat(b: dict[str, Any]) -> Translated:
     """The chat body for a Responses request (see the module docstring)."""
-    out = Translated({})
-    for name in b:
-        if name in _HINTS:
-            out.drop(name)
-        elif name not in _OWN:
-            raise InvalidRequest(f"Unsupported field '{name}'", param=name)
-    model = b.get("model")
-    if not isinstance(model, str) or not model:
-        raise InvalidRequest("Missing required parameter: 'model'.", param="model")
+    base = sorted_out(b, _OWN, _HINTS, "Unsupported field '{name}'")
+    out = Translated({}, base.dropped)
+    model = b["model"]
     if isinstance(b.get("instructions"), str) and b["instructions"]:
         out.system.append(b["instructions"])
     body: dict[str, Any] = {"model": model, "messages": _items(b.get("input"), out)}
