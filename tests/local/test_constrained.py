@@ -14,7 +14,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.fixtures.daemon import DaemonProcess, free_port, write_config
+from tests.fixtures.daemon import DaemonProcess, serving
 
 pytestmark = pytest.mark.process
 
@@ -58,13 +58,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     qwen = (Path(__file__).parent.parent / "fixtures" / "templates" / "qwen3.jinja").read_text()
     write_tiny_llama(home / "tiny-qwen.gguf", chat_template=qwen, n_ctx=4096)
     write_tiny_mlx(home / "models" / "tiny-mlx")
-    port = free_port()
-    write_config(
+    with serving(
         home,
         f"""
-[server]
-port = {port}
-
 [providers.gguf]
 type = "llama_cpp"
 discover_models = false
@@ -76,11 +72,8 @@ tiny-qwen = "{home}/tiny-qwen.gguf"
 [providers.mlx]
 type = "mlx"
 """,
-    )
-    d = DaemonProcess(home, port).start()
-    yield d
-    assert d.terminate() == 0
-    assert "Traceback" not in d.log(), d.log()
+    ) as d:
+        yield d
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.fixtures.daemon import DaemonProcess, free_port, write_config
+from tests.fixtures.daemon import DaemonProcess, serving
 
 pytestmark = pytest.mark.process
 
@@ -53,23 +53,16 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     for name, template in [("mistral", "mistral-nemo"), ("oss", "gpt-oss")]:
         text = (TEMPLATES / f"{template}.jinja").read_text()
         write_tiny_llama(home / f"{name}.gguf", chat_template=text, n_ctx=4096)
-    port = free_port()
-    write_config(
+    with serving(
         home,
         f"""
-[server]
-port = {port}
-
 [providers.gguf]
 type = "llama_cpp"
 discover_models = false
 models = {{ mistral = "{home}/mistral.gguf", oss = "{home}/oss.gguf" }}
 """,
-    )
-    d = DaemonProcess(home, port).start()
-    yield d
-    assert d.terminate() == 0
-    assert "Traceback" not in d.log(), d.log()
+    ) as d:
+        yield d
 
 
 @pytest.fixture

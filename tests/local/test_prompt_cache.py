@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.fixtures.daemon import DaemonProcess, free_port, write_config
+from tests.fixtures.daemon import DaemonProcess, serving
 
 pytestmark = pytest.mark.process
 
@@ -32,13 +32,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     home: Path = tmp_path_factory.mktemp("prompt-cache")
     write_tiny_llama(home / "tiny.gguf")
     write_tiny_mlx(home / "models" / "tiny-mlx")
-    port = free_port()
-    write_config(
+    with serving(
         home,
         f"""
-[server]
-port = {port}
-
 [cache]
 mode = "off"
 
@@ -50,11 +46,8 @@ models = {{ tiny = "{home}/tiny.gguf" }}
 [providers.mlx]
 type = "mlx"
 """,
-    )
-    d = DaemonProcess(home, port).start()
-    yield d
-    assert d.terminate() == 0
-    assert "Traceback" not in d.log(), d.log()
+    ) as d:
+        yield d
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.fixtures.daemon import DaemonProcess, free_port, write_config
+from tests.fixtures.daemon import DaemonProcess, serving
 
 pytestmark = pytest.mark.process
 
@@ -37,13 +37,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     write_tiny_llama(home / "r1.gguf", chat_template=r1)
     write_tiny_llama(home / "qwen3.gguf", chat_template=qwen3, n_ctx=4096)
     write_tiny_mlx(home / "r1-mlx", chat_template=r1)
-    port = free_port()
-    write_config(
+    with serving(
         home,
         f"""
-[server]
-port = {port}
-
 [providers.gguf]
 type = "llama_cpp"
 discover_models = false
@@ -54,11 +50,8 @@ type = "mlx"
 discover_models = false
 models = {{ r1-mlx = "{home}/r1-mlx" }}
 """,
-    )
-    d = DaemonProcess(home, port).start()
-    yield d
-    assert d.terminate() == 0
-    assert "Traceback" not in d.log(), d.log()
+    ) as d:
+        yield d
 
 
 @pytest.fixture

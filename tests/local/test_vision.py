@@ -13,7 +13,7 @@ import anthropic
 import openai
 import pytest
 
-from tests.fixtures.daemon import DaemonProcess, free_port, write_config
+from tests.fixtures.daemon import DaemonProcess, serving
 from tests.fixtures.tiny_mmproj import png
 
 pytestmark = pytest.mark.process
@@ -54,13 +54,9 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     (home / "pictures" / "notes.txt").write_text("not an image")
     (home / "outside.png").write_bytes(RED)
     (home / "pictures" / "link.png").symlink_to(home / "outside.png")
-    port = free_port()
-    write_config(
+    with serving(
         home,
         f"""
-[server]
-port = {port}
-
 [local]
 image_dirs = ["{home}/pictures"]
 
@@ -71,11 +67,8 @@ type = "llama_cpp"
 configured = {{ path = "{home}/configured.gguf", mmproj = "{home}/proj.gguf" }}
 blind = "{home}/blind.gguf"
 """,
-    )
-    d = DaemonProcess(home, port).start()
-    yield d
-    assert d.terminate() == 0
-    assert "Traceback" not in d.log(), d.log()
+    ) as d:
+        yield d
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 
-from tests.fixtures.daemon import DaemonProcess, free_port, write_config
+from tests.fixtures.daemon import DaemonProcess, serving
 from tests.fixtures.tiny_mmproj import png
 
 pytestmark = pytest.mark.process
@@ -41,12 +41,8 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     home: Path = tmp_path_factory.mktemp("vision-mlx")
     write_tiny_vlm(home / "models" / "seer-mlx")
     write_tiny_mlx(home / "models" / "blind-mlx")
-    port = free_port()
-    write_config(home, f'[server]\nport = {port}\n[providers.mlx]\ntype = "mlx"\n')
-    d = DaemonProcess(home, port).start()
-    yield d
-    assert d.terminate() == 0
-    assert "Traceback" not in d.log(), d.log()
+    with serving(home, '[providers.mlx]\ntype = "mlx"\n') as d:
+        yield d
 
 
 @pytest.fixture
