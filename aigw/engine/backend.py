@@ -72,6 +72,10 @@ class GenResult:
     completion_tokens: int
     cached_tokens: int = 0
     """Prompt tokens not read again: the model's state from an earlier request covered them."""
+    prefill_s: float = 0.0
+    """Seconds from the start of the run to the first generated token (reading the prompt)."""
+    decode_s: float = 0.0
+    """Seconds from the first generated token to the last."""
 
 
 # Called on the owner thread with each piece of text as it is produced; returns False to stop
