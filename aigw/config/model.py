@@ -56,6 +56,10 @@ class LocalConfig(Strict):
     threads: int | None = Field(default=None, ge=1)
     gpu_layers: int = -1
     """Layers offloaded to Metal on Apple Silicon (-1: all)."""
+    prompt_cache_gb: float | None = Field(default=None, ge=0)
+    """Memory each local model may hold in saved prompt states (other conversations' caches,
+    kept for their next turn); default an eighth of the memory budget. Counted in the budget,
+    and dropped before any model is unloaded to make room."""
     image_dirs: list[str] = Field(default_factory=list)
     """Folders whose image files a request may name (`file://` URLs or absolute paths) for a
     local vision model; none by default, so callers can send images only as data: URLs."""
@@ -65,6 +69,11 @@ class LocalConfig(Strict):
             return int(self.memory_budget_gb * 1024**3)
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
         return int(total * self.memory_fraction)
+
+    def prompt_cache_bytes(self) -> int:
+        if self.prompt_cache_gb is not None:
+            return int(self.prompt_cache_gb * 1024**3)
+        return self.budget_bytes() // 8
 
 
 class ProviderConfig(Strict):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from aigw.domain import Capability, Reasoning
 
@@ -21,6 +21,8 @@ class ModelSpec:
     context: int | None = None
     mmproj: Path | None = None
     """A vision projector (a llama.cpp mmproj GGUF): the model then takes images."""
+    parallel: int | None = None
+    """Slots: requests decoded together in one batch (None: the backend chooses from memory)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,8 @@ class GenParams:
     """It was OpenAI's own reasoning_effort (refused if the template has no control), not a hint."""
     images: tuple[bytes, ...] = ()
     """The messages' images, in order (read and checked by the provider)."""
+    cache_key: str | None = None
+    """The caller's prompt_cache_key: its conversation's saved prompt state is its own."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,30 @@ class GenResult:
     """Seconds from the first generated token to the last."""
 
 
+@runtime_checkable
+class Pending(Protocol):
+    """A generation a batching model has started (`LoadedModel.begin`); its model's `step` runs
+    it, with the others, until it is done."""
+
+    @property
+    def done(self) -> bool: ...
+
+    def outcome(self) -> GenResult:
+        """The result once done; raises what made it fail."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """A generation that ran to its end when it began (a model that does not batch)."""
+
+    result: GenResult
+    done: bool = True
+
+    def outcome(self) -> GenResult:
+        return self.result
+
+
 # Called on the owner thread with each piece of text as it is produced; returns False to stop
 # (the client went away): the backend must then end generation before the next token.
 Emit = Callable[[str], bool]
@@ -88,6 +116,25 @@ class LoadedModel(Protocol):
 
     def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
         """`messages` are OpenAI chat messages (tool calls and results included)."""
+        ...
+
+    def begin(
+        self, messages: list[dict[str, Any]], params: GenParams, emit: Emit, alive: Callable[[], bool]
+    ) -> Pending:
+        """Start a generation; a batching model runs it in `step`s together with the others
+        (`alive` turning false ends it at the next step), any other runs it to its end here."""
+        ...
+
+    def step(self) -> None:
+        """Advance every started generation by one step (nothing for a model that does not batch)."""
+        ...
+
+    def cache_bytes(self) -> int:
+        """Memory held by saved prompt states, beyond the estimate the model was loaded with."""
+        ...
+
+    def drop_cache(self) -> int:
+        """Forget saved prompt states (from any thread); the bytes freed."""
         ...
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
@@ -108,6 +155,27 @@ class LoadedModel(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+class Sequential:
+    """A base for models that run one generation at a time: `begin` runs it to its end."""
+
+    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
+        raise NotImplementedError
+
+    def begin(
+        self, messages: list[dict[str, Any]], params: GenParams, emit: Emit, alive: Callable[[], bool]
+    ) -> Finished:
+        return Finished(self.generate(messages, params, emit))
+
+    def step(self) -> None:
+        """Nothing runs between requests."""
+
+    def cache_bytes(self) -> int:
+        return 0
+
+    def drop_cache(self) -> int:
+        return 0
 
 
 class Backend(Protocol):

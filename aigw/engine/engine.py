@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
-from aigw.engine.backend import Backend, GenResult, LoadedModel, ModelSpec
+from aigw.engine.backend import Backend, GenResult, LoadedModel, ModelSpec, Pending
 from aigw.errors import AigwError, ServiceUnavailable, UpstreamError
 
 log = logging.getLogger("aigw.local")
@@ -68,7 +68,7 @@ class Job(Generic[R]):
 
     def __init__(
         self,
-        fn: Callable[[LoadedModel, Job[R]], R],
+        fn: Callable[[LoadedModel, Job[R]], R | Pending],
         loop: asyncio.AbstractEventLoop,
         on_done: Callable[[Job[R]], None] | None = None,
     ) -> None:
@@ -149,6 +149,11 @@ class Slot:
     def busy(self) -> bool:
         return self.pending > 0 or not self.ready.done()
 
+    def cache_bytes(self) -> int:
+        """Memory in the model's saved prompt states (read from the loop; an int, so safe)."""
+        model = self.model
+        return model.cache_bytes() if model is not None and self.ready.done() else 0
+
     def expires_at(self) -> float:
         return self.last_used + self.keep_alive_s
 
@@ -163,21 +168,24 @@ class Slot:
             _call_soon(loop, _settle, self.gone, None)
             return
         _call_soon(loop, _settle, self.ready, None)
+        runs: list[tuple[Job[Any], Pending]] = []
+        stopping = False
         while True:
-            job = self.jobs.get()
-            if isinstance(job, _Stop):
-                break
-            if job.cancelled:
-                job._finish(Event.ERROR, LocalModelError(f"{self.key}: request cancelled", provider=self.key))
-                continue
-            try:
-                job._finish(Event.DONE, job.fn(self.model, job))
-            except AigwError as e:
-                job._finish(Event.ERROR, e)
-            except Exception as e:  # a backend bug must not kill the owner thread
-                log.warning("%s failed: %s: %s", self.key, type(e).__name__, e)
-                err = LocalModelError(f"{self.key}: {type(e).__name__}: {e}", provider=self.key)
-                job._finish(Event.ERROR, err)
+            if not runs:
+                if stopping:
+                    break
+                item: Job[Any] | _Stop | None = self.jobs.get()
+            else:
+                try:
+                    item = self.jobs.get_nowait()
+                except queue.Empty:
+                    item = None
+            if isinstance(item, _Stop):
+                stopping = True  # after the generations already running
+            elif item is not None:
+                self._start(item, runs)  # every queued job starts before the next step
+            else:
+                self._step(runs)
         gone = LocalModelError(f"{self.key}: the model was unloaded", provider=self.key)
         while True:  # nothing may wait forever on a queue no one reads any more
             try:
@@ -193,6 +201,48 @@ class Slot:
         finally:
             self.model = None
             _call_soon(loop, _settle, self.gone, None)
+
+
+    def _start(self, job: Job[Any], runs: list[tuple[Job[Any], Pending]]) -> None:
+        """Run a job; a generation a batching model began joins `runs`."""
+        if job.cancelled:
+            job._finish(Event.ERROR, LocalModelError(f"{self.key}: request cancelled", provider=self.key))
+            return
+        assert self.model is not None
+        try:
+            out = job.fn(self.model, job)
+            if isinstance(out, Pending):
+                if not out.done:
+                    runs.append((job, out))
+                    return
+                out = out.outcome()
+            job._finish(Event.DONE, out)
+        except Exception as e:
+            job._finish(Event.ERROR, self._failure(e))
+
+    def _step(self, runs: list[tuple[Job[Any], Pending]]) -> None:
+        """One step of the model's batch; the generations it finished leave."""
+        assert self.model is not None
+        try:
+            self.model.step()
+        except Exception as e:  # the batch is lost: every generation in it fails, the model stays
+            err = self._failure(e)
+            for job, _ in runs:
+                job._finish(Event.ERROR, err)
+            runs.clear()
+            return
+        for job, run in [r for r in runs if r[1].done]:
+            runs.remove((job, run))
+            try:
+                job._finish(Event.DONE, run.outcome())
+            except Exception as e:
+                job._finish(Event.ERROR, self._failure(e))
+
+    def _failure(self, e: Exception) -> AigwError:
+        if isinstance(e, AigwError):
+            return e
+        log.warning("%s failed: %s: %s", self.key, type(e).__name__, e)  # a backend bug
+        return LocalModelError(f"{self.key}: {type(e).__name__}: {e}", provider=self.key)
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
@@ -239,7 +289,21 @@ class Engine:
     # -- loading and unloading ----------------------------------------------------------------
 
     def _used(self) -> int:
-        return sum(s.size for s in self._slots.values())
+        """Memory the loaded models hold: their estimates and their saved prompt states."""
+        return sum(s.size + s.cache_bytes() for s in self._slots.values())
+
+    def _drop_caches(self, want: int) -> int:
+        """Free saved prompt states, least recently used model first, until `want` bytes are
+        freed (or none are left); the bytes freed. Models are unloaded only after this."""
+        freed = 0
+        for slot in sorted(self._slots.values(), key=lambda s: s.last_used):
+            if freed >= want:
+                break
+            if slot.model is not None and slot.cache_bytes():
+                freed += slot.model.drop_cache()
+        if freed:
+            log.info("dropped %d bytes of saved prompt states to make room", freed)
+        return freed
 
     async def load(self, key: str) -> Slot:
         """The model's slot, loading it first (within the memory budget) when needed."""
@@ -269,6 +333,8 @@ class Engine:
         while self._used() + need > budget:
             if (other := self._live(key)) is not None:
                 return other  # another request admitted it while this one waited
+            if self._drop_caches(self._used() + need - budget):
+                continue
             idle = [s for s in self._slots.values() if not s.busy]
             if idle:
                 await self._unload(min(idle, key=lambda s: s.last_used))
@@ -352,7 +418,7 @@ class Engine:
     # -- running work -------------------------------------------------------------------------
 
     async def submit(
-        self, key: str, fn: Callable[[LoadedModel, Job[R]], R], keep_alive_s: float | None = None
+        self, key: str, fn: Callable[[LoadedModel, Job[R]], R | Pending], keep_alive_s: float | None = None
     ) -> Job[R]:
         """Queue `fn` for the model's owner thread (loading the model first if needed).
 

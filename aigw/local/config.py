@@ -17,12 +17,17 @@ class LocalModelConfig(Strict):
     context: int | None = Field(default=None, ge=64)
     mmproj: str | None = Field(default=None, min_length=1)
     """A GGUF model's vision projector (absolute, or relative to the models dir): it takes images."""
+    parallel: int | None = Field(default=None, ge=1, le=64)
+    """Requests this model decodes together (its slots); overrides the provider's `parallel`."""
 
 
 class LocalProviderConfig(ProviderConfig):
     models: dict[str, str | LocalModelConfig] = Field(default_factory=dict)
     """name -> a GGUF file (llama_cpp) or an MLX model directory (mlx), absolute or relative to the
     models dir; the models dir's own models are served too unless discover_models is false."""
+    parallel: int | None = Field(default=None, ge=1, le=64)
+    """Requests each of its models decodes together, in one batch (llama.cpp); default: chosen
+    from the memory budget (up to 4)."""
 
 
 def under(models_dir: Path, raw: str) -> Path:

@@ -27,7 +27,7 @@ from aigw.domain import (
     ModelInfo,
     Usage,
 )
-from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, ModelCard, ModelSpec
+from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, ModelCard, ModelSpec, Pending
 from aigw.engine.engine import FOREVER, Engine, Job
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound, quoted
 from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths, under
@@ -66,6 +66,7 @@ HONOURED = frozenset(
         "reasoning_effort",
         "parallel_tool_calls",
         "logprobs",
+        "prompt_cache_key",
     }
 )
 _SAMPLING_EXTRA = ("presence_penalty", "frequency_penalty", "top_k", "min_p", "repeat_penalty")
@@ -122,7 +123,15 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
         tools=tools,
         reasoning=requested(body, req.hint),
         reasoning_required=body.get("reasoning_effort") is not None,
+        cache_key=_cache_key(body),
     )
+
+
+def _cache_key(body: dict[str, Any]) -> str | None:
+    key = body.get("prompt_cache_key")
+    if key is not None and not isinstance(key, str):
+        raise InvalidRequest("prompt_cache_key must be a string", param="prompt_cache_key")
+    return key
 
 
 def auto_tools(body: dict[str, Any]) -> bool:
@@ -190,11 +199,13 @@ class LocalProvider:
         self._backend = backend
         self._specs: dict[str, ModelSpec] = {}
         self._models_dir = ctx.paths.models_dir if config.discover_models else None
+        self._parallel = config.parallel
         for model, path in model_paths(config, ctx.paths.models_dir).items():
             entry = config.models[model]
             opts = entry if isinstance(entry, LocalModelConfig) else LocalModelConfig(path=entry)
             mmproj = under(ctx.paths.models_dir, opts.mmproj) if opts.mmproj else kind.companion(path)
-            self._register(ModelSpec(model, path, opts.embedding, opts.context, mmproj))
+            parallel = opts.parallel or config.parallel
+            self._register(ModelSpec(model, path, opts.embedding, opts.context, mmproj, parallel))
         self._fingerprints = Fingerprints()
         self._presets_dir = ctx.paths.models_dir
         self._image_dirs = tuple(Path(os.path.realpath(Path(d).expanduser())) for d in ctx.local.image_dirs)
@@ -214,7 +225,8 @@ class LocalProvider:
             return
         for name, path in self._kind.discover(self._models_dir).items():
             if name not in self._specs:
-                self._register(ModelSpec(name, path, mmproj=self._kind.companion(path)))
+                spec = ModelSpec(name, path, mmproj=self._kind.companion(path), parallel=self._parallel)
+                self._register(spec)
 
     def _spec(self, model: str) -> ModelSpec:
         if model not in self._specs:
@@ -287,7 +299,7 @@ class LocalProvider:
             tools=tool_names(req.body.get("tools")),
         )
 
-        def run(model: LoadedModel, job: Job[GenResult]) -> GenResult:
+        def run(model: LoadedModel, job: Job[GenResult]) -> Pending:
             fmt = model.output_format()
             if shaper.auto and fmt.tools is None:
                 raise CapabilityError(
@@ -296,7 +308,7 @@ class LocalProvider:
                     param="tool_choice",
                 )
             shaper.begin(fmt)
-            return model.generate(messages, params, job.emit)
+            return model.begin(messages, params, job.emit, lambda: not job.cancelled)
 
         job = await self.engine.submit(self._key(spec.name), run, keep_alive)
         return job, f"chatcmpl-{uuid.uuid4().hex[:24]}", shaper

@@ -10,12 +10,12 @@ from typing import Any
 import pytest
 
 from aigw.domain import Capability
-from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec
+from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, Sequential
 from aigw.engine.engine import Engine, EngineLimits, Job
 from aigw.errors import ServiceUnavailable
 
 
-class Echo:
+class Echo(Sequential):
     def __init__(self, gate: threading.Event | None) -> None:
         self.gate = gate
 

@@ -41,6 +41,7 @@ shutdown_grace_s = 5
 
 [providers.local]
 type = "llama_cpp"
+parallel = 2  # fixed, so memory estimates do not depend on each test's budget
 
 [providers.local.models]
 tiny = "{gguf}/tiny.gguf"

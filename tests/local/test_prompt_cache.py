@@ -1,7 +1,8 @@
 """Prompt-cache reuse across requests, through a real daemon: turn 2 of a conversation re-reads only
-what follows the history the model already holds, on both engines, says so in
-`usage.prompt_tokens_details.cached_tokens` (and `cache_read_input_tokens` on the Anthropic
-dialect), and answers exactly as it would from a cold start."""
+what follows the history the model already holds, on both engines — also when other conversations
+come between its turns (llama.cpp's slots, and the saved states of one slot or of MLX's cache) —
+says so in `usage.prompt_tokens_details.cached_tokens` (and `cache_read_input_tokens` on the
+Anthropic dialect), and answers exactly as it would from a cold start."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ pytestmark = pytest.mark.process
 pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed")
 pytest.importorskip("mlx_lm", reason="the 'mlx' extra is not installed")
 
-ENGINES = ["gguf/tiny", "mlx/tiny-mlx"]
+ENGINES = ["gguf/tiny", "gguf1/tiny", "mlx/tiny-mlx"]
+"""llama.cpp with 4 slots, llama.cpp with one slot (saved states only), MLX."""
+COLD = {"gguf/tiny": "cold/tiny", "gguf1/tiny": "cold1/tiny", "mlx/tiny-mlx": "coldmlx/tiny-mlx"}
+"""The same weights under another provider: loaded apart, so its state is cold."""
 HISTORY = [{"role": "user", "content": "The story so far: " + "once upon a time " * 12}]
 
 
@@ -41,9 +45,28 @@ mode = "off"
 [providers.gguf]
 type = "llama_cpp"
 discover_models = false
+parallel = 4
+models = {{ tiny = "{home}/tiny.gguf" }}
+
+[providers.gguf1]
+type = "llama_cpp"
+discover_models = false
+models = {{ tiny = {{ path = "{home}/tiny.gguf", parallel = 1 }} }}
+
+[providers.cold]
+type = "llama_cpp"
+discover_models = false
+models = {{ tiny = "{home}/tiny.gguf" }}
+
+[providers.cold1]
+type = "llama_cpp"
+discover_models = false
 models = {{ tiny = "{home}/tiny.gguf" }}
 
 [providers.mlx]
+type = "mlx"
+
+[providers.coldmlx]
 type = "mlx"
 """,
     ) as d:
@@ -73,10 +96,25 @@ def test_turn_two_rereads_only_what_is_new(client: openai.OpenAI, daemon: Daemon
     answer, prompt, cached = turn(client, model, follow)
     assert cached >= 0.95 * first_prompt  # the shared prefix: the whole first prompt
     assert prompt > first_prompt
-    # the same request from a cold start answers the same
-    turn(client, model, other)
-    cold, _, cold_cached = turn(client, model, follow)
+    # the same request on a model loaded apart (cold) answers the same
+    cold, _, cold_cached = turn(client, COLD[model], follow)
     assert cold_cached < first_prompt // 2 and cold == answer
+
+
+@pytest.mark.parametrize("model", ENGINES)
+def test_interleaved_conversations_each_find_their_state(client: openai.OpenAI, model: str) -> None:
+    convs = {
+        name: [{"role": "user", "content": f"{name}: " + f"a story about {name} " * 10}]
+        for name in ("alpha", "beta", "gamma")
+    }
+    last: dict[str, int] = {}  # each conversation's previous prompt: the prefix its next turn shares
+    for rnd in range(3):
+        for name, messages in convs.items():
+            answer, prompt, cached = turn(client, model, messages)
+            if name in last:  # every later turn reads again only its new message
+                assert cached >= 0.95 * last[name], (name, rnd, cached, last[name])
+            last[name] = prompt
+            messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": f"more {rnd}"}]
 
 
 def test_the_anthropic_dialect_reports_cache_reads(daemon: DaemonProcess, client: openai.OpenAI) -> None:

@@ -11,8 +11,10 @@ Each field's fate:
   hint      reasoning.effort -> the request's reasoning hint, applied by targets with reasoning
             controls (Anthropic and Gemini thinking budgets, local models whose template can
             think) and ignored by others.
+  kept      prompt_cache_key (a local model keys its saved prompt state by it; OpenAI-compatible
+            upstreams get it; Anthropic and Gemini drop it).
   dropped   hints named in the `x-aigw-dropped` header: reasoning.summary, include, metadata,
-            prompt_cache_key, client_metadata, service_tier, truncation, safety_identifier,
+            client_metadata, service_tier, truncation, safety_identifier,
             reasoning items of earlier turns, and built-in tools a target cannot run (web_search,
             file_search, ...: `tools[TYPE]`).
   refused   a 400 naming it: any other field or item type, and a tool_choice forcing a dropped tool.
@@ -30,12 +32,11 @@ from aigw.errors import InvalidRequest
 
 _OWN = frozenset({"model", "input", "instructions", "max_output_tokens", "temperature", "top_p", "tools"})
 _OWN |= {"tool_choice", "parallel_tool_calls", "text", "user", "stream", "store", "previous_response_id"}
-_OWN |= {"reasoning"}
+_OWN |= {"reasoning", "prompt_cache_key"}
 _HINTS = frozenset(
     {
         "include",
         "metadata",
-        "prompt_cache_key",
         "client_metadata",
         "service_tier",
         "truncation",
@@ -210,8 +211,11 @@ def to_chat(b: dict[str, Any]) -> Translated:
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise bad("expected a number", name)
             body[name] = v
-    if isinstance(b.get("user"), str):
-        body["user"] = b["user"]
+    for name in ("user", "prompt_cache_key"):
+        if (v := b.get(name)) is not None:
+            if not isinstance(v, str):
+                raise bad("expected a string", name)
+            body[name] = v
     if b.get("stream") is not None:
         body["stream"] = bool(b["stream"])
     dropped: set[str] = set()

@@ -35,6 +35,8 @@ class LlamaCppType(LocalType):
             gpu_layers=ctx.local.gpu_layers,
             threads=ctx.local.threads,
             presets=load_presets(ctx.paths.models_dir),
+            memory_budget_bytes=ctx.local.budget_bytes(),
+            prompt_cache_bytes=ctx.local.prompt_cache_bytes(),
         )
 
     def discover(self, models_dir: Path) -> dict[str, Path]:

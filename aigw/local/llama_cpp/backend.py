@@ -7,9 +7,8 @@ each step's logits (aigw.local.constrain).
 
 from __future__ import annotations
 
-import codecs
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -17,10 +16,12 @@ from aigw.domain import Capability
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
+from aigw.local.llama_cpp.batch import Batcher
+from aigw.local.llama_cpp.run import Run
 from aigw.local.llama_cpp.vision import Vision
+from aigw.local.prefixes import SavedPrefixes
 from aigw.local.presets import Preset, choose, reasons
 from aigw.local.presets import stops as preset_stops
-from aigw.local.textstream import TextStream
 from aigw.local.thinking import opens_thinking, template_kwargs
 from aigw.local.tools import template_messages, template_refused
 
@@ -33,6 +34,7 @@ FALLBACK_TEMPLATE = (
     "{% if add_generation_prompt %}assistant:{% endif %}"
 )
 DEFAULT_CONTEXT = 4096
+AUTO_PARALLEL = 4
 CHAT_CAPS = frozenset(
     {Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA, Capability.TOOLS}
 )
@@ -71,27 +73,46 @@ def gguf_metadata(path: str) -> dict[str, Any]:
 
 class LlamaCppBackend:
     def __init__(
-        self, *, gpu_layers: int = -1, threads: int | None = None, presets: Sequence[Preset] = ()
+        self,
+        *,
+        gpu_layers: int = -1,
+        threads: int | None = None,
+        presets: Sequence[Preset] = (),
+        memory_budget_bytes: int = 8 * 1024**3,
+        prompt_cache_bytes: int = 1024**3,
     ) -> None:
         self.gpu_layers = gpu_layers
         self.threads = threads
         self.presets = presets
+        self.memory_budget_bytes = memory_budget_bytes
+        self.prompt_cache_bytes = prompt_cache_bytes
 
     def estimate_bytes(self, spec: ModelSpec) -> int:
-        """Weights (the file, memory-mapped) plus an f16 KV cache for the context."""
+        """Weights (the file, memory-mapped) plus an f16 KV cache for each slot's context."""
         size = spec.path.stat().st_size
         try:
             meta = gguf_metadata(str(spec.path))
         except Exception:  # an unreadable header is reported when loading; estimate from size
             return int(size * 1.2)
+        slots = 1 if spec.embedding else self.parallel(spec, meta)
+        return size + slots * self._kv_bytes(spec, meta)
+
+    def _kv_bytes(self, spec: ModelSpec, meta: dict[str, Any]) -> int:
+        """One sequence's f16 KV cache over the served context."""
         arch = meta.get("general.architecture", "llama")
         layers = int(meta.get(f"{arch}.block_count", 0))
         embd = int(meta.get(f"{arch}.embedding_length", 0))
         heads = int(meta.get(f"{arch}.attention.head_count", 1)) or 1
         kv_heads = int(meta.get(f"{arch}.attention.head_count_kv", heads)) or heads
-        ctx = self._context(spec, meta)
-        kv = 2 * layers * ctx * (embd * kv_heads // heads) * 2
-        return size + kv
+        return 2 * layers * self._context(spec, meta) * (embd * kv_heads // heads) * 2
+
+    def parallel(self, spec: ModelSpec, meta: dict[str, Any]) -> int:
+        """The model's slots: its own or its provider's `parallel`, else as many (up to
+        AUTO_PARALLEL) as keep their KV caches within a quarter of the memory budget."""
+        if spec.parallel:
+            return spec.parallel
+        kv = max(1, self._kv_bytes(spec, meta))
+        return max(1, min(AUTO_PARALLEL, self.memory_budget_bytes // 4 // kv))
 
     def _context(self, spec: ModelSpec, meta: dict[str, Any]) -> int:
         if spec.context:
@@ -109,9 +130,12 @@ class LlamaCppBackend:
             raise RuntimeError(f"llama-cpp-python is not installed ({install_hint('local')})") from None
 
         meta = gguf_metadata(str(spec.path))
+        context = self._context(spec, meta)
+        # A chat model's real context is made by its batcher (a sequence per slot); the one
+        # llama-cpp-python makes is kept small until then.
         llm = llama_cpp.Llama(
             model_path=str(spec.path),
-            n_ctx=self._context(spec, meta),
+            n_ctx=context if spec.embedding else min(context, 512),
             n_gpu_layers=self.gpu_layers if sys.platform == "darwin" else 0,
             n_threads=self.threads,
             embedding=spec.embedding,
@@ -119,7 +143,11 @@ class LlamaCppBackend:
         )
         preset = choose(self.presets, llm.metadata.get("tokenizer.chat_template"))
         try:
-            return LlamaModel(spec, llm, meta, preset, self.threads)
+            batcher = None
+            if not spec.embedding:
+                saved: SavedPrefixes[Any] = SavedPrefixes(self.prompt_cache_bytes)
+                batcher = Batcher(llm, self.parallel(spec, meta), context, saved)
+            return LlamaModel(spec, llm, meta, preset, threads=self.threads, batcher=batcher)
         except Exception:
             llm.close()  # a projector that fails to load must not leave the weights loaded
             raise
@@ -140,12 +168,16 @@ class LlamaModel:
         llm: llama_cpp.Llama,
         meta: dict[str, Any],
         preset: Preset | None = None,
+        *,
         threads: int | None = None,
+        batcher: Batcher | None = None,
     ) -> None:
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.spec = spec
         self.llm = llm
+        self.batcher = batcher
+        self.context = batcher.context if batcher is not None else llm.n_ctx()
         self.meta = meta
         self.preset = preset
         own = llm.metadata.get("tokenizer.chat_template")
@@ -213,81 +245,79 @@ class LlamaModel:
             return vision.count(formatted.prompt, list(images))
         return len(self._tokens(formatted))
 
-    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
-        if self.spec.embedding:
+    def begin(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenParams,
+        emit: Emit,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> Run:
+        """Start a generation: it joins the batch at the next `step`."""
+        if self.spec.embedding or self.batcher is None:
             raise CapabilityError(f"{self.spec.name} is an embedding model", param="model")
         reasoning = template_kwargs(
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
         formatted = self._render(messages, params.tools, **reasoning)
-        cached = 0
-        if (vision := self._vision(params.images)) is not None:
-            prompt = vision.prefill(formatted.prompt, list(params.images))
+        vision = self._vision(params.images)
+        prefill: Callable[[int, int], list[int]] | None = None
+        if vision is not None:
+            text, images, context = formatted.prompt, list(params.images), self.context
+            prompt: list[int] = [0] * vision.count(text, images)
+
+            def prefill(seq: int, n_batch: int) -> list[int]:
+                return vision.prefill(text, images, seq, n_batch, context)
         else:
             prompt = self._tokens(formatted)
-            cached = self._reused(prompt)
         stops = list(params.stop)
         stops.extend([formatted.stop] if isinstance(formatted.stop, str) else (formatted.stop or []))
         stops = preset_stops(self.preset, stops)  # drops empty ones: they would end every generation
-        n_ctx = self.llm.n_ctx()
+        n_ctx = self.context
         if len(prompt) >= n_ctx:
             raise CapabilityError(
                 f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {n_ctx}", param="messages"
             )
-        max_tokens = min(params.max_tokens or n_ctx, n_ctx - len(prompt))
-        if params.seed is not None:
-            self.llm.set_seed(params.seed)
-        extra = params.extra
-        guide = self._guide(params.grammar)
-        processors = None
-        if guide is not None:
-            import llama_cpp
-
-            processors = llama_cpp.LogitsProcessorList([lambda _ids, scores: guide.mask(scores)])
-        tokens = self.llm.generate(
-            prompt,
-            temp=params.temperature,
-            top_p=params.top_p,
-            top_k=int(extra.get("top_k", 40)),
-            min_p=float(extra.get("min_p", 0.05)),
-            repeat_penalty=float(extra.get("repeat_penalty", 1.0)),
-            presence_penalty=float(extra.get("presence_penalty", 0.0)),
-            frequency_penalty=float(extra.get("frequency_penalty", 0.0)),
-            logits_processor=processors,
+        run = Run(
+            prompt=prompt,
+            max_tokens=min(params.max_tokens or n_ctx, n_ctx - len(prompt)),
+            params=params,
+            stops=stops,
+            emit=emit,
+            alive=alive,
+            piece=lambda token: self.llm.detokenize([token], special=True),
+            is_eog=self._is_eog,
+            guide=self._guide(params.grammar),
+            n_vocab=self.llm.n_vocab(),
+            key=params.cache_key,
+            vision=prefill,
         )
-        out = TextStream(stops, emit)
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        count, finish = 0, "length"
-        try:
-            for token in tokens:
-                if self._is_eog(token):
-                    finish = "stop"
-                    break
-                count += 1
-                if out.add(decoder.decode(self.llm.detokenize([token], special=True))):
-                    finish = "stop"
-                    break
-                if guide is not None:
-                    guide.take(token)
-                    if guide.done:
-                        finish = "stop"
-                        break
-                if out.cancelled or count >= max_tokens:
-                    break
-        finally:
-            tokens.close()
-        text = out.finish(decoder.decode(b"", final=True))
-        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count, cached)
+        self.batcher.add(run)
+        return run
 
-    def _reused(self, prompt: list[int]) -> int:
-        """The prompt tokens llama-cpp-python will not evaluate again: the longest prefix its
-        context already holds (less the last, which it evaluates again when all of it matches)."""
-        import numpy as np
+    def step(self) -> None:
+        """Decode one batch for every started generation."""
+        assert self.batcher is not None
+        self.batcher.step()
 
-        n = min(self.llm.n_tokens, len(prompt))
-        differ = np.flatnonzero(self.llm.input_ids[:n] != np.asarray(prompt[:n]))
-        same = int(differ[0]) if differ.size else n
-        return same - 1 if same == len(prompt) else same
+    @property
+    def pending(self) -> int:
+        """Generations started and not yet done."""
+        return self.batcher.pending if self.batcher is not None else 0
+
+    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
+        """One generation, run to its end (with any others already started)."""
+        run = self.begin(messages, params, emit)
+        while not run.done:
+            self.step()
+        return run.outcome()
+
+    def cache_bytes(self) -> int:
+        """Memory held by saved prompt states (beyond the slots' own KV cells)."""
+        return self.batcher.saved_bytes if self.batcher is not None else 0
+
+    def drop_cache(self) -> int:
+        """Forget the saved prompt states; the bytes freed. Safe from any thread."""
+        return self.batcher.drop_saved() if self.batcher is not None else 0
 
     def _is_eog(self, token: int) -> bool:
         import llama_cpp
@@ -318,7 +348,8 @@ class LlamaModel:
         return {
             "format": "gguf",
             "architecture": arch,
-            "context": self.llm.n_ctx(),
+            "context": self.context,
+            "parallel": self.batcher.parallel if self.batcher is not None else 1,
             "trained_context": self.meta.get(f"{arch}.context_length"),
             "file_type": self.meta.get("general.file_type"),
             "template": self.template_source,
@@ -326,6 +357,8 @@ class LlamaModel:
         }
 
     def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
         if self.vision is not None:
             self.vision.close()
         self.llm.close()

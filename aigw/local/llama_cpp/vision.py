@@ -70,39 +70,39 @@ class Vision:
                 for i in range(mtmd.mtmd_input_chunks_size(chunks))
             )
 
-    def prefill(self, text: str, images: list[bytes]) -> list[int]:
-        """Evaluate the prompt into the model's context; the tokens to generate from. Image
-        positions hold -1, a token no prompt has, so a later request never reuses them."""
+    def prefill(self, text: str, images: list[bytes], seq: int, n_batch: int, context: int) -> list[int]:
+        """Evaluate the prompt into sequence `seq` of the model's context (from position 0); its
+        positions' tokens, -1 where an image is (a token no prompt has, so no later request reuses
+        them). The prompt ends in text: the generation prompt follows the last image."""
         import llama_cpp
 
         mtmd, llm = self._mtmd, cast(Any, self._llm)  # llama-cpp-python's own types are partial
-        llm.reset()
-        llm._ctx.kv_cache_clear()
+        tokens: list[int] = []
         with self._chunks(text, images) as chunks:
             for i in range(mtmd.mtmd_input_chunks_size(chunks)):
                 chunk = mtmd.mtmd_input_chunks_get(chunks, i)
                 size = int(mtmd.mtmd_input_chunk_get_n_tokens(chunk))
-                if llm.n_tokens + size >= llm.n_ctx():
+                if len(tokens) + size >= context:
                     raise CapabilityError(
-                        f"The prompt is over {llm.n_tokens + size} positions with its images; "
-                        f"the model's context is {llm.n_ctx()}",
+                        f"The prompt is over {len(tokens) + size} positions with its images; "
+                        f"the model's context is {context}",
                         param="messages",
                     )
-                if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
-                    count = ctypes.c_size_t()
-                    tokens = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
-                    llm.eval([tokens[j] for j in range(count.value)])
-                    continue
-                start, end = llm.n_tokens, llama_cpp.llama_pos(0)
+                start, end = len(tokens), llama_cpp.llama_pos(0)
                 if mtmd.mtmd_helper_eval_chunk_single(
                     self._ctx, llm._ctx.ctx, chunk, llama_cpp.llama_pos(start),
-                    llama_cpp.llama_seq_id(0), llm.n_batch, False, ctypes.byref(end),
+                    llama_cpp.llama_seq_id(seq), n_batch, False, ctypes.byref(end),
                 ) != 0:  # fmt: skip
-                    raise RuntimeError("llama.cpp could not evaluate an image")
-                llm.n_tokens = end.value
-                llm.input_ids[start : end.value] = -1
-        prompt: list[int] = llm.input_ids[: llm.n_tokens].tolist()
-        return prompt
+                    raise RuntimeError("llama.cpp could not evaluate the prompt's images")
+                if mtmd.mtmd_input_chunk_get_type(chunk) == mtmd.MTMD_INPUT_CHUNK_TYPE_TEXT:
+                    count = ctypes.c_size_t()
+                    got = mtmd.mtmd_input_chunk_get_tokens_text(chunk, ctypes.byref(count))
+                    tokens.extend(int(got[j]) for j in range(count.value))
+                else:
+                    tokens.extend([-1] * (end.value - start))
+        if not tokens or tokens[-1] < 0:
+            raise CapabilityError("the prompt must end in text after its images", param="messages")
+        return tokens
 
     def close(self) -> None:
         if self._ctx:

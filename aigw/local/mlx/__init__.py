@@ -26,7 +26,11 @@ class MlxType(LocalType):
     embed_caps = EMBED_CAPS
 
     def backend(self, ctx: ProviderContext) -> Backend:
-        return MlxBackend(load_presets(ctx.paths.models_dir), vision=load_vision)
+        return MlxBackend(
+            load_presets(ctx.paths.models_dir),
+            vision=load_vision,
+            prompt_cache_bytes=ctx.local.prompt_cache_bytes(),
+        )
 
     def discover(self, models_dir: Path) -> dict[str, Path]:
         return {p.name: p for p in sorted(models_dir.iterdir()) if p.is_dir() and is_mlx_dir(p)}

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any, cast
 
 from aigw.domain import Capability
-from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
+from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat, Sequential
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
 from aigw.local.mlx.prefix import PrefixCache, cached_steps
+from aigw.local.prefixes import SavedPrefixes
 from aigw.local.presets import Preset, choose, reasons
 from aigw.local.presets import stops as preset_stops
 from aigw.local.textstream import TextStream
@@ -41,9 +42,15 @@ VisionLoader = Callable[[ModelSpec, "Preset | None"], LoadedModel]
 
 
 class MlxBackend:
-    def __init__(self, presets: Sequence[Preset] = (), vision: VisionLoader | None = None) -> None:
+    def __init__(
+        self,
+        presets: Sequence[Preset] = (),
+        vision: VisionLoader | None = None,
+        prompt_cache_bytes: int = 1024**3,
+    ) -> None:
         self.presets = presets
         self._vision = vision
+        self.prompt_cache_bytes = prompt_cache_bytes
 
     def estimate_bytes(self, spec: ModelSpec) -> int:
         """The weights plus an fp16 KV cache for the context."""
@@ -73,11 +80,18 @@ class MlxBackend:
                 raise CapabilityError(f"{spec.name} is a vision model, which this backend does not run")
             return self._vision(spec, preset)
         model, tokenizer = mlx_lm.load(str(spec.path))[:2]
-        return MlxModel(spec, model, tokenizer, preset)
+        return MlxModel(spec, model, tokenizer, preset, SavedPrefixes(self.prompt_cache_bytes))
 
 
-class MlxModel:
-    def __init__(self, spec: ModelSpec, model: Any, tokenizer: Any, preset: Preset | None = None) -> None:
+class MlxModel(Sequential):
+    def __init__(
+        self,
+        spec: ModelSpec,
+        model: Any,
+        tokenizer: Any,
+        preset: Preset | None = None,
+        saved: SavedPrefixes[list[Any]] | None = None,
+    ) -> None:
         self.spec = spec
         self.model = model
         self.tokenizer = tokenizer
@@ -89,7 +103,7 @@ class MlxModel:
         self.template: str = override or getattr(tokenizer, "chat_template", None) or ""
         self.knows_tools = "tool_calls" in self.template
         self._lltokenizer: Any = None
-        self._prefix = PrefixCache(model)
+        self._prefix = PrefixCache(model, saved if saved is not None else SavedPrefixes(1024**3))
         think = preset is not None and preset.reasoning == "think"
         probe = self._render([{"role": "user", "content": "x"}], None) if think else ""
         tools = preset.tool_format if preset is not None else None
@@ -229,11 +243,17 @@ class MlxModel:
             ):
                 yield int(step.token)
 
-        same, steps = cached_steps(self._prefix, prompt, run)
+        same, steps = cached_steps(self._prefix, prompt, run, params.cache_key)
         return len(prompt), steps, same
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
+
+    def cache_bytes(self) -> int:
+        return self._prefix.saved_bytes
+
+    def drop_cache(self) -> int:
+        return self._prefix.drop_saved()
 
     def output_format(self) -> OutputFormat:
         return self._format

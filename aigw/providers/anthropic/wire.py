@@ -57,7 +57,9 @@ _MAPPED = frozenset(
         "reasoning_effort",
     }
 )  # fmt: skip
-_HINTS = frozenset({"seed", "stream_options", "service_tier", "store", "metadata", "prediction"})
+_HINTS = frozenset(
+    {"seed", "stream_options", "service_tier", "store", "metadata", "prediction", "prompt_cache_key"}
+)
 # Values of otherwise refused fields that ask for nothing.
 _NEUTRAL = MappingProxyType({
     "n": (1,), "presence_penalty": (0,), "frequency_penalty": (0,), "logprobs": (False,),

@@ -48,7 +48,9 @@ from aigw.providers.gemini.parts import contents_from_messages, declarations, sc
 from aigw.providers.openai.wire import MAX_RETRY_AFTER_S, parse_retry_after
 from aigw.providers.reasoning import requested
 
-_HINTS = frozenset({"user", "stream_options", "service_tier", "parallel_tool_calls", "store", "metadata"})
+_HINTS = frozenset(
+    {"user", "stream_options", "service_tier", "parallel_tool_calls", "store", "metadata", "prompt_cache_key"}
+)
 _MAPPED = frozenset(
     {
         "model", "messages", "stream", "temperature", "top_p", "top_k", "max_tokens",

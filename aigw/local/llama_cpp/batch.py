@@ -1,0 +1,280 @@
+"""Continuous batching on llama.cpp: up to `parallel` requests decode together, one sequence per
+slot of one context, through the low-level batch API.
+
+Each step decodes one batch: a token for every run that is generating, then prompt chunks of runs
+that are still reading their prompt, up to the context's batch size. A new request takes a free
+slot at the next step and a finished one leaves, without waiting for the others.
+
+A slot keeps its sequence's KV cells after its run ends, so the next request re-reads only what
+comes after the longest prefix it shares with a slot's tokens — or with a saved state: before a
+conversation's cells are overwritten they are saved (llama_state_seq_get_data) to a bounded LRU
+(aigw.local.prefixes), from which a later turn of that conversation restores them.
+
+Runs on the model's owner thread only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aigw.local.llama_cpp.run import Run
+from aigw.local.prefixes import Saved, SavedPrefixes, continues, shared
+
+log = logging.getLogger("aigw.local")
+WORTH_SHARING = 64
+"""A shared prefix shorter than this (a chat template's header) does not make a request take over
+another conversation's slot while an empty one is free."""
+
+
+class DecodeError(RuntimeError):
+    """llama.cpp could not decode a batch."""
+
+
+@dataclass(eq=False, slots=True)
+class _Slot:
+    seq: int
+    tokens: list[int] = field(default_factory=list)
+    """The tokens whose KV cells the sequence holds, in position order."""
+    prompt_len: int = 0
+    key: str | None = None
+    run: Run | None = None
+    feed: list[int] = field(default_factory=list)
+    """Tokens of the run still to decode (its prompt's rest, then each sampled token)."""
+    used: int = 0
+    """When it was last given a run (a counter): the least recently used free slot goes first."""
+
+
+def make_context(llm: Any, parallel: int, context: int) -> Any:
+    """A context for `parallel` sequences of `context` positions each (their own KV cells), put in
+    place of the one llama-cpp-python made, so its tokenizer and helpers keep working."""
+    import llama_cpp as ll
+    from llama_cpp import _internals
+
+    params = type(llm.context_params).from_buffer_copy(llm.context_params)
+    params.n_ctx = context * parallel
+    params.n_seq_max = parallel
+    params.kv_unified = False
+    ctx = _internals.LlamaContext(model=llm._model, params=params, verbose=False)
+    old, llm._ctx = llm._ctx, ctx
+    llm._stack.enter_context(contextlib.closing(ctx))
+    old.close()
+    ll.llama_set_n_threads(ctx.ctx, params.n_threads, params.n_threads_batch)
+    return ctx
+
+
+class Batcher:
+    def __init__(self, llm: Any, parallel: int, context: int, saved: SavedPrefixes[Any]) -> None:
+        import llama_cpp as ll
+        import numpy as np
+
+        self._ll = ll
+        self.context = context
+        self.parallel = parallel
+        self._ctx = make_context(llm, parallel, context)
+        self._mem = ll.llama_get_memory(self._ctx.ctx)
+        self.n_batch = int(llm.n_batch)
+        self._batch = ll.llama_batch_init(self.n_batch, 0, 1)
+        b = self._batch
+        self._token = np.ctypeslib.as_array(b.token, (self.n_batch,))
+        self._pos = np.ctypeslib.as_array(b.pos, (self.n_batch,))
+        self._logits = np.ctypeslib.as_array(b.logits, (self.n_batch,))
+        np.ctypeslib.as_array(b.n_seq_id, (self.n_batch,))[:] = 1
+        self._seq_ptrs = [b.seq_id[i] for i in range(self.n_batch)]
+        self._slots = [_Slot(i) for i in range(parallel)]
+        self._waiting: deque[Run] = deque()
+        self._saved = saved
+        self._uses = 0
+
+    # -- the engine's side ----------------------------------------------------------------------
+
+    def add(self, run: Run) -> None:
+        self._waiting.append(run)
+
+    @property
+    def active(self) -> int:
+        """Runs in slots."""
+        return sum(1 for s in self._slots if s.run is not None)
+
+    @property
+    def pending(self) -> int:
+        """Runs in slots or waiting for one."""
+        return self.active + len(self._waiting)
+
+    def step(self) -> None:
+        """Admit waiting runs into free slots, then decode one batch."""
+        self._drop_cancelled()
+        self._admit()
+        planned = self._plan()
+        if not planned:
+            return
+        rc = self._ll.llama_decode(self._ctx.ctx, self._batch)
+        if rc != 0:
+            self._failed(planned, rc)
+            return
+        for slot, fed, out in planned:
+            slot.tokens.extend(fed)
+            if out < 0:
+                continue
+            run = slot.run
+            assert run is not None
+            token = run.sample(self._ctx.ctx, out)
+            if run.accept(token):
+                self._release(slot)
+            else:
+                slot.feed = [token]
+
+    def close(self) -> None:
+        for slot in self._slots:
+            if slot.run is not None:
+                slot.run.cancel()
+                slot.run = None
+        while self._waiting:
+            self._waiting.popleft().cancel()
+        self._ll.llama_batch_free(self._batch)
+
+    # -- slots and saved states -------------------------------------------------------------------
+
+    def _drop_cancelled(self) -> None:
+        for run in [r for r in self._waiting if not r.alive()]:
+            self._waiting.remove(run)
+            run.cancel()
+        for slot in self._slots:
+            if slot.run is not None and not slot.run.alive():
+                slot.run.cancel()
+                self._release(slot)
+
+    def _admit(self) -> None:
+        while self._waiting and (free := [s for s in self._slots if s.run is None]):
+            run = self._waiting.popleft()
+            try:
+                self._place(run, free)
+            except Exception as e:
+                run.fail(e)
+
+    def _place(self, run: Run, free: list[_Slot]) -> None:
+        self._uses += 1
+        if run.vision is not None:
+            slot = min(free, key=lambda s: s.used)
+            self._save(slot)
+            self._clear(slot)
+            run.begin(0)
+            tokens = run.vision(slot.seq, self.n_batch)
+            # its last token is read again in the batch: its logits give the first new token
+            self._ll.llama_memory_seq_rm(self._mem, slot.seq, len(tokens) - 1, -1)
+            run.prompt, slot.tokens, feed = tokens, tokens[:-1], tokens[-1:]
+        else:
+            prompt = run.prompt
+            slot, same = self._choose(free, prompt, run.key)
+            entry, saved_same = self._saved.nearest(prompt)
+            if entry is not None and saved_same > same:
+                slot = min(free, key=lambda s: (shared(s.tokens, prompt) > 0, s.used))
+                self._save(slot)
+                self._restore(slot, entry, run.key, saved_same)
+                same = saved_same
+            elif same and not continues(slot.prompt_len, same, slot.key, run.key):
+                self._save(slot)  # the slot's own conversation stays findable
+            same = min(same, len(prompt) - 1)  # the last token is read again: its logits are next
+            self._ll.llama_memory_seq_rm(self._mem, slot.seq, same, -1)
+            del slot.tokens[same:]
+            feed = prompt[same:]
+            run.begin(same)
+        slot.run, slot.feed, slot.used = run, feed, self._uses
+        slot.prompt_len, slot.key = len(run.prompt), run.key
+
+    def _choose(self, free: list[_Slot], prompt: list[int], key: str | None) -> tuple[_Slot, int]:
+        """The free slot for a prompt, and the prefix it shares: one whose conversation the prompt
+        continues; else one that shares a long prefix (a system prompt) if no empty one is left
+        or the prefix is worth more than a chat header; else an empty one, or the least
+        recently used."""
+        scored = [(s, shared(s.tokens, prompt)) for s in free]
+        going_on = [x for x in scored if x[1] and continues(x[0].prompt_len, x[1], x[0].key, key)]
+        if going_on:
+            return max(going_on, key=lambda x: x[1])
+        best = max(scored, key=lambda x: (x[1], -x[0].used))
+        empty = [s for s in free if not s.tokens]
+        if best[1] >= WORTH_SHARING or not empty:
+            return best
+        return empty[0], 0
+
+    def _save(self, slot: _Slot) -> None:
+        """Keep a copy of the slot's cells in the LRU of saved states (unless already there)."""
+        ll = self._ll
+        if len(slot.tokens) < 2 or -1 in slot.tokens or self._saved.holds(slot.tokens):
+            return
+        size = int(ll.llama_state_seq_get_size(self._ctx.ctx, slot.seq))
+        if size > self._saved.limit_bytes:
+            return
+        buf = (ctypes.c_uint8 * size)()
+        n = int(ll.llama_state_seq_get_data(self._ctx.ctx, buf, size, slot.seq))
+        if n:
+            self._saved.put(Saved(list(slot.tokens), slot.prompt_len, (buf, n), n, slot.key))
+
+    def _restore(self, slot: _Slot, entry: Saved[Any], key: str | None, same: int) -> None:
+        buf, n = entry.state
+        self._clear(slot)
+        if int(self._ll.llama_state_seq_set_data(self._ctx.ctx, buf, n, slot.seq)) != n:
+            self._clear(slot)
+            return
+        slot.tokens = list(entry.tokens)
+        if continues(entry.prompt_len, same, entry.key, key):
+            self._saved.take(entry)  # this conversation goes on in the slot
+        else:
+            self._saved.touch(entry)
+
+    def _clear(self, slot: _Slot) -> None:
+        self._ll.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
+        slot.tokens = []
+
+    def _release(self, slot: _Slot) -> None:
+        slot.run, slot.feed = None, []
+
+    def drop_saved(self) -> int:
+        return self._saved.drop()
+
+    @property
+    def saved_bytes(self) -> int:
+        return self._saved.nbytes
+
+    # -- one batch ------------------------------------------------------------------------------
+
+    def _plan(self) -> list[tuple[_Slot, list[int], int]]:
+        """Fill the batch: generating runs first (one token each), then prompt chunks. Returns, per
+        slot in the batch, the tokens it fed and the batch index of its logits (-1: none yet)."""
+        room = self.n_batch
+        planned: list[tuple[_Slot, list[int], int]] = []
+        n = 0
+        busy = [s for s in self._slots if s.run is not None and s.feed]
+        for slot in sorted(busy, key=lambda s: len(s.feed) > 1):
+            if room <= 0:
+                break
+            take = slot.feed[:room]
+            del slot.feed[: len(take)]
+            pos = len(slot.tokens)
+            last = -1
+            for j, token in enumerate(take):
+                self._token[n] = token
+                self._pos[n] = pos + j
+                self._seq_ptrs[n][0] = slot.seq
+                self._logits[n] = 0
+                n += 1
+            if not slot.feed:  # its last token: the next one is sampled from its logits
+                self._logits[n - 1] = 1
+                last = n - 1
+            room -= len(take)
+            planned.append((slot, take, last))
+        self._batch.n_tokens = n
+        return planned
+
+    def _failed(self, planned: list[tuple[_Slot, list[int], int]], rc: int) -> None:
+        """A batch llama.cpp refused: its runs fail, their cells are cleared; the others go on."""
+        log.warning("llama_decode failed (%d) for a batch of %d runs", rc, len(planned))
+        for slot, _, _ in planned:
+            if slot.run is not None:
+                slot.run.fail(DecodeError(f"llama.cpp could not decode (code {rc})"))
+            self._clear(slot)
+            self._release(slot)
