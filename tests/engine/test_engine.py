@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +182,133 @@ def test_missing_model_file_is_a_clear_error() -> None:
         e = engine(Missing())
         with pytest.raises(LocalModelError, match="cannot read"):
             await e.submit("p/a", run_job)
+        await e.aclose()
+
+    asyncio.run(run())
+
+
+class Counting:
+    """A generation a batching model began: one token per step, done after `length`."""
+
+    def __init__(self, length: int, emit: Emit, alive: Any) -> None:
+        self.length, self.emit, self.alive = length, emit, alive
+        self.made = 0
+        self.done = False
+        self.error: Exception | None = None
+
+    def outcome(self) -> GenResult:
+        if self.error is not None:
+            raise self.error
+        return GenResult("x" * self.made, "stop", 1, self.made)
+
+
+class Batching(Echo):
+    """Decodes every begun generation one token per step, as llama.cpp's batcher does."""
+
+    def __init__(self, cache: int = 0) -> None:
+        super().__init__(None)
+        self.runs: list[Counting] = []
+        self.steps: list[int] = []  # how many generations each step advanced
+        self.fail_next = False
+        self.cache = cache
+
+    def begin(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit, alive: Any) -> Counting:
+        run = Counting(params.max_tokens or 1, emit, alive)
+        self.runs.append(run)
+        return run
+
+    def step(self) -> None:
+        live = [r for r in self.runs if not r.done]
+        self.steps.append(len(live))
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("decode failed")
+        for run in live:
+            run.made += 1
+            if not run.alive() or not run.emit("x") or run.made >= run.length:
+                run.done = True
+        time.sleep(0.002)
+
+    def cache_bytes(self) -> int:
+        return self.cache
+
+    def drop_cache(self) -> int:
+        freed, self.cache = self.cache, 0
+        return freed
+
+
+class BatchingBackend(EchoBackend):
+    def __init__(self, size: int = 100, cache: int = 0) -> None:
+        super().__init__(size)
+        self.models: list[Batching] = []
+        self.cache = cache
+
+    def load(self, spec: ModelSpec) -> LoadedModel:
+        self.models.append(Batching(self.cache))
+        return self.models[-1]
+
+
+def gen(tokens: int) -> Any:
+    params = GenParams(tokens, 0.0, 1.0, (), None)
+
+    def fn(model: LoadedModel, job: Job[GenResult]) -> Any:
+        return model.begin([], params, job.emit, lambda: not job.cancelled)
+
+    return fn
+
+
+def test_generations_decode_together_and_leave_without_waiting() -> None:
+    async def run() -> None:
+        backend = BatchingBackend()
+        e = engine(backend)
+        long = await e.submit("p/a", gen(200))
+        items = long.items()
+        await anext(items)  # it is decoding
+        short = await e.submit("p/a", gen(5))  # joins at the next step
+        assert (await asyncio.wait_for(short.wait(), 5)).completion_tokens == 5
+        async for _ in items:
+            pass
+        assert long.result().completion_tokens == 200
+        model = backend.models[0]
+        assert max(model.steps) == 2  # the two shared steps
+        assert model.steps.count(2) == 5  # and the short one left after its five tokens
+        await e.aclose()
+
+    asyncio.run(run())
+
+
+def test_a_cancelled_generation_leaves_at_the_next_step_and_a_failed_step_fails_only_its_batch() -> None:
+    async def run() -> None:
+        backend = BatchingBackend()
+        e = engine(backend)
+        gone = await e.submit("p/a", gen(10_000))
+        stays = await e.submit("p/a", gen(50))
+        items = gone.items()
+        await anext(items)
+        await items.aclose()  # the consumer goes away
+        assert (await asyncio.wait_for(stays.wait(), 5)).completion_tokens == 50
+        model = backend.models[0]
+        assert model.runs[0].made < 100  # it stopped within a step of the cancel, not at 10,000
+        model.fail_next = True
+        failing = await e.submit("p/a", gen(5))
+        with pytest.raises(Exception, match="decode failed"):
+            await asyncio.wait_for(failing.wait(), 5)
+        after = await e.submit("p/a", gen(3))  # the model keeps serving
+        assert (await asyncio.wait_for(after.wait(), 5)).completion_tokens == 3
+        await e.aclose()
+
+    asyncio.run(run())
+
+
+def test_saved_prompt_states_are_dropped_before_a_model_is_unloaded() -> None:
+    async def run() -> None:
+        backend = BatchingBackend(size=300, cache=200)
+        e = engine(backend, budget=1000)
+        await (await e.submit("p/a", gen(1))).wait()  # 300 + 200 saved
+        await (await e.submit("p/b", gen(1))).wait()  # 500 + 300: fits; then 1,000 with b's states
+        await (await e.submit("p/c", gen(1))).wait()  # 1,000 + 300: saved states go, no model does
+        assert [s["model"] for s in e.status()] == ["p/a", "p/b", "p/c"]
+        assert [m.cache for m in backend.models] == [0, 0, 200]
         await e.aclose()
 
     asyncio.run(run())
