@@ -54,6 +54,8 @@ class LocalConfig(Strict):
     elsewhere memory_fraction of RAM (see aigw.engine.memory)."""
     memory_fraction: float = Field(default=0.6, gt=0, le=1)
     """The share of RAM for models without memory_budget_gb; on Apple Silicon only when set here."""
+    pressure_poll_s: float = Field(default=2.0, ge=0)
+    """How often the system's memory pressure is read, to give memory back before it swaps (0: never)."""
     max_queue: int = Field(default=8, ge=1)
     """Requests per model, running included; more get 503 with Retry-After."""
     load_wait_s: float = Field(default=30.0, ge=0)

@@ -10,6 +10,8 @@
   would exceed the memory budget first unloads idle models, least recently used first; a model
   with running or queued work is never unloaded — the load waits for one to become idle (up to
   `load_wait_s`) and otherwise fails with a clear 503.
+* The system's memory pressure is polled too; under pressure idle models' prompt caches, then
+  idle models, are given back before the system swaps (`relieve`; the policy is aigw.engine.relief).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Generic, TypeVar
 
+from aigw.engine import relief
 from aigw.engine.backend import Backend, GenResult, LoadedModel, ModelSpec
+from aigw.engine.memory import MemoryFacts, Pressure, real_memory_facts
+from aigw.engine.relief import PressureWatch, Relief
 from aigw.errors import AigwError, ServiceUnavailable, UpstreamError
 
 log = logging.getLogger("aigw.local")
@@ -46,6 +51,8 @@ class EngineLimits:
     keep_alive_s: float = 300.0
     max_queue: int = 8
     load_wait_s: float = 30.0
+    pressure_poll_s: float = relief.POLL_S
+    """How often the system's memory pressure is read (0: never)."""
 
 
 class _Stop:
@@ -211,13 +218,23 @@ def _settle(fut: asyncio.Future[None], err: BaseException | None) -> None:
 
 
 class Engine:
-    def __init__(self, limits: EngineLimits, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: EngineLimits,
+        clock: Callable[[], float] = time.monotonic,
+        memory: MemoryFacts | None = None,
+    ) -> None:
         self.limits = limits
         self._clock = clock
+        self.memory_facts = memory or real_memory_facts()
+        self._watch = PressureWatch(
+            self.memory_facts.pressure, self.relieve, poll_s=limits.pressure_poll_s, clock=clock
+        )
         self._models: dict[str, tuple[ModelSpec, Backend]] = {}
         self._slots: dict[str, Slot] = {}
         self._cond: asyncio.Condition | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -234,6 +251,8 @@ class Engine:
         if self._cond is None:
             self._cond = asyncio.Condition()
             self._reaper = asyncio.create_task(self._reap_forever())
+            if self.limits.pressure_poll_s > 0:
+                self._watcher = asyncio.create_task(self._watch.run())
         return self._cond
 
     # -- loading and unloading ----------------------------------------------------------------
@@ -349,6 +368,42 @@ class Engine:
             for slot in [s for s in self._slots.values() if not s.busy and s.expires_at() <= now]:
                 await self._unload(slot)
 
+    async def relieve(self, level: Pressure) -> Relief:
+        """Give memory back to the system: idle models' prompt caches, then idle models (LRU first)."""
+        cond = self._condition()
+        async with cond:
+            idle = sorted((s for s in self._slots.values() if not s.busy), key=lambda s: s.last_used)
+            dropping = [s for s in idle if level is Pressure.WARNING and relief.can_drop_cache(s.model)]
+            for slot in dropping:
+                slot.pending += 1  # busy while its cache drops: nothing unloads it meanwhile
+        try:
+            freed = await asyncio.gather(*(self._drop_cache(s) for s in dropping))
+        finally:
+            for slot in dropping:
+                slot.pending -= 1
+            if dropping:
+                self._spawn_notify()
+        async with cond:
+            still = [s for s in idle if self._slots.get(s.key) is s and not s.busy]
+            candidates = [relief.Idle(s.key, pinned=s.keep_alive_s == FOREVER) for s in still]
+            chosen = relief.to_unload(level, candidates, sum(freed))
+            for slot in (s for s in still if s.key in chosen):
+                await self._unload(slot)
+        caches = {s.key: n for s, n in zip(dropping, freed, strict=True) if n > 0}
+        given = Relief(level, caches, tuple(chosen))
+        relief.report(given)
+        return given
+
+    async def _drop_cache(self, slot: Slot) -> int:
+        """The slot's prompt caches dropped on its owner thread (not counted as a request)."""
+        job: Job[int] = Job(lambda model, _job: relief.drop_cache(model), asyncio.get_running_loop())
+        slot.jobs.put(job)
+        try:
+            return await job.wait()
+        except AigwError as e:
+            log.warning("dropping the prompt cache of %s failed: %s", slot.key, e)
+            return 0
+
     # -- running work -------------------------------------------------------------------------
 
     async def submit(
@@ -417,8 +472,9 @@ class Engine:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in (self._reaper, self._watcher):
+            if task is not None:
+                task.cancel()
         slots = list(self._slots.values())
         self._slots.clear()
         for slot in slots:

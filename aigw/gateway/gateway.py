@@ -126,6 +126,7 @@ class Gateway:
                 keep_alive_s=FOREVER if config.local.keep_alive_s < 0 else config.local.keep_alive_s,
                 max_queue=config.local.max_queue,
                 load_wait_s=config.local.load_wait_s,
+                pressure_poll_s=config.local.pressure_poll_s,
             )
         )
         log.info("local memory budget: %s", budget.describe())
