@@ -4,10 +4,12 @@ refused) and frozen. Loading and checking it is `aigw.config.load`.
 
 from __future__ import annotations
 
-import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from aigw.engine.memory import Budget, MemoryFacts
 
 
 class Strict(BaseModel):
@@ -47,8 +49,13 @@ class LocalConfig(Strict):
     keep_alive_s: float = Field(default=300.0, ge=-1)
     """How long a model stays loaded after its last request; -1 keeps it loaded."""
     memory_budget_gb: float | None = Field(default=None, gt=0)
-    """Memory all loaded models may hold together (default: memory_fraction of RAM)."""
+    """Memory all loaded models may hold together. Default: on Apple Silicon 90% of what the GPU
+    may use (the iogpu.wired_limit_mb sysctl when set, else Metal's recommended working set);
+    elsewhere memory_fraction of RAM (see aigw.engine.memory)."""
     memory_fraction: float = Field(default=0.6, gt=0, le=1)
+    """The share of RAM for models without memory_budget_gb; on Apple Silicon only when set here."""
+    pressure_poll_s: float = Field(default=2.0, ge=0)
+    """How often the system's memory pressure is read, to give memory back before it swaps (0: never)."""
     max_queue: int = Field(default=8, ge=1)
     """Requests per model, running included; more get 503 with Retry-After."""
     load_wait_s: float = Field(default=30.0, ge=0)
@@ -64,11 +71,19 @@ class LocalConfig(Strict):
     """Folders whose image files a request may name (`file://` URLs or absolute paths) for a
     local vision model; none by default, so callers can send images only as data: URLs."""
 
-    def budget_bytes(self) -> int:
-        if self.memory_budget_gb is not None:
-            return int(self.memory_budget_gb * 1024**3)
-        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-        return int(total * self.memory_fraction)
+    def budget(self, facts: MemoryFacts | None = None) -> Budget:
+        """The memory budget and where it comes from, on this machine (or the `facts` given)."""
+        from aigw.engine.memory import derive_budget, real_memory_facts
+
+        return derive_budget(
+            facts or real_memory_facts(),
+            explicit_gb=self.memory_budget_gb,
+            fraction=self.memory_fraction,
+            fraction_set="memory_fraction" in self.model_fields_set,
+        )
+
+    def budget_bytes(self, facts: MemoryFacts | None = None) -> int:
+        return self.budget(facts).bytes
 
     def prompt_cache_bytes(self) -> int:
         if self.prompt_cache_gb is not None:

@@ -5,9 +5,10 @@
 
 Checks are pure functions of `Facts` (facts.py: the platform, modules, and probes for ports,
 HTTP and disks), so tests swap in any platform. Modules: checks (platform, Python, llama.cpp,
-MLX, SQLite, disk, RAG), config_checks (config file, port), providers (keys, reachability,
-local model files). Secrets never appear in a check: every key and header value the config
-or environment holds is masked in the results as a last line of defence.
+MLX, SQLite, disk, RAG), memory (the local models' budget, the GPU's limit, memory pressure),
+config_checks (config file, port), providers (keys, reachability, local model files). Secrets
+never appear in a check: every key and header value the config or environment holds is masked
+in the results as a last line of defence.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from aigw.doctor.checks import (
 )
 from aigw.doctor.config_checks import check_config, check_port
 from aigw.doctor.facts import Facts, real_facts
+from aigw.doctor.memory import check_memory
 from aigw.doctor.providers import start_provider_checks
 from aigw.providers.registry import ProviderRegistry
 
@@ -50,6 +52,7 @@ def run_checks(f: Facts, registry: ProviderRegistry | None = None) -> list[Check
         check_python(f),
         check_llama(f),
         check_mlx(f),
+        check_memory(f, cfg),
         *check_sqlite(f),
         check_port(f, cfg),
         config,

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aigw.daemon.process import RunInfo, running_daemon
+from aigw.engine.memory import MemoryFacts, real_memory_facts
 from aigw.paths import Paths
 
 
@@ -97,6 +98,8 @@ class Facts:
     http_get: Callable[[str, Mapping[str, str], float], HttpResult]
     disk_usage: Callable[[Path], DiskUsage]
     dir_size: Callable[[Path], int]
+    memory: MemoryFacts
+    """RAM, the GPU's limit on Apple Silicon, memory pressure (aigw.engine.memory)."""
 
 
 def real_facts(paths: Paths, config_path: Path | None, environ: Mapping[str, str]) -> Facts:
@@ -120,6 +123,7 @@ def real_facts(paths: Paths, config_path: Path | None, environ: Mapping[str, str
         http_get=http_get,
         disk_usage=disk_usage,
         dir_size=dir_size,
+        memory=real_memory_facts(),
     )
 
 

@@ -10,34 +10,32 @@
   would exceed the memory budget first unloads idle models, least recently used first; a model
   with running or queued work is never unloaded — the load waits for one to become idle (up to
   `load_wait_s`) and otherwise fails with a clear 503.
+* The system's memory pressure is polled too; under pressure idle models' prompt caches, then
+  idle models, are given back before the system swaps (`relieve`; the policy is aigw.engine.relief).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import queue
-import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import Enum
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
+from aigw.engine import relief
 from aigw.engine.backend import Backend, GenResult, LoadedModel, ModelSpec, Pending
-from aigw.errors import AigwError, ServiceUnavailable, UpstreamError
+from aigw.engine.memory import MemoryFacts, Pressure, real_memory_facts
+from aigw.engine.relief import PressureWatch, Relief
+from aigw.engine.slot import Event, Job, LocalModelError, Slot, Stop
+from aigw.errors import AigwError, ServiceUnavailable
+
+__all__ = ["FOREVER", "Engine", "EngineLimits", "Job", "LocalModelError"]
 
 log = logging.getLogger("aigw.local")
 R = TypeVar("R")
 GiB = 1024**3
 FOREVER = float("inf")
-
-
-class LocalModelError(UpstreamError):
-    """A local model failed to load or to run."""
-
-    code = "local_model_error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,228 +44,28 @@ class EngineLimits:
     keep_alive_s: float = 300.0
     max_queue: int = 8
     load_wait_s: float = 30.0
-
-
-class _Stop:
-    pass
-
-
-class Event(Enum):
-    """What crosses from a model's owner thread to the event loop for one job."""
-
-    ITEM = "item"
-    """A piece of output (more may follow)."""
-    DONE = "done"
-    """The job's result."""
-    ERROR = "error"
-    """The job failed; the value is the exception."""
-
-
-class Job(Generic[R]):
-    """Work for a model's owner thread; its output and result cross back to the event loop."""
-
-    def __init__(
-        self,
-        fn: Callable[[LoadedModel, Job[R]], R | Pending],
-        loop: asyncio.AbstractEventLoop,
-        on_done: Callable[[Job[R]], None] | None = None,
-    ) -> None:
-        self.fn = fn
-        self._on_done = on_done
-        self.cancelled = False
-        self._loop = loop
-        self._events: asyncio.Queue[tuple[Event, Any]] = asyncio.Queue()
-
-    # -- owner thread side --------------------------------------------------------------------
-    def emit(self, item: Any) -> bool:
-        """Hand a piece of output to the consumer; False once the consumer has gone."""
-        if self.cancelled:
-            return False
-        _call_soon(self._loop, self._events.put_nowait, (Event.ITEM, item))
-        return True
-
-    def _finish(self, kind: Event, value: Any) -> None:
-        _call_soon(self._loop, self._complete, kind, value)
-
-    def _complete(self, kind: Event, value: Any) -> None:
-        self.outcome = (kind, value)
-        if self._on_done is not None:
-            self._on_done(self)  # bookkeeping first: whoever awaits the result sees it settled
-        self._events.put_nowait((kind, value))
-
-    # -- event loop side ----------------------------------------------------------------------
-    async def items(self) -> AsyncIterator[Any]:
-        """Output as it is produced; then the result (`result()`) is ready. Leaving early cancels."""
-        try:
-            while True:
-                kind, value = await self._events.get()
-                if kind is Event.ITEM:
-                    yield value
-                    continue
-                self._result = (kind, value)
-                return
-        finally:
-            if not hasattr(self, "_result"):
-                self.cancelled = True
-
-    def result(self) -> R:
-        kind, value = self._result
-        if kind is Event.ERROR:
-            raise value
-        result: R = value
-        return result
-
-    async def wait(self) -> R:
-        async for _ in self.items():
-            pass
-        return self.result()
-
-
-class Slot:
-    """One model: its owner thread, its queue, and its bookkeeping (touched on the loop only)."""
-
-    def __init__(
-        self, key: str, spec: ModelSpec, backend: Backend, size: int, *, now: float, keep_alive_s: float
-    ) -> None:
-        self.key = key
-        self.spec = spec
-        self.backend = backend
-        self.size = size
-        self.model: LoadedModel | None = None
-        self.jobs: queue.SimpleQueue[Job[Any] | _Stop] = queue.SimpleQueue()
-        self.pending = 0
-        self.requests = 0
-        self.tokens_out = 0
-        self.loaded_at = now
-        self.last_used = now
-        self.keep_alive_s = keep_alive_s
-        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.thread = threading.Thread(target=self._run, name=f"aigw-model-{key}", daemon=True)
-
-    @property
-    def busy(self) -> bool:
-        return self.pending > 0 or not self.ready.done()
-
-    def cache_bytes(self) -> int:
-        """Memory in the model's saved prompt states (read from the loop; an int, so safe)."""
-        model = self.model
-        return model.cache_bytes() if model is not None and self.ready.done() else 0
-
-    def expires_at(self) -> float:
-        return self.last_used + self.keep_alive_s
-
-    def _run(self) -> None:
-        loop = self.ready.get_loop()
-        try:
-            self.model = self.backend.load(self.spec)
-        except Exception as e:  # any load failure ends this slot; the loop side reports it
-            log.warning("loading %s failed: %s: %s", self.key, type(e).__name__, e)
-            err = LocalModelError(f"{self.key}: cannot load {self.spec.path.name}: {e}", provider=self.key)
-            _call_soon(loop, _settle, self.ready, err)
-            _call_soon(loop, _settle, self.gone, None)
-            return
-        _call_soon(loop, _settle, self.ready, None)
-        runs: list[tuple[Job[Any], Pending]] = []
-        stopping = False
-        while True:
-            if not runs:
-                if stopping:
-                    break
-                item: Job[Any] | _Stop | None = self.jobs.get()
-            else:
-                try:
-                    item = self.jobs.get_nowait()
-                except queue.Empty:
-                    item = None
-            if isinstance(item, _Stop):
-                stopping = True  # after the generations already running
-            elif item is not None:
-                self._start(item, runs)  # every queued job starts before the next step
-            else:
-                self._step(runs)
-        gone = LocalModelError(f"{self.key}: the model was unloaded", provider=self.key)
-        while True:  # nothing may wait forever on a queue no one reads any more
-            try:
-                left = self.jobs.get_nowait()
-            except queue.Empty:
-                break
-            if isinstance(left, Job):
-                left._finish(Event.ERROR, gone)
-        try:
-            self.model.close()
-        except Exception as e:
-            log.warning("closing %s failed: %s: %s", self.key, type(e).__name__, e)
-        finally:
-            self.model = None
-            _call_soon(loop, _settle, self.gone, None)
-
-
-    def _start(self, job: Job[Any], runs: list[tuple[Job[Any], Pending]]) -> None:
-        """Run a job; a generation a batching model began joins `runs`."""
-        if job.cancelled:
-            job._finish(Event.ERROR, LocalModelError(f"{self.key}: request cancelled", provider=self.key))
-            return
-        assert self.model is not None
-        try:
-            out = job.fn(self.model, job)
-            if isinstance(out, Pending):
-                if not out.done:
-                    runs.append((job, out))
-                    return
-                out = out.outcome()
-            job._finish(Event.DONE, out)
-        except Exception as e:
-            job._finish(Event.ERROR, self._failure(e))
-
-    def _step(self, runs: list[tuple[Job[Any], Pending]]) -> None:
-        """One step of the model's batch; the generations it finished leave."""
-        assert self.model is not None
-        try:
-            self.model.step()
-        except Exception as e:  # the batch is lost: every generation in it fails, the model stays
-            err = self._failure(e)
-            for job, _ in runs:
-                job._finish(Event.ERROR, err)
-            runs.clear()
-            return
-        for job, run in [r for r in runs if r[1].done]:
-            runs.remove((job, run))
-            try:
-                job._finish(Event.DONE, run.outcome())
-            except Exception as e:
-                job._finish(Event.ERROR, self._failure(e))
-
-    def _failure(self, e: Exception) -> AigwError:
-        if isinstance(e, AigwError):
-            return e
-        log.warning("%s failed: %s: %s", self.key, type(e).__name__, e)  # a backend bug
-        return LocalModelError(f"{self.key}: {type(e).__name__}: {e}", provider=self.key)
-
-
-def _call_soon(loop: asyncio.AbstractEventLoop, fn: Callable[..., None], *args: Any) -> None:
-    """From an owner thread: run `fn` on the loop; a loop already closed (process exit) is fine."""
-    with contextlib.suppress(RuntimeError):
-        loop.call_soon_threadsafe(fn, *args)
-
-
-def _settle(fut: asyncio.Future[None], err: BaseException | None) -> None:
-    if fut.done():
-        return
-    if err is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(err)
+    pressure_poll_s: float = relief.POLL_S
+    """How often the system's memory pressure is read (0: never)."""
 
 
 class Engine:
-    def __init__(self, limits: EngineLimits, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        limits: EngineLimits,
+        clock: Callable[[], float] = time.monotonic,
+        memory: MemoryFacts | None = None,
+    ) -> None:
         self.limits = limits
         self._clock = clock
+        self.memory_facts = memory or real_memory_facts()
+        self._watch = PressureWatch(
+            self.memory_facts.pressure, self.relieve, poll_s=limits.pressure_poll_s, clock=clock
+        )
         self._models: dict[str, tuple[ModelSpec, Backend]] = {}
         self._slots: dict[str, Slot] = {}
         self._cond: asyncio.Condition | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._watcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -284,6 +82,8 @@ class Engine:
         if self._cond is None:
             self._cond = asyncio.Condition()
             self._reaper = asyncio.create_task(self._reap_forever())
+            if self.limits.pressure_poll_s > 0:
+                self._watcher = asyncio.create_task(self._watch.run())
         return self._cond
 
     # -- loading and unloading ----------------------------------------------------------------
@@ -386,7 +186,7 @@ class Engine:
         """Stop the slot's thread after its queue; called with the condition held."""
         if self._slots.get(slot.key) is slot:
             del self._slots[slot.key]
-        slot.jobs.put(_Stop())
+        slot.jobs.put(Stop())
         await asyncio.shield(slot.gone)
         log.info("unloaded %s", slot.key)
 
@@ -414,6 +214,42 @@ class Engine:
         async with cond:
             for slot in [s for s in self._slots.values() if not s.busy and s.expires_at() <= now]:
                 await self._unload(slot)
+
+    async def relieve(self, level: Pressure) -> Relief:
+        """Give memory back to the system: idle models' prompt caches, then idle models (LRU first)."""
+        cond = self._condition()
+        async with cond:
+            idle = sorted((s for s in self._slots.values() if not s.busy), key=lambda s: s.last_used)
+            dropping = [s for s in idle if level is Pressure.WARNING and relief.can_drop_cache(s.model)]
+            for slot in dropping:
+                slot.pending += 1  # busy while its cache drops: nothing unloads it meanwhile
+        try:
+            freed = await asyncio.gather(*(self._drop_cache(s) for s in dropping))
+        finally:
+            for slot in dropping:
+                slot.pending -= 1
+            if dropping:
+                self._spawn_notify()
+        async with cond:
+            still = [s for s in idle if self._slots.get(s.key) is s and not s.busy]
+            candidates = [relief.Idle(s.key, pinned=s.keep_alive_s == FOREVER) for s in still]
+            chosen = relief.to_unload(level, candidates, sum(freed))
+            for slot in (s for s in still if s.key in chosen):
+                await self._unload(slot)
+        caches = {s.key: n for s, n in zip(dropping, freed, strict=True) if n > 0}
+        given = Relief(level, caches, tuple(chosen))
+        relief.report(given)
+        return given
+
+    async def _drop_cache(self, slot: Slot) -> int:
+        """The slot's prompt caches dropped on its owner thread (not counted as a request)."""
+        job: Job[int] = Job(lambda model, _job: relief.drop_cache(model), asyncio.get_running_loop())
+        slot.jobs.put(job)
+        try:
+            return await job.wait()
+        except AigwError as e:
+            log.warning("dropping the prompt cache of %s failed: %s", slot.key, e)
+            return 0
 
     # -- running work -------------------------------------------------------------------------
 
@@ -483,11 +319,12 @@ class Engine:
 
     async def aclose(self) -> None:
         self._closed = True
-        if self._reaper is not None:
-            self._reaper.cancel()
+        for task in (self._reaper, self._watcher):
+            if task is not None:
+                task.cancel()
         slots = list(self._slots.values())
         self._slots.clear()
         for slot in slots:
-            slot.jobs.put(_Stop())  # each thread frees its model after the work already queued
+            slot.jobs.put(Stop())  # each thread frees its model after the work already queued
         if slots:
             await asyncio.wait([asyncio.shield(s.gone) for s in slots], timeout=10)

@@ -119,14 +119,17 @@ class Gateway:
     def build(
         cls, config: Config, paths: Paths, registry: ProviderRegistry, environ: Mapping[str, str]
     ) -> Gateway:
+        budget = config.local.budget()
         engine = Engine(
             EngineLimits(
-                memory_budget_bytes=config.local.budget_bytes(),
+                memory_budget_bytes=budget.bytes,
                 keep_alive_s=FOREVER if config.local.keep_alive_s < 0 else config.local.keep_alive_s,
                 max_queue=config.local.max_queue,
                 load_wait_s=config.local.load_wait_s,
+                pressure_poll_s=config.local.pressure_poll_s,
             )
         )
+        log.info("local memory budget: %s", budget.describe())
         ctx = ProviderContext(environ=environ, paths=paths, engine=engine, local=config.local)
         providers = {name: registry.create(name, pcfg, ctx) for name, pcfg in config.providers.items()}
         types = {name: registry.of(name, pcfg) for name, pcfg in config.providers.items()}

@@ -31,6 +31,7 @@ from aigw.doctor.facts import DiskUsage, HttpResult, LlamaProbe, VecProbe, probe
 from aigw.extras import install_hint
 from aigw.paths import Paths
 from tests.fixtures.daemon import DaemonProcess, base_env, free_port, write_config
+from tests.fixtures.memory import fake_linux
 
 runner = CliRunner()
 GB = 1024**3
@@ -60,6 +61,7 @@ def fake_facts(home: Path, *, present: set[str] | None = None, **overrides: Any)
         try_bind=lambda host, port: None,  # never near the developer's own port 8080
         disk_usage=lambda path: DiskUsage(total=500 * GB, free=200 * GB),
         dir_size=lambda path: 0,
+        memory=fake_linux(),
     )
     return dataclasses.replace(facts, **overrides)
 
