@@ -32,10 +32,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import local_turns
 from bench.common import admin_headers, free_port, wait_healthy
 from tests.fixtures.tiny_gguf import write_tiny_llama
 
-BENCH_MODEL = {"n_embd": 768, "n_layer": 8, "n_ff": 2048, "n_head": 12, "n_ctx": 1024}
+BENCH_MODEL = {"n_embd": 512, "n_layer": 8, "n_ff": 1536, "n_head": 8, "n_ctx": 4096}
 QUICK_MODEL = {"n_embd": 64, "n_layer": 2, "n_ff": 128, "n_head": 4, "n_ctx": 256}
 NO_CACHE = {"Content-Type": "application/json", "Cache-Control": "no-cache, no-store"}
 MESSAGES = [{"role": "user", "content": "Hi."}]
@@ -143,52 +144,12 @@ def measure_constrained(name: str, *, port: int, model: str, tokens: int, runs: 
     print(f"decode tokens/s: unconstrained {f:.2f}, constrained {h:.2f}; ratio {h / f:.3f} (bar: >= 0.85)")
 
 
-def stream_turn(
-    port: int, model: str, messages: list[dict[str, str]], tokens: int
-) -> tuple[float, str, int, int]:
-    """(time to first content in s, the answer, prompt tokens, cached ones) of one streamed turn."""
-    conn = http.client.HTTPConnection("127.0.0.1", port)
-    body = {"model": model, "messages": messages, "max_tokens": tokens, "temperature": 0, "stream": True,
-            "stream_options": {"include_usage": True}}  # fmt: skip
-    t0 = time.perf_counter()
-    conn.request("POST", "/v1/chat/completions", json.dumps(body), NO_CACHE)
-    first, text, prompt, cached = 0.0, "", 0, 0
-    resp = conn.getresponse()
-    if resp.status != 200:
-        raise SystemExit(f"{model}: HTTP {resp.status}: {resp.read().decode()[:300]}")
-    for raw in resp:
-        line = raw.decode()
-        if not line.startswith("data: {"):
-            continue
-        event = json.loads(line[6:])
-        if event["choices"] and event["choices"][0]["delta"].get("content"):
-            first = first or time.perf_counter() - t0
-            text += event["choices"][0]["delta"]["content"]
-        if event.get("usage"):
-            prompt = event["usage"]["prompt_tokens"]
-            cached = (event["usage"].get("prompt_tokens_details") or {}).get("cached_tokens", 0)
-    conn.close()
-    return first, text, prompt, cached
-
-
-def measure_prompt_cache(name: str, *, port: int, model: str, history: int, runs: int) -> None:
-    """Turn 2 of a conversation against its turn 1 (each run a new conversation: turn 1 is cold).
-    `history`: characters of the first message."""
-    cold, warm, shares, sizes = [], [], [], []
-    for i in range(runs):
-        messages = [{"role": "user", "content": f"{i}: " + "tell me more about it " * (history // 22)}]
-        t1, answer, shared, _ = stream_turn(port, model, messages, 8)
-        messages += [{"role": "assistant", "content": answer}, {"role": "user", "content": "go on"}]
-        t2, _, _, cached = stream_turn(port, model, messages, 8)
-        cold.append(t1)
-        warm.append(t2)
-        shares.append(cached / max(1, shared))  # turn 1's whole prompt is the shared prefix
-        sizes.append(shared)
-    c, w = statistics.median(cold) * 1000, statistics.median(warm) * 1000
-    size = int(statistics.median(sizes))
-    print(f"\n{name}: prompt cache, a {size}-token history, median of {runs} conversations")
-    print(f"time to first token: turn 1 {c:.1f} ms, turn 2 {w:.1f} ms ({w / c:.2f} of turn 1, bar <= 0.20); "
-          f"cached_tokens {statistics.median(shares):.2f} of the shared prefix (bar >= 0.95)")  # fmt: skip
+def turns(name: str, *, port: int, model: str, chars: int, quick: bool, runs: int) -> None:
+    """An agent's load: turn 2 of a long history, two conversations interleaved, 4 streams at once."""
+    local_turns.prompt_cache(name, port=port, model=model, chars=chars, runs=runs)
+    local_turns.interleaved(name, port=port, model=model, chars=chars, rounds=2 if quick else 4)
+    tokens = 8 if quick else 128
+    local_turns.parallel(name, port=port, model=model, streams=4, tokens=tokens, runs=1 if quick else 3)
 
 
 def admin_call(port: int, path: str, model: str, headers: dict[str, str]) -> None:
@@ -229,7 +190,8 @@ def main() -> None:
     mlx_table = f'[providers.mlx]\ntype = "mlx"\nmodels = {{ bench-mlx = "{mlx_dir}" }}\n' if has_mlx else ""
     (home / "config.toml").write_text(
         f'[server]\nport = {port}\nlog_level = "warning"\n[local]\nkeep_alive_s = -1\n'
-        f'[providers.local]\ntype = "llama_cpp"\nmodels = {{ bench = "{gguf}" }}\n' + mlx_table
+        f'[providers.local]\ntype = "llama_cpp"\nparallel = 4\n'
+        f'models = {{ bench = "{gguf}", bench1 = {{ path = "{gguf}", parallel = 1 }} }}\n' + mlx_table
     )
     env = {**os.environ, "AIGW_HOME": str(home)}
     proc = subprocess.Popen(
@@ -252,8 +214,16 @@ def main() -> None:
         )
         llm.close()
         measure_constrained("llama.cpp", port=port, model="bench", tokens=args.tokens, runs=args.runs)
-        history = 40 if args.quick else 500  # characters: about 750 tokens of its byte vocabulary
-        measure_prompt_cache("llama.cpp", port=port, model="bench", history=history, runs=args.runs)
+        chars = 40 if args.quick else 2000  # about as many tokens: the vocabulary is bytes
+        turns("llama.cpp", port=port, model="bench", chars=chars, quick=args.quick, runs=args.runs)
+        local_turns.interleaved(
+            "llama.cpp, one slot (saved states only)",
+            port=port,
+            model="bench1",
+            chars=chars,
+            rounds=2 if args.quick else 4,
+        )
+        admin_call(port, "/admin/local/unload", "bench1", admin)
         admin_call(port, "/admin/local/unload", "bench", admin)  # each engine measured alone
         if has_mlx:
             import mlx_lm
@@ -268,8 +238,8 @@ def main() -> None:
                 runs=args.runs,
             )
             measure_constrained("MLX", port=port, model="bench-mlx", tokens=args.tokens, runs=args.runs)
-            history = 40 if args.quick else 300
-            measure_prompt_cache("MLX", port=port, model="bench-mlx", history=history, runs=args.runs)
+            chars = 40 if args.quick else 300  # MLX on this CPU prefills ~35 tokens/s
+            turns("MLX", port=port, model="bench-mlx", chars=chars, quick=args.quick, runs=args.runs)
     finally:
         proc.terminate()
         proc.wait(30)

@@ -17,11 +17,11 @@ from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSp
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
 from aigw.local.llama_cpp.batch import Batcher
-from aigw.local.llama_cpp.run import Run
 from aigw.local.llama_cpp.vision import Vision
 from aigw.local.prefixes import SavedPrefixes
 from aigw.local.presets import Preset, choose, reasons
 from aigw.local.presets import stops as preset_stops
+from aigw.local.run import ByteDetok, Run
 from aigw.local.thinking import opens_thinking, template_kwargs
 from aigw.local.tools import template_messages, template_refused
 
@@ -284,10 +284,9 @@ class LlamaModel:
             stops=stops,
             emit=emit,
             alive=alive,
-            piece=lambda token: self.llm.detokenize([token], special=True),
+            detok=ByteDetok(lambda token: self.llm.detokenize([token], special=True)),
             is_eog=self._is_eog,
             guide=self._guide(params.grammar),
-            n_vocab=self.llm.n_vocab(),
             key=params.cache_key,
             vision=prefill,
         )

@@ -22,8 +22,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aigw.local.llama_cpp.run import Run
+from aigw.engine.backend import GenParams
 from aigw.local.prefixes import Saved, SavedPrefixes, continues, shared
+from aigw.local.run import Run
 
 log = logging.getLogger("aigw.local")
 WORTH_SHARING = 64
@@ -33,6 +34,40 @@ another conversation's slot while an empty one is free."""
 
 class DecodeError(RuntimeError):
     """llama.cpp could not decode a batch."""
+
+
+PENALTY_LAST_N = 64  # llama-cpp-python's default window for repeat/presence/frequency penalties
+
+
+def make_sampler(params: GenParams, n_vocab: int) -> Any:
+    """llama.cpp's sampler chain for these parameters (as llama-cpp-python builds it)."""
+    import llama_cpp as ll
+
+    extra = params.extra
+    chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+
+    def add(sampler: Any) -> None:
+        ll.llama_sampler_chain_add(chain, sampler)
+
+    add(
+        ll.llama_sampler_init_penalties(
+            n_vocab,
+            PENALTY_LAST_N,
+            float(extra.get("repeat_penalty", 1.0)),
+            float(extra.get("frequency_penalty", 0.0)),
+            float(extra.get("presence_penalty", 0.0)),
+        )
+    )
+    if params.temperature <= 0:
+        add(ll.llama_sampler_init_greedy())
+        return chain
+    add(ll.llama_sampler_init_top_k(int(extra.get("top_k", 40))))
+    add(ll.llama_sampler_init_top_p(params.top_p, 1))
+    add(ll.llama_sampler_init_min_p(float(extra.get("min_p", 0.05)), 1))
+    add(ll.llama_sampler_init_temp(params.temperature))
+    seed = params.seed if params.seed is not None else ll.LLAMA_DEFAULT_SEED
+    add(ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
+    return chain
 
 
 @dataclass(eq=False, slots=True)
@@ -45,6 +80,8 @@ class _Slot:
     run: Run | None = None
     feed: list[int] = field(default_factory=list)
     """Tokens of the run still to decode (its prompt's rest, then each sampled token)."""
+    sampler: Any = None
+    """The run's llama.cpp sampler chain."""
     used: int = 0
     """When it was last given a run (a counter): the least recently used free slot goes first."""
 
@@ -78,6 +115,7 @@ class Batcher:
         self._ctx = make_context(llm, parallel, context)
         self._mem = ll.llama_get_memory(self._ctx.ctx)
         self.n_batch = int(llm.n_batch)
+        self.n_vocab = int(llm.n_vocab())
         self._batch = ll.llama_batch_init(self.n_batch, 0, 1)
         b = self._batch
         self._token = np.ctypeslib.as_array(b.token, (self.n_batch,))
@@ -122,7 +160,7 @@ class Batcher:
                 continue
             run = slot.run
             assert run is not None
-            token = run.sample(self._ctx.ctx, out)
+            token = self._sample(slot, run, out)
             if run.accept(token):
                 self._release(slot)
             else:
@@ -132,7 +170,7 @@ class Batcher:
         for slot in self._slots:
             if slot.run is not None:
                 slot.run.cancel()
-                slot.run = None
+            self._release(slot)
         while self._waiting:
             self._waiting.popleft().cancel()
         self._ll.llama_batch_free(self._batch)
@@ -185,6 +223,7 @@ class Batcher:
             run.begin(same)
         slot.run, slot.feed, slot.used = run, feed, self._uses
         slot.prompt_len, slot.key = len(run.prompt), run.key
+        slot.sampler = make_sampler(run.params, self.n_vocab)
 
     def _choose(self, free: list[_Slot], prompt: list[int], key: str | None) -> tuple[_Slot, int]:
         """The free slot for a prompt, and the prefix it shares: one whose conversation the prompt
@@ -232,6 +271,20 @@ class Batcher:
 
     def _release(self, slot: _Slot) -> None:
         slot.run, slot.feed = None, []
+        if slot.sampler is not None:
+            self._ll.llama_sampler_free(slot.sampler)
+            slot.sampler = None
+
+    def _sample(self, slot: _Slot, run: Run, index: int) -> int:
+        """The run's next token from the batch's logits at `index` (its grammar's mask first)."""
+        import numpy as np
+
+        ctx = self._ctx.ctx
+        if run.guide is not None:
+            logits = self._ll.llama_get_logits_ith(ctx, index)
+            ptr = ctypes.cast(logits, ctypes.POINTER(ctypes.c_float))
+            run.guide.mask(np.ctypeslib.as_array(ptr, (self.n_vocab,)))  # in place
+        return int(self._ll.llama_sampler_sample(slot.sampler, ctx, index))
 
     def drop_saved(self) -> int:
         return self._saved.drop()

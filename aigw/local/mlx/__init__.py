@@ -30,6 +30,7 @@ class MlxType(LocalType):
             load_presets(ctx.paths.models_dir),
             vision=load_vision,
             prompt_cache_bytes=ctx.local.prompt_cache_bytes(),
+            memory_budget_bytes=ctx.local.budget_bytes(),
         )
 
     def discover(self, models_dir: Path) -> dict[str, Path]:

@@ -10,21 +10,31 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from aigw.domain import Capability
-from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat, Sequential
+from aigw.engine.backend import (
+    Emit,
+    Finished,
+    GenParams,
+    GenResult,
+    LoadedModel,
+    ModelSpec,
+    OutputFormat,
+    Pending,
+)
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
-from aigw.local.mlx.prefix import PrefixCache, cached_steps
+from aigw.local.mlx.batch import MlxBatcher, TextDetok, make_sampler
 from aigw.local.prefixes import SavedPrefixes
 from aigw.local.presets import Preset, choose, reasons
 from aigw.local.presets import stops as preset_stops
-from aigw.local.textstream import TextStream
+from aigw.local.run import Run
 from aigw.local.thinking import opens_thinking, template_kwargs
 from aigw.local.tools import template_messages, template_refused
 
 DEFAULT_CONTEXT = 4096
+AUTO_PARALLEL = 4
 Steps = Callable[[int, Any, list[Any]], Iterator[int]]
 """Generation from a prompt: (max_tokens, sampler, logits processors) -> the tokens, one by one."""
 CHAT_CAPS = frozenset(
@@ -47,23 +57,38 @@ class MlxBackend:
         presets: Sequence[Preset] = (),
         vision: VisionLoader | None = None,
         prompt_cache_bytes: int = 1024**3,
+        memory_budget_bytes: int = 8 * 1024**3,
     ) -> None:
         self.presets = presets
         self._vision = vision
         self.prompt_cache_bytes = prompt_cache_bytes
+        self.memory_budget_bytes = memory_budget_bytes
 
     def estimate_bytes(self, spec: ModelSpec) -> int:
-        """The weights plus an fp16 KV cache for the context."""
+        """The weights plus an fp16 KV cache for each slot's context."""
         weights = sum(p.stat().st_size for p in spec.path.glob("*.safetensors"))
+        kv = self._kv_bytes(spec)
+        return int(weights * 1.2) if kv is None else weights + self.parallel(spec) * kv
+
+    def _kv_bytes(self, spec: ModelSpec) -> int | None:
+        """One sequence's fp16 KV cache over the served context (None: the config is unreadable)."""
         try:
             cfg = json.loads((spec.path / "config.json").read_text())
             layers, hidden = int(cfg["num_hidden_layers"]), int(cfg["hidden_size"])
             heads = int(cfg.get("num_attention_heads", 1)) or 1
             kv_heads = int(cfg.get("num_key_value_heads", heads)) or heads
         except (OSError, ValueError, KeyError):
-            return int(weights * 1.2)
+            return None
         ctx = spec.context or min(int(cfg.get("max_position_embeddings", DEFAULT_CONTEXT)), DEFAULT_CONTEXT)
-        return weights + 2 * layers * ctx * (hidden * kv_heads // heads) * 2
+        return 2 * layers * ctx * (hidden * kv_heads // heads) * 2
+
+    def parallel(self, spec: ModelSpec) -> int:
+        """The model's slots: its own or its provider's `parallel`, else as many (up to
+        AUTO_PARALLEL) as keep their KV caches within a quarter of the memory budget."""
+        if spec.parallel:
+            return spec.parallel
+        kv = self._kv_bytes(spec) or 1
+        return max(1, min(AUTO_PARALLEL, self.memory_budget_bytes // 4 // max(1, kv)))
 
     def load(self, spec: ModelSpec) -> LoadedModel:
         if spec.embedding:
@@ -80,17 +105,20 @@ class MlxBackend:
                 raise CapabilityError(f"{spec.name} is a vision model, which this backend does not run")
             return self._vision(spec, preset)
         model, tokenizer = mlx_lm.load(str(spec.path))[:2]
-        return MlxModel(spec, model, tokenizer, preset, SavedPrefixes(self.prompt_cache_bytes))
+        saved: SavedPrefixes[list[Any]] = SavedPrefixes(self.prompt_cache_bytes)
+        return MlxModel(spec, model, tokenizer, preset, saved=saved, parallel=self.parallel(spec))
 
 
-class MlxModel(Sequential):
+class MlxModel:
     def __init__(
         self,
         spec: ModelSpec,
         model: Any,
         tokenizer: Any,
         preset: Preset | None = None,
+        *,
         saved: SavedPrefixes[list[Any]] | None = None,
+        parallel: int = 1,
     ) -> None:
         self.spec = spec
         self.model = model
@@ -103,7 +131,8 @@ class MlxModel(Sequential):
         self.template: str = override or getattr(tokenizer, "chat_template", None) or ""
         self.knows_tools = "tool_calls" in self.template
         self._lltokenizer: Any = None
-        self._prefix = PrefixCache(model, saved if saved is not None else SavedPrefixes(1024**3))
+        self.batcher = MlxBatcher(model, parallel, saved) if saved is not None else None
+        """None for a model that does not batch (vision): each generation runs by itself."""
         think = preset is not None and preset.reasoning == "think"
         probe = self._render([{"role": "user", "content": "x"}], None) if think else ""
         tools = preset.tool_format if preset is not None else None
@@ -162,98 +191,112 @@ class MlxModel(Sequential):
             self._lltokenizer = from_tokenizer(hf, eos_token=eos)
         return Guide(self._lltokenizer, grammar, int(self._lltokenizer.vocab_size))
 
-    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
-        import mlx.core as mx
-        from mlx_lm.sample_utils import make_logits_processors, make_sampler
-        from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
-
+    def begin(
+        self,
+        messages: list[dict[str, Any]],
+        params: GenParams,
+        emit: Emit,
+        alive: Callable[[], bool] = lambda: True,
+    ) -> Pending:
+        """Start a generation: it joins the batch at the next `step`."""
+        if self.batcher is None:
+            return Finished(self._sequential(messages, params, emit))
+        if params.images:
+            raise CapabilityError(
+                f"{self.spec.name} takes no images (it is not a vision model)", param="messages"
+            )
         reasoning = template_kwargs(
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
-        size, steps, cached = self._inputs(messages, params, reasoning)
+        prompt = self._prompt(messages, params.tools, **reasoning)
+        max_tokens = self._room(len(prompt), params)
+        processors, eos = self._processors(params)
+        run = Run(
+            prompt=prompt,
+            max_tokens=max_tokens,
+            params=params,
+            stops=preset_stops(self.preset, params.stop),
+            emit=emit,
+            alive=alive,
+            detok=TextDetok(self.tokenizer),
+            is_eog=eos.__contains__,
+            key=params.cache_key,
+        )
+        self.batcher.add(run, processors)
+        return run
+
+    def step(self) -> None:
+        if self.batcher is not None:
+            self.batcher.step()
+
+    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
+        """One generation, run to its end (with any others already started)."""
+        pending = self.begin(messages, params, emit)
+        while not pending.done:
+            self.step()
+        return pending.outcome()
+
+    def _room(self, size: int, params: GenParams) -> int:
+        """The tokens a prompt of `size` leaves to generate (a 400 when there are none)."""
         if size >= self.context:
             raise CapabilityError(
                 f"The prompt is {size} tokens; {self.spec.name}'s context is {self.context}",
                 param="messages",
             )
-        max_tokens = min(params.max_tokens or self.context, self.context - size)
-        if params.seed is not None:
-            mx.random.seed(params.seed)
-        extra = params.extra
-        sampler = make_sampler(
-            temp=params.temperature,
-            top_p=params.top_p,
-            min_p=float(extra.get("min_p", 0.0)),
-            top_k=int(extra.get("top_k", 0)),
-        )
-        processors = make_logits_processors(repetition_penalty=extra.get("repeat_penalty"))
+        return min(params.max_tokens or self.context, self.context - size)
+
+    def _processors(self, params: GenParams) -> tuple[list[Any], set[int]]:
+        """The request's logits processors (penalties, its grammar) and the end tokens."""
+        from mlx_lm.sample_utils import make_logits_processors
+
+        processors = make_logits_processors(repetition_penalty=params.extra.get("repeat_penalty"))
         guide = self._guide(params.grammar)
         if guide is not None:
             processors.append(_constrained(guide))
         eos = set(getattr(self.tokenizer, "eos_token_ids", None) or [self.tokenizer.eos_token_id])
-        # mlx-lm's own streaming detokenizer releases text a word at a time; this one releases
-        # each token's text as soon as it is whole characters, so tokens stream as produced.
-        detok: Any = cast(Any, NaiveStreamingDetokenizer)(
-            getattr(self.tokenizer, "_tokenizer", self.tokenizer)
+        return processors, eos
+
+    def _sequential(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
+        """One generation by itself, through `_inputs` (a vision model's prompt)."""
+        reasoning = template_kwargs(
+            self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
-        out = TextStream(preset_stops(self.preset, params.stop), emit)
-        count, finish = 0, "length"
-        for token in steps(max_tokens, sampler, processors):
-            if token in eos:
-                finish = "stop"
+        size, steps, cached = self._inputs(messages, params, reasoning)
+        max_tokens = self._room(size, params)
+        processors, eos = self._processors(params)
+        run = Run(
+            prompt=[0] * size,
+            max_tokens=max_tokens,
+            params=params,
+            stops=preset_stops(self.preset, params.stop),
+            emit=emit,
+            alive=lambda: True,
+            detok=TextDetok(self.tokenizer),
+            is_eog=eos.__contains__,
+        )
+        run.begin(cached)
+        for token in steps(max_tokens, make_sampler(params), processors):
+            if run.accept(token):
                 break
-            count += 1
-            detok.add_token(token)
-            if out.add(detok.last_segment):
-                finish = "stop"
-                break
-            if out.cancelled:
-                break
-        tail = ""
-        if finish == "length" and not out.cancelled:
-            detok.finalize()
-            tail = detok.last_segment
-        text = out.finish(tail)
-        return GenResult(text, "stop" if out.stopped else finish, size, count, cached)
+        else:
+            run.cancel()  # the model stopped by itself: its whole answer is in
+        return run.outcome()
 
     def _inputs(
         self, messages: list[dict[str, Any]], params: GenParams, reasoning: dict[str, Any]
     ) -> tuple[int, Steps, int]:
         """The prompt's length, how to run generation from it (token by token), and how many of
-        its tokens the model's cache already holds (not read again)."""
-        from mlx_lm import stream_generate
-
-        prompt = self._prompt(messages, params.tools, **reasoning)
-        if params.images:
-            raise CapabilityError(
-                f"{self.spec.name} takes no images (it is not a vision model)", param="messages"
-            )
-
-        def run(
-            feed: list[int], cache: list[Any], max_tokens: int, sampler: Any, processors: list[Any]
-        ) -> Iterator[int]:
-            for step in stream_generate(
-                self.model,
-                self.tokenizer,
-                feed,
-                max_tokens=max_tokens,
-                sampler=sampler,
-                logits_processors=processors,
-                prompt_cache=cache,
-            ):
-                yield int(step.token)
-
-        same, steps = cached_steps(self._prefix, prompt, run, params.cache_key)
-        return len(prompt), steps, same
+        its tokens a cache already holds: for the models that do not batch (vision)."""
+        raise NotImplementedError
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
 
     def cache_bytes(self) -> int:
-        return self._prefix.saved_bytes
+        return self.batcher.saved_bytes if self.batcher is not None else 0
 
     def drop_cache(self) -> int:
-        return self._prefix.drop_saved()
+        return self.batcher.drop_saved() if self.batcher is not None else 0
 
     def output_format(self) -> OutputFormat:
         return self._format
@@ -273,7 +316,9 @@ class MlxModel(Sequential):
     def close(self) -> None:
         import mlx.core as mx
 
-        self._prefix.forget()
+        if self.batcher is not None:
+            self.batcher.close()
+            self.batcher = None
         self.model = None
         mx.clear_cache()
 

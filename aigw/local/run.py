@@ -1,54 +1,44 @@
-"""One generation on llama.cpp: its sampler, its stops and grammar, its text, its outcome.
+"""One generation on a local model, as a batcher runs it: the tokens it is given become its text,
+held to its stops, grammar, length and caller (aigw.local.llama_cpp.batch, aigw.local.mlx.batch).
 
-A run is fed tokens by the batcher (aigw.local.llama_cpp.batch) and handed each step's logits;
-everything that belongs to the request alone lives here, so requests decoded in one batch keep
-their own sampling parameters, stop sequences, grammar and cancellation.
+Everything that belongs to the request alone lives here, so requests decoded in one batch keep
+their own stop sequences, grammar, length and cancellation; each engine adds its own sampling.
 """
 
 from __future__ import annotations
 
 import codecs
-import ctypes
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
 from aigw.engine.backend import Emit, GenParams, GenResult
 from aigw.local.constrain import Guide
 from aigw.local.textstream import TextStream
 
-PENALTY_LAST_N = 64  # llama-cpp-python's default window for repeat/presence/frequency penalties
+
+class Detok(Protocol):
+    """A generation's tokens to text, as each token comes (whole characters only)."""
+
+    def add(self, token: int) -> str: ...
+
+    def finish(self) -> str:
+        """What is left once generation ends."""
+        ...
 
 
-def make_sampler(params: GenParams, n_vocab: int) -> Any:
-    """llama.cpp's sampler chain for these parameters (as llama-cpp-python builds it)."""
-    import llama_cpp as ll
+class ByteDetok:
+    """Tokens whose pieces are bytes (llama.cpp): decoded as UTF-8, split characters held."""
 
-    extra = params.extra
-    chain = ll.llama_sampler_chain_init(ll.llama_sampler_chain_default_params())
+    def __init__(self, piece: Callable[[int], bytes]) -> None:
+        self._piece = piece
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
-    def add(sampler: Any) -> None:
-        ll.llama_sampler_chain_add(chain, sampler)
+    def add(self, token: int) -> str:
+        return self._decoder.decode(self._piece(token))
 
-    add(
-        ll.llama_sampler_init_penalties(
-            n_vocab,
-            PENALTY_LAST_N,
-            float(extra.get("repeat_penalty", 1.0)),
-            float(extra.get("frequency_penalty", 0.0)),
-            float(extra.get("presence_penalty", 0.0)),
-        )
-    )
-    if params.temperature <= 0:
-        add(ll.llama_sampler_init_greedy())
-        return chain
-    add(ll.llama_sampler_init_top_k(int(extra.get("top_k", 40))))
-    add(ll.llama_sampler_init_top_p(params.top_p, 1))
-    add(ll.llama_sampler_init_min_p(float(extra.get("min_p", 0.05)), 1))
-    add(ll.llama_sampler_init_temp(params.temperature))
-    seed = params.seed if params.seed is not None else ll.LLAMA_DEFAULT_SEED
-    add(ll.llama_sampler_init_dist(seed & 0xFFFFFFFF))
-    return chain
+    def finish(self) -> str:
+        return self._decoder.decode(b"", final=True)
 
 
 class Run:
@@ -63,10 +53,9 @@ class Run:
         stops: list[str],
         emit: Emit,
         alive: Callable[[], bool],
-        piece: Callable[[int], bytes],
+        detok: Detok,
         is_eog: Callable[[int], bool],
-        guide: Guide | None,
-        n_vocab: int,
+        guide: Guide | None = None,
         key: str | None = None,
         vision: Callable[[int, int], list[int]] | None = None,
     ) -> None:
@@ -78,14 +67,11 @@ class Run:
         batch runs, returning its tokens (-1 where images are), the last one not yet evaluated."""
         self.alive = alive
         self.cached = 0
-        self._params = params
-        self._n_vocab = n_vocab
-        self._sampler: Any = None
-        self._guide = guide
-        self._piece = piece
+        self.params = params
+        self.guide = guide
+        self._detok = detok
         self._is_eog = is_eog
         self._out = TextStream(stops, emit)
-        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self._count = 0
         self._finish = "length"
         self._started = self._first = self._last = 0.0
@@ -98,18 +84,6 @@ class Run:
         self.cached = cached
         self._started = time.perf_counter()
 
-    def sample(self, ctx: Any, index: int) -> int:
-        """The next token from the batch's logits at `index` (the grammar's mask applied first)."""
-        import llama_cpp as ll
-        import numpy as np
-
-        if self._sampler is None:
-            self._sampler = make_sampler(self._params, self._n_vocab)
-        if self._guide is not None:
-            ptr = ctypes.cast(ll.llama_get_logits_ith(ctx, index), ctypes.POINTER(ctypes.c_float))
-            self._guide.mask(np.ctypeslib.as_array(ptr, (self._n_vocab,)))  # in place
-        return int(ll.llama_sampler_sample(self._sampler, ctx, index))
-
     def accept(self, token: int) -> bool:
         """Take a sampled token; True when the run is over (it is not to be fed)."""
         now = time.perf_counter()
@@ -119,11 +93,11 @@ class Run:
         if self._is_eog(token):
             return self._end("stop")
         self._count += 1
-        if self._out.add(self._decoder.decode(self._piece(token))):
+        if self._out.add(self._detok.add(token)):
             return self._end("stop")
-        if self._guide is not None:
-            self._guide.take(token)
-            if self._guide.done:
+        if self.guide is not None:
+            self.guide.take(token)
+            if self.guide.done:
                 return self._end("stop")
         if self._out.cancelled or not self.alive():
             return self._end("length")
@@ -137,7 +111,8 @@ class Run:
 
     def _end(self, finish: str) -> bool:
         self._finish = finish
-        text = self._out.finish(self._decoder.decode(b"", final=True))
+        ended = self._out.stopped or self._out.cancelled  # nothing may follow a stop
+        text = self._out.finish("" if ended else self._detok.finish())
         first = self._first or time.perf_counter()
         self._result = GenResult(
             text,
@@ -157,11 +132,6 @@ class Run:
 
     def _close(self) -> None:
         self.done = True
-        if self._sampler is not None:
-            import llama_cpp as ll
-
-            ll.llama_sampler_free(self._sampler)
-            self._sampler = None
 
     def outcome(self) -> GenResult:
         """The run's result (once `done`); raises what made it fail."""
