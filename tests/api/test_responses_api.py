@@ -134,9 +134,10 @@ def test_what_codex_sends_is_served(daemon: DaemonProcess, upstream: FakeOpenAIS
     assert resp.status_code == 200, resp.text
     assert resp.json()["output"][0]["content"][0]["text"] == "echo: fix the bug"
     dropped = {d.strip() for d in resp.headers["x-aigw-dropped"].split(",")}
-    hints = {"reasoning.summary", "include", "prompt_cache_key", "client_metadata", "tools[web_search]"}
+    hints = {"reasoning.summary", "include", "client_metadata", "tools[web_search]"}
     assert dropped == hints
     sent = last_upstream(upstream)
+    assert sent["prompt_cache_key"] == "abc"  # an OpenAI-compatible upstream gets it
     assert sent["messages"][0] == {
         "role": "system",
         "content": "You are Codex.\n\nsandbox: on\n\napproval: never",
