@@ -5,6 +5,7 @@ Everything here runs on a model's owner thread, never on the event loop.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,6 +77,28 @@ class GenResult:
     """Seconds from the start of the run to the first generated token (reading the prompt)."""
     decode_s: float = 0.0
     """Seconds from the first generated token to the last."""
+
+
+class GenTimer:
+    """A generation's clock, for GenResult's prefill_s and decode_s: made when the run starts and
+    told of each generated token as it comes."""
+
+    __slots__ = ("_first", "_last", "_start")
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._first = self._last = 0.0
+
+    def token(self) -> None:
+        self._last = time.perf_counter()
+        if not self._first:
+            self._first = self._last
+
+    def split(self) -> tuple[float, float]:
+        """(prefill_s, decode_s) so far; before any token, all of the run is prefill."""
+        if not self._first:
+            return time.perf_counter() - self._start, 0.0
+        return self._first - self._start, self._last - self._first
 
 
 # Called on the owner thread with each piece of text as it is produced; returns False to stop

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from aigw.domain import Capability
-from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
+from aigw.engine.backend import Emit, GenParams, GenResult, GenTimer, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
 from aigw.local.llama_cpp.vision import Vision
@@ -216,6 +216,7 @@ class LlamaModel:
     def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
         if self.spec.embedding:
             raise CapabilityError(f"{self.spec.name} is an embedding model", param="model")
+        timer = GenTimer()
         reasoning = template_kwargs(
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
@@ -264,6 +265,7 @@ class LlamaModel:
                     finish = "stop"
                     break
                 count += 1
+                timer.token()
                 if out.add(decoder.decode(self.llm.detokenize([token], special=True))):
                     finish = "stop"
                     break
@@ -277,7 +279,7 @@ class LlamaModel:
         finally:
             tokens.close()
         text = out.finish(decoder.decode(b"", final=True))
-        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count, cached)
+        return GenResult(text, "stop" if out.stopped else finish, len(prompt), count, cached, *timer.split())
 
     def _reused(self, prompt: list[int]) -> int:
         """The prompt tokens llama-cpp-python will not evaluate again: the longest prefix its

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from aigw.domain import Capability
-from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
+from aigw.engine.backend import Emit, GenParams, GenResult, GenTimer, LoadedModel, ModelSpec, OutputFormat
 from aigw.errors import CapabilityError
 from aigw.local.constrain import Guide
 from aigw.local.mlx.prefix import PrefixCache, cached_steps
@@ -153,6 +153,7 @@ class MlxModel:
         from mlx_lm.sample_utils import make_logits_processors, make_sampler
         from mlx_lm.tokenizer_utils import NaiveStreamingDetokenizer
 
+        timer = GenTimer()
         reasoning = template_kwargs(
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
@@ -189,6 +190,7 @@ class MlxModel:
                 finish = "stop"
                 break
             count += 1
+            timer.token()
             detok.add_token(token)
             if out.add(detok.last_segment):
                 finish = "stop"
@@ -200,7 +202,7 @@ class MlxModel:
             detok.finalize()
             tail = detok.last_segment
         text = out.finish(tail)
-        return GenResult(text, "stop" if out.stopped else finish, size, count, cached)
+        return GenResult(text, "stop" if out.stopped else finish, size, count, cached, *timer.split())
 
     def _inputs(
         self, messages: list[dict[str, Any]], params: GenParams, reasoning: dict[str, Any]
