@@ -1,11 +1,15 @@
 """Explaining a slow local answer, through a real daemon on both engines: each usage row and
 /admin/stats hold its prompt and cached tokens, its prefill time and its decode rate, whole or
-streamed; a cloud answer's row keeps the cached tokens its upstream reported and no timing."""
+streamed; a cloud answer's row keeps the cached tokens its upstream reported and no timing; and
+`aigw models ps` shows slots in use and the prompt cache's size."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -152,3 +156,31 @@ def test_admin_stats_shows_each_local_models_figures(client: openai.OpenAI, daem
         assert mine["prompt_tokens"] > 50 and mine["cached_tokens"] > 50
         assert mine["prefill_ms"] > 0 and mine["decode_tps"] > 0
 
+
+def test_models_ps_shows_slots_in_use_and_the_cache_size(
+    client: openai.OpenAI, daemon: DaemonProcess
+) -> None:
+    for model in ENGINES:
+        ask(client, model, HISTORY)
+
+    def aigw(*args: str) -> str:
+        r = subprocess.run(
+            [sys.executable, "-m", "aigw", "models", "ps", *args],
+            env=daemon.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    loaded = {m["model"]: m for m in json.loads(aigw("--json"))["loaded"]}
+    for model in ENGINES:
+        m = loaded[model]
+        assert (m["parallel"], m["active"], m["cache_bytes"]) == (1, 0, 0)
+    header, *lines = aigw().splitlines()[1:]
+    assert header.split() == ["MODEL", "STATE", "MEMORY", "QUEUE", "SLOTS", "CACHE", "UNLOADS", "IN"]
+    shown = {line.split()[0]: line.split() for line in lines}
+    for model in ENGINES:
+        assert shown[model][1] == "idle" and shown[model][5:8] == ["0/1", "0.0", "MiB"]
