@@ -21,9 +21,14 @@ from aigw.tui import view
 from aigw.tui.source import DaemonDown, Source, SourceError
 
 PROVIDER_COLUMNS = ("provider", "type", "health", "breakers")
-LOCAL_COLUMNS = ("local model", "state", "memory", "queue", "unloads in")
+LOCAL_COLUMNS = (
+    "local model", "state", "memory", "queue", "unloads in", "slots", "prompt cache", "prefill p50", "tok/s"
+)  # fmt: skip
 KEY_COLUMNS = ("key", "requests/min", "tokens/min", "spent today", "budget")
-REQUEST_COLUMNS = ("time", "model", "provider", "status", "ms", "tokens", "cache", "fallbacks")
+REQUEST_COLUMNS = (
+    "time", "model", "provider", "status", "ms", "tokens", "cache", "fallbacks",
+    "prompt", "cached", "prefill ms", "tok/s",
+)  # fmt: skip
 
 
 class Dashboard(App[None]):
