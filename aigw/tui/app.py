@@ -106,13 +106,18 @@ class Dashboard(App[None]):
     # -- refresh ---------------------------------------------------------------------------------
 
     async def action_refresh(self) -> None:
+        failed: SourceError | None = None
         try:
             stats = await self.source.stats()
-        except DaemonDown:
+        except SourceError as e:
+            stats, failed = {}, e
+        if not self.is_running:  # it closed while the snapshot was on its way: its widgets are gone
+            return
+        if isinstance(failed, DaemonDown):
             self._show_down(True)
             return
-        except SourceError as e:
-            self.query_one("#traffic", Static).update(f"error: {e}")
+        if failed is not None:
+            self.query_one("#traffic", Static).update(f"error: {failed}")
             return
         self._show_down(False)
         self.stats = stats
