@@ -335,6 +335,22 @@ def test_canned_figures_in_the_view() -> None:
     assert httpx  # the module is the dashboard's HTTP client too
 
 
+def test_the_tails_figures_past_the_right_edge_scroll_into_view() -> None:
+    """At 80 columns the local figures lie right of the fallbacks: Tab and the arrow keys reach them."""
+
+    async def run() -> None:
+        app = Dashboard(Canned(CANNED), refresh_s=60)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("2", "tab")
+            tail = app.query_one("#tail", DataTable)
+            assert app.focused is tail and tail.max_scroll_x > 0 and tail.scroll_x == 0
+            await pilot.press(*["right"] * tail.max_scroll_x)
+            await pilot.pause()
+            assert tail.scroll_x == tail.max_scroll_x
+
+    asyncio.run(run())
+
+
 def test_latencies_keep_two_significant_digits() -> None:
     from aigw.tui import view
 
