@@ -16,11 +16,38 @@ from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
+class Timing:
+    """How a local model spent a generation's time, for explaining a slow answer (the usage log,
+    /admin/stats). aigw's own figure: never part of any wire format."""
+
+    prefill_s: float
+    """From the start of the run to the first generated token: reading the prompt (the part no
+    cached state covered), images included."""
+    decode_s: float
+    """From the first generated token to the last."""
+
+    def decode_tps(self, completion_tokens: int) -> float | None:
+        """Generated tokens per second after the first (None when there were fewer than two)."""
+        if completion_tokens < 2 or self.decode_s <= 0:
+            return None
+        return (completion_tokens - 1) / self.decode_s
+
+
+@dataclass(frozen=True, slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)  # *_tokens_details and the like
+    timing: Timing | None = None
+    """A local model's prefill and decode time (None for any other answer); not on the wire."""
+
+    @property
+    def cached_tokens(self) -> int | None:
+        """Prompt tokens the upstream read from its own prompt cache, when it says."""
+        details = self.extra.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        return cached if isinstance(cached, int) and not isinstance(cached, bool) else None
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {

@@ -27,6 +27,7 @@ from aigw.errors import AigwError, RateLimited
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
 from aigw.usage.recorder import UsageRecorder, UsageRow
+from aigw.usage.speed import Speed
 
 RECENT_REQUESTS = 500  # kept in memory for the dashboard (aigw tui)
 
@@ -44,6 +45,10 @@ class Recent:
     tokens: int
     cache: str | None
     fallbacks: int
+    prompt_tokens: int = 0
+    target: str = ""
+    """The provider/model that answered (a local model's engine key)."""
+    speed: Speed = field(default_factory=Speed)
 
 
 @dataclass(slots=True)
@@ -243,6 +248,7 @@ class Meter:
             cache=cache,
             fallbacks=fallbacks,
             content=content,
+            speed=Speed.of(usage),
         )
 
     def hit(self, t: Ticket, target: Target, prompt: int, completion: int) -> None:
@@ -341,7 +347,9 @@ class Meter:
         error_kind: str | None = None,
         content: dict[str, Any] | None = None,
         provider: str | None = None,
+        speed: Speed | None = None,
     ) -> None:
+        speed = speed or Speed()
         self.recent.append(
             Recent(
                 t.started,
@@ -353,6 +361,9 @@ class Meter:
                 prompt + completion,
                 cache,
                 fallbacks,
+                prompt,
+                f"{target.provider}/{target.model}" if target else "",
+                speed,
             )
         )
         if cache in self.cache_counts:
@@ -379,5 +390,8 @@ class Meter:
                 content=None if content is None else orjson.dumps(content, default=str).decode(),
                 request_id=t.request_id,
                 dialect=t.dialect,
+                cached_tokens=speed.cached_tokens,
+                prefill_ms=speed.prefill_ms,
+                decode_tps=speed.decode_tps,
             )
         )

@@ -82,7 +82,7 @@ def unload(model: str = typer.Argument(..., help="A loaded local model.")) -> No
 
 @app.command()
 def ps(json_out: bool = JsonOption) -> None:
-    """Local models in memory: size, queue, when each unloads."""
+    """Local models in memory: size, queue, slots in use, prompt-cache size, when each unloads."""
     from aigw.daemon.client import DaemonClient
 
     with DaemonClient(daemon_target()[0]) as client:
@@ -96,16 +96,19 @@ def ps(json_out: bool = JsonOption) -> None:
         typer.echo("no local model is loaded")
         return
     width = max(len(m["model"]) for m in loaded)
-    typer.echo(f"{'MODEL'.ljust(width)}  {'STATE':8} {'MEMORY':>10}  QUEUE  UNLOADS IN")
+    typer.echo(
+        f"{'MODEL'.ljust(width)}  {'STATE':8} {'MEMORY':>10}  QUEUE  SLOTS  {'CACHE':>10}  UNLOADS IN"
+    )
     for m in loaded:
         until = (
             "never"
             if m["keep_alive_s"] is None
             else ("-" if m["unloads_in_s"] is None else f"{m['unloads_in_s']:.0f} s")
         )
+        slots = f"{m.get('active', 0)}/{m.get('parallel', 1)}"
         typer.echo(
             f"{m['model'].ljust(width)}  {m['state']:8} {_gib(m['memory_bytes']):>10}  "
-            f"{m['queue_depth']:5}  {until}"
+            f"{m['queue_depth']:5}  {slots:>5}  {_gib(m.get('cache_bytes', 0)):>10}  {until}"
         )
 
 

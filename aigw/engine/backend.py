@@ -137,6 +137,10 @@ class LoadedModel(Protocol):
         """Forget saved prompt states (from any thread); the bytes freed."""
         ...
 
+    def slots(self) -> tuple[int, int] | None:
+        """(slots, slots in use) of a batching model, read from any thread; None: one at a time."""
+        ...
+
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]: ...
 
     def count_prompt(
@@ -176,6 +180,9 @@ class Sequential:
 
     def drop_cache(self) -> int:
         return 0
+
+    def slots(self) -> tuple[int, int] | None:
+        return None
 
 
 class Backend(Protocol):

@@ -300,12 +300,16 @@ class Engine:
         for key, slot in sorted(self._slots.items()):
             loading = not slot.ready.done()
             expires = None if slot.busy or slot.keep_alive_s == FOREVER else max(0.0, slot.expires_at() - now)
+            parallel, active = slot.slots()
             out.append(
                 {
                     "model": key,
                     "state": "loading" if loading else ("busy" if slot.pending else "idle"),
                     "memory_bytes": slot.size,
                     "queue_depth": slot.pending,
+                    "parallel": parallel,
+                    "active": active,
+                    "cache_bytes": slot.cache_bytes(),
                     "requests": slot.requests,
                     "tokens_generated": slot.tokens_out,
                     "unloads_in_s": None if expires is None else round(expires, 1),

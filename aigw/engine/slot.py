@@ -128,6 +128,12 @@ class Slot:
     def busy(self) -> bool:
         return self.pending > 0 or not self.ready.done()
 
+    def slots(self) -> tuple[int, int]:
+        """(slots, slots in use): a batching model's own count, else one, in use while it works."""
+        model = self.model
+        got = model.slots() if model is not None and self.ready.done() else None
+        return got if got is not None else (1, min(self.pending, 1))
+
     def cache_bytes(self) -> int:
         """Memory in the model's saved prompt states (read from the loop; an int, so safe)."""
         model = self.model

@@ -25,6 +25,7 @@ from aigw.domain import (
     EmbedRequest,
     EmbedResponse,
     ModelInfo,
+    Timing,
     Usage,
 )
 from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, ModelCard, ModelSpec, Pending
@@ -381,6 +382,6 @@ class LocalProvider:
 
 def _usage(result: GenResult) -> Usage:
     extra = {"prompt_tokens_details": {"cached_tokens": result.cached_tokens}} if result.cached_tokens else {}
-    return Usage(
-        result.prompt_tokens, result.completion_tokens, result.prompt_tokens + result.completion_tokens, extra
-    )
+    total = result.prompt_tokens + result.completion_tokens
+    timing = Timing(result.prefill_s, result.decode_s)
+    return Usage(result.prompt_tokens, result.completion_tokens, total, extra, timing)

@@ -86,12 +86,11 @@ class Run:
 
     def accept(self, token: int) -> bool:
         """Take a sampled token; True when the run is over (it is not to be fed)."""
-        now = time.perf_counter()
-        if not self._first:
-            self._first = now
-        self._last = now
         if self._is_eog(token):
             return self._end("stop")
+        now = time.perf_counter()  # decode time spans the counted tokens: count - 1 intervals
+        self._first = self._first or now
+        self._last = now
         self._count += 1
         if self._out.add(self._detok.add(token)):
             return self._end("stop")

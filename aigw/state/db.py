@@ -89,6 +89,14 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
         ALTER TABLE usage ADD COLUMN dialect TEXT;
         """,
     ),
+    (
+        6,
+        """
+        ALTER TABLE usage ADD COLUMN cached_tokens INTEGER;
+        ALTER TABLE usage ADD COLUMN prefill_ms REAL;
+        ALTER TABLE usage ADD COLUMN decode_tps REAL;
+        """,
+    ),
 )
 
 DEFAULT_BUSY_TIMEOUT_MS = 5000

@@ -21,9 +21,14 @@ from aigw.tui import view
 from aigw.tui.source import DaemonDown, Source, SourceError
 
 PROVIDER_COLUMNS = ("provider", "type", "health", "breakers")
-LOCAL_COLUMNS = ("local model", "state", "memory", "queue", "unloads in")
+LOCAL_COLUMNS = (
+    "local model", "state", "memory", "queue", "unloads in", "slots", "prompt cache", "prefill p50", "tok/s"
+)  # fmt: skip
 KEY_COLUMNS = ("key", "requests/min", "tokens/min", "spent today", "budget")
-REQUEST_COLUMNS = ("time", "model", "provider", "status", "ms", "tokens", "cache", "fallbacks")
+REQUEST_COLUMNS = (
+    "time", "model", "provider", "status", "ms", "tokens", "cache", "fallbacks",
+    "prompt", "cached", "prefill ms", "tok/s",
+)  # fmt: skip
 
 
 class Dashboard(App[None]):
@@ -101,13 +106,18 @@ class Dashboard(App[None]):
     # -- refresh ---------------------------------------------------------------------------------
 
     async def action_refresh(self) -> None:
+        failed: SourceError | None = None
         try:
             stats = await self.source.stats()
-        except DaemonDown:
+        except SourceError as e:
+            stats, failed = {}, e
+        if not self.is_running:  # it closed while the snapshot was on its way: its widgets are gone
+            return
+        if isinstance(failed, DaemonDown):
             self._show_down(True)
             return
-        except SourceError as e:
-            self.query_one("#traffic", Static).update(f"error: {e}")
+        if failed is not None:
+            self.query_one("#traffic", Static).update(f"error: {failed}")
             return
         self._show_down(False)
         self.stats = stats

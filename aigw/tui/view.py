@@ -71,12 +71,19 @@ def provider_rows(s: dict[str, Any]) -> list[tuple[str, ...]]:
     return rows
 
 
+def _or_dash(v: Any, unit: str = "") -> str:
+    return "-" if v is None else f"{figure(float(v))}{unit}"
+
+
 def local_rows(s: dict[str, Any], now: float | None = None) -> list[tuple[str, ...]]:
-    """(model, state, memory, queue, unloads in) for local models in memory."""
+    """(model, state, memory, queue, unloads in, slots in use/slots, prompt cache, prefill p50,
+    decode tokens/s) for local models in memory; the last two from its last minute's answers."""
     now = time.time() if now is None else now
+    speed = {m.get("model"): m for m in s.get("local_requests") or []}
     rows: list[tuple[str, ...]] = []
     for m in s["local"].get("loaded") or []:
         unload = m.get("unloads_in_s")
+        answered = speed.get(m.get("model")) or {}
         rows.append(
             (
                 str(m.get("model")),
@@ -84,6 +91,10 @@ def local_rows(s: dict[str, Any], now: float | None = None) -> list[tuple[str, .
                 _size(m.get("memory_bytes")),
                 str(m.get("queue_depth", 0)),
                 "never" if unload is None else f"{float(unload):.0f} s",
+                f"{m.get('active', 0)}/{m.get('parallel', 1)}",
+                _size(m.get("cache_bytes")),
+                _or_dash(answered.get("prefill_p50_ms"), " ms"),
+                _or_dash(answered.get("decode_tps")),
             )
         )
     return rows
@@ -106,7 +117,8 @@ def key_rows(s: dict[str, Any]) -> list[tuple[str, ...]]:
 
 def request_rows(s: dict[str, Any]) -> list[tuple[str, ...]]:
     """The latest requests, newest first: (time, model, provider, status, latency, tokens, cache,
-    fallbacks)."""
+    fallbacks, prompt tokens, cached tokens, prefill ms, decode tokens/s); the last two only a
+    local model's answer has ("-" for the others)."""
     rows: list[tuple[str, ...]] = []
     for r in reversed(s.get("recent") or []):
         rows.append(
@@ -119,6 +131,10 @@ def request_rows(s: dict[str, Any]) -> list[tuple[str, ...]]:
                 str(r["tokens"]),
                 str(r.get("cache") or "-"),
                 str(r["fallbacks"]),
+                str(r.get("prompt_tokens", "-")),
+                "-" if r.get("cached_tokens") is None else str(r["cached_tokens"]),
+                _or_dash(r.get("prefill_ms")),
+                _or_dash(r.get("decode_tps")),
             )
         )
     return rows

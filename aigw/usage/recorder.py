@@ -60,6 +60,13 @@ class UsageRow:
     """The x-request-id the response carried."""
     dialect: str | None = None
     """The API the request spoke: openai, anthropic, responses, rag (see `aigw.api.dialects`)."""
+    cached_tokens: int | None = None
+    """Prompt tokens the upstream read from its prompt cache (None: it did not say)."""
+    prefill_ms: float | None = None
+    """A local model's time to its first generated token (None for any other answer)."""
+    decode_tps: float | None = None
+    """A local model's generated tokens per second after the first (None: other answers, or
+    fewer than two tokens)."""
 
 
 WRITER_CACHE_KIB = 256

@@ -147,6 +147,9 @@ def test_schema(tmp_path: Path) -> None:
         "saved_usd": "REAL",
         "request_id": "TEXT",
         "dialect": "TEXT",
+        "cached_tokens": "INTEGER",
+        "prefill_ms": "REAL",
+        "decode_tps": "REAL",
     }
     responses = {c.name: c.type for c in db.table("responses").columns}
     assert responses == {
@@ -171,4 +174,28 @@ def test_a_version_1_database_upgrades_keeping_its_rows(tmp_path: Path) -> None:
     assert migrate(conn) == [n for n, _ in MIGRATIONS[1:]]
     row = conn.execute("SELECT key_id, cost_usd, cache, saved_usd FROM usage").fetchone()
     assert row == ("k", 0.25, None, 0.0)
+    conn.close()
+
+
+def test_a_version_5_usage_log_gains_the_speed_columns_and_keeps_working(tmp_path: Path) -> None:
+    """Migration 6 on a database an earlier aigw wrote: its rows stay, with no figures (NULL, not
+    0: unknown), and the recorder writes rows with them into the same table."""
+    from aigw.usage.recorder import UsageRecorder, UsageRow
+
+    path = tmp_path / "aigw.db"
+    conn = connect(path)
+    assert migrate(conn, MIGRATIONS[:5]) == [1, 2, 3, 4, 5]
+    conn.execute("INSERT INTO usage (ts, status, prompt_tokens, dialect) VALUES (1.0, 200, 42, 'openai')")
+    conn.commit()
+    conn.close()
+    with UsageRecorder(path, flush_interval_s=60) as rec:
+        row = UsageRow(ts=2.0, status=200, prompt_tokens=30, cached_tokens=24, prefill_ms=5.5, decode_tps=80)
+        rec.record(row)
+        assert rec.flush()
+    conn = connect(path)
+    assert schema_version(conn) == 6
+    rows = conn.execute(
+        "SELECT ts, prompt_tokens, dialect, cached_tokens, prefill_ms, decode_tps FROM usage ORDER BY ts"
+    ).fetchall()
+    assert rows == [(1.0, 42, "openai", None, None, None), (2.0, 30, None, 24, 5.5, 80.0)]
     conn.close()

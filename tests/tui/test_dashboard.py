@@ -21,7 +21,7 @@ from textual.widgets._footer import FooterKey
 from aigw.daemon.client import AsyncDaemonClient
 from aigw.tui.app import Dashboard
 from aigw.tui.source import DaemonDown, DaemonSource
-from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, write_config
+from tests.fixtures.daemon import DaemonProcess, fake_config, free_port, serving, write_config
 from tests.fixtures.fake_openai import FakeOpenAIServer
 
 SIZE = (80, 24)
@@ -92,6 +92,41 @@ def test_panels_show_the_figures_after_requests(gw: DaemonProcess) -> None:
 
 
 @pytest.mark.process
+def test_a_local_models_figures_show_in_the_panels(tmp_path: Path) -> None:
+    """A real llama.cpp model's answers: the request tail shows each one's prompt and cached
+    tokens, prefill time and decode rate; the local table its slots, prompt cache and last minute."""
+    pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed")
+    from tests.fixtures.tiny_gguf import write_tiny_llama
+
+    write_tiny_llama(tmp_path / "tiny.gguf")
+    history = [{"role": "user", "content": "The story so far: " + "once upon a time " * 12}]
+    config = f'[providers.gguf]\ntype = "llama_cpp"\nparallel = 3\nmodels = {{ tiny = "{tmp_path}/tiny.gguf" }}\n'
+    with serving(tmp_path / "home", config) as d:
+        body = {"model": "gguf/tiny", "max_tokens": 6, "temperature": 0, "messages": history}
+        first = d.post("/v1/chat/completions", json=body).json()
+        answer = first["choices"][0]["message"]
+        again = [*history, answer, {"role": "user", "content": "go on"}]
+        second = d.post("/v1/chat/completions", json={**body, "messages": again}).json()
+        cached = second["usage"]["prompt_tokens_details"]["cached_tokens"]
+
+        async def run() -> None:
+            app = Dashboard(DaemonSource(client(d)), refresh_s=0.2)
+            async with app.run_test(size=SIZE) as pilot:
+                await until(pilot, lambda: len(rows(app, "#tail")) == 2)
+                newest = rows(app, "#tail")[0]
+                assert newest[1:4] == ["gguf/tiny", "gguf", "200"]
+                prompt, shown_cached, prefill, rate = newest[8:]
+                assert int(prompt) == second["usage"]["prompt_tokens"] and int(shown_cached) == cached > 50
+                assert float(prefill) > 0 and float(rate) > 0
+                (local,) = rows(app, "#local")
+                assert local[0] == "gguf/tiny" and local[5:7] == ["0/3", "0 B"]  # nothing saved yet
+                assert local[7].endswith(" ms") and float(local[7].removesuffix(" ms")) > 0
+                assert float(local[8]) > 0
+
+        asyncio.run(run())
+
+
+@pytest.mark.process
 def test_the_chat_tab_streams_an_answer(gw: DaemonProcess) -> None:
     async def run() -> None:
         app = Dashboard(DaemonSource(client(gw)), refresh_s=0.5)
@@ -152,11 +187,25 @@ CANNED: dict[str, Any] = {
                 "model": "local/qwen",
                 "state": "idle",
                 "memory_bytes": 7e8,
-                "queue_depth": 0,
+                "queue_depth": 1,
+                "parallel": 4,
+                "active": 1,
+                "cache_bytes": 1.5e8,
                 "unloads_in_s": 241.0,
             }
         ],
     },
+    "local_requests": [
+        {
+            "model": "local/qwen",
+            "requests": 3,
+            "prompt_tokens": 12000,
+            "cached_tokens": 10000,
+            "prefill_p50_ms": 180.0,
+            "prefill_p95_ms": 950.0,
+            "decode_tps": 42.5,
+        }
+    ],
     "cache": {
         "mode": "deterministic",
         "hits": 120,
@@ -190,8 +239,29 @@ CANNED: dict[str, Any] = {
             "tokens": 120,
             "cache": "miss" if i % 3 else "hit",
             "fallbacks": 0,
+            "prompt_tokens": 100,
+            "cached_tokens": None if i % 3 else 64,
+            "prefill_ms": None,
+            "decode_tps": None,
         }
-        for i in range(12)
+        for i in range(11)
+    ]
+    + [
+        {
+            "ts": 1_800_000_011.0,
+            "key": None,
+            "model": "qwen",
+            "provider": "local",
+            "status": 200,
+            "latency_ms": 1210.0,
+            "tokens": 4040,
+            "cache": "miss",
+            "fallbacks": 0,
+            "prompt_tokens": 4000,
+            "cached_tokens": 3900,
+            "prefill_ms": 240.5,
+            "decode_tps": 41.27,
+        }
     ],
 }
 
@@ -257,7 +327,28 @@ def test_canned_figures_in_the_view() -> None:
         "anthropic/claude-haiku: open",
     )
     assert "hit ratio 75% (120 hits, 40 misses) · 160 entries, 2.5 MB" in view.cache_line(CANNED)
+    # a local model: slots in use, its prompt cache, and its last minute's prefill and decode rate
+    assert view.local_rows(CANNED)[0][3:] == ("1", "241 s", "1/4", "150.0 MB", "180 ms", "42")
+    local, cloud, cached = view.request_rows(CANNED)[:3]
+    assert local[1:3] == ("qwen", "local") and local[8:] == ("4000", "3900", "240", "41")
+    assert cloud[8:] == ("100", "-", "-", "-") and cached[8:] == ("100", "64", "-", "-")
     assert httpx  # the module is the dashboard's HTTP client too
+
+
+def test_the_tails_figures_past_the_right_edge_scroll_into_view() -> None:
+    """At 80 columns the local figures lie right of the fallbacks: Tab and the arrow keys reach them."""
+
+    async def run() -> None:
+        app = Dashboard(Canned(CANNED), refresh_s=60)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("2", "tab")
+            tail = app.query_one("#tail", DataTable)
+            assert app.focused is tail and tail.max_scroll_x > 0 and tail.scroll_x == 0
+            await pilot.press(*["right"] * tail.max_scroll_x)
+            await pilot.pause()
+            assert tail.scroll_x == tail.max_scroll_x
+
+    asyncio.run(run())
 
 
 def test_latencies_keep_two_significant_digits() -> None:

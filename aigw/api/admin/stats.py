@@ -1,6 +1,7 @@
 """GET /admin/stats: one cheap snapshot of everything the dashboard (`aigw tui`) shows, polled
-about once a second: traffic over the last minute, providers and breakers, local models, the
-cache, each key's rate-limit use and spend today, RAG collections, and the latest requests."""
+about once a second: traffic over the last minute, providers and breakers, local models (and how
+fast each answered in the last minute), the cache, each key's rate-limit use and spend today, RAG
+collections, and the latest requests."""
 
 from __future__ import annotations
 
@@ -27,6 +28,10 @@ RATE_WINDOW_S = 10.0
 TAIL = 50
 
 
+def _p95(ordered: list[float]) -> float:
+    return ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
+
+
 def traffic(recent: list[Recent], now: float) -> dict[str, Any]:
     window = [r for r in recent if r.ts >= now - WINDOW_S]
     latest = [r for r in window if r.ts >= now - RATE_WINDOW_S]
@@ -36,8 +41,37 @@ def traffic(recent: list[Recent], now: float) -> dict[str, Any]:
         "requests_1m": len(window),
         "errors_1m": sum(1 for r in window if r.status >= 400),
         "p50_ms": round(statistics.median(lat), 3) if lat else None,
-        "p95_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.95))], 3) if lat else None,
+        "p95_ms": round(_p95(lat), 3) if lat else None,
     }
+
+
+def local_requests(recent: list[Recent], now: float) -> list[dict[str, Any]]:
+    """Per local model, its answers of the last minute: prompt tokens and the cached part of them
+    (totals), time to the first token (p50, p95), and the decode rate of one stream (all the
+    tokens generated after each answer's first, over the time they took)."""
+    models: dict[str, list[Recent]] = {}
+    for r in recent:
+        if r.ts >= now - WINDOW_S and r.speed.prefill_ms is not None:
+            models.setdefault(r.target, []).append(r)
+    out = []
+    for model, rows in sorted(models.items()):
+        prefill = sorted(r.speed.prefill_ms for r in rows if r.speed.prefill_ms is not None)
+        decoded = [
+            (r.tokens - r.prompt_tokens - 1, r.speed.decode_tps) for r in rows if r.speed.decode_tps
+        ]
+        seconds = sum(n / tps for n, tps in decoded)
+        out.append(
+            {
+                "model": model,
+                "requests": len(rows),
+                "prompt_tokens": sum(r.prompt_tokens for r in rows),
+                "cached_tokens": sum(r.speed.cached_tokens or 0 for r in rows),
+                "prefill_p50_ms": round(statistics.median(prefill), 3),
+                "prefill_p95_ms": round(_p95(prefill), 3),
+                "decode_tps": round(sum(n for n, _ in decoded) / seconds, 1) if seconds else None,
+            }
+        )
+    return out
 
 
 def _spend_today(gw: Gateway) -> dict[str, float]:
@@ -118,6 +152,7 @@ async def stats(gw: GatewayDep) -> dict[str, Any]:
         "breakers": health["breakers"],
         "routing": health["routing"],
         "local": health["local"],
+        "local_requests": local_requests(recent, now),
         "rag": rag,
         "recent": [
             {
@@ -130,6 +165,10 @@ async def stats(gw: GatewayDep) -> dict[str, Any]:
                 "tokens": r.tokens,
                 "cache": r.cache,
                 "fallbacks": r.fallbacks,
+                "prompt_tokens": r.prompt_tokens,
+                "cached_tokens": r.speed.cached_tokens,
+                "prefill_ms": r.speed.prefill_ms,
+                "decode_tps": r.speed.decode_tps,
             }
             for r in recent[-TAIL:]
         ],

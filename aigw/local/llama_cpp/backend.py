@@ -310,6 +310,9 @@ class LlamaModel:
             self.step()
         return run.outcome()
 
+    def slots(self) -> tuple[int, int] | None:
+        return (self.batcher.parallel, self.batcher.active) if self.batcher is not None else None
+
     def cache_bytes(self) -> int:
         """Memory held by saved prompt states (beyond the slots' own KV cells)."""
         return self.batcher.saved_bytes if self.batcher is not None else 0

@@ -292,6 +292,10 @@ class MlxModel:
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int]:
         raise CapabilityError(f"{self.spec.name} is not an embedding model", param="model")
 
+    def slots(self) -> tuple[int, int] | None:
+        b = self.batcher
+        return (b.parallel, min(b.pending, b.parallel)) if b is not None else None
+
     def cache_bytes(self) -> int:
         return self.batcher.saved_bytes if self.batcher is not None else 0
 
