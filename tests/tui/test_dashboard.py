@@ -100,7 +100,8 @@ def test_a_local_models_figures_show_in_the_panels(tmp_path: Path) -> None:
 
     write_tiny_llama(tmp_path / "tiny.gguf")
     history = [{"role": "user", "content": "The story so far: " + "once upon a time " * 12}]
-    config = f'[providers.gguf]\ntype = "llama_cpp"\nparallel = 3\nmodels = {{ tiny = "{tmp_path}/tiny.gguf" }}'
+    models = f'models = {{ tiny = "{tmp_path}/tiny.gguf" }}'
+    config = f'[providers.gguf]\ntype = "llama_cpp"\nparallel = 3\n{models}\n'
     with serving(tmp_path / "home", config) as d:
         body = {"model": "gguf/tiny", "max_tokens": 6, "temperature": 0, "messages": history}
         first = d.post("/v1/chat/completions", json=body).json()
