@@ -134,7 +134,8 @@ class LoadedModel(Protocol):
         ...
 
     def drop_cache(self) -> int:
-        """Forget saved prompt states (from any thread); the bytes freed."""
+        """Forget saved prompt states; the bytes freed. Safe from any thread (the engine calls it
+        from the event loop to make room, and on the owner thread under memory pressure)."""
         ...
 
     def slots(self) -> tuple[int, int] | None:
@@ -159,30 +160,6 @@ class LoadedModel(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
-
-
-class Sequential:
-    """A base for models that run one generation at a time: `begin` runs it to its end."""
-
-    def generate(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit) -> GenResult:
-        raise NotImplementedError
-
-    def begin(
-        self, messages: list[dict[str, Any]], params: GenParams, emit: Emit, alive: Callable[[], bool]
-    ) -> Finished:
-        return Finished(self.generate(messages, params, emit))
-
-    def step(self) -> None:
-        """Nothing runs between requests."""
-
-    def cache_bytes(self) -> int:
-        return 0
-
-    def drop_cache(self) -> int:
-        return 0
-
-    def slots(self) -> tuple[int, int] | None:
-        return None
 
 
 class Backend(Protocol):

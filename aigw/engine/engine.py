@@ -220,7 +220,7 @@ class Engine:
         cond = self._condition()
         async with cond:
             idle = sorted((s for s in self._slots.values() if not s.busy), key=lambda s: s.last_used)
-            dropping = [s for s in idle if level is Pressure.WARNING and relief.can_drop_cache(s.model)]
+            dropping = [s for s in idle if level is Pressure.WARNING and s.model is not None]
             for slot in dropping:
                 slot.pending += 1  # busy while its cache drops: nothing unloads it meanwhile
         try:
@@ -243,7 +243,7 @@ class Engine:
 
     async def _drop_cache(self, slot: Slot) -> int:
         """The slot's prompt caches dropped on its owner thread (not counted as a request)."""
-        job: Job[int] = Job(lambda model, _job: relief.drop_cache(model), asyncio.get_running_loop())
+        job: Job[int] = Job(lambda model, _job: model.drop_cache(), asyncio.get_running_loop())
         slot.jobs.put(job)
         try:
             return await job.wait()

@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from aigw.engine.memory import GiB, Pressure
 
@@ -34,24 +33,6 @@ POLL_S = 2.0
 """How often the engine reads the system's memory pressure by default."""
 SETTLE_S = 10.0
 """After relieving a warning, how long to let the system's measures catch up before acting again."""
-
-
-class DropsCache(Protocol):
-    """A loaded model that keeps prompt caches (saved prefix states) it can give back."""
-
-    def drop_cache(self) -> int:
-        """Free every prompt cache the model holds; the bytes freed. Called on its owner thread."""
-        ...
-
-
-def drop_cache(model: object) -> int:
-    """On the model's owner thread: drop its prompt caches; the bytes freed (0: it keeps none)."""
-    drop = getattr(model, "drop_cache", None)
-    return int(drop()) if callable(drop) else 0
-
-
-def can_drop_cache(model: object) -> bool:
-    return callable(getattr(model, "drop_cache", None))
 
 
 @dataclass(frozen=True, slots=True)

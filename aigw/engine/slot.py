@@ -212,6 +212,7 @@ class Slot:
         except Exception as e:  # the batch is lost: every generation in it fails, the model stays
             err = self._failure(e)
             for job, _ in runs:
+                job.cancelled = True  # so the model drops it at its next step
                 job._finish(Event.ERROR, err)
             runs.clear()
             return

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+WORTH_SHARING = 64
+"""A prefix shorter than this (a chat template's header) is not worth restoring or copying a
+saved state for, nor taking over another conversation's slot while an empty one is free."""
 
 
 def shared(a: Sequence[int], b: Sequence[int]) -> int:
@@ -95,8 +98,9 @@ class SavedPrefixes(Generic[T]):
             return False
         with self._lock:
             for k, old in list(self._entries.items()):
-                if shared(old.tokens, entry.tokens) == len(old.tokens):  # the new one extends it
-                    self._remove(k)
+                same_owner = old.key is None or entry.key is None or old.key == entry.key
+                if same_owner and shared(old.tokens, entry.tokens) == len(old.tokens):
+                    self._remove(k)  # the new one extends it
             self._entries[id(entry)] = entry
             self._bytes += entry.nbytes
             while self._bytes > self.limit_bytes:

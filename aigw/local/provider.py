@@ -15,6 +15,7 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from aigw.domain import (
@@ -120,12 +121,35 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
         stop=tuple(req.stop),
         seed=req.seed,
         grammar=grammar,
-        extra={k: body[k] for k in _SAMPLING_EXTRA if body.get(k) is not None},
+        extra=_sampling_extra(body),
         tools=tools,
         reasoning=requested(body, req.hint),
         reasoning_required=body.get("reasoning_effort") is not None,
         cache_key=_cache_key(body),
     )
+
+
+_EXTRA_RANGES = MappingProxyType({
+    "presence_penalty": (-2.0, 2.0), "frequency_penalty": (-2.0, 2.0), "top_k": (0, 1_000_000),
+    "min_p": (0.0, 1.0), "repeat_penalty": (0.0, 10.0),
+})  # fmt: skip
+
+
+def _sampling_extra(body: dict[str, Any]) -> dict[str, Any]:
+    """The sampling knobs beyond OpenAI's own, checked: a number in its range (top_k a whole one)."""
+    out: dict[str, Any] = {}
+    for name in _SAMPLING_EXTRA:
+        value = body.get(name)
+        if value is None:
+            continue
+        low, high = _EXTRA_RANGES[name]
+        whole = name == "top_k"
+        kinds = (int,) if whole else (int, float)
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            kind = "an integer" if whole else "a number"
+            raise InvalidRequest(f"{name} must be {kind} from {low} to {high}", param=name)
+        out[name] = value
+    return out
 
 
 def _cache_key(body: dict[str, Any]) -> str | None:

@@ -11,14 +11,31 @@ from typing import Any
 import pytest
 
 from aigw.domain import Capability
-from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, Sequential
+from aigw.engine.backend import Emit, Finished, GenParams, GenResult, LoadedModel, ModelSpec
 from aigw.engine.engine import Engine, EngineLimits, Job
 from aigw.errors import ServiceUnavailable
 
 
-class Echo(Sequential):
+class Echo:
+    """A model that runs one generation at a time."""
+
     def __init__(self, gate: threading.Event | None) -> None:
         self.gate = gate
+
+    def begin(self, messages: list[dict[str, Any]], params: GenParams, emit: Emit, alive: Any) -> Any:
+        return Finished(self.generate(messages, params, emit))
+
+    def step(self) -> None:
+        pass
+
+    def cache_bytes(self) -> int:
+        return 0
+
+    def drop_cache(self) -> int:
+        return 0
+
+    def slots(self) -> tuple[int, int] | None:
+        return None
 
     def capabilities(self) -> frozenset[Capability]:
         return frozenset({Capability.CHAT})
@@ -290,11 +307,12 @@ def test_a_cancelled_generation_leaves_at_the_next_step_and_a_failed_step_fails_
         model = backend.models[0]
         assert model.runs[0].made < 100  # it stopped within a step of the cancel, not at 10,000
         model.fail_next = True
-        failing = await e.submit("p/a", gen(5))
+        failing = await e.submit("p/a", gen(10_000))
         with pytest.raises(Exception, match="decode failed"):
             await asyncio.wait_for(failing.wait(), 5)
         after = await e.submit("p/a", gen(3))  # the model keeps serving
         assert (await asyncio.wait_for(after.wait(), 5)).completion_tokens == 3
+        assert model.runs[2].done and model.runs[2].made < 100  # the failed one left the batch
         await e.aclose()
 
     asyncio.run(run())

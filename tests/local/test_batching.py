@@ -145,3 +145,20 @@ def test_a_stream_whose_client_goes_away_leaves_and_the_others_go_on(
     assert stays["text"] == expected
     # the abandoned generation stopped early: far fewer than its 1,500 tokens were made
     assert generated(daemon) - before < 200 + 1000
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("repeat_penalty", "x"), ("top_k", 2.5), ("min_p", 3), ("presence_penalty", True)]
+)
+def test_a_bad_sampling_value_is_a_400_and_the_others_go_on(
+    client: openai.OpenAI, field: str, value: Any
+) -> None:
+    expected = ask(client, PROMPTS[2], max_tokens=100)[0]
+    out: dict[str, str] = {}
+    other = threading.Thread(target=lambda: out.update(text=ask(client, PROMPTS[2], max_tokens=100)[0]))
+    other.start()
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(client, PROMPTS[0], extra_body={field: value})
+    other.join(120)
+    assert err.value.param == field
+    assert out["text"] == expected

@@ -23,13 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aigw.engine.backend import GenParams
-from aigw.local.prefixes import Saved, SavedPrefixes, continues, shared
+from aigw.local.prefixes import WORTH_SHARING, Saved, SavedPrefixes, continues, shared
 from aigw.local.run import Run
 
 log = logging.getLogger("aigw.local")
-WORTH_SHARING = 64
-"""A shared prefix shorter than this (a chat template's header) does not make a request take over
-another conversation's slot while an empty one is free."""
 
 
 class DecodeError(RuntimeError):
@@ -156,12 +153,16 @@ class Batcher:
             return
         for slot, fed, out in planned:
             slot.tokens.extend(fed)
-            if out < 0:
-                continue
             run = slot.run
-            assert run is not None
-            token = self._sample(slot, run, out)
-            if run.accept(token):
+            if out < 0 or run is None:
+                continue
+            try:
+                token = self._sample(slot, run, out)
+                ended = run.accept(token)
+            except Exception as e:
+                run.fail(e)
+                ended = True
+            if ended:
                 self._release(slot)
             else:
                 slot.feed = [token]
@@ -195,7 +196,19 @@ class Batcher:
                 run.fail(e)
 
     def _place(self, run: Run, free: list[_Slot]) -> None:
+        sampler = make_sampler(run.params, self.n_vocab)  # first: a bad parameter fails alone
+        try:
+            slot, feed = self._prepare(run, free)
+        except BaseException:
+            self._ll.llama_sampler_free(sampler)
+            raise
         self._uses += 1
+        slot.run, slot.feed, slot.used, slot.sampler = run, feed, self._uses, sampler
+        slot.prompt_len, slot.key = len(run.prompt), run.key
+
+    def _prepare(self, run: Run, free: list[_Slot]) -> tuple[_Slot, list[int]]:
+        """The slot the run takes, holding as much of its prompt as can be reused, and the
+        tokens it still has to read."""
         if run.vision is not None:
             slot = min(free, key=lambda s: s.used)
             self._save(slot)
@@ -203,27 +216,33 @@ class Batcher:
             run.begin(0)
             tokens = run.vision(slot.seq, self.n_batch)
             # its last token is read again in the batch: its logits give the first new token
-            self._ll.llama_memory_seq_rm(self._mem, slot.seq, len(tokens) - 1, -1)
-            run.prompt, slot.tokens, feed = tokens, tokens[:-1], tokens[-1:]
-        else:
-            prompt = run.prompt
-            slot, same = self._choose(free, prompt, run.key)
-            entry, saved_same = self._saved.nearest(prompt)
-            if entry is not None and saved_same > same:
-                slot = min(free, key=lambda s: (shared(s.tokens, prompt) > 0, s.used))
-                self._save(slot)
-                self._restore(slot, entry, run.key, saved_same)
-                same = saved_same
-            elif same and not continues(slot.prompt_len, same, slot.key, run.key):
-                self._save(slot)  # the slot's own conversation stays findable
-            same = min(same, len(prompt) - 1)  # the last token is read again: its logits are next
-            self._ll.llama_memory_seq_rm(self._mem, slot.seq, same, -1)
-            del slot.tokens[same:]
-            feed = prompt[same:]
-            run.begin(same)
-        slot.run, slot.feed, slot.used = run, feed, self._uses
-        slot.prompt_len, slot.key = len(run.prompt), run.key
-        slot.sampler = make_sampler(run.params, self.n_vocab)
+            if not self._trim(slot, len(tokens) - 1):
+                raise DecodeError("llama.cpp cannot re-read the prompt's last token on this model")
+            run.prompt, slot.tokens = tokens, tokens[:-1]
+            return slot, tokens[-1:]
+        prompt = run.prompt
+        slot, same = self._choose(free, prompt, run.key)
+        entry, saved_same = self._saved.nearest(prompt)
+        if entry is not None and saved_same - same >= WORTH_SHARING:
+            slot = min(free, key=lambda s: (shared(s.tokens, prompt) > 0, s.used))
+            self._save(slot)
+            same = saved_same if self._restore(slot, entry, run.key, saved_same) else 0
+        elif not continues(slot.prompt_len, same, slot.key, run.key):
+            self._save(slot)  # the slot's own conversation stays findable
+        same = min(same, len(prompt) - 1)  # the last token is read again: its logits are next
+        if not self._trim(slot, same):
+            same = 0
+        run.begin(same)
+        return slot, prompt[same:]
+
+    def _trim(self, slot: _Slot, keep: int) -> bool:
+        """Keep the slot's first `keep` cells; a model that cannot cut a sequence (recurrent,
+        hybrid) has it cleared instead (False)."""
+        if self._ll.llama_memory_seq_rm(self._mem, slot.seq, keep, -1):
+            del slot.tokens[keep:]
+            return True
+        self._clear(slot)
+        return False
 
     def _choose(self, free: list[_Slot], prompt: list[int], key: str | None) -> tuple[_Slot, int]:
         """The free slot for a prompt, and the prefix it shares: one whose conversation the prompt
@@ -251,19 +270,23 @@ class Batcher:
         buf = (ctypes.c_uint8 * size)()
         n = int(ll.llama_state_seq_get_data(self._ctx.ctx, buf, size, slot.seq))
         if n:
-            self._saved.put(Saved(list(slot.tokens), slot.prompt_len, (buf, n), n, slot.key))
+            prompt_len = min(slot.prompt_len, len(slot.tokens))  # a run cut short in its prompt
+            self._saved.put(Saved(list(slot.tokens), prompt_len, (buf, n), n, slot.key))
 
-    def _restore(self, slot: _Slot, entry: Saved[Any], key: str | None, same: int) -> None:
+    def _restore(self, slot: _Slot, entry: Saved[Any], key: str | None, same: int) -> bool:
+        """The saved state into the slot's sequence (False, the slot cleared, if llama.cpp refuses)."""
         buf, n = entry.state
         self._clear(slot)
         if int(self._ll.llama_state_seq_set_data(self._ctx.ctx, buf, n, slot.seq)) != n:
             self._clear(slot)
-            return
+            return False
         slot.tokens = list(entry.tokens)
+        slot.prompt_len, slot.key = entry.prompt_len, entry.key
         if continues(entry.prompt_len, same, entry.key, key):
             self._saved.take(entry)  # this conversation goes on in the slot
         else:
             self._saved.touch(entry)
+        return True
 
     def _clear(self, slot: _Slot) -> None:
         self._ll.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from aigw.engine.backend import GenParams
-from aigw.local.prefixes import Saved, SavedPrefixes, continues
+from aigw.local.prefixes import WORTH_SHARING, Saved, SavedPrefixes, continues
 from aigw.local.run import Run
 
 
@@ -80,19 +80,25 @@ class _Live:
     prompt_len: int
     key: str | None
     made: list[int] = field(default_factory=list)
+    reading: bool = False
+    """The generator has begun reading its prompt (its slot's clock runs)."""
 
 
 class MlxBatcher:
     def __init__(self, model: Any, parallel: int, saved: SavedPrefixes[list[Any]]) -> None:
-        from mlx_lm.generate import BatchGenerator
-
         self.parallel = parallel
         self._model = model
-        self._gen: Any = BatchGenerator(
-            model, completion_batch_size=parallel, prefill_batch_size=parallel, prefill_step_size=512
-        )
+        self._gen: Any = self._new_generator()
         self._live: dict[int, _Live] = {}
         self._saved = saved
+
+    def _new_generator(self) -> Any:
+        from mlx_lm.generate import BatchGenerator
+
+        n = self.parallel
+        return BatchGenerator(
+            self._model, completion_batch_size=n, prefill_batch_size=n, prefill_step_size=512
+        )
 
     @property
     def pending(self) -> int:
@@ -108,12 +114,14 @@ class MlxBatcher:
     def add(self, run: Run, processors: list[Any]) -> None:
         """The run joins at the next step, reading only what no saved state covers."""
         prompt = run.prompt
+        sampler = make_sampler(run.params)  # first: a bad parameter fails before any state moves
         cache, same = self._cache_for(prompt, run.key)
         (uid,) = self._gen.insert(
             [prompt[same:]],
             max_tokens=[run.max_tokens],
             caches=[cache],
-            samplers=[make_sampler(run.params)],
+            all_tokens=[list(prompt[:same])],  # what the penalties look back on, as from cold
+            samplers=[sampler],
             logits_processors=[processors],
         )
         run.begin(same)
@@ -125,7 +133,10 @@ class MlxBatcher:
         entry, same = self._saved.nearest(prompt)
         if entry is None or not can_trim_prompt_cache(entry.state):
             return make_prompt_cache(self._model), 0
-        if continues(entry.prompt_len, same, entry.key, key):
+        going_on = continues(entry.prompt_len, same, entry.key, key)
+        if not going_on and same < WORTH_SHARING:  # a chat header is not worth copying a state
+            return make_prompt_cache(self._model), 0
+        if going_on:
             self._saved.take(entry)  # this conversation goes on here
             cache = entry.state
         else:
@@ -142,7 +153,16 @@ class MlxBatcher:
             self._leave(uid, None)
         if not self._live:
             return
-        _, responses = self._gen.next()
+        try:
+            reading, responses = self._gen.next()
+        except Exception as e:
+            self._abort(e)
+            return
+        for r in reading:  # a run's prefill starts when the generator first reads its prompt
+            live = self._live.get(r.uid)
+            if live is not None and not live.reading:
+                live.reading = True
+                live.run.begin(live.run.cached)
         for r in responses:
             live = self._live.get(r.uid)
             if live is None:
@@ -153,6 +173,14 @@ class MlxBatcher:
                 live.run.cancel()
             if ended or r.finish_reason is not None:  # a finished one brings its cache along
                 self._leave(r.uid, r.prompt_cache)
+
+    def _abort(self, error: Exception) -> None:
+        """Every run in the batch fails with `error`; a new generator takes the batch's place."""
+        for live in self._live.values():
+            live.run.fail(error)
+        self._live.clear()
+        self._gen.close()
+        self._gen = self._new_generator()
 
     def _leave(self, uid: int, cache: list[Any] | None) -> None:
         """The run is over: its cache is saved for its conversation's next turn."""
@@ -166,11 +194,12 @@ class MlxBatcher:
             cache = got[0]
         known = live.known + live.made
         offset = int(getattr(cache[0], "offset", 0)) if cache else 0
-        if offset > len(known):  # the generator ran a step ahead
+        if offset > len(known):  # never seen (mlx-lm reads each token it returns): kept safe
             trim_prompt_cache(cache, offset - len(known))
             offset = len(known)
-        if offset > 1:
-            self._saved.put(Saved(known[:offset], live.prompt_len, cache, _nbytes(cache), live.key))
+        if offset > 1:  # a run cut short in its prompt saved what it read
+            prompt_len = min(live.prompt_len, offset)
+            self._saved.put(Saved(known[:offset], prompt_len, cache, _nbytes(cache), live.key))
 
     def close(self) -> None:
         for uid in list(self._live):
