@@ -1,7 +1,8 @@
-"""Local inference through aigw vs the library called directly: time to first token and decode speed.
+"""Local inference through aigw vs the library called directly, and under an agent's load.
 
-Writes a ~57M-parameter llama as a GGUF and as an MLX directory (random weights; one token takes
-well over 5 ms on this CPU), then for the same chat prompt and greedy decoding measures:
+Writes a ~27M-parameter llama (width 512, 8 layers, 4,096 context) as a GGUF and as an MLX
+directory (random weights, a byte vocabulary), then for the same chat prompt and greedy decoding
+measures:
   * direct: llama-cpp-python's own create_chat_completion(stream=True) / mlx-lm's stream_generate,
     in this process;
   * via aigw: a real daemon (its own process) with the model preloaded, streamed over HTTP.
@@ -9,6 +10,10 @@ Time to first token (TTFT) and decode tokens/s (after the first token) are the m
 runs, alternating direct and via aigw; the TTFT overhead is the median of the back-to-back pairs.
 Then constrained decoding (a response_format JSON schema held by llguidance) against the same
 request unconstrained, both through aigw, alternating: decode tokens/s of each and their ratio.
+Then, per engine (bench/local_turns.py): turn 2 of a conversation with a long history against its
+turn 1 (llama.cpp ~2,000 tokens, MLX ~300: mlx on this CPU prefills ~35 tokens/s), two
+conversations interleaved (also on a one-slot llama.cpp model: saved states only), and 4
+concurrent streams against each alone.
 Every request through aigw bypasses the response cache (Cache-Control: no-cache, no-store): the same
 greedy request repeats, and a cached answer would measure nothing.
 Prints a table and exits 0.
@@ -22,6 +27,7 @@ import http.client
 import importlib.util
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -214,7 +220,7 @@ def main() -> None:
         )
         llm.close()
         measure_constrained("llama.cpp", port=port, model="bench", tokens=args.tokens, runs=args.runs)
-        chars = 40 if args.quick else 2000  # about as many tokens: the vocabulary is bytes
+        chars = 40 if args.quick else 1380  # ~2,000 tokens: bytes, and a space is 3 (U+2581)
         turns("llama.cpp", port=port, model="bench", chars=chars, quick=args.quick, runs=args.runs)
         local_turns.interleaved(
             "llama.cpp, one slot (saved states only)",
@@ -243,6 +249,7 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+        shutil.rmtree(home, ignore_errors=True)  # its models are tens of MB each
 
 
 if __name__ == "__main__":

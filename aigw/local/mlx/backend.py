@@ -310,6 +310,7 @@ class MlxModel:
             "format": "mlx",
             "architecture": self.config.get("model_type"),
             "context": self.context,
+            "parallel": self.batcher.parallel if self.batcher is not None else 1,
             "quantization": self.config.get("quantization"),
             "template": f"preset {self.preset.family}"
             if self.preset and self.preset.chat_template
