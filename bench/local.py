@@ -166,16 +166,63 @@ def admin_call(port: int, path: str, model: str, headers: dict[str, str]) -> Non
         raise SystemExit(f"{path} {model}: HTTP {resp.status}: {resp.read().decode()[:300]}")
 
 
+def measure_llama(
+    gguf: Path, model: dict[str, int], *, port: int, admin: dict[str, str], args: argparse.Namespace
+) -> None:
+    import llama_cpp
+
+    llm = llama_cpp.Llama(str(gguf), n_ctx=model["n_ctx"], verbose=False)
+    params = gguf.stat().st_size / 4 / 1e6
+    measure(
+        f"llama.cpp, {params:.0f}M-parameter f32 GGUF",
+        lambda n: direct_run(llm, n),
+        port=port,
+        model="bench",
+        tokens=args.tokens,
+        runs=args.runs,
+    )
+    llm.close()
+    measure_constrained("llama.cpp", port=port, model="bench", tokens=args.tokens, runs=args.runs)
+    chars = 40 if args.quick else 1380  # ~2,000 tokens: bytes, and a space is 3 (U+2581)
+    turns("llama.cpp", port=port, model="bench", chars=chars, quick=args.quick, runs=args.runs)
+    local_turns.interleaved(
+        "llama.cpp, one slot (saved states only)",
+        port=port,
+        model="bench1",
+        chars=chars,
+        rounds=2 if args.quick else 4,
+    )
+    admin_call(port, "/admin/local/unload", "bench1", admin)
+    admin_call(port, "/admin/local/unload", "bench", admin)  # each engine measured alone
+
+
+def measure_mlx(mlx_dir: Path, *, port: int, args: argparse.Namespace) -> None:
+    import mlx_lm
+
+    loaded = mlx_lm.load(str(mlx_dir))[:2]
+    measure(
+        "MLX (mlx-lm), the same model as an MLX directory",
+        lambda n: direct_mlx_run(loaded, n),
+        port=port,
+        model="bench-mlx",
+        tokens=args.tokens,
+        runs=args.runs,
+    )
+    measure_constrained("MLX", port=port, model="bench-mlx", tokens=args.tokens, runs=args.runs)
+    chars = 40 if args.quick else 300  # MLX on this CPU prefills ~35 tokens/s
+    turns("MLX", port=port, model="bench-mlx", chars=chars, quick=args.quick, runs=args.runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--tokens", type=int, default=96)
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--quick", action="store_true", help="a tiny model, 8 tokens, one run: does it run?")
+    ap.add_argument("--only", choices=["llama", "mlx"], help="measure one engine")
     args = ap.parse_args()
     model = QUICK_MODEL if args.quick else BENCH_MODEL
     if args.quick:
         args.tokens, args.runs = 8, 1
-    import llama_cpp
 
     home = Path(tempfile.mkdtemp(prefix="aigw-bench-local-"))
     gguf = write_tiny_llama(home / "bench.gguf", seed=3, **model)
@@ -206,46 +253,14 @@ def main() -> None:
     try:
         wait_healthy(port)  # the admin token exists from then on
         admin = admin_headers(home)
-        for name in ["bench"] + (["bench-mlx"] if has_mlx else []):
+        llama = args.only != "mlx"
+        mlx = has_mlx and args.only != "llama"
+        for name in (["bench"] if llama else []) + (["bench-mlx"] if mlx else []):
             admin_call(port, "/admin/local/load", name, admin)
-        llm = llama_cpp.Llama(str(gguf), n_ctx=model["n_ctx"], verbose=False)
-        params = gguf.stat().st_size / 4 / 1e6
-        measure(
-            f"llama.cpp, {params:.0f}M-parameter f32 GGUF",
-            lambda n: direct_run(llm, n),
-            port=port,
-            model="bench",
-            tokens=args.tokens,
-            runs=args.runs,
-        )
-        llm.close()
-        measure_constrained("llama.cpp", port=port, model="bench", tokens=args.tokens, runs=args.runs)
-        chars = 40 if args.quick else 1380  # ~2,000 tokens: bytes, and a space is 3 (U+2581)
-        turns("llama.cpp", port=port, model="bench", chars=chars, quick=args.quick, runs=args.runs)
-        local_turns.interleaved(
-            "llama.cpp, one slot (saved states only)",
-            port=port,
-            model="bench1",
-            chars=chars,
-            rounds=2 if args.quick else 4,
-        )
-        admin_call(port, "/admin/local/unload", "bench1", admin)
-        admin_call(port, "/admin/local/unload", "bench", admin)  # each engine measured alone
-        if has_mlx:
-            import mlx_lm
-
-            loaded = mlx_lm.load(str(mlx_dir))[:2]
-            measure(
-                "MLX (mlx-lm), the same model as an MLX directory",
-                lambda n: direct_mlx_run(loaded, n),
-                port=port,
-                model="bench-mlx",
-                tokens=args.tokens,
-                runs=args.runs,
-            )
-            measure_constrained("MLX", port=port, model="bench-mlx", tokens=args.tokens, runs=args.runs)
-            chars = 40 if args.quick else 300  # MLX on this CPU prefills ~35 tokens/s
-            turns("MLX", port=port, model="bench-mlx", chars=chars, quick=args.quick, runs=args.runs)
+        if llama:
+            measure_llama(gguf, model, port=port, admin=admin, args=args)
+        if mlx:
+            measure_mlx(mlx_dir, port=port, args=args)
     finally:
         proc.terminate()
         proc.wait(30)
