@@ -3,8 +3,9 @@
 Writes a ~27M-parameter llama (width 512, 8 layers, 4,096 context) as a GGUF and as an MLX
 directory (random weights, a byte vocabulary), then for the same chat prompt and greedy decoding
 measures:
-  * direct: llama-cpp-python's own create_chat_completion(stream=True) / mlx-lm's stream_generate,
-    in this process;
+  * direct: llama-cpp-python's own create_chat_completion(stream=True) (which reuses its own
+    prompt state) / mlx-lm's stream_generate with a prompt cache kept between calls, in this
+    process;
   * via aigw: a real daemon (its own process) with the model preloaded, streamed over HTTP.
 Time to first token (TTFT) and decode tokens/s (after the first token) are the medians of RUNS
 runs, alternating direct and via aigw; the TTFT overhead is the median of the back-to-back pairs.
@@ -64,21 +65,34 @@ def direct_run(llm: object, tokens: int) -> tuple[float, float]:
     return first - t0, (n - 1) / (last - first)
 
 
-def direct_mlx_run(loaded: tuple[object, object], tokens: int) -> tuple[float, float]:
+def direct_mlx_run(loaded: tuple[object, object], tokens: int, held: list[object]) -> tuple[float, float]:
+    """mlx-lm's stream_generate as a careful caller uses it: with a prompt cache kept between
+    calls (in `held`) and trimmed to the prompt, less its last token (as aigw does)."""
     from mlx_lm import stream_generate
+    from mlx_lm.models.cache import make_prompt_cache, trim_prompt_cache
     from mlx_lm.sample_utils import make_sampler
 
     model, tok = loaded
     t0 = time.perf_counter()  # templating and tokenizing count, as in create_chat_completion
     prompt = tok.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)  # type: ignore[attr-defined]
     ids = tok.encode(prompt, add_special_tokens=False)  # type: ignore[attr-defined]
+    if not held:
+        held.extend([make_prompt_cache(model), 0])
+    cache, size = held[0], int(held[1])  # type: ignore[call-overload]
+    feed = ids
+    if size:  # the same prompt as last time: read its last token again
+        trim_prompt_cache(cache, size - (len(ids) - 1))  # type: ignore[arg-type]
+        feed = ids[-1:]
     first = last = 0.0
     n = 0
-    for _ in stream_generate(model, tok, ids, max_tokens=tokens, sampler=make_sampler(temp=0.0)):
+    for _ in stream_generate(
+        model, tok, feed, max_tokens=tokens, sampler=make_sampler(temp=0.0), prompt_cache=cache
+    ):
         now = time.perf_counter()  # one step per token (its text may come words later)
         first = first or now
         last = now
         n += 1
+    held[1] = int(cache[0].offset)  # type: ignore[index]
     return first - t0, (n - 1) / (last - first)
 
 
@@ -200,9 +214,10 @@ def measure_mlx(mlx_dir: Path, *, port: int, args: argparse.Namespace) -> None:
     import mlx_lm
 
     loaded = mlx_lm.load(str(mlx_dir))[:2]
+    held: list[object] = []
     measure(
         "MLX (mlx-lm), the same model as an MLX directory",
-        lambda n: direct_mlx_run(loaded, n),
+        lambda n: direct_mlx_run(loaded, n, held),
         port=port,
         model="bench-mlx",
         tokens=args.tokens,
