@@ -25,6 +25,8 @@ class Timing:
     cached state covered), images included."""
     decode_s: float
     """From the first generated token to the last."""
+    load_s: float = 0.0
+    """Before the run: waiting for the model to load (nothing when it was loaded)."""
 
     def decode_tps(self, completion_tokens: int) -> float | None:
         """Generated tokens per second after the first (None when there were fewer than two)."""

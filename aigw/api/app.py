@@ -24,6 +24,8 @@ from aigw.api.dialects import dialect_of
 from aigw.api.errors import endpoints, install_error_handlers
 from aigw.api.fastpath import FastPath
 from aigw.api.guard import AccessGuard
+from aigw.api.ollama import models as ollama_models
+from aigw.api.ollama import routes as ollama_routes
 from aigw.api.openai import chat, embeddings, models
 from aigw.api.rag import routes as rag
 from aigw.api.responses import routes as responses
@@ -63,7 +65,7 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
         openapi_url=None,
         redirect_slashes=False,  # trailing slashes are dropped in front (FastPath), never redirected
     )
-    dialects = (chat, embeddings, messages, responses)
+    dialects = (chat, embeddings, messages, responses, ollama_routes, ollama_models)
     modules = (health, models, *dialects, rag, admin, admin_cache, admin_stats, metrics)
     routers = [m.router for m in modules]
     install_error_handlers(app, endpoints(routers))
@@ -85,6 +87,7 @@ def create_asgi_app(config: Config, paths: Paths, build: Callable[[], Gateway]) 
     }
     # Clients whose base URL lacks /v1 are served too, as by OpenAI-compatible servers generally.
     routes = {("POST", prefix + path): fn for path, fn in hot.items() for prefix in ("/v1", "")}
+    routes |= {("POST", "/api/chat"): ollama_routes.chat, ("POST", "/api/generate"): ollama_routes.generate}
 
     def gateway() -> Gateway:
         gw: Gateway = app.state.gateway

@@ -32,6 +32,8 @@ from aigw.api.anthropic.errors import error_body as anthropic_error_body
 from aigw.api.anthropic.errors import speaks_anthropic
 from aigw.api.cors import preflight_headers, response_headers
 from aigw.api.errors import error_body
+from aigw.api.ollama.errors import error_body as ollama_error_body
+from aigw.api.ollama.errors import speaks_ollama
 from aigw.api.requestid import CURRENT, HEADER, SCOPE_REQUEST_ID, request_id_for
 from aigw.errors import AigwError, AuthenticationError, PermissionDenied, ServiceUnavailable, quoted
 
@@ -119,7 +121,7 @@ class AccessGuard:
         except AigwError as e:
             client = scope.get("client")
             self._refused(client[0] if client else "unknown", rid, scope["path"], e)
-            await _refuse(e, extra, send, anthropic=speaks_anthropic(scope["path"]))
+            await _refuse(e, extra, send, scope["path"])
             return
         await self.app(scope, receive, _with_headers(send, extra))
 
@@ -172,9 +174,15 @@ async def _empty(status: int, headers: list[tuple[bytes, bytes]], send: Send) ->
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _refuse(e: AigwError, extra: list[tuple[bytes, bytes]], send: Send, *, anthropic: bool) -> None:
-    """The refusal in the dialect of the path asked for (OpenAI's error object, or Anthropic's)."""
-    body = anthropic_error_body(e) if anthropic else error_body(e.message, e.error_type, e.param, e.code)
+async def _refuse(e: AigwError, extra: list[tuple[bytes, bytes]], send: Send, path: str) -> None:
+    """The refusal in the dialect of the path asked for (OpenAI's error object, Anthropic's, or
+    Ollama's)."""
+    if speaks_anthropic(path):
+        body = anthropic_error_body(e)
+    elif speaks_ollama(path):
+        body = ollama_error_body(e)
+    else:
+        body = error_body(e.message, e.error_type, e.param, e.code)
     headers: list[tuple[bytes, bytes]] = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),

@@ -54,6 +54,8 @@ class Job(Generic[R]):
         self.fn = fn
         self._on_done = on_done
         self.cancelled = False
+        self.waited_s = 0.0
+        """How long its submission waited (for the model to load)."""
         self._loop = loop
         self._events: asyncio.Queue[tuple[Event, Any]] = asyncio.Queue()
 

@@ -12,7 +12,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -36,6 +36,7 @@ from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths
 from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
 from aigw.local.images import image_urls, load_images
+from aigw.local.presets import Preset, load_presets
 from aigw.local.shape import Shaper
 from aigw.local.tools import forced_call_schema, tool_names
 from aigw.providers.reasoning import requested
@@ -203,6 +204,8 @@ class ModelKind(Protocol):
 
     def card(self, path: Path, models_dir: Path | None) -> ModelCard: ...
 
+    def describe(self, path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]: ...
+
     def companion(self, path: Path) -> Path | None: ...
 
 
@@ -266,6 +269,18 @@ class LocalProvider:
         """Identifies the weights a model name serves now (for cache keys); None if unknown."""
         spec = self._specs.get(model)
         return None if spec is None else self._fingerprints.of(spec.path)
+
+    def describe_model(self, model: str) -> dict[str, Any] | None:
+        """What `aigw models show` prints of a model (its files read, nothing loaded) and its
+        fingerprint; None when it has no readable files. Reads files: call it off the event loop."""
+        spec = self._specs.get(model)
+        if spec is None:
+            return None
+        try:
+            info = self._kind.describe(spec.path, load_presets(self._presets_dir))
+        except Exception:
+            return None
+        return {**info, "fingerprint": self._fingerprints.of(spec.path)}
 
     def capabilities_for(self, model: str) -> frozenset[Capability]:
         spec = self._specs.get(model)
@@ -335,7 +350,9 @@ class LocalProvider:
             shaper.begin(fmt)
             return model.begin(messages, params, job.emit, lambda: not job.cancelled)
 
+        started = time.perf_counter()
         job = await self.engine.submit(self._key(spec.name), run, keep_alive)
+        job.waited_s = time.perf_counter() - started  # loading the model, when it was not loaded
         return job, f"chatcmpl-{uuid.uuid4().hex[:24]}", shaper
 
     async def _images(self, req: ChatRequest) -> tuple[bytes, ...]:
@@ -349,7 +366,7 @@ class LocalProvider:
         result = await job.wait()
         message, finish = shaper.message(result.text, result.finish_reason)
         choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
-        return ChatResponse(cid, int(time.time()), req.model, [choice], _usage(result))
+        return ChatResponse(cid, int(time.time()), req.model, [choice], _usage(result, job.waited_s))
 
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         job, cid, shaper = await self._submit(req)
@@ -370,7 +387,7 @@ class LocalProvider:
         for delta in shaper.finish():
             yield chunk(delta)
         yield chunk({}, shaper.finish_reason(result.finish_reason))
-        yield ChatChunk(cid, created, req.model, [], usage=_usage(result))
+        yield ChatChunk(cid, created, req.model, [], usage=_usage(result, job.waited_s))
 
     async def count_tokens(self, req: ChatRequest) -> int:
         """The prompt's exact tokens, by the model's own tokenizer and chat template (the model is
@@ -404,8 +421,8 @@ class LocalProvider:
         pass  # the engine, shared by every local provider, is closed by the gateway
 
 
-def _usage(result: GenResult) -> Usage:
+def _usage(result: GenResult, load_s: float = 0.0) -> Usage:
     extra = {"prompt_tokens_details": {"cached_tokens": result.cached_tokens}} if result.cached_tokens else {}
     total = result.prompt_tokens + result.completion_tokens
-    timing = Timing(result.prefill_s, result.decode_s)
+    timing = Timing(result.prefill_s, result.decode_s, load_s)
     return Usage(result.prompt_tokens, result.completion_tokens, total, extra, timing)

@@ -1,0 +1,170 @@
+"""Ollama's API on aigw's port, through the official `ollama` Python client: a real daemon with a
+tiny local GGUF (and a tiny embedding GGUF) and an OpenAI-type fake upstream; list, show, ps, chat
+(whole and streamed, with tools), generate, embed, the load/unload convention, timing fields from
+real measurements, and Ollama's error shape."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.fixtures.daemon import DaemonProcess, serving
+from tests.fixtures.fake_openai import FakeOpenAIServer
+
+pytestmark = pytest.mark.process
+
+ollama = pytest.importorskip("ollama")
+pytest.importorskip("llama_cpp", reason="the 'local' extra is not installed")
+
+LOCAL = "gguf/tiny:latest"
+CLOUD = "up/gpt-test:latest"
+HISTORY = [{"role": "user", "content": "The story so far: " + "once upon a time " * 8}]
+
+
+@pytest.fixture(scope="module")
+def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
+    from tests.fixtures.tiny_gguf import write_tiny_llama
+
+    home: Path = tmp_path_factory.mktemp("ollama")
+    write_tiny_llama(home / "tiny.gguf")
+    up = FakeOpenAIServer().start()
+    config = f"""
+[cache]
+mode = "off"
+
+[providers.gguf]
+type = "llama_cpp"
+discover_models = false
+models = {{ tiny = "{home}/tiny.gguf", emb = {{ path = "{home}/tiny.gguf", embedding = true }} }}
+
+[providers.up]
+type = "openai"
+base_url = "{up.base_url}"
+api_key = "sk-test"
+discover_models = false
+models = ["gpt-test"]
+
+[models.fast]
+targets = [{{ provider = "gguf", model = "tiny" }}]
+"""
+    try:
+        with serving(home, config) as d:
+            yield d
+    finally:
+        up.stop()
+
+
+@pytest.fixture
+def client(daemon: DaemonProcess) -> Any:
+    return ollama.Client(host=daemon.url)
+
+
+def test_version_tags_and_show(client: Any) -> None:
+    assert httpx.get(client._client.base_url.join("/api/version")).json()["version"]
+    names = {m.model: m for m in client.list().models}
+    assert {LOCAL, "gguf/emb:latest", CLOUD, "fast:latest"} <= set(names)
+    local = names[LOCAL]
+    assert local.size and local.size > 0 and local.digest and len(local.digest) == 64
+    assert local.details.family == "llama" and local.details.format == "gguf"
+    assert names[CLOUD].details.format == "api"
+    shown = client.show(LOCAL)
+    assert "completion" in shown.capabilities and "tools" in shown.capabilities
+    assert any(k.endswith(".context_length") for k in shown.modelinfo)
+    assert "embedding" in client.show("gguf/emb").capabilities
+    with pytest.raises(ollama.ResponseError) as err:
+        client.show("nope:latest")
+    assert err.value.status_code == 404 and "nope" in err.value.error
+
+
+def test_chat_whole_and_streamed_with_real_timing(client: Any) -> None:
+    whole = client.chat(model=LOCAL, messages=HISTORY, options={"temperature": 0, "num_predict": 12})
+    assert whole.done and whole.done_reason == "length" and whole.message.role == "assistant"
+    assert whole.eval_count == 12 and whole.prompt_eval_count and whole.prompt_eval_count > 20
+    assert whole.prompt_eval_duration > 0 and 0 < whole.eval_duration < whole.total_duration
+    parts = list(
+        client.chat(model=LOCAL, messages=HISTORY, stream=True, options={"temperature": 0, "num_predict": 12})
+    )
+    assert "".join(p.message.content for p in parts) == whole.message.content
+    assert parts[-1].done and not any(p.done for p in parts[:-1]) and parts[-1].eval_count == 12
+    assert parts[-1].total_duration and parts[-1].eval_duration
+    cloud = client.chat(model=CLOUD, messages=[{"role": "user", "content": "hello"}])
+    assert cloud.message.content == "echo: hello" and cloud.done
+    streamed = "".join(p.message.content for p in client.chat(model=CLOUD, messages=[
+        {"role": "user", "content": "hi there"}], stream=True))  # fmt: skip
+    assert streamed == "echo: hi there"
+
+
+def test_chat_with_tools_through_a_cloud_target(client: Any) -> None:
+    def get_weather(city: str) -> str:
+        """Weather for a city.
+
+        Args:
+          city: the city
+        """
+        return "sunny"
+
+    got = client.chat(
+        model="up/tool-call", messages=[{"role": "user", "content": "Paris"}], tools=[get_weather]
+    )
+    (call,) = got.message.tool_calls
+    assert call.function.name == "get_weather" and call.function.arguments == {"text": "Paris"}
+    again = client.chat(
+        model="up/tool-call",
+        messages=[
+            {"role": "user", "content": "Paris"},
+            {"role": "assistant", "content": "", "tool_calls": [call]},
+            {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+        ],
+        tools=[get_weather],
+    )
+    assert again.message.content == "echo: tool said sunny"
+
+
+def test_generate_format_and_options(client: Any) -> None:
+    out = client.generate(model="fast", prompt="Say something", system="Be brief", options={"num_predict": 5})
+    assert out.done and out.eval_count == 5 and isinstance(out.response, str)
+    parts = list(
+        client.generate(model=LOCAL, prompt="Say", stream=True, options={"num_predict": 4, "seed": 1})
+    )
+    assert parts[-1].done and parts[-1].eval_count == 4
+    n = {"type": "integer", "minimum": 0, "maximum": 9}
+    schema = {"type": "object", "properties": {"n": n}, "required": ["n"], "additionalProperties": False}
+    held = client.generate(model=LOCAL, prompt="a number", format=schema, options={"num_predict": 60})
+    assert isinstance(json.loads(held.response)["n"], int)
+
+
+def test_ps_and_the_load_unload_convention(client: Any) -> None:
+    loaded = client.generate(model=LOCAL, prompt="")
+    assert loaded.done_reason == "load"
+    assert LOCAL in {m.model for m in client.ps().models}
+    gone = client.generate(model=LOCAL, prompt="", keep_alive=0)
+    assert gone.done_reason == "unload"
+    assert LOCAL not in {m.model for m in client.ps().models}
+
+
+def test_embed_and_the_older_embeddings(client: Any) -> None:
+    out = client.embed(model="gguf/emb", input=["one", "two"])
+    assert len(out.embeddings) == 2 and len(out.embeddings[0]) > 8 and out.prompt_eval_count
+    single = client.embeddings(model="gguf/emb", prompt="one")
+    assert single.embedding == pytest.approx(out.embeddings[0], abs=1e-5)
+
+
+def test_errors_in_ollamas_shape(daemon: DaemonProcess) -> None:
+    r = httpx.post(daemon.url + "/api/chat", json={"model": "nope", "messages": HISTORY}, timeout=30)
+    assert r.status_code == 404 and set(r.json()) == {"error"}
+    r = httpx.post(daemon.url + "/api/chat", json={"model": LOCAL, "messages": "x"}, timeout=30)
+    assert r.status_code == 400 and "messages" in r.json()["error"]
+    r = httpx.post(
+        daemon.url + "/api/generate", json={"model": LOCAL, "prompt": "x", "raw": True}, timeout=30
+    )
+    assert r.status_code == 400 and "raw" in r.json()["error"]
+    r = httpx.post(daemon.url + "/api/chat", content=b"{not json", timeout=30)
+    assert r.status_code == 400 and set(r.json()) == {"error"}
+    body = {"model": LOCAL, "messages": HISTORY, "stream": False, "options": {"num_ctx": 8192, "num_predict": 2}}
+    r = httpx.post(daemon.url + "/api/chat", json=body, timeout=30)
+    assert r.status_code == 200 and r.headers["x-aigw-dropped"] == "options.num_ctx"
