@@ -165,6 +165,7 @@ def test_errors_in_ollamas_shape(daemon: DaemonProcess) -> None:
     assert r.status_code == 400 and "raw" in r.json()["error"]
     r = httpx.post(daemon.url + "/api/chat", content=b"{not json", timeout=30)
     assert r.status_code == 400 and set(r.json()) == {"error"}
-    body = {"model": LOCAL, "messages": HISTORY, "stream": False, "options": {"num_ctx": 8192, "num_predict": 2}}
+    options = {"num_ctx": 8192, "num_predict": 2}
+    body = {"model": LOCAL, "messages": HISTORY, "stream": False, "options": options}
     r = httpx.post(daemon.url + "/api/chat", json=body, timeout=30)
     assert r.status_code == 200 and r.headers["x-aigw-dropped"] == "options.num_ctx"
