@@ -88,6 +88,10 @@ DIALECTS = {
         "/v1/responses",
         {"model": "bench", "max_output_tokens": 256, "input": "Say hello.", "store": False},
     ),
+    "ollama": (
+        "/api/chat",
+        {"model": "bench", "messages": MESSAGES, "stream": False, "options": {"num_predict": 256}},
+    ),
 }
 
 
