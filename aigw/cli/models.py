@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -170,14 +169,7 @@ def rm(name: str = typer.Argument(..., help="A pulled model (a file in the model
                 client.unload_model(pulled.model)
         except ClientError:
             pass  # not running, or not a model it serves: nothing is holding the files
-        size = _size(pulled.path)
-        if pulled.path.is_dir() and not pulled.path.is_symlink():
-            shutil.rmtree(pulled.path)
-        else:
-            pulled.path.unlink()
-            if (projector := pulled.kind.companion(pulled.path)) is not None:
-                size += projector.stat().st_size
-                projector.unlink()
+        size = library.remove(pulled)
         typer.echo(f"removed {name} ({pulled.path.name}, {_gib(size)})")
 
 

@@ -32,7 +32,9 @@ from aigw.errors import InvalidRequest, quoted
 from aigw.gateway.call import Caller
 from aigw.gateway.models import ModelIndex
 from aigw.gateway.pipeline import Pipeline
+from aigw.gateway.pulls import ModelPulls
 from aigw.gateway.rag import RagDesk
+from aigw.local.library import ModelLibrary
 from aigw.paths import Paths
 from aigw.providers.base import Fingerprinted, Provider, TokenCounting
 from aigw.providers.registry import ProviderRegistry
@@ -65,8 +67,11 @@ class Gateway:
         cache_store: ResponseStore | None = None,
         database: Path | None = None,
         rag: RagService | None = None,
+        pulls: ModelPulls | None = None,
     ) -> None:
         self.config = config
+        self.pulls = pulls
+        """Pulling and deleting local models (None when the gateway was built without a models dir)."""
         self.engine = engine or Engine(EngineLimits(memory_budget_bytes=config.local.budget_bytes()))
         self._types = {n: config.provider_type(n) for n in config.providers} | dict(types or {})
         """Each provider's type name, as /health/detailed shows it."""
@@ -157,6 +162,7 @@ class Gateway:
             cache_store=store,
             database=paths.database,
             rag=RagService(paths.data_dir / "rag.db", config.rag.model),
+            pulls=ModelPulls(ModelLibrary(paths.models_dir, config, registry), engine),
         )
 
     # -- operations (the API dialects call these) ----------------------------------------------

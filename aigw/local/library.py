@@ -8,6 +8,7 @@ local type (`LocalType`), so a new local backend is one type, not edits across t
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,3 +91,17 @@ class ModelLibrary:
     def kind_of(self, path: Path) -> LocalType | None:
         """The local type a model file or directory belongs to."""
         return next((k for k in self.kinds if k.is_model(path)), None)
+
+    @staticmethod
+    def remove(pulled: Pulled) -> int:
+        """Delete a pulled model's files (a GGUF's projector beside it too); the bytes freed."""
+        if pulled.path.is_dir() and not pulled.path.is_symlink():
+            size = sum(p.stat().st_size for p in pulled.path.rglob("*") if p.is_file())
+            shutil.rmtree(pulled.path)
+            return size
+        size = pulled.path.stat().st_size
+        pulled.path.unlink()
+        if (projector := pulled.kind.companion(pulled.path)) is not None:
+            size += projector.stat().st_size
+            projector.unlink()
+        return size

@@ -17,6 +17,7 @@ import platform
 import re
 import shutil
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,11 +90,16 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+OnFile = Callable[[str, int], None]
+"""Told of each file once it is here and verified: its name and size in bytes."""
+
+
 class _Fetcher:
-    def __init__(self, repo: str, staging: Path) -> None:
+    def __init__(self, repo: str, staging: Path, on_file: OnFile | None = None) -> None:
         self.repo = repo
         self.staging = staging
         self.endpoint = os.environ.get("HF_ENDPOINT") or None
+        self.on_file = on_file
 
     def expected_sha(self, file: str) -> str | None:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -116,6 +122,8 @@ class _Fetcher:
                     f"{file} failed its checksum (sha256 {actual[:12]}…, expected {expected[:12]}…): "
                     "refused and deleted"
                 )
+        if self.on_file is not None:
+            self.on_file(file, path.stat().st_size)
         return path
 
 
@@ -156,7 +164,9 @@ def _endpoint() -> str:
     return os.environ.get("HF_ENDPOINT") or "https://huggingface.co"
 
 
-def pull(target: PullTarget, models_dir: Path, *, progress: bool = True) -> Path:
+def pull(
+    target: PullTarget, models_dir: Path, *, progress: bool = True, on_file: OnFile | None = None
+) -> Path:
     """Download (or resume) the model; verify it; return its final path in the models dir."""
     refusal = hub_missing()
     if refusal is not None:
@@ -170,7 +180,7 @@ def pull(target: PullTarget, models_dir: Path, *, progress: bool = True) -> Path
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "0" if progress else "1")
     models_dir.mkdir(parents=True, exist_ok=True)
-    fetcher = _Fetcher(target.repo, models_dir / ".downloads" / target.repo.replace("/", "--"))
+    fetcher = _Fetcher(target.repo, models_dir / ".downloads" / target.repo.replace("/", "--"), on_file)
     what = f"{target.repo}/{target.file}" if target.file else target.repo
     try:
         if target.file is not None:
@@ -193,6 +203,8 @@ def _pull_gguf(target: PullTarget, file: str, models_dir: Path, fetcher: _Fetche
     dest = models_dir / f"{target.name}.gguf"
     expected = target.sha256 or fetcher.expected_sha(file)
     if dest.exists() and expected is not None and sha256_of(dest) == expected:
+        if fetcher.on_file is not None:
+            fetcher.on_file(file, dest.stat().st_size)
         return dest  # already here and intact
     if target.mmproj is not None:  # first: a model found beside no projector would lack vision
         projector = models_dir / f"{target.name}.mmproj.gguf"

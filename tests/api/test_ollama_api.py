@@ -169,3 +169,42 @@ def test_errors_in_ollamas_shape(daemon: DaemonProcess) -> None:
     body = {"model": LOCAL, "messages": HISTORY, "stream": False, "options": options}
     r = httpx.post(daemon.url + "/api/chat", json=body, timeout=30)
     assert r.status_code == 200 and r.headers["x-aigw-dropped"] == "options.num_ctx"
+
+
+def test_pull_with_progress_then_delete(tmp_path: Path) -> None:
+    """aigw's own pull behind /api/pull (from a stand-in Hub), its progress as the client reads it;
+    the model is then served, and /api/delete removes it."""
+    from tests.fixtures.daemon import free_port, write_config
+    from tests.fixtures.fake_hub import FakeHub, HubFile
+    from tests.fixtures.tiny_gguf import write_tiny_llama
+
+    gguf = write_tiny_llama(tmp_path / "src.gguf")
+    hub = FakeHub().start()
+    hub.add("someorg/Tiny-GGUF", "tiny-q8.gguf", HubFile(gguf.read_bytes()))
+    home = tmp_path / "home"
+    port = free_port()
+    write_config(home, f'[server]\nport = {port}\n[providers.local]\ntype = "llama_cpp"\n')
+    d = DaemonProcess(home, port)
+    d.env["HF_ENDPOINT"] = hub.url
+    d.start()
+    try:
+        c = ollama.Client(host=d.url)
+        events = list(c.pull("someorg/Tiny-GGUF/tiny-q8.gguf", stream=True))
+        assert events[0].status == "pulling manifest" and events[-1].status == "success"
+        (got,) = [e for e in events if e.status.startswith("pulling tiny")]
+        assert got.total == got.completed == gguf.stat().st_size
+        assert "local/tiny-q8:latest" in {m.model for m in c.list().models}
+        out = c.chat(model="local/tiny-q8", messages=HISTORY, options={"num_predict": 3})
+        assert out.eval_count == 3
+        c.delete("local/tiny-q8")
+        assert "local/tiny-q8:latest" not in {m.model for m in c.list().models}
+        with pytest.raises(ollama.ResponseError) as err:
+            c.delete("local/tiny-q8")
+        assert err.value.status_code == 404
+        with pytest.raises(ollama.ResponseError) as err:
+            c.pull("someorg/Tiny-GGUF/missing.gguf")
+        assert "does not exist" in err.value.error
+    finally:
+        assert d.terminate() == 0
+        hub.stop()
+    assert "Traceback" not in d.log(), d.log()

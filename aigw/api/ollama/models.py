@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
+from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +22,9 @@ from aigw.api.body import read_json_object
 from aigw.api.deps import get_gateway
 from aigw.api.guard import SCOPE_KEY
 from aigw.api.headers import JSONBytes
-from aigw.api.ollama.errors import error_response
+from aigw.api.ollama.errors import error_body, error_response
 from aigw.api.ollama.names import from_ollama, to_ollama
+from aigw.api.ollama.ndjson import NDJSONResponse, line
 from aigw.domain import Capability
 from aigw.errors import AigwError, InvalidRequest, ModelNotFound, quoted
 from aigw.gateway.gateway import Gateway
@@ -137,5 +139,71 @@ async def show(request: Request) -> Response:
             "modified_at": _iso(found.created or time.time()),
         }  # fmt: skip
         return JSONBytes(orjson.dumps(out), {})
+    except AigwError as e:
+        return error_response(e)
+
+
+@router.post("/api/pull")
+async def pull(request: Request) -> Response:
+    """aigw's own pull: NDJSON progress (a line per file as it is verified, then `success`), or one
+    line when `stream` is false; a failure after the start is an `{"error"}` line."""
+    try:
+        gw = get_gateway(request)
+        raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
+        given = raw.get("model") or raw.get("name")
+        if not isinstance(given, str) or not given:
+            raise InvalidRequest("model is required", param="model")
+        if gw.pulls is None:
+            raise InvalidRequest("this gateway has no models dir to pull into", param="model")
+        name = from_ollama(given)
+    except AigwError as e:
+        return error_response(e)
+    if raw.get("stream") is False:
+        try:
+            await _pulled(gw, name, lambda _event: None)
+        except AigwError as e:
+            return error_response(e)
+        return JSONBytes(orjson.dumps({"status": "success"}), {})
+    return NDJSONResponse(_pull_lines(gw, name), {})
+
+
+async def _pulled(gw: Gateway, name: str, progress: Callable[[dict[str, Any]], None]) -> None:
+    """Pull, then list the models again: the new one is served at once."""
+    assert gw.pulls is not None
+    await gw.pulls.pull(name, progress)
+    await gw.models.refresh()
+
+
+async def _pull_lines(gw: Gateway, name: str) -> AsyncGenerator[bytes, None]:
+    events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+    yield line({"status": "pulling manifest"})
+    task = asyncio.create_task(_pulled(gw, name, events.put_nowait))
+    task.add_done_callback(lambda _t: events.put_nowait(None))
+    try:
+        while (event := await events.get()) is not None:
+            yield line(event)
+        await task
+        yield line({"status": "verifying sha256 digest"})
+        yield line({"status": "success"})
+    except AigwError as e:
+        yield error_body(e) + b"\n"
+    finally:
+        task.cancel()  # the client left: the download thread finishes its file, nothing waits on it
+
+
+@router.delete("/api/delete")
+async def delete(request: Request) -> Response:
+    try:
+        gw = get_gateway(request)
+        raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
+        given = raw.get("model") or raw.get("name")
+        if not isinstance(given, str) or not given:
+            raise InvalidRequest("model is required", param="model")
+        if gw.pulls is None:
+            raise ModelNotFound(f"model {quoted(given)} not found", param="model")
+        name = from_ollama(given).rsplit("/", 1)[-1]  # `provider/name` or the file's own name
+        await gw.pulls.delete(name)
+        await gw.models.refresh()
+        return Response(status_code=200)
     except AigwError as e:
         return error_response(e)

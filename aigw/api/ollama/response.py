@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from aigw.api.ollama.errors import error_body
+from aigw.api.ollama.ndjson import line
 from aigw.domain import ChatChunk, ChatResponse, Usage
 from aigw.errors import AigwError
 
@@ -96,10 +97,6 @@ def chat_answer(resp: ChatResponse, model: str, clock: Clock, *, generate: bool)
         out["message"] = message
     out |= {"done": True, "done_reason": _done_reason(choice.get("finish_reason"))}
     return out | clock.stats(resp.usage)
-
-
-def line(obj: dict[str, Any]) -> bytes:
-    return orjson.dumps(obj) + b"\n"
 
 
 async def stream_lines(

@@ -15,31 +15,20 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from aigw.api import sse
 from aigw.api.body import read_json_object
 from aigw.api.caller import caller_of
 from aigw.api.deps import get_gateway
 from aigw.api.headers import JSONBytes, fact_headers
 from aigw.api.ollama import request as wire
-from aigw.api.ollama.errors import error_body, error_response
+from aigw.api.ollama.errors import error_response
 from aigw.api.ollama.names import to_ollama
+from aigw.api.ollama.ndjson import NDJSONResponse
 from aigw.api.ollama.response import Clock, chat_answer, now_iso, stream_lines
 from aigw.domain import ChatRequest, EmbedRequest
-from aigw.errors import AigwError, InvalidRequest, ServiceUnavailable
+from aigw.errors import AigwError, InvalidRequest
 
 log = logging.getLogger("aigw.api.ollama")
 router = APIRouter()
-_SHUTDOWN = ServiceUnavailable("aigw is shutting down")
-
-
-class NDJSONResponse(sse.SSEResponse):
-    """A stream of JSON lines (Ollama's), with the SSE response's disconnect handling."""
-
-    media_type = "application/x-ndjson"
-
-    def __init__(self, body: Any, headers: dict[str, str], on_unstarted: Any = None) -> None:
-        super().__init__(body, headers, on_unstarted, error_body(_SHUTDOWN) + b"\n")
-        self.raw_headers[0] = (b"content-type", b"application/x-ndjson")
 
 
 def _failed(e: AigwError) -> Response:

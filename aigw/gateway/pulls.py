@@ -1,0 +1,55 @@
+"""Pulling and deleting local models from the API (Ollama's /api/pull and /api/delete): aigw's own
+pull (aigw.local.pull: resumable, checksum-verified), run off the event loop, its progress handed
+back as each file arrives."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aigw.engine.engine import Engine
+from aigw.errors import ModelNotFound, quoted
+from aigw.local.library import ModelLibrary
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class ModelPulls:
+    def __init__(self, library: ModelLibrary, engine: Engine) -> None:
+        self.library = library
+        self.engine = engine
+
+    async def pull(self, name: str, progress: Progress) -> str:
+        """Download the model `name` (a catalog name, HF_REPO/FILE.gguf or an MLX repo) into the
+        models dir; `progress` hears of each file. The name a request then uses."""
+        from aigw.local.catalog import load_catalog
+        from aigw.local.pull import PullError, hub_missing, resolve
+        from aigw.local.pull import pull as do_pull
+
+        refusal = hub_missing()
+        if refusal is not None:
+            raise PullError(refusal)
+        target = resolve(name, load_catalog(self.library.models_dir), None)
+        where = self.library.destination(self.library.kind_for(target.format), target.name)
+        loop = asyncio.get_running_loop()
+
+        def on_file(file: str, size: int) -> None:
+            event = {"status": f"pulling {file}", "digest": file, "total": size, "completed": size}
+            loop.call_soon_threadsafe(progress, event)
+
+        await asyncio.to_thread(do_pull, target, where.path.parent, progress=False, on_file=on_file)
+        return where.model
+
+    async def delete(self, name: str) -> int:
+        """Delete a pulled model (unloaded first; a busy one is refused); the bytes freed."""
+        found = self.library.pulled(name)
+        if not found:
+            why = f"model {quoted(name)} not found (no pulled model by that name)"
+            raise ModelNotFound(why, param="model")
+        freed = 0
+        for pulled in found:
+            if self.engine.knows(pulled.model):
+                await self.engine.unload(pulled.model)
+            freed += await asyncio.to_thread(self.library.remove, pulled)
+        return freed
