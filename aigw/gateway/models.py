@@ -51,6 +51,9 @@ class Listed:
     """The model's context in tokens, where its provider knows it (local models)."""
 
 
+LATEST = ":latest"
+
+
 class ModelIndex:
     def __init__(
         self,
@@ -146,6 +149,7 @@ class ModelIndex:
     def describe(self, name: str, key: ApiKey | None = None) -> Listed | None:
         """The model a request's `model` names (an alias, `provider/model`, or a bare model some
         provider serves), as `key` may see it; None when nothing serves it or the key may not."""
+        name = self.untagged(name)
         if key is not None and key.models is not None and name not in key.models:
             return None
         for m in self._everything():
@@ -175,9 +179,17 @@ class ModelIndex:
 
     # -- resolution ----------------------------------------------------------------------------
 
+    def untagged(self, model: str) -> str:
+        """`name:latest` is `name` (Ollama's clients, and VS Code's, send the tag their listing
+        showed), unless something is known by the whole name (an Ollama upstream's own ids)."""
+        if not model.endswith(LATEST) or model in self.known_ids():
+            return model
+        return model[: -len(LATEST)]
+
     async def resolve(self, model: str, pinned: str | None) -> Route:
         """The route for a request's `model` (and optional pinned provider); ModelNotFound when
         nothing serves it, even after a fresh listing."""
+        model = self.untagged(model)
         route = self._resolve(model, pinned)
         if route is None and self._clock() - self._last_refresh >= MISS_REFRESH_INTERVAL_S:
             await self.refresh(max_age_s=MISS_REFRESH_INTERVAL_S)

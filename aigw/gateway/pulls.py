@@ -41,9 +41,10 @@ class ModelPulls:
         await asyncio.to_thread(do_pull, target, where.path.parent, progress=False, on_file=on_file)
         return where.model
 
-    async def delete(self, name: str) -> int:
-        """Delete a pulled model (unloaded first; a busy one is refused); the bytes freed."""
-        found = self.library.pulled(name)
+    async def delete(self, name: str, provider: str | None = None) -> int:
+        """Delete a pulled model (of `provider`, when given; unloaded first; a busy one is
+        refused); the bytes freed."""
+        found = [p for p in self.library.pulled(name) if provider is None or p.provider == provider]
         if not found:
             why = f"model {quoted(name)} not found (no pulled model by that name)"
             raise ModelNotFound(why, param="model")

@@ -208,3 +208,28 @@ def test_pull_with_progress_then_delete(tmp_path: Path) -> None:
         assert d.terminate() == 0
         hub.stop()
     assert "Traceback" not in d.log(), d.log()
+
+
+def test_latest_names_work_on_the_openai_api_too_and_keep_alive_stays_local(daemon: DaemonProcess) -> None:
+    """VS Code lists models through /api/tags and chats through /v1/chat/completions with the
+    listed `name:latest`; a cloud target never gets Ollama's keep_alive (its API would refuse it)."""
+    import openai
+
+    c = openai.OpenAI(base_url=daemon.url + "/v1", api_key="unused", max_retries=0)
+    got = c.chat.completions.create(model="up/gpt-test:latest", messages=[{"role": "user", "content": "x"}])
+    assert got.choices[0].message.content == "echo: x"
+    local = c.chat.completions.create(model="fast:latest", messages=HISTORY, max_tokens=2)
+    assert local.usage is not None and local.usage.completion_tokens == 2
+    body = {
+        "model": CLOUD,
+        "messages": [{"role": "user", "content": "y"}],
+        "stream": False,
+        "keep_alive": "5m",
+    }
+    r = httpx.post(daemon.url + "/api/chat", json=body, timeout=30)
+    assert r.status_code == 200 and r.json()["message"]["content"] == "echo: y"
+    assert r.headers["x-aigw-dropped"] == "keep_alive"
+    r = httpx.post(
+        daemon.url + "/api/chat", json={**body, "model": LOCAL, "options": {"num_predict": 1}}, timeout=30
+    )
+    assert r.status_code == 200 and "x-aigw-dropped" not in r.headers

@@ -12,6 +12,7 @@ import hashlib
 import time
 from collections.abc import AsyncGenerator, Callable
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -20,23 +21,23 @@ from starlette.responses import Response
 
 from aigw.api.body import read_json_object
 from aigw.api.deps import get_gateway
-from aigw.api.guard import SCOPE_KEY
+from aigw.api.guard import SCOPE_ADMIN, SCOPE_KEY
 from aigw.api.headers import JSONBytes
 from aigw.api.ollama.errors import error_body, error_response
-from aigw.api.ollama.names import from_ollama, to_ollama
+from aigw.api.ollama.names import LATEST, file_name, to_ollama
 from aigw.api.ollama.ndjson import NDJSONResponse, line
 from aigw.domain import Capability
-from aigw.errors import AigwError, InvalidRequest, ModelNotFound, quoted
+from aigw.errors import AigwError, InvalidRequest, ModelNotFound, PermissionDenied, quoted
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.models import Listed
 
 router = APIRouter()
 OLLAMA_API_VERSION = "0.12.0"
 """The Ollama release whose API this one follows (clients check it before using newer fields)."""
-_CAPS = {
+_CAPS = MappingProxyType({
     Capability.CHAT: "completion", Capability.TOOLS: "tools", Capability.VISION: "vision",
     Capability.EMBED: "embedding", Capability.REASONING: "thinking",
-}  # fmt: skip
+})  # fmt: skip
 
 
 def _iso(ts: float) -> str:
@@ -124,7 +125,7 @@ async def show(request: Request) -> Response:
         if not isinstance(given, str) or not given:
             raise InvalidRequest("model is required", param="model")
         await gw.models.fresh()
-        found = gw.models.describe(from_ollama(given), request.scope.get(SCOPE_KEY))
+        found = gw.models.describe(given, request.scope.get(SCOPE_KEY))
         if found is None:
             raise ModelNotFound(f"model {quoted(given)} not found", param="model")
         info = await asyncio.to_thread(_local_info, gw, found.id)
@@ -143,6 +144,13 @@ async def show(request: Request) -> Response:
         return error_response(e)
 
 
+def _may_change_models(request: Request) -> None:
+    """Pulling and deleting change what every caller is served: with API keys in use, only the
+    admin token may (as for /admin/local); without keys, any local caller, as with Ollama."""
+    if request.scope.get(SCOPE_KEY) is not None and not request.scope.get(SCOPE_ADMIN):
+        raise PermissionDenied("pulling and deleting models needs the admin token when API keys are in use")
+
+
 @router.post("/api/pull")
 async def pull(request: Request) -> Response:
     """aigw's own pull: NDJSON progress (a line per file as it is verified, then `success`), or one
@@ -155,7 +163,8 @@ async def pull(request: Request) -> Response:
             raise InvalidRequest("model is required", param="model")
         if gw.pulls is None:
             raise InvalidRequest("this gateway has no models dir to pull into", param="model")
-        name = from_ollama(given)
+        _may_change_models(request)
+        name = given.removesuffix(LATEST)
     except AigwError as e:
         return error_response(e)
     if raw.get("stream") is False:
@@ -201,8 +210,9 @@ async def delete(request: Request) -> Response:
             raise InvalidRequest("model is required", param="model")
         if gw.pulls is None:
             raise ModelNotFound(f"model {quoted(given)} not found", param="model")
-        name = from_ollama(given).rsplit("/", 1)[-1]  # `provider/name` or the file's own name
-        await gw.pulls.delete(name)
+        _may_change_models(request)
+        provider = given.split("/", 1)[0] if "/" in given else None
+        await gw.pulls.delete(file_name(given), provider)
         await gw.models.refresh()
         return Response(status_code=200)
     except AigwError as e:

@@ -1,6 +1,7 @@
 """Model names in Ollama's `name:tag` form. aigw's names (aliases, `provider/model`, a provider's
-bare model) are Ollama names with the tag `latest`; a name with another tag is looked up whole (an
-alias may be called `qwen3:8b`)."""
+bare model) are Ollama names with the tag `latest`; the model index takes `name:latest` as `name`
+unless something is known by the whole name (aigw.gateway.models.ModelIndex.untagged), and a name
+with another tag is looked up whole (an alias may be called `qwen3:8b`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ def to_ollama(name: str) -> str:
     return name if ":" in last else name + LATEST
 
 
-def from_ollama(name: str) -> str:
-    """`local/qwen:latest` -> `local/qwen`; any other tag is part of the name."""
-    return name[: -len(LATEST)] if name.endswith(LATEST) else name
+def file_name(name: str) -> str:
+    """The pulled model a name means: `local/qwen:latest` -> `qwen`."""
+    bare = name[: -len(LATEST)] if name.endswith(LATEST) else name
+    return bare.rsplit("/", 1)[-1]

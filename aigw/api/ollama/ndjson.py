@@ -11,7 +11,7 @@ from aigw.api import sse
 from aigw.api.ollama.errors import error_body
 from aigw.errors import ServiceUnavailable
 
-_SHUTDOWN = ServiceUnavailable("aigw is shutting down")
+_SHUTDOWN = error_body(ServiceUnavailable("aigw is shutting down")) + b"\n"
 
 
 def line(obj: dict[str, Any]) -> bytes:
@@ -27,5 +27,5 @@ class NDJSONResponse(sse.SSEResponse):
         headers: dict[str, str],
         on_unstarted: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
-        super().__init__(body, headers, on_unstarted, error_body(_SHUTDOWN) + b"\n")
+        super().__init__(body, headers, on_unstarted, _SHUTDOWN)
         self.raw_headers[0] = (b"content-type", b"application/x-ndjson")

@@ -18,7 +18,6 @@ from typing import Any
 
 import orjson
 
-from aigw.api.ollama.names import from_ollama
 from aigw.api.translation import Translated, bad
 from aigw.domain import EFFORTS, Reasoning
 from aigw.errors import CapabilityError, InvalidRequest
@@ -28,11 +27,10 @@ _GENERATE = frozenset(
     {"model", "prompt", "suffix", "images", "format", "options", "system", "template", "stream", "raw",
      "keep_alive", "context", "think"}
 )  # fmt: skip
-_OPTIONS = {
-    "temperature": "temperature", "top_p": "top_p", "top_k": "top_k", "min_p": "min_p", "seed": "seed",
-    "stop": "stop", "repeat_penalty": "repeat_penalty", "presence_penalty": "presence_penalty",
-    "frequency_penalty": "frequency_penalty",
-}  # fmt: skip
+_OPTIONS = frozenset({
+    "temperature", "top_p", "top_k", "min_p", "seed", "stop", "repeat_penalty", "presence_penalty",
+    "frequency_penalty",
+})  # fmt: skip
 _IMAGE_TYPES = (("iVBOR", "image/png"), ("/9j/", "image/jpeg"), ("R0lG", "image/gif"), ("UklG", "image/webp"))
 
 
@@ -40,7 +38,7 @@ def model_of(raw: dict[str, Any]) -> str:
     model = raw.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model is required", param="model")
-    return from_ollama(model)
+    return model
 
 
 def streams(raw: dict[str, Any]) -> bool:
@@ -58,9 +56,7 @@ def _start(raw: dict[str, Any], known: frozenset[str]) -> Translated:
     _options(raw.get("options"), out)
     _format(raw.get("format"), out.body)
     out.hint = _think(raw.get("think"))
-    if raw.get("keep_alive") is not None:
-        out.body["keep_alive"] = raw["keep_alive"]
-    return out
+    return out  # keep_alive goes to local models only (the route decides: cloud APIs refuse it)
 
 
 def _options(options: Any, out: Translated) -> None:
@@ -72,7 +68,7 @@ def _options(options: Any, out: Translated) -> None:
         if value is None:
             continue
         if name in _OPTIONS:
-            out.body[_OPTIONS[name]] = value
+            out.body[name] = value
         elif name == "num_predict":
             if isinstance(value, bool) or not isinstance(value, int):
                 raise bad("expected an integer", "options.num_predict")
@@ -136,12 +132,15 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
     unanswered: list[tuple[str, str]] = []  # (call id, tool name) of calls awaiting a result
     for i, m in enumerate(raw):
         param = f"messages[{i}]"
-        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant", "tool"):
+        given = m.get("role") if isinstance(m, dict) else None
+        role = given.lower() if isinstance(given, str) else None
+        if role not in ("system", "user", "assistant", "tool"):
             raise bad("expected a message with role system, user, assistant or tool", param)
-        role = m["role"]
         if role == "tool":
-            name = m.get("tool_name") or m.get("name")
-            match = next((c for c in unanswered if c[1] == name), unanswered[0] if unanswered else None)
+            cid, name = m.get("tool_call_id"), m.get("tool_name") or m.get("name")
+            match = next((c for c in unanswered if c[0] == cid), None) or next(
+                (c for c in unanswered if c[1] == name), unanswered[0] if unanswered else None
+            )
             if match is None:
                 raise bad("a tool result without a tool call before it", param)
             unanswered.remove(match)
@@ -150,6 +149,7 @@ def _messages(raw: Any) -> list[dict[str, Any]]:
             continue
         msg: dict[str, Any] = {"role": role, "content": _content(m.get("content"), m.get("images"), param)}
         if role == "assistant" and m.get("tool_calls"):
+            unanswered.clear()  # a new turn's calls: the earlier ones were answered or abandoned
             msg["tool_calls"] = _calls(m["tool_calls"], param, len(out), unanswered)
         out.append(msg)
     return out
@@ -165,7 +165,8 @@ def _calls(calls: Any, param: str, at: int, unanswered: list[tuple[str, str]]) -
             raise bad("expected {function: {name, arguments}}", f"{param}.tool_calls[{j}]")
         args = fn.get("arguments") or {}
         text = args if isinstance(args, str) else orjson.dumps(args).decode()
-        cid = f"call_{at}_{j}"
+        given = call.get("id")
+        cid = given if isinstance(given, str) and given else f"call_{at}_{j}"
         unanswered.append((cid, fn["name"]))
         wire.append({"id": cid, "type": "function", "function": {"name": fn["name"], "arguments": text}})
     return wire

@@ -63,10 +63,9 @@ class Clock:
             out["load_duration"] = int(timing.load_s * NS)
             out["prompt_eval_duration"] = int(timing.prefill_s * NS)
             out["eval_duration"] = int(timing.decode_s * NS)
-        else:
-            first = self.first or end
-            out["prompt_eval_duration"] = int((first - self.start) * NS)
-            out["eval_duration"] = int((end - first) * NS)
+        elif self.first:  # a stream: until its first piece, and from it to the end
+            out["prompt_eval_duration"] = int((self.first - self.start) * NS)
+            out["eval_duration"] = int((end - self.first) * NS)
         if usage is not None:
             out["prompt_eval_count"] = usage.prompt_tokens
             out["eval_count"] = usage.completion_tokens
@@ -137,7 +136,7 @@ async def stream_lines(
                 finish = choice.get("finish_reason") or finish
                 for call in delta.get("tool_calls") or []:
                     empty = {"function": {"name": "", "arguments": ""}}
-                    slot = calls.setdefault(int(call.get("index", 0)), empty)
+                    slot = calls.setdefault(int(call.get("index") or 0), empty)
                     fn = call.get("function") or {}
                     slot["function"]["name"] += fn.get("name") or ""
                     slot["function"]["arguments"] += fn.get("arguments") or ""

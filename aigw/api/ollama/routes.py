@@ -49,6 +49,12 @@ async def _converse(request: Request, *, generate: bool) -> Response:
         if wire.is_load_request(raw, "prompt" if generate else "messages"):
             return await _load(request, raw, generate=generate)
         t = wire.generate_to_chat(raw) if generate else wire.chat_to_chat(raw)
+        if raw.get("keep_alive") is not None:  # a local model's; a cloud API would refuse the field
+            route = await gw.models.resolve(t.body["model"], None)
+            if gw.serves_locally(route):
+                t.body["keep_alive"] = raw["keep_alive"]
+            else:
+                t.drop("keep_alive")
         name = to_ollama(t.body["model"])
         req = ChatRequest(body=t.body, model=t.body["model"], hint=t.hint)
         caller = caller_of(request)
