@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from aigw.api.errors import aigw_error_response
+from aigw.api.errors import dialect_error_response
 from aigw.errors import AigwError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 
 _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
@@ -109,7 +109,7 @@ class BodyLimit:
         try:
             body = await read_body(scope, receive, self._limit)
         except AigwError as e:
-            await aigw_error_response(e)(scope, receive, send)
+            await dialect_error_response(scope["path"], e)(scope, receive, send)
             return
         headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"content-encoding")]
         headers.append((b"content-length", str(len(body)).encode()))

@@ -17,6 +17,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from aigw.api.headers import header_safe
+from aigw.api.ollama.errors import error_response as ollama_error_response
+from aigw.api.ollama.errors import speaks_ollama
 from aigw.errors import (
     AigwError,
     InvalidRequest,
@@ -79,6 +81,17 @@ def aigw_error_response(exc: AigwError) -> Response:
     return error_response(
         exc.status_code, exc.message, exc.error_type, param=exc.param, code=exc.code, headers=headers
     )
+
+
+def dialect_error_response(path: str, exc: AigwError) -> Response:
+    """The error in the shape of the dialect `path` speaks: Ollama's for /api/, else OpenAI's
+    (Anthropic's routes render their own)."""
+    if speaks_ollama(path):
+        response = ollama_error_response(exc)
+        if isinstance(exc, PayloadTooLarge):
+            response.headers["connection"] = "close"
+        return response
+    return aigw_error_response(exc)
 
 
 _TYPE_TAGS = MappingProxyType(
@@ -153,15 +166,15 @@ def install_error_handlers(app: FastAPI, served: Sequence[str] = ()) -> None:
     """OpenAI-shaped errors for everything the app raises; a 404 lists the `served` endpoints."""
     listed = ", ".join(served) or "see the API section of aigw's README"
 
-    async def on_aigw(_: Request, exc: Exception) -> Response:
+    async def on_aigw(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AigwError)
         if exc.status_code >= 500:
             log.warning("%s: %s", type(exc).__name__, exc.message)
-        return aigw_error_response(exc)
+        return dialect_error_response(request.url.path, exc)
 
-    async def on_validation(_: Request, exc: Exception) -> Response:
+    async def on_validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
-        return aigw_error_response(invalid_request_from_validation(exc))
+        return dialect_error_response(request.url.path, invalid_request_from_validation(exc))
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
@@ -173,11 +186,16 @@ def install_error_handlers(app: FastAPI, served: Sequence[str] = ()) -> None:
         elif exc.status_code == 405:
             allow = (exc.headers or {}).get("Allow", "other methods")
             message = f"{asked} is not allowed; this path takes {allow}"
+        if speaks_ollama(request.url.path):
+            return Response(orjson.dumps({"error": message}), exc.status_code, dict(exc.headers or {}))
         return error_response(exc.status_code, message, etype, headers=dict(exc.headers or {}))
 
-    async def on_unexpected(_: Request, exc: Exception) -> Response:
+    async def on_unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
-        return error_response(500, "Internal error in aigw; see `aigw logs`", "server_error")
+        message = "Internal error in aigw; see `aigw logs`"
+        if speaks_ollama(request.url.path):
+            return Response(orjson.dumps({"error": message}), 500, media_type="application/json")
+        return error_response(500, message, "server_error")
 
     app.add_exception_handler(AigwError, on_aigw)
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from aigw.api.errors import aigw_error_response, error_response
+from aigw.api.errors import dialect_error_response
 from aigw.errors import AigwError
 
 log = logging.getLogger("aigw.api")
@@ -57,8 +57,9 @@ class FastPath:
             except AigwError as e:
                 if e.status_code >= 500:
                     log.warning("%s: %s", type(e).__name__, e.message)
-                response = aigw_error_response(e)
+                response = dialect_error_response(scope["path"], e)
             except Exception:
                 log.exception("unhandled error in %s %s", scope["method"], scope["path"])
-                response = error_response(500, "Internal error in aigw; see `aigw logs`", "server_error")
+                internal = AigwError("Internal error in aigw; see `aigw logs`")
+                response = dialect_error_response(scope["path"], internal)
             await response(scope, receive, send)

@@ -5,14 +5,26 @@ back as each file arrives."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from aigw.engine.engine import Engine
-from aigw.errors import ModelNotFound, quoted
-from aigw.local.library import ModelLibrary
+from aigw.errors import AigwError, ModelNotFound, quoted
+from aigw.local.library import ModelLibrary, Pulled
 
+if TYPE_CHECKING:
+    from aigw.local.pull import PullTarget
+
+log = logging.getLogger("aigw.pull")
 Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Planned:
+    target: PullTarget
+    where: Pulled
 
 
 class ModelPulls:
@@ -20,25 +32,39 @@ class ModelPulls:
         self.library = library
         self.engine = engine
 
-    async def pull(self, name: str, progress: Progress) -> str:
-        """Download the model `name` (a catalog name, HF_REPO/FILE.gguf or an MLX repo) into the
-        models dir; `progress` hears of each file. The name a request then uses."""
+    def plan(self, name: str) -> Planned:
+        """What pulling `name` (a catalog name, HF_REPO/FILE.gguf or an MLX repo) would fetch and
+        where it would go: a clear error now, before any progress is promised."""
         from aigw.local.catalog import load_catalog
         from aigw.local.pull import PullError, hub_missing, resolve
-        from aigw.local.pull import pull as do_pull
 
         refusal = hub_missing()
         if refusal is not None:
             raise PullError(refusal)
         target = resolve(name, load_catalog(self.library.models_dir), None)
         where = self.library.destination(self.library.kind_for(target.format), target.name)
+        return Planned(target, where)
+
+    async def pull(self, planned: Planned, progress: Progress) -> str:
+        """Download a planned model into the models dir; `progress` hears of each file as it is
+        verified. The name a request then uses."""
+        from aigw.local.pull import PullError
+        from aigw.local.pull import pull as do_pull
+
         loop = asyncio.get_running_loop()
 
         def on_file(file: str, size: int) -> None:
             event = {"status": f"pulling {file}", "digest": file, "total": size, "completed": size}
             loop.call_soon_threadsafe(progress, event)
 
-        await asyncio.to_thread(do_pull, target, where.path.parent, progress=False, on_file=on_file)
+        target, where = planned.target, planned.where
+        try:
+            await asyncio.to_thread(do_pull, target, where.path.parent, progress=False, on_file=on_file)
+        except AigwError:
+            raise
+        except Exception as e:  # the Hub library's own surprises: one line, logged in full
+            log.exception("pulling %s failed", target.repo)
+            raise PullError(f"pulling {target.repo} failed: {type(e).__name__}: {e}") from None
         return where.model
 
     async def delete(self, name: str, provider: str | None = None) -> int:

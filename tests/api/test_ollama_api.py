@@ -233,3 +233,19 @@ def test_latest_names_work_on_the_openai_api_too_and_keep_alive_stays_local(daem
         daemon.url + "/api/chat", json={**body, "model": LOCAL, "options": {"num_predict": 1}}, timeout=30
     )
     assert r.status_code == 200 and "x-aigw-dropped" not in r.headers
+
+
+def test_every_error_on_an_ollama_path_is_ollamas(daemon: DaemonProcess) -> None:
+    for method, path in (("POST", "/api/copy"), ("GET", "/api/chat"), ("POST", "/api/blobs/sha256:x")):
+        r = httpx.request(method, daemon.url + path, timeout=30)
+        assert r.status_code in (404, 405) and set(r.json()) == {"error"}, (path, r.text)
+    r = httpx.post(daemon.url + "/api/show", content=b'{"model": "x"}', headers={"content-encoding": "br"})
+    assert r.status_code == 415 and set(r.json()) == {"error"}
+
+
+def test_embed_nothing_loads_and_a_bad_pull_name_is_a_clear_400(client: Any) -> None:
+    assert client.embed(model="gguf/emb", input=[]).embeddings == []
+    assert "gguf/emb:latest" in {m.model for m in client.ps().models}
+    with pytest.raises(ollama.ResponseError) as err:
+        client.pull("no-such-thing")
+    assert err.value.status_code == 400 and "unknown model" in err.value.error

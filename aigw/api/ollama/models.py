@@ -30,6 +30,7 @@ from aigw.domain import Capability
 from aigw.errors import AigwError, InvalidRequest, ModelNotFound, PermissionDenied, quoted
 from aigw.gateway.gateway import Gateway
 from aigw.gateway.models import Listed
+from aigw.gateway.pulls import Planned
 
 router = APIRouter()
 OLLAMA_API_VERSION = "0.12.0"
@@ -164,29 +165,29 @@ async def pull(request: Request) -> Response:
         if gw.pulls is None:
             raise InvalidRequest("this gateway has no models dir to pull into", param="model")
         _may_change_models(request)
-        name = given.removesuffix(LATEST)
+        planned = gw.pulls.plan(given.removesuffix(LATEST))  # a bad name is a 400 before any progress
     except AigwError as e:
         return error_response(e)
     if raw.get("stream") is False:
         try:
-            await _pulled(gw, name, lambda _event: None)
+            await _pulled(gw, planned, lambda _event: None)
         except AigwError as e:
             return error_response(e)
         return JSONBytes(orjson.dumps({"status": "success"}), {})
-    return NDJSONResponse(_pull_lines(gw, name), {})
+    return NDJSONResponse(_pull_lines(gw, planned), {})
 
 
-async def _pulled(gw: Gateway, name: str, progress: Callable[[dict[str, Any]], None]) -> None:
+async def _pulled(gw: Gateway, planned: Planned, progress: Callable[[dict[str, Any]], None]) -> None:
     """Pull, then list the models again: the new one is served at once."""
     assert gw.pulls is not None
-    await gw.pulls.pull(name, progress)
+    await gw.pulls.pull(planned, progress)
     await gw.models.refresh()
 
 
-async def _pull_lines(gw: Gateway, name: str) -> AsyncGenerator[bytes, None]:
+async def _pull_lines(gw: Gateway, planned: Planned) -> AsyncGenerator[bytes, None]:
     events: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
     yield line({"status": "pulling manifest"})
-    task = asyncio.create_task(_pulled(gw, name, events.put_nowait))
+    task = asyncio.create_task(_pulled(gw, planned, events.put_nowait))
     task.add_done_callback(lambda _t: events.put_nowait(None))
     try:
         while (event := await events.get()) is not None:
@@ -197,7 +198,7 @@ async def _pull_lines(gw: Gateway, name: str) -> AsyncGenerator[bytes, None]:
     except AigwError as e:
         yield error_body(e) + b"\n"
     finally:
-        task.cancel()  # the client left: the download thread finishes its file, nothing waits on it
+        task.cancel()  # the client left: the download goes on in its thread, unwatched
 
 
 @router.delete("/api/delete")

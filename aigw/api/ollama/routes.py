@@ -106,10 +106,18 @@ async def _embed(request: Request, field: str) -> tuple[str, list[list[float]], 
     raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
     model = wire.model_of(raw)
     given = raw.get(field)
+    if given in (None, "", []):  # nothing to embed: a load, as Ollama's clients use it
+        route = await gw.models.resolve(model, None)
+        gw.models.check_allowed(caller_of(request).key, route)
+        if gw.serves_locally(route):
+            await gw.engine.load(await gw.local_key(model))
+        return to_ollama(model), [], 0, clock
     inputs = [given] if isinstance(given, str) else given
-    if not isinstance(inputs, list) or not inputs or not all(isinstance(i, str) for i in inputs):
+    if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
         raise InvalidRequest(f"{field} must be a string or an array of strings", param=field)
-    body = {"model": model, "input": inputs}
+    body: dict[str, Any] = {"model": model, "input": inputs}
+    if raw.get("dimensions") is not None:  # changes the vectors: the target honours it or refuses
+        body["dimensions"] = raw["dimensions"]
     answer = await gw.embed(EmbedRequest(body=body, model=model), caller_of(request))
     vectors = [list(d["embedding"]) for d in answer.value.data]
     usage = answer.value.usage
@@ -133,6 +141,6 @@ async def embeddings(request: Request) -> Response:
     """The older endpoint: one `prompt`, one `embedding`."""
     try:
         _, vectors, _, _ = await _embed(request, "prompt")
-        return JSONBytes(orjson.dumps({"embedding": vectors[0]}), {})
+        return JSONBytes(orjson.dumps({"embedding": vectors[0] if vectors else []}), {})
     except AigwError as e:
         return _failed(e)
