@@ -238,6 +238,7 @@ class LocalProvider:
         self._presets_dir = ctx.paths.models_dir
         self._image_dirs = tuple(Path(os.path.realpath(Path(d).expanduser())) for d in ctx.local.image_dirs)
         self._cards: dict[str, tuple[int, ModelCard | None]] = {}
+        self._described: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
         self.capabilities = kind.chat_caps | kind.embed_caps | {Capability.REASONING}
 
     def _register(self, spec: ModelSpec) -> None:
@@ -277,10 +278,17 @@ class LocalProvider:
         if spec is None:
             return None
         try:
+            st = spec.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+            cached = self._described.get(model)
+            if cached is not None and cached[0] == stamp:
+                return cached[1]  # polled often (Open WebUI): read again only when the files change
             info = self._kind.describe(spec.path, load_presets(self._presets_dir))
-        except Exception:
+        except Exception:  # a model being pulled or a broken file: nothing to show
             return None
-        return {**info, "fingerprint": self._fingerprints.of(spec.path)}
+        described = {**info, "fingerprint": self._fingerprints.of(spec.path)}
+        self._described[model] = (stamp, described)
+        return described
 
     def capabilities_for(self, model: str) -> frozenset[Capability]:
         spec = self._specs.get(model)
