@@ -105,12 +105,16 @@ class Engine:
             log.info("dropped %d bytes of saved prompt states to make room", freed)
         return freed
 
-    async def load(self, key: str) -> Slot:
-        """The model's slot, loading it first (within the memory budget) when needed."""
+    async def load(self, key: str, keep_alive_s: float | None = None) -> Slot:
+        """The model's slot, loading it first (within the memory budget) when needed; with
+        `keep_alive_s`, it then stays loaded that long after its last use (FOREVER: until unloaded)."""
         cond = self._condition()
         async with cond:
             slot = self._live(key) or await self._admit(key)
         await asyncio.shield(slot.ready)
+        if keep_alive_s is not None:
+            slot.keep_alive_s = keep_alive_s
+            slot.last_used = self._clock()
         return slot
 
     async def _admit(self, key: str) -> Slot:

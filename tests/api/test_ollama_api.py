@@ -249,3 +249,17 @@ def test_embed_nothing_loads_and_a_bad_pull_name_is_a_clear_400(client: Any) -> 
     with pytest.raises(ollama.ResponseError) as err:
         client.pull("no-such-thing")
     assert err.value.status_code == 400 and "unknown model" in err.value.error
+
+
+def test_keep_alive_on_a_load_pins_the_model_and_the_root_answers_as_ollamas(
+    client: Any, daemon: DaemonProcess
+) -> None:
+    assert client.generate(model=LOCAL, prompt="", keep_alive=-1).done_reason == "load"
+    (status,) = [m for m in daemon.aget("/admin/local").json()["loaded"] if m["model"] == "gguf/tiny"]
+    assert status["keep_alive_s"] is None and status["unloads_in_s"] is None  # kept loaded
+    client.generate(model=LOCAL, prompt="", keep_alive="10m")
+    (status,) = [m for m in daemon.aget("/admin/local").json()["loaded"] if m["model"] == "gguf/tiny"]
+    assert status["keep_alive_s"] == 600
+    r = httpx.post(daemon.url + "/api/generate", json={"model": LOCAL, "prompt": "", "keep_alive": "soon"})
+    assert r.status_code == 400 and "keep_alive" in r.json()["error"]
+    assert httpx.get(daemon.url + "/").text == "Ollama is running"

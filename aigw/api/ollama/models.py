@@ -86,6 +86,12 @@ def _entry(m: Listed, info: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+@router.get("/", include_in_schema=False)
+async def probe() -> Response:
+    """What Ollama answers at its root: clients probe it to see a server is there."""
+    return Response(b"Ollama is running", media_type="text/plain")
+
+
 @router.get("/api/version")
 async def version() -> Response:
     return JSONBytes(orjson.dumps({"version": OLLAMA_API_VERSION}), {})

@@ -14,6 +14,8 @@
 
 from __future__ import annotations
 
+import re
+from types import MappingProxyType
 from typing import Any
 
 import orjson
@@ -31,6 +33,8 @@ _OPTIONS = frozenset({
     "temperature", "top_p", "top_k", "min_p", "seed", "stop", "repeat_penalty", "presence_penalty",
     "frequency_penalty",
 })  # fmt: skip
+_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT = MappingProxyType({"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0})
 _IMAGE_TYPES = (("iVBOR", "image/png"), ("/9j/", "image/jpeg"), ("R0lG", "image/gif"), ("UklG", "image/webp"))
 
 
@@ -211,10 +215,17 @@ def is_load_request(raw: dict[str, Any], key: str) -> bool:
     return not raw.get(key) and not raw.get("images")
 
 
-def unloads(keep_alive: Any) -> bool:
-    """keep_alive 0 (a number, or a duration such as "0s"): unload the model now."""
+def keep_alive_s(keep_alive: Any) -> float | None:
+    """Ollama's keep_alive in seconds (a number, or "30s", "5m", "1h"); negative: forever
+    (`inf`); None when not given; a 400 naming it when it is neither."""
+    if keep_alive is None:
+        return None
     if isinstance(keep_alive, bool):
-        return False
+        raise bad('expected a duration such as 300, "5m" or -1', "keep_alive")
     if isinstance(keep_alive, int | float):
-        return keep_alive == 0
-    return isinstance(keep_alive, str) and keep_alive.strip().rstrip("mshMSH").strip() in ("0", "0.0")
+        seconds = float(keep_alive)
+    elif isinstance(keep_alive, str) and (m := _DURATION.match(keep_alive)):
+        seconds = float(m.group(1)) * _UNIT[m.group(2) or "s"]
+    else:
+        raise bad('expected a duration such as 300, "5m" or -1', "keep_alive")
+    return float("inf") if seconds < 0 else seconds

@@ -76,7 +76,8 @@ async def _load(request: Request, raw: dict[str, Any], *, generate: bool) -> Res
     a cloud model needs nothing."""
     gw = get_gateway(request)
     model = wire.model_of(raw)
-    reason = "unload" if wire.unloads(raw.get("keep_alive")) else "load"
+    keep = wire.keep_alive_s(raw.get("keep_alive"))
+    reason = "unload" if keep == 0 else "load"
     route = await gw.models.resolve(model, None)
     gw.models.check_allowed(caller_of(request).key, route)
     if gw.serves_locally(route):
@@ -84,7 +85,7 @@ async def _load(request: Request, raw: dict[str, Any], *, generate: bool) -> Res
         if reason == "unload":
             await gw.engine.unload(key)
         else:
-            await gw.engine.load(key)
+            await gw.engine.load(key, keep)  # "keep_alive": -1 keeps it loaded
     out: dict[str, Any] = {"model": to_ollama(model), "created_at": now_iso()}
     out |= {"response": ""} if generate else {"message": {"role": "assistant", "content": ""}}
     return JSONBytes(orjson.dumps(out | {"done": True, "done_reason": reason}), {})
