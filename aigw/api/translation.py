@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from aigw.domain import Reasoning
 from aigw.errors import InvalidRequest
 
@@ -42,3 +44,15 @@ def sorted_out(b: dict[str, Any], known: frozenset[str], hints: frozenset[str], 
 def bad(message: str, param: str) -> InvalidRequest:
     """A 400 naming the field `param`."""
     return InvalidRequest(f"Invalid value for '{param}': {message}", param=param)
+
+
+def call_arguments(raw: Any) -> Any:
+    """A tool call's arguments as an object (the agent dialects send objects, OpenAI a JSON
+    string); what the model wrote when it is not an object is kept rather than lost."""
+    if isinstance(raw, dict):
+        return raw
+    try:
+        parsed = orjson.loads(raw or "{}")
+    except orjson.JSONDecodeError:
+        return {"arguments": raw}
+    return parsed if isinstance(parsed, dict) else {"value": parsed}

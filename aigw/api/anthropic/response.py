@@ -16,6 +16,7 @@ import orjson
 
 from aigw.api.anthropic.errors import error_payload
 from aigw.api.sse import chain
+from aigw.api.translation import call_arguments
 from aigw.domain import ChatChunk, ChatResponse, Usage
 from aigw.errors import AigwError
 
@@ -40,16 +41,6 @@ def usage_of(usage: Usage | None, estimate: int = 0) -> dict[str, int]:
     return out
 
 
-def _arguments(raw: Any) -> Any:
-    if isinstance(raw, dict):
-        return raw
-    try:
-        parsed = orjson.loads(raw or "{}")
-    except orjson.JSONDecodeError:
-        return {"arguments": raw}  # what the model wrote, kept rather than lost
-    return parsed if isinstance(parsed, dict) else {"value": parsed}
-
-
 def message(resp: ChatResponse, model: str) -> dict[str, Any]:
     """A whole answer as an Anthropic message (`model` is the name the client asked for); an
     Anthropic target's own message as it came."""
@@ -67,7 +58,7 @@ def message(resp: ChatResponse, model: str) -> dict[str, Any]:
                 "type": "tool_use",
                 "id": call.get("id") or "toolu_" + secrets.token_hex(12),
                 "name": fn.get("name", ""),
-                "input": _arguments(fn.get("arguments")),
+                "input": call_arguments(fn.get("arguments")),
             }
         )
     return {

@@ -127,10 +127,7 @@ async def ps(request: Request) -> Response:
 async def show(request: Request) -> Response:
     try:
         gw = get_gateway(request)
-        raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
-        given = raw.get("model") or raw.get("name")
-        if not isinstance(given, str) or not given:
-            raise InvalidRequest("model is required", param="model")
+        _, given = await _named(request, gw)
         await gw.models.fresh()
         found = gw.models.describe(given, request.scope.get(SCOPE_KEY))
         if found is None:
@@ -151,6 +148,15 @@ async def show(request: Request) -> Response:
         return error_response(e)
 
 
+async def _named(request: Request, gw: Gateway) -> tuple[dict[str, Any], str]:
+    """The request's body and the model it names (`model`, or the older `name`)."""
+    raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
+    given = raw.get("model") or raw.get("name")
+    if not isinstance(given, str) or not given:
+        raise InvalidRequest("model is required", param="model")
+    return raw, given
+
+
 def _may_change_models(request: Request) -> None:
     """Pulling and deleting change what every caller is served: with API keys in use, only the
     admin token may (as for /admin/local); without keys, any local caller, as with Ollama."""
@@ -164,10 +170,7 @@ async def pull(request: Request) -> Response:
     line when `stream` is false; a failure after the start is an `{"error"}` line."""
     try:
         gw = get_gateway(request)
-        raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
-        given = raw.get("model") or raw.get("name")
-        if not isinstance(given, str) or not given:
-            raise InvalidRequest("model is required", param="model")
+        raw, given = await _named(request, gw)
         if gw.pulls is None:
             raise InvalidRequest("this gateway has no models dir to pull into", param="model")
         _may_change_models(request)
@@ -211,10 +214,7 @@ async def _pull_lines(gw: Gateway, planned: Planned) -> AsyncGenerator[bytes, No
 async def delete(request: Request) -> Response:
     try:
         gw = get_gateway(request)
-        raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
-        given = raw.get("model") or raw.get("name")
-        if not isinstance(given, str) or not given:
-            raise InvalidRequest("model is required", param="model")
+        _, given = await _named(request, gw)
         if gw.pulls is None:
             raise ModelNotFound(f"model {quoted(given)} not found", param="model")
         _may_change_models(request)

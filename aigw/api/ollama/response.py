@@ -15,10 +15,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
-
 from aigw.api.ollama.errors import error_body
 from aigw.api.ollama.ndjson import line
+from aigw.api.translation import call_arguments
 from aigw.domain import ChatChunk, ChatResponse, Usage
 from aigw.errors import AigwError
 
@@ -29,21 +28,12 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _arguments(raw: Any) -> Any:
-    if isinstance(raw, dict):
-        return raw
-    try:
-        parsed = orjson.loads(raw or "{}")
-    except orjson.JSONDecodeError:
-        return {"arguments": raw}  # what the model wrote, kept rather than lost
-    return parsed if isinstance(parsed, dict) else {"value": parsed}
-
-
 def _calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for call in calls:
         fn = call.get("function") or {}
-        out.append({"function": {"name": fn.get("name", ""), "arguments": _arguments(fn.get("arguments"))}})
+        args = call_arguments(fn.get("arguments"))
+        out.append({"function": {"name": fn.get("name", ""), "arguments": args}})
     return out
 
 
@@ -76,24 +66,32 @@ def _done_reason(finish: Any) -> str:
     return "length" if finish == "length" else "stop"
 
 
+def _body(
+    model: str, content: str, thinking: str, tools: list[dict[str, Any]] | None, *, generate: bool
+) -> dict[str, Any]:
+    """One answer's (or one piece's) fields: /api/generate's `response`, or /api/chat's `message`."""
+    out: dict[str, Any] = {"model": model, "created_at": now_iso()}
+    if generate:
+        out["response"] = content
+        if thinking:
+            out["thinking"] = thinking
+        return out
+    message: dict[str, Any] = {"role": "assistant", "content": content}
+    if thinking:
+        message["thinking"] = thinking
+    if tools:
+        message["tool_calls"] = tools
+    out["message"] = message
+    return out
+
+
 def chat_answer(resp: ChatResponse, model: str, clock: Clock, *, generate: bool) -> dict[str, Any]:
     """A whole answer: /api/chat's message, or /api/generate's response text."""
     choice = resp.choices[0] if resp.choices else {}
     msg = choice.get("message") or {}
-    text = msg.get("content") if isinstance(msg.get("content"), str) else ""
-    thinking = msg.get("reasoning_content")
-    out: dict[str, Any] = {"model": model, "created_at": now_iso()}
-    if generate:
-        out["response"] = text
-        if thinking:
-            out["thinking"] = thinking
-    else:
-        message: dict[str, Any] = {"role": "assistant", "content": text}
-        if thinking:
-            message["thinking"] = thinking
-        if msg.get("tool_calls"):
-            message["tool_calls"] = _calls(msg["tool_calls"])
-        out["message"] = message
+    text = msg["content"] if isinstance(msg.get("content"), str) else ""
+    tools = _calls(msg["tool_calls"]) if msg.get("tool_calls") else None
+    out = _body(model, text, msg.get("reasoning_content") or "", tools, generate=generate)
     out |= {"done": True, "done_reason": _done_reason(choice.get("finish_reason"))}
     return out | clock.stats(resp.usage)
 
@@ -108,19 +106,7 @@ async def stream_lines(
     finish: Any = None
 
     def piece(content: str = "", thinking: str = "", tools: list[dict[str, Any]] | None = None) -> bytes:
-        out: dict[str, Any] = {"model": model, "created_at": now_iso()}
-        if generate:
-            out["response"] = content
-            if thinking:
-                out["thinking"] = thinking
-        else:
-            message: dict[str, Any] = {"role": "assistant", "content": content}
-            if thinking:
-                message["thinking"] = thinking
-            if tools:
-                message["tool_calls"] = tools
-            out["message"] = message
-        return line(out | {"done": False})
+        return line(_body(model, content, thinking, tools, generate=generate) | {"done": False})
 
     async def chunks() -> AsyncIterator[ChatChunk]:
         if first is not None:
