@@ -341,6 +341,12 @@ class Capability(StrEnum):
     VISION = "vision"
     LOGPROBS = "logprobs"
     REASONING = "reasoning"
+    COMPLETIONS = "completions"
+    """Legacy text completions (/v1/completions): a raw prompt, no chat template."""
+    INSERT = "insert"
+    """Fill-in-the-middle: a completion with a `suffix` (the model has FIM tokens)."""
+    RERANK = "rerank"
+    """Scoring documents against a query (/v1/rerank)."""
 
 
 @dataclass(frozen=True, slots=True)
