@@ -70,12 +70,19 @@ class Usage:
 
 _USAGE_KEYS = frozenset({"prompt_tokens", "completion_tokens", "total_tokens"})
 _RESPONSE_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage"})
+CHAT_COMPLETION = "chat.completion"
+CHAT_CHUNK = "chat.completion.chunk"
+TEXT_COMPLETION = "text_completion"
+"""The `object` of a legacy completion (/v1/completions), whole and streamed: its choices carry
+`text` instead of a message or a delta."""
 
 
-def _parts(d: dict[str, Any]) -> dict[str, Any]:
+def _parts(d: dict[str, Any], default_object: str) -> dict[str, Any]:
     """The fields of an OpenAI completion or chunk, from aigw's own (trusted) JSON."""
     usage = d.get("usage")
+    kind = d.get("object")
     return {
+        "object": kind if isinstance(kind, str) else default_object,
         "id": str(d.get("id") or ""),
         "created": int(d.get("created") or 0),
         "model": str(d.get("model") or ""),
@@ -198,11 +205,13 @@ class ChatResponse:
     native: dict[str, Any] | None = None
     """The upstream's answer as it came, for a request passed through in its own dialect (not
     part of the OpenAI form, nor of what the cache keeps)."""
+    object: str = CHAT_COMPLETION
+    """`text_completion` for a legacy completion (choices with `text`)."""
 
     def to_wire(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id,
-            "object": "chat.completion",
+            "object": self.object,
             "created": self.created,
             "model": self.model,
             "choices": self.choices,
@@ -215,7 +224,7 @@ class ChatResponse:
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ChatResponse:
         """From aigw's own OpenAI-shaped JSON (trusted: a cached answer, say)."""
-        return cls(**_parts(d))
+        return cls(**_parts(d, CHAT_COMPLETION))
 
 
 @dataclass(slots=True)
@@ -229,6 +238,8 @@ class ChatChunk:
     native: bytes = b""
     """The upstream's own SSE events this chunk came from, for a request passed through in its
     dialect (relayed as they came instead of this chunk)."""
+    object: str = CHAT_CHUNK
+    """`text_completion` for a legacy completion's chunk (choices with `text`)."""
 
     @property
     def is_usage_only(self) -> bool:
@@ -237,7 +248,7 @@ class ChatChunk:
     def to_wire(self, *, include_usage: bool) -> dict[str, Any]:
         out: dict[str, Any] = {
             "id": self.id,
-            "object": "chat.completion.chunk",
+            "object": self.object,
             "created": self.created,
             "model": self.model,
             "choices": self.choices,
@@ -250,7 +261,7 @@ class ChatChunk:
     @classmethod
     def from_wire(cls, d: dict[str, Any]) -> ChatChunk:
         """From aigw's own OpenAI-shaped JSON (trusted: a replayed cached answer, say)."""
-        return cls(**_parts(d))
+        return cls(**_parts(d, CHAT_CHUNK))
 
 
 @dataclass(frozen=True, slots=True)

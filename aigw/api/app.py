@@ -26,7 +26,7 @@ from aigw.api.fastpath import FastPath
 from aigw.api.guard import AccessGuard
 from aigw.api.ollama import models as ollama_models
 from aigw.api.ollama import routes as ollama_routes
-from aigw.api.openai import chat, embeddings, models
+from aigw.api.openai import chat, completions, embeddings, models
 from aigw.api.rag import routes as rag
 from aigw.api.responses import routes as responses
 from aigw.config import Config
@@ -65,7 +65,7 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
         openapi_url=None,
         redirect_slashes=False,  # trailing slashes are dropped in front (FastPath), never redirected
     )
-    dialects = (chat, embeddings, messages, responses, ollama_routes, ollama_models)
+    dialects = (chat, completions, embeddings, messages, responses, ollama_routes, ollama_models)
     modules = (health, models, *dialects, rag, admin, admin_cache, admin_stats, metrics)
     routers = [m.router for m in modules]
     install_error_handlers(app, endpoints(routers))
@@ -81,6 +81,7 @@ def create_asgi_app(config: Config, paths: Paths, build: Callable[[], Gateway]) 
     app.add_middleware(BodyLimit, limit=config.server.max_body_bytes)  # the hot paths read their own
     hot = {
         "/chat/completions": chat.chat_completions,
+        "/completions": completions.completions,
         "/embeddings": embeddings.embeddings,
         "/messages": messages.messages,
         "/responses": responses.create,

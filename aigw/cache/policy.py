@@ -21,6 +21,9 @@ class Decision:
 
 
 BYPASS = Decision(lookup=False, store=False)
+SAMPLED = frozenset({"chat", "completion"})
+"""Kinds of request whose answers are sampled: cached in `deterministic` mode only when asked for
+a repeatable one (embeddings, reranks are deterministic by nature)."""
 
 
 def asks_for_determinism(body: dict[str, Any]) -> bool:
@@ -40,10 +43,10 @@ def cache_control(header: str | None) -> tuple[bool, bool]:
 
 
 def decide(mode: Mode, kind: str, body: dict[str, Any], cache_control_header: str | None) -> Decision:
-    """`kind` is "chat" or "embed"; embeddings are deterministic by nature."""
+    """`kind`: "chat", "completion", "embed", ..."""
     if mode == "off":
         return BYPASS
-    if mode == "deterministic" and kind == "chat" and not asks_for_determinism(body):
+    if mode == "deterministic" and kind in SAMPLED and not asks_for_determinism(body):
         return BYPASS
     no_cache, no_store = cache_control(cache_control_header)
     return Decision(lookup=not no_cache, store=not no_store)

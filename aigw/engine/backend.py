@@ -57,6 +57,19 @@ class GenParams:
 
 
 @dataclass(frozen=True, slots=True)
+class TextPrompt:
+    """A legacy completion's prompt, fed to the model as it is (no chat template)."""
+
+    text: str | None = None
+    """The text to continue (special tokens written in it are read as such)."""
+    tokens: tuple[int, ...] | None = None
+    """Token ids of the model's vocabulary, instead of `text`."""
+    suffix: str | None = None
+    """Fill-in-the-middle: the text after the gap; `text` is before it. The prompt is then built
+    with the model's own FIM tokens."""
+
+
+@dataclass(frozen=True, slots=True)
 class OutputFormat:
     """How a loaded model writes its answer besides plain text."""
 
@@ -123,6 +136,13 @@ class LoadedModel(Protocol):
     ) -> Pending:
         """Start a generation; a batching model runs it in `step`s together with the others
         (`alive` turning false ends it at the next step), any other runs it to its end here."""
+        ...
+
+    def begin_text(
+        self, prompt: TextPrompt, params: GenParams, emit: Emit, alive: Callable[[], bool]
+    ) -> Pending:
+        """Start a legacy completion of `prompt` (raw, or fill-in-the-middle), as `begin` does; a
+        CapabilityError when the model cannot (no FIM tokens for a suffix, an embedding model)."""
         ...
 
     def step(self) -> None:

@@ -117,6 +117,10 @@ class Gateway:
         """A streamed chat completion, once its first content has arrived (`Pipeline.stream`)."""
         self.embed = self.pipeline.embed
         """Embeddings (`Pipeline.embed`)."""
+        self.complete = self.pipeline.complete
+        """A whole legacy text completion (`Pipeline.complete`)."""
+        self.stream_complete = self.pipeline.stream_complete
+        """A streamed legacy text completion (`Pipeline.stream_complete`)."""
         self._clock = clock
         self._started = clock()
 

@@ -23,9 +23,11 @@ import orjson
 
 from aigw.access.meter import Meter, Ticket
 from aigw.access.reserve import with_max_tokens
+from aigw.cache.policy import BYPASS
 from aigw.cache.service import AnswerCache, Plan
 from aigw.cache.store import CachedAnswer
 from aigw.cache.streams import replay_chunks
+from aigw.completion import CompletionRequest
 from aigw.domain import (
     ChatChunk,
     ChatRequest,
@@ -118,6 +120,52 @@ class Pipeline:
             return Answer(self._hit(got, ticket, t0), wire=got.body, parse=EmbedResponse.from_wire)
         conform_encoding(got.value, req.body.get("encoding_format"))
         return self._answered(got, t0, plan, ticket)
+
+    async def complete(
+        self, req: CompletionRequest, caller: Caller, *, provider: str | None = None
+    ) -> Answer[ChatResponse]:
+        """A whole legacy text completion (cached as chat completions are)."""
+        t0 = time.perf_counter()
+        route, ticket = await self._admitted(req.model, req.body, caller, provider, generates=True)
+        if ticket.cap is not None:
+            req = CompletionRequest(with_max_tokens(req.body, ticket.cap), req.model)
+        key_id = caller.key.id if caller.key is not None else None
+        plan = self._cache.plan("completion", route, req.body, caller.cache_control, key_id)
+        got = await self._fetch(
+            plan, ticket, lambda: self._watched(self._router.complete(route, req), route, caller)
+        )
+        if isinstance(got, CachedAnswer):
+            return Answer(self._hit(got, ticket, t0), wire=got.body, parse=ChatResponse.from_wire)
+        choices = got.value.choices
+        return self._answered(
+            got, t0, plan, ticket,
+            completion=choices if ticket.content is not None else None,
+            chars=0 if got.value.usage is not None else len(orjson.dumps(choices)),
+        )  # fmt: skip
+
+    async def stream_complete(
+        self, req: CompletionRequest, caller: Caller, *, provider: str | None = None
+    ) -> StreamReply:
+        """A streamed legacy text completion, once its first content has arrived (not cached)."""
+        t0 = time.perf_counter()
+        route, ticket = await self._admitted(req.model, req.body, caller, provider, generates=True)
+        if ticket.cap is not None:
+            req = CompletionRequest(with_max_tokens(req.body, ticket.cap), req.model)
+        plan = Plan("completion", BYPASS)
+        try:
+            stream = await self._watched(self._router.open_completion_stream(route, req), route, caller)
+        except BaseException as e:
+            self._failed(e, plan, ticket)
+            raise
+        overhead = time.perf_counter() - t0 - stream.upstream_s
+        facts = self._facts(stream.target, overhead, stream.trace, plan, ticket)
+        chunks = relay(stream, self._meter, ticket, overhead, saver=None, cache=plan.status)
+
+        async def abandon() -> None:  # the client left before the first byte was sent
+            await stream.aclose()
+            self._meter.abandoned(ticket)
+
+        return StreamReply(facts, chunks, abandon)
 
     # -- the steps -----------------------------------------------------------------------------
 

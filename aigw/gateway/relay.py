@@ -30,6 +30,11 @@ def delivered(chunk: ChatChunk, text: list[str] | None) -> int:
     for choice in chunk.choices:
         delta = choice.get("delta")
         if not isinstance(delta, dict):
+            completed = choice.get("text")  # a legacy completion's chunk
+            if isinstance(completed, str):
+                n += len(completed)
+                if text is not None:
+                    text.append(completed)
             continue
         content = delta.get("content")
         if isinstance(content, str):

@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any, Protocol
 
+from aigw.completion import CompletionRequest
 from aigw.domain import (
     Capability,
     ChatChunk,
@@ -26,17 +25,18 @@ from aigw.domain import (
     EmbedRequest,
     EmbedResponse,
     ModelInfo,
-    Timing,
     Usage,
 )
 from aigw.engine.backend import Backend, GenParams, GenResult, LoadedModel, ModelCard, ModelSpec, Pending
-from aigw.engine.engine import FOREVER, Engine, Job
+from aigw.engine.engine import Engine, Job
 from aigw.errors import CapabilityError, InvalidRequest, ModelNotFound, quoted
+from aigw.local.completing import Completer
 from aigw.local.config import LocalModelConfig, LocalProviderConfig, model_paths, under
 from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
 from aigw.local.images import image_urls, load_images
 from aigw.local.presets import Preset, load_presets
+from aigw.local.sampling import cache_key, parse_keep_alive, sampling_extra, usage_of
 from aigw.local.shape import Shaper
 from aigw.local.tools import forced_call_schema, tool_names
 from aigw.providers.reasoning import requested
@@ -72,26 +72,6 @@ HONOURED = frozenset(
         "prompt_cache_key",
     }
 )
-_SAMPLING_EXTRA = ("presence_penalty", "frequency_penalty", "top_k", "min_p", "repeat_penalty")
-_DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
-
-
-def parse_keep_alive(value: Any) -> float | None:
-    """Ollama's keep_alive: seconds, or "30s"/"5m"/"1h"; negative keeps the model loaded."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise InvalidRequest('keep_alive must be a duration such as 300, "5m" or -1', param="keep_alive")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _DURATION.match(value)):
-        seconds = float(m.group(1)) * _UNIT[m.group(2)]
-    else:
-        raise InvalidRequest('keep_alive must be a duration such as 300, "5m" or -1', param="keep_alive")
-    return FOREVER if seconds < 0 else seconds
-
-
 def gen_params(req: ChatRequest, model: str) -> GenParams:
     body = req.body
     for key in body:
@@ -122,42 +102,12 @@ def gen_params(req: ChatRequest, model: str) -> GenParams:
         stop=tuple(req.stop),
         seed=req.seed,
         grammar=grammar,
-        extra=_sampling_extra(body),
+        extra=sampling_extra(body),
         tools=tools,
         reasoning=requested(body, req.hint),
         reasoning_required=body.get("reasoning_effort") is not None,
-        cache_key=_cache_key(body),
+        cache_key=cache_key(body),
     )
-
-
-_EXTRA_RANGES = MappingProxyType({
-    "presence_penalty": (-2.0, 2.0), "frequency_penalty": (-2.0, 2.0), "top_k": (0, 1_000_000),
-    "min_p": (0.0, 1.0), "repeat_penalty": (0.0, 10.0),
-})  # fmt: skip
-
-
-def _sampling_extra(body: dict[str, Any]) -> dict[str, Any]:
-    """The sampling knobs beyond OpenAI's own, checked: a number in its range (top_k a whole one)."""
-    out: dict[str, Any] = {}
-    for name in _SAMPLING_EXTRA:
-        value = body.get(name)
-        if value is None:
-            continue
-        low, high = _EXTRA_RANGES[name]
-        whole = name == "top_k"
-        kinds = (int,) if whole else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-            kind = "an integer" if whole else "a number"
-            raise InvalidRequest(f"{name} must be {kind} from {low} to {high}", param=name)
-        out[name] = value
-    return out
-
-
-def _cache_key(body: dict[str, Any]) -> str | None:
-    key = body.get("prompt_cache_key")
-    if key is not None and not isinstance(key, str):
-        raise InvalidRequest("prompt_cache_key must be a string", param="prompt_cache_key")
-    return key
 
 
 def auto_tools(body: dict[str, Any]) -> bool:
@@ -239,7 +189,8 @@ class LocalProvider:
         self._image_dirs = tuple(Path(os.path.realpath(Path(d).expanduser())) for d in ctx.local.image_dirs)
         self._cards: dict[str, tuple[int, ModelCard | None]] = {}
         self._described: dict[str, tuple[tuple[int, int], dict[str, Any]]] = {}
-        self.capabilities = kind.chat_caps | kind.embed_caps | {Capability.REASONING}
+        self.capabilities = kind.chat_caps | kind.embed_caps | {Capability.REASONING, Capability.INSERT}
+        self._completer = Completer(self.engine, lambda model: self._key(self._spec(model).name))
 
     def _register(self, spec: ModelSpec) -> None:
         self._specs[spec.name] = spec
@@ -374,7 +325,7 @@ class LocalProvider:
         result = await job.wait()
         message, finish = shaper.message(result.text, result.finish_reason)
         choice = {"index": 0, "message": message, "finish_reason": finish, "logprobs": None}
-        return ChatResponse(cid, int(time.time()), req.model, [choice], _usage(result, job.waited_s))
+        return ChatResponse(cid, int(time.time()), req.model, [choice], usage_of(result, job.waited_s))
 
     async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
         job, cid, shaper = await self._submit(req)
@@ -395,7 +346,14 @@ class LocalProvider:
         for delta in shaper.finish():
             yield chunk(delta)
         yield chunk({}, shaper.finish_reason(result.finish_reason))
-        yield ChatChunk(cid, created, req.model, [], usage=_usage(result, job.waited_s))
+        yield ChatChunk(cid, created, req.model, [], usage=usage_of(result, job.waited_s))
+
+    async def complete(self, req: CompletionRequest) -> ChatResponse:
+        """A legacy text completion (raw, or fill-in-the-middle): aigw.local.completing."""
+        return await self._completer.complete(req)
+
+    def stream_complete(self, req: CompletionRequest) -> AsyncIterator[ChatChunk]:
+        return self._completer.stream(req)
 
     async def count_tokens(self, req: ChatRequest) -> int:
         """The prompt's exact tokens, by the model's own tokenizer and chat template (the model is
@@ -427,10 +385,3 @@ class LocalProvider:
 
     async def aclose(self) -> None:
         pass  # the engine, shared by every local provider, is closed by the gateway
-
-
-def _usage(result: GenResult, load_s: float = 0.0) -> Usage:
-    extra = {"prompt_tokens_details": {"cached_tokens": result.cached_tokens}} if result.cached_tokens else {}
-    total = result.prompt_tokens + result.completion_tokens
-    timing = Timing(result.prefill_s, result.decode_s, load_s)
-    return Usage(result.prompt_tokens, result.completion_tokens, total, extra, timing)

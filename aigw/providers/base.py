@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from aigw.completion import CompletionRequest
 from aigw.domain import (
     Capability,
     ChatChunk,
@@ -74,3 +75,14 @@ class Fingerprinted(Protocol):
     replaced under the same name); the response cache puts this in its keys."""
 
     def fingerprint(self, model: str) -> str | None: ...
+
+
+@runtime_checkable
+class Completing(Protocol):
+    """A provider that serves legacy text completions (`Capability.COMPLETIONS`): a raw prompt,
+    and fill-in-the-middle with a `suffix` for the models that declare `Capability.INSERT`.
+    Answers are `text_completion` responses and chunks (choices carry `text`)."""
+
+    async def complete(self, req: CompletionRequest) -> ChatResponse: ...
+
+    def stream_complete(self, req: CompletionRequest) -> AsyncIterator[ChatChunk]: ...

@@ -74,6 +74,8 @@ def has_content(chunk: ChatChunk) -> bool:
     for choice in chunk.choices:
         if choice.get("finish_reason"):
             return True
+        if choice.get("text"):  # a legacy completion's chunk
+            return True
         delta = choice.get("delta")
         if isinstance(delta, dict) and any(v for k, v in delta.items() if k != "role"):
             return True

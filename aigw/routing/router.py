@@ -22,8 +22,10 @@ import random
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from types import MappingProxyType
+from typing import Any, Generic, TypeVar, cast
 
+from aigw.completion import CompletionRequest
 from aigw.config import RoutingConfig
 from aigw.domain import (
     Capability,
@@ -46,7 +48,7 @@ from aigw.errors import (
     UpstreamTimeout,
     quoted,
 )
-from aigw.providers.base import Provider
+from aigw.providers.base import Completing, Provider
 from aigw.routing.breaker import Breaker, BreakerBoard, Permit
 from aigw.routing.capabilities import CHAT_FEATURES, requirements
 from aigw.routing.health import HealthBoard
@@ -54,6 +56,12 @@ from aigw.routing.policy import Verdict, counts_against_target, has_content, ret
 
 T = TypeVar("T")
 log = logging.getLogger("aigw.router")
+_WHAT = MappingProxyType({
+    Capability.COMPLETIONS: "legacy completions (/v1/completions; chat models take /v1/chat/completions)",
+    Capability.INSERT: "fill-in-the-middle (the model has no FIM tokens)",
+    Capability.RERANK: "reranking (/v1/rerank)",
+})  # fmt: skip
+"""How a refusal names what a target lacks, when its capability's name would not say."""
 Sleep = Callable[[float], Coroutine[Any, Any, None]]
 
 
@@ -161,16 +169,25 @@ class Router:
     # -- target selection ----------------------------------------------------------------------
 
     def _capable(
-        self, route: Route, needs: Capability, req: ChatRequest | None = None
+        self,
+        route: Route,
+        needs: Capability,
+        req: ChatRequest | None = None,
+        *,
+        also: tuple[Capability, str] | None = None,
     ) -> list[tuple[Target, Provider]]:
-        """The route's targets able to honour everything the request asks for, in order."""
+        """The route's targets able to honour everything the request asks for, in order.
+        `also`: one more capability a field of the request needs, and the field."""
         out: list[tuple[Target, Provider]] = []
         missing: tuple[Target, str, str] | None = None
         for target in route.targets:
             provider = self._providers[target.provider]
             caps = provider.capabilities_for(target.model)
             if needs not in caps:
-                missing = missing or (target, needs.value, "model")
+                missing = missing or (target, _WHAT.get(needs, needs.value), "model")
+                continue
+            if also is not None and also[0] not in caps:
+                missing = missing or (target, _WHAT.get(also[0], also[0].value), also[1])
                 continue
             if req is not None and not caps >= CHAT_FEATURES:
                 lacking = [(cap, param) for cap, param in requirements(req) if cap not in caps]
@@ -344,6 +361,41 @@ class Router:
         t0 = self._clock()
         win = await self._run(route, targets, lambda p, t, _: p.embed(req.with_model(t.model)))
         return Routed(win.value, win.target, self._clock() - t0, win.trace)
+
+    def _completing(self, route: Route, req: CompletionRequest) -> list[tuple[Target, Provider]]:
+        """The targets serving legacy completions (with fill-in-the-middle when `suffix` is set)."""
+        fim = (Capability.INSERT, "suffix") if req.suffix is not None else None
+        capable = self._capable(route, Capability.COMPLETIONS, also=fim)
+        out: list[tuple[Target, Provider]] = [(t, p) for t, p in capable if isinstance(p, Completing)]
+        if not out:  # a plugin's provider that declares the capability without the methods
+            what = f"Model {quoted(route.requested)} does not serve /v1/completions"
+            raise CapabilityError(what, param="model")
+        return out
+
+    async def complete(self, route: Route, req: CompletionRequest) -> Routed[ChatResponse]:
+        """A legacy text completion (whole)."""
+        targets = self._completing(route, req)
+        t0 = self._clock()
+
+        async def attempt(provider: Provider, target: Target, _: bool) -> ChatResponse:
+            return await cast(Completing, provider).complete(req.with_model(target.model))
+
+        win = await self._run(route, targets, attempt)
+        return Routed(win.value, win.target, self._clock() - t0, win.trace)
+
+    async def open_completion_stream(self, route: Route, req: CompletionRequest) -> RoutedStream:
+        """A legacy text completion's stream, read up to its first content as `open_stream`."""
+        targets = self._completing(route, req)
+        t0 = self._clock()
+
+        async def attempt(provider: Provider, target: Target, has_next: bool) -> _Opened:
+            wait = self._cfg.first_token_timeout_s if has_next else None
+            it = cast(Completing, provider).stream_complete(req.with_model(target.model))
+            return await self._first_content(it, target, wait)
+
+        win = await self._run(route, targets, attempt)
+        rest = self._guard(win.target, win.value.it, win.breaker, win.permit)
+        return RoutedStream(win.value.head, rest, win.target, self._clock() - t0, win.trace, win.value.it)
 
     async def open_stream(self, route: Route, req: ChatRequest) -> RoutedStream:
         """Start a stream and read up to its first content, falling back before it as needed."""

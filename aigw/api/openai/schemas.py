@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.requests import Request
 
 from aigw.api.body import read_json_object
@@ -110,6 +110,42 @@ class EmbeddingRequest(BaseModel):
         return self
 
 
+class CompletionBody(BaseModel):
+    """A legacy completion (/v1/completions)."""
+
+    model_config = _ALLOW
+    model: str = Field(min_length=1)
+    prompt: str | list[str] | list[int] | list[list[int]]
+    suffix: str | None = None
+    stream: bool | None = None
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    n: int | None = Field(default=None, ge=1, le=128)
+    best_of: int | None = Field(default=None, ge=1, le=128)
+    stop: str | list[str] | None = None
+    echo: bool | None = None
+    seed: int | None = None
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    user: str | None = None
+    provider: str | None = Field(default=None, min_length=1)
+
+    @field_validator("prompt")
+    @classmethod
+    def _non_empty(cls, v: Any) -> Any:
+        if isinstance(v, list) and (not v or any(p == [] for p in v)):
+            raise ValueError("'prompt' must not be empty")
+        return v
+
+    def cross_field_problem(self) -> tuple[str, str] | None:
+        if self.stream_options is not None and not self.stream:
+            return "stream_options", "'stream_options' is only allowed when 'stream' is true"
+        return None
+
+
 async def read_request(request: Request, schema: type[BaseModel], limit: int) -> dict[str, Any]:
     """The request's JSON body, checked against `schema`: the wire body as sent (unknown fields
     kept, to pass through to OpenAI-compatible upstreams), or InvalidRequest naming the field."""
@@ -118,6 +154,8 @@ async def read_request(request: Request, schema: type[BaseModel], limit: int) ->
         parsed = schema.model_validate(body)
     except ValidationError as e:
         raise invalid_request_from_validation(e) from None
-    if isinstance(parsed, ChatCompletionRequest) and (problem := parsed.cross_field_problem()):
-        raise InvalidRequest(problem[1], param=problem[0])
+    if isinstance(parsed, ChatCompletionRequest | CompletionBody):
+        problem = parsed.cross_field_problem()
+        if problem is not None:
+            raise InvalidRequest(problem[1], param=problem[0])
     return body

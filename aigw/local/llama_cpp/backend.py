@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from aigw.domain import Capability
-from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat
-from aigw.errors import CapabilityError
+from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat, TextPrompt
+from aigw.errors import CapabilityError, InvalidRequest
 from aigw.local.constrain import Guide
+from aigw.local.fim import FimTokens, from_ids, gguf_has_fim, no_fim
 from aigw.local.llama_cpp.batch import Batcher
 from aigw.local.llama_cpp.vision import Vision
 from aigw.local.prefixes import SavedPrefixes
@@ -35,9 +36,10 @@ FALLBACK_TEMPLATE = (
 )
 DEFAULT_CONTEXT = 4096
 AUTO_PARALLEL = 4
-CHAT_CAPS = frozenset(
-    {Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA, Capability.TOOLS}
-)
+CHAT_CAPS = frozenset({
+    Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA, Capability.TOOLS,
+    Capability.COMPLETIONS,
+})  # fmt: skip
 EMBED_CAPS = frozenset({Capability.EMBED})
 MMPROJ_SUFFIX = ".mmproj.gguf"
 """A model's vision projector, beside it: NAME.gguf and NAME.mmproj.gguf."""
@@ -195,11 +197,23 @@ class LlamaModel:
         probe = self.formatter(messages=cast(Any, [{"role": "user", "content": "x"}])).prompt if think else ""
         tools = preset.tool_format if preset is not None else None
         self._format = OutputFormat(tools, think, think and opens_thinking(probe))
+        self.fim = self._fim_tokens()
+
+    def _fim_tokens(self) -> FimTokens | None:
+        import llama_cpp
+
+        vocab = self.llm._model.vocab
+        return from_ids(
+            llama_cpp.llama_vocab_fim_pre(vocab),
+            llama_cpp.llama_vocab_fim_suf(vocab),
+            llama_cpp.llama_vocab_fim_mid(vocab),
+        )
 
     def capabilities(self) -> frozenset[Capability]:
         if self.spec.embedding:
             return EMBED_CAPS
-        return CHAT_CAPS | {Capability.VISION} if self.vision is not None else CHAT_CAPS
+        caps = CHAT_CAPS | {Capability.INSERT} if self.fim is not None else CHAT_CAPS
+        return caps | {Capability.VISION} if self.vision is not None else caps
 
     def _guide(self, grammar: str | None) -> Guide | None:
         if grammar is None:
@@ -272,10 +286,59 @@ class LlamaModel:
         stops = list(params.stop)
         stops.extend([formatted.stop] if isinstance(formatted.stop, str) else (formatted.stop or []))
         stops = preset_stops(self.preset, stops)  # drops empty ones: they would end every generation
+        return self._start(prompt, params, stops, emit, alive=alive, prefill=prefill, field="messages")
+
+    def begin_text(
+        self, prompt: TextPrompt, params: GenParams, emit: Emit, alive: Callable[[], bool] = lambda: True
+    ) -> Run:
+        """Start a legacy completion: the prompt's tokens as they are, no chat template."""
+        if self.spec.embedding or self.batcher is None:
+            raise CapabilityError(f"{self.spec.name} is an embedding model", param="model")
+        tokens = self._text_tokens(prompt)
+        if not tokens:
+            raise InvalidRequest("The prompt is empty: there is nothing to continue", param="prompt")
+        stops = [s for s in params.stop if s]
+        return self._start(tokens, params, stops, emit, alive=alive, prefill=None, field="prompt")
+
+    def _text_tokens(self, prompt: TextPrompt) -> list[int]:
+        llm = self.llm
+        if prompt.tokens is not None:
+            size = llm.n_vocab()
+            bad = next((t for t in prompt.tokens if not 0 <= t < size), None)
+            if bad is not None:
+                raise InvalidRequest(
+                    f"Token {bad} is not in {self.spec.name}'s vocabulary (0 to {size - 1})", param="prompt"
+                )
+            return list(prompt.tokens)
+        text = prompt.text or ""
+        if prompt.suffix is None:
+            return llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        if self.fim is None:
+            raise no_fim(self.spec.name)
+        import llama_cpp
+
+        def plain(s: str) -> list[int]:  # the code itself: special tokens' texts in it are text
+            return llm.tokenize(s.encode("utf-8"), add_bos=False, special=False) if s else []
+
+        bos = llm.token_bos() if llama_cpp.llama_vocab_get_add_bos(llm._model.vocab) else None
+        return self.fim.prompt(plain(text), plain(prompt.suffix), bos)
+
+    def _start(
+        self,
+        prompt: list[int],
+        params: GenParams,
+        stops: list[str],
+        emit: Emit,
+        *,
+        alive: Callable[[], bool],
+        prefill: Callable[[int, int], list[int]] | None,
+        field: str,
+    ) -> Run:
+        assert self.batcher is not None
         n_ctx = self.context
         if len(prompt) >= n_ctx:
             raise CapabilityError(
-                f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {n_ctx}", param="messages"
+                f"The prompt is {len(prompt)} tokens; {self.spec.name}'s context is {n_ctx}", param=field
             )
         run = Run(
             prompt=prompt,
@@ -381,6 +444,8 @@ def describe_file(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
     embedding = f"{arch}.pooling_type" in meta or arch in ("bert", "nomic-bert", "jina-bert-v2")
     preset = choose(presets, meta.get("tokenizer.chat_template"))
     caps = EMBED_CAPS if embedding else CHAT_CAPS | ({Capability.REASONING} if reasons(preset) else set())
+    if not embedding and (gguf_has_fim(meta) or gguf_has_fim(meta, _vocabulary(path))):
+        caps |= {Capability.INSERT}
     trained = meta.get(f"{arch}.context_length")
     return {
         "path": str(path),
@@ -399,6 +464,19 @@ def describe_file(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
         "tool_format": preset.tool_format if preset is not None else None,
         "capabilities": sorted(c.value for c in caps),
     }
+
+
+def _vocabulary(path: Path) -> frozenset[str]:
+    """The texts of a GGUF's tokens (read only when its metadata names no FIM tokens)."""
+    from gguf import GGUFReader
+
+    field = GGUFReader(str(path), "r").fields.get("tokenizer.ggml.tokens")
+    if field is None:
+        return frozenset()
+    try:
+        return frozenset(str(t) for t in field.contents())
+    except (ValueError, IndexError):
+        return frozenset()
 
 
 def _preset_name(preset: Preset | None) -> str:

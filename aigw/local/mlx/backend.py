@@ -22,9 +22,11 @@ from aigw.engine.backend import (
     ModelSpec,
     OutputFormat,
     Pending,
+    TextPrompt,
 )
-from aigw.errors import CapabilityError
+from aigw.errors import CapabilityError, InvalidRequest
 from aigw.local.constrain import Guide
+from aigw.local.fim import FimTokens, from_vocabulary, no_fim, spelled
 from aigw.local.mlx.batch import MlxBatcher, TextDetok, make_sampler
 from aigw.local.prefixes import SavedPrefixes
 from aigw.local.presets import Preset, choose, reasons
@@ -37,9 +39,10 @@ DEFAULT_CONTEXT = 4096
 AUTO_PARALLEL = 4
 Steps = Callable[[int, Any, list[Any]], Iterator[int]]
 """Generation from a prompt: (max_tokens, sampler, logits processors) -> the tokens, one by one."""
-CHAT_CAPS = frozenset(
-    {Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA, Capability.TOOLS}
-)
+CHAT_CAPS = frozenset({
+    Capability.CHAT, Capability.STREAM, Capability.JSON_MODE, Capability.JSON_SCHEMA, Capability.TOOLS,
+    Capability.COMPLETIONS,
+})  # fmt: skip
 EMBED_CAPS: frozenset[Capability] = frozenset()
 
 
@@ -137,9 +140,10 @@ class MlxModel:
         probe = self._render([{"role": "user", "content": "x"}], None) if think else ""
         tools = preset.tool_format if preset is not None else None
         self._format = OutputFormat(tools, think, think and opens_thinking(probe))
+        self.fim = _fim_tokens(tokenizer)
 
     def capabilities(self) -> frozenset[Capability]:
-        return CHAT_CAPS
+        return CHAT_CAPS | {Capability.INSERT} if self.fim is not None else CHAT_CAPS
 
     def _render(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None, **kwargs: Any
@@ -209,13 +213,63 @@ class MlxModel:
             self.template, params.reasoning, params.reasoning_required, self.spec.name
         )
         prompt = self._prompt(messages, params.tools, **reasoning)
-        max_tokens = self._room(len(prompt), params)
+        stops = preset_stops(self.preset, params.stop)
+        return self._start(prompt, params, stops, emit, alive=alive, field="messages")
+
+    def begin_text(
+        self, prompt: TextPrompt, params: GenParams, emit: Emit, alive: Callable[[], bool] = lambda: True
+    ) -> Pending:
+        """Start a legacy completion: the prompt's tokens as they are, no chat template."""
+        if self.batcher is None:
+            raise CapabilityError(f"{self.spec.name} is a vision model: it takes chat only", param="model")
+        tokens = self._text_tokens(prompt)
+        if not tokens:
+            raise InvalidRequest("The prompt is empty: there is nothing to continue", param="prompt")
+        stops = [s for s in params.stop if s]
+        return self._start(tokens, params, stops, emit, alive=alive, field="prompt")
+
+    def _text_tokens(self, prompt: TextPrompt) -> list[int]:
+        tok = self.tokenizer
+        if prompt.tokens is not None:
+            size = len(tok.get_vocab())
+            bad = next((t for t in prompt.tokens if not 0 <= t < size), None)
+            if bad is not None:
+                raise InvalidRequest(
+                    f"Token {bad} is not in {self.spec.name}'s vocabulary (0 to {size - 1})", param="prompt"
+                )
+            return list(prompt.tokens)
+        text = prompt.text or ""
+        if prompt.suffix is None:
+            tokens: list[int] = tok.encode(text)  # the tokenizer's own BOS, when it adds one
+            return tokens
+        if self.fim is None:
+            raise no_fim(self.spec.name)
+        plain = getattr(tok, "_tokenizer", tok)  # the code itself: special tokens' texts in it are text
+
+        def encode(s: str) -> list[int]:
+            return list(plain(s, add_special_tokens=False, split_special_tokens=True).input_ids) if s else []
+
+        bos = tok.bos_token_id if getattr(tok, "add_bos_token", False) else None
+        return self.fim.prompt(encode(text), encode(prompt.suffix), bos)
+
+    def _start(
+        self,
+        prompt: list[int],
+        params: GenParams,
+        stops: list[str],
+        emit: Emit,
+        *,
+        alive: Callable[[], bool],
+        field: str,
+    ) -> Run:
+        assert self.batcher is not None
+        max_tokens = self._room(len(prompt), params, field)
         processors, eos = self._processors(params)
         run = Run(
             prompt=prompt,
             max_tokens=max_tokens,
             params=params,
-            stops=preset_stops(self.preset, params.stop),
+            stops=stops,
             emit=emit,
             alive=alive,
             detok=TextDetok(self.tokenizer),
@@ -236,12 +290,11 @@ class MlxModel:
             self.step()
         return pending.outcome()
 
-    def _room(self, size: int, params: GenParams) -> int:
+    def _room(self, size: int, params: GenParams, field: str = "messages") -> int:
         """The tokens a prompt of `size` leaves to generate (a 400 when there are none)."""
         if size >= self.context:
             raise CapabilityError(
-                f"The prompt is {size} tokens; {self.spec.name}'s context is {self.context}",
-                param="messages",
+                f"The prompt is {size} tokens; {self.spec.name}'s context is {self.context}", param=field
             )
         return min(params.max_tokens or self.context, self.context - size)
 
@@ -351,6 +404,22 @@ def _constrained(guide: Guide) -> Any:
     return process
 
 
+def _fim_tokens(tokenizer: Any) -> FimTokens | None:
+    vocab: dict[str, int] = tokenizer.get_vocab()
+    return from_vocabulary(vocab.get)
+
+
+def _vocabulary(path: Path) -> frozenset[str]:
+    """The texts of a model's tokens, from its tokenizer.json (empty when there is none)."""
+    try:
+        data = json.loads((path / "tokenizer.json").read_text())
+    except (OSError, ValueError):
+        return frozenset()
+    added = {t.get("content") for t in data.get("added_tokens") or () if isinstance(t, dict)}
+    vocab = (data.get("model") or {}).get("vocab")
+    return frozenset(str(t) for t in added | set(vocab if isinstance(vocab, dict) else ()) if t)
+
+
 def _template(path: Path) -> str | None:
     """The chat template in a model directory's tokenizer_config.json (or its chat_template.jinja)."""
     try:
@@ -374,6 +443,8 @@ def describe_dir(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
     caps = CHAT_CAPS | ({Capability.REASONING} if reasons(preset) else set())
     if "vision_config" in cfg:
         caps |= {Capability.VISION}
+    elif spelled(_vocabulary(path)):
+        caps |= {Capability.INSERT}
     text_cfg = cfg.get("text_config") if isinstance(cfg.get("text_config"), dict) else cfg
     trained = cfg.get("max_position_embeddings") or text_cfg.get("max_position_embeddings")
     return {

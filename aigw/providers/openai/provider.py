@@ -14,7 +14,9 @@ from typing import Any
 import orjson
 from yarl import URL
 
+from aigw.completion import CompletionRequest
 from aigw.domain import (
+    TEXT_COMPLETION,
     Capability,
     ChatChunk,
     ChatRequest,
@@ -47,6 +49,8 @@ _CAPS = frozenset(
         Capability.JSON_SCHEMA,
         Capability.VISION,
         Capability.LOGPROBS,
+        Capability.COMPLETIONS,
+        Capability.INSERT,
     }
 )
 _RESPONSE_KEYS = frozenset({"id", "object", "created", "model", "choices", "usage"})
@@ -129,18 +133,20 @@ class OpenAICompatProvider:
             f"{self.name}: stream ended before the response completed", provider=self.name
         )
 
-    async def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+    def stream_chat(self, req: ChatRequest) -> AsyncIterator[ChatChunk]:
+        """The stream (nothing is sent until its first item is asked for)."""
         if (native := self._passed_through(req)) is not None:
-            async for relayed in self._relay_responses(native):
-                yield relayed
-            return
-        body = self._body(req.body, req.model)
+            return self._relay_responses(native)
+        return self._stream("/chat/completions", req.body, req.model)
+
+    async def _stream(self, path: str, client_body: dict[str, Any], model: str) -> AsyncIterator[ChatChunk]:
+        body = self._body(client_body, model)
         body["stream"] = True
         if self._cfg.stream_usage:
             opts = body.get("stream_options")
             body["stream_options"] = {**(opts if isinstance(opts, dict) else {}), "include_usage": True}
         finished = False
-        async with aclosing(self._http.events("/chat/completions", body)) as events:
+        async with aclosing(self._http.events(path, body)) as events:
             async for ev in events:
                 if (chunk := self._decode_event(ev.data)) is _DONE:
                     return
@@ -150,6 +156,18 @@ class OpenAICompatProvider:
         if not finished:
             raise UpstreamProtocolError(f"{self.name}: stream ended without [DONE]", provider=self.name)
         # Some servers omit [DONE] after the final chunk; a finish_reason was seen, so it ended well.
+
+    async def complete(self, req: CompletionRequest) -> ChatResponse:
+        """A legacy completion, passed through to the upstream's /completions."""
+        data = await self._call_json("POST", "/completions", self._body(req.body, req.model))
+        answer = response_from_wire(self.name, data)
+        answer.object = TEXT_COMPLETION
+        return answer
+
+    async def stream_complete(self, req: CompletionRequest) -> AsyncIterator[ChatChunk]:
+        async for chunk in self._stream("/completions", req.body, req.model):
+            chunk.object = TEXT_COMPLETION
+            yield chunk
 
     def _decode_event(self, data: str) -> ChatChunk | None:
         """A chunk, `_DONE` at the end marker, or None for an event without data."""
