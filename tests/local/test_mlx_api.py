@@ -25,6 +25,7 @@ def mlx_daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProce
 
     home = tmp_path_factory.mktemp("mlx-home")
     write_tiny_mlx(home / "models" / "tiny-mlx")  # found in the models dir, as a pulled model would be
+    write_tiny_mlx(home / "models" / "tiny-coder", fim=True, seed=5)
     port = free_port()
     write_config(home, f'[server]\nport = {port}\n[providers.mlx]\ntype = "mlx"\n')
     d = DaemonProcess(home, port).start()
@@ -116,3 +117,32 @@ def test_anthropic_count_tokens_is_the_mlx_tokenizers(mlx_daemon: DaemonProcess)
     counted = httpx.post(mlx_daemon.url + "/v1/messages/count_tokens", json=body, timeout=60).json()
     answer = httpx.post(mlx_daemon.url + "/v1/messages", json={**body, "max_tokens": 1}, timeout=60).json()
     assert counted["input_tokens"] == answer["usage"]["input_tokens"] > 0
+
+
+def test_fill_in_the_middle_with_the_tokenizers_fim_tokens(
+    mlx_daemon: DaemonProcess, client: openai.OpenAI
+) -> None:
+    import mlx_lm
+    from tokenizers import Tokenizer
+
+    path = mlx_daemon.home / "models" / "tiny-coder"
+    tok = Tokenizer.from_file(str(path / "tokenizer.json"))
+    pre, suf, mid = (tok.token_to_id(t) for t in ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"))
+    prefix, suffix = "def f(x):\n    return ", "\n\nf(2)\n"
+    tokens = [pre, *tok.encode(prefix).ids, suf, *tok.encode(suffix).ids, mid]
+    got = client.completions.create(
+        model="tiny-coder", prompt=prefix, suffix=suffix, max_tokens=8, temperature=0
+    )
+    assert got.usage is not None and got.usage.prompt_tokens == len(tokens)
+    model, tokenizer = mlx_lm.load(str(path))[:2]
+    assert got.choices[0].text == mlx_lm.generate(model, tokenizer, prompt=tokens, max_tokens=8)
+    streamed = client.completions.create(
+        model="tiny-coder", prompt=prefix, suffix=suffix, max_tokens=8, temperature=0, stream=True
+    )
+    assert "".join(c.choices[0].text for c in streamed if c.choices) == got.choices[0].text
+    raw = client.completions.create(model="tiny-mlx", prompt="Once", max_tokens=4, temperature=0, echo=True)
+    assert raw.choices[0].text.startswith("Once")
+    assert raw.usage is not None and raw.usage.completion_tokens == 4
+    with pytest.raises(openai.BadRequestError) as err:
+        client.completions.create(model="tiny-mlx", prompt=prefix, suffix=suffix, max_tokens=4)
+    assert err.value.body["param"] == "suffix"  # type: ignore[index]
