@@ -9,9 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-DEFAULT_MAX_TOKENS = 16
-"""OpenAI's default for a legacy completion that sets no max_tokens (local models keep it)."""
-
 Prompt = str | list[int]
 """One prompt: text, or token ids of the model's own vocabulary."""
 
@@ -60,9 +57,11 @@ class CompletionRequest:
         return bool(isinstance(opts, dict) and opts.get("include_usage"))
 
     @property
-    def max_tokens(self) -> int:
+    def max_tokens(self) -> int | None:
+        """None: no bound but the model's own end and its context (as llama.cpp's server and
+        Ollama do; OpenAI's own default is 16, which an upstream applies itself)."""
         v = self.body.get("max_tokens")
-        return DEFAULT_MAX_TOKENS if v is None else int(v)
+        return None if v is None else int(v)
 
     @property
     def stop(self) -> list[str]:

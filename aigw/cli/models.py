@@ -193,4 +193,5 @@ def show(
         print_json(info)
         return
     for key, value in info.items():
-        typer.echo(f"{key:>14}: {', '.join(value) if isinstance(value, list) else value}")
+        if key != "template_text":  # the whole template: in --json only
+            typer.echo(f"{key:>14}: {', '.join(value) if isinstance(value, list) else value}")

@@ -32,6 +32,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
 
     home: Path = tmp_path_factory.mktemp("ollama")
     write_tiny_llama(home / "tiny.gguf")
+    write_tiny_llama(home / "coder.gguf", fim=True, seed=3)
     up = FakeOpenAIServer().start()
     config = f"""
 [cache]
@@ -40,7 +41,8 @@ mode = "off"
 [providers.gguf]
 type = "llama_cpp"
 discover_models = false
-models = {{ tiny = "{home}/tiny.gguf", emb = {{ path = "{home}/tiny.gguf", embedding = true }} }}
+models = {{ tiny = "{home}/tiny.gguf", coder = "{home}/coder.gguf", emb = {{ path = "{home}/tiny.gguf", \
+embedding = true }} }}
 
 [providers.up]
 type = "openai"
@@ -138,6 +140,29 @@ def test_generate_format_and_options(client: Any) -> None:
     assert isinstance(json.loads(held.response)["n"], int)
 
 
+def test_generate_raw_and_fill_in_the_middle(client: Any, daemon: DaemonProcess) -> None:
+    coder = client.show("gguf/coder")
+    assert "insert" in coder.capabilities and "insert" not in client.show(LOCAL).capabilities
+    assert "message['content']" in coder.template  # the model's own chat template
+    prefix, suffix, opts = "def f(x):\n    return ", "\n\nf(2)\n", {"temperature": 0, "num_predict": 8}
+    fim = client.generate(model="gguf/coder", prompt=prefix, suffix=suffix, options=opts)
+    same = httpx.post(f"{daemon.url}/v1/completions", json={
+        "model": "gguf/coder", "prompt": prefix, "suffix": suffix, "max_tokens": 8, "temperature": 0,
+    }).json()  # fmt: skip
+    assert fim.response == same["choices"][0]["text"] and fim.eval_count == 8
+    assert fim.prompt_eval_count == same["usage"]["prompt_tokens"] and fim.eval_duration > 0
+    parts = list(client.generate(model="gguf/coder", prompt=prefix, suffix=suffix, options=opts, stream=True))
+    assert "".join(p.response for p in parts) == fim.response and parts[-1].done
+    templated = client.generate(model=LOCAL, prompt="hi", options=opts)
+    raw = client.generate(model=LOCAL, prompt="user: hi\nassistant:", raw=True, options=opts)
+    assert raw.response == templated.response  # the chat template's own prompt, written by hand
+    assert raw.prompt_eval_count == templated.prompt_eval_count
+    for bad, param in (({"suffix": "x"}, "suffix"), ({"template": "{{ .Prompt }}"}, "template")):
+        with pytest.raises(ollama.ResponseError) as err:
+            client.generate(model=LOCAL, prompt="x", **bad)
+        assert err.value.status_code == 400 and param in err.value.error
+
+
 def test_ps_and_the_load_unload_convention(client: Any) -> None:
     loaded = client.generate(model=LOCAL, prompt="")
     assert loaded.done_reason == "load"
@@ -159,10 +184,9 @@ def test_errors_in_ollamas_shape(daemon: DaemonProcess) -> None:
     assert r.status_code == 404 and set(r.json()) == {"error"}
     r = httpx.post(daemon.url + "/api/chat", json={"model": LOCAL, "messages": "x"}, timeout=30)
     assert r.status_code == 400 and "messages" in r.json()["error"]
-    r = httpx.post(
-        daemon.url + "/api/generate", json={"model": LOCAL, "prompt": "x", "raw": True}, timeout=30
-    )
-    assert r.status_code == 400 and "raw" in r.json()["error"]
+    raw_image = {"model": LOCAL, "prompt": "x", "raw": True, "images": ["AA=="]}
+    r = httpx.post(daemon.url + "/api/generate", json=raw_image, timeout=30)
+    assert r.status_code == 400 and "images" in r.json()["error"]
     r = httpx.post(daemon.url + "/api/chat", content=b"{not json", timeout=30)
     assert r.status_code == 400 and set(r.json()) == {"error"}
     options = {"num_ctx": 8192, "num_predict": 2}

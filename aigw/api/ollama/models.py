@@ -37,7 +37,7 @@ OLLAMA_API_VERSION = "0.12.0"
 """The Ollama release whose API this one follows (clients check it before using newer fields)."""
 _CAPS = MappingProxyType({
     Capability.CHAT: "completion", Capability.TOOLS: "tools", Capability.VISION: "vision",
-    Capability.EMBED: "embedding", Capability.REASONING: "thinking",
+    Capability.EMBED: "embedding", Capability.REASONING: "thinking", Capability.INSERT: "insert",
 })  # fmt: skip
 
 
@@ -139,7 +139,7 @@ async def show(request: Request) -> Response:
         if found.context_length is not None:
             model_info[f"{arch}.context_length"] = found.context_length
         out = {
-            "modelfile": "", "parameters": "", "template": str((info or {}).get("template") or ""),
+            "modelfile": "", "parameters": "", "template": str((info or {}).get("template_text") or ""),
             "details": _details(info, found.owned_by), "model_info": model_info, "capabilities": caps,
             "modified_at": _iso(found.created or time.time()),
         }  # fmt: skip

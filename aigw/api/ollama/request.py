@@ -8,8 +8,11 @@
            system and images.
   dropped  named in `x-aigw-dropped`: options aigw cannot apply per request (num_ctx, num_thread,
            mirostat, ...), and top-level fields it does not know (Ollama ignores them too).
-  refused  a 400: raw prompts, templates and generate's suffix (fill-in-the-middle), until
-           aigw's raw completions serve them; malformed messages.
+  refused  a 400: `template` (a Go template: aigw renders the model's own chat template);
+           images with a raw prompt or a suffix; malformed messages.
+
+/api/generate with `raw: true` or a `suffix` is a legacy completion instead (`generate_to_completion`):
+the prompt as it is, or fill-in-the-middle with the model's own FIM tokens.
 """
 
 from __future__ import annotations
@@ -187,15 +190,44 @@ def chat_to_chat(raw: dict[str, Any]) -> Translated:
     return out
 
 
+def is_completion(raw: dict[str, Any]) -> bool:
+    """/api/generate with a raw prompt or a suffix: a legacy completion, no chat template."""
+    return raw.get("raw") is True or bool(raw.get("suffix"))
+
+
+def _no_template(raw: dict[str, Any]) -> None:
+    if raw.get("template"):
+        raise CapabilityError(
+            "template is not supported: aigw renders the model's own chat template (send raw: true "
+            "with the prompt already formatted instead)",
+            param="template",
+        )
+
+
+def generate_to_completion(raw: dict[str, Any]) -> Translated:
+    """An /api/generate body with `raw` or `suffix` as a legacy completion body."""
+    _no_template(raw)
+    if raw.get("images"):
+        why = "images need the chat template: send them without raw or suffix"
+        raise CapabilityError(why, param="images")
+    out = _start(raw, _GENERATE - {"context", "system", "think", "images", "template"})
+    prompt = raw.get("prompt") or ""
+    if not isinstance(prompt, str):
+        raise bad("expected a string", "prompt")
+    out.body["prompt"] = prompt
+    suffix = raw.get("suffix")
+    if suffix:
+        if not isinstance(suffix, str):
+            raise bad("expected a string", "suffix")
+        out.body["suffix"] = suffix
+    if "response_format" in out.body:
+        raise CapabilityError("format needs the chat template: send it without raw or suffix", param="format")
+    return out
+
+
 def generate_to_chat(raw: dict[str, Any]) -> Translated:
     """An /api/generate body as the chat body: the prompt a user message, after the system one."""
-    for name in ("raw", "suffix", "template"):
-        if raw.get(name):
-            raise CapabilityError(
-                f"{name} is not supported by aigw's /api/generate yet (it answers through the chat "
-                "template); send the prompt without it",
-                param=name,
-            )
+    _no_template(raw)
     out = _start(raw, _GENERATE - {"context"})
     if raw.get("context") is not None:
         out.drop("context")

@@ -88,7 +88,7 @@ def _body(
 def chat_answer(resp: ChatResponse, model: str, clock: Clock, *, generate: bool) -> dict[str, Any]:
     """A whole answer: /api/chat's message, or /api/generate's response text."""
     choice = resp.choices[0] if resp.choices else {}
-    msg = choice.get("message") or {}
+    msg = choice.get("message") or {"content": choice.get("text")}  # a chat answer, or a completion
     text = msg["content"] if isinstance(msg.get("content"), str) else ""
     tools = _calls(msg["tool_calls"]) if msg.get("tool_calls") else None
     out = _body(model, text, msg.get("reasoning_content") or "", tools, generate=generate)
@@ -118,7 +118,7 @@ async def stream_lines(
         async for chunk in chunks():
             usage = chunk.usage or usage
             for choice in chunk.choices:
-                delta = choice.get("delta") or {}
+                delta = choice.get("delta") or {"content": choice.get("text")}  # chat, or a completion
                 finish = choice.get("finish_reason") or finish
                 for call in delta.get("tool_calls") or []:
                     empty = {"function": {"name": "", "arguments": ""}}

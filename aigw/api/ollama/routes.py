@@ -24,6 +24,7 @@ from aigw.api.ollama.errors import error_response
 from aigw.api.ollama.names import to_ollama
 from aigw.api.ollama.ndjson import NDJSONResponse
 from aigw.api.ollama.response import Clock, chat_answer, now_iso, stream_lines
+from aigw.completion import CompletionRequest
 from aigw.domain import ChatRequest, EmbedRequest
 from aigw.errors import AigwError, InvalidRequest
 
@@ -48,7 +49,11 @@ async def _converse(request: Request, *, generate: bool) -> Response:
         raw = await read_json_object(request.scope, request.receive, gw.config.server.max_body_bytes)
         if wire.is_load_request(raw, "prompt" if generate else "messages"):
             return await _load(request, raw, generate=generate)
-        t = wire.generate_to_chat(raw) if generate else wire.chat_to_chat(raw)
+        completing = generate and wire.is_completion(raw)
+        if completing:
+            t = wire.generate_to_completion(raw)
+        else:
+            t = wire.generate_to_chat(raw) if generate else wire.chat_to_chat(raw)
         if raw.get("keep_alive") is not None:  # a local model's; a cloud API would refuse the field
             route = await gw.models.resolve(t.body["model"], None)
             if gw.serves_locally(route):
@@ -56,8 +61,11 @@ async def _converse(request: Request, *, generate: bool) -> Response:
             else:
                 t.drop("keep_alive")
         name = to_ollama(t.body["model"])
-        req = ChatRequest(body=t.body, model=t.body["model"], hint=t.hint)
         caller = caller_of(request)
+        if completing:
+            completion = CompletionRequest(t.body, t.body["model"])
+            return await _complete(request, completion, name, clock, t.dropped)
+        req = ChatRequest(body=t.body, model=t.body["model"], hint=t.hint)
         if req.stream:
             reply = await gw.stream(req, caller)
             first = await anext(reply.chunks, None)
@@ -69,6 +77,21 @@ async def _converse(request: Request, *, generate: bool) -> Response:
         return JSONBytes(orjson.dumps(out), {**fact_headers(answer.facts), **_dropped(t.dropped)})
     except AigwError as e:
         return _failed(e)
+
+
+async def _complete(
+    request: Request, req: CompletionRequest, name: str, clock: Clock, dropped: list[str]
+) -> Response:
+    """/api/generate with a raw prompt or a suffix, answered by a legacy completion."""
+    gw, caller = get_gateway(request), caller_of(request)
+    if req.stream:
+        reply = await gw.stream_complete(req, caller)
+        first = await anext(reply.chunks, None)
+        body = stream_lines(first, reply.chunks, name, clock, generate=True)
+        return NDJSONResponse(body, {**fact_headers(reply.facts), **_dropped(dropped)}, reply.abandon)
+    answer = await gw.complete(req, caller)
+    out = chat_answer(answer.value, name, clock, generate=True)
+    return JSONBytes(orjson.dumps(out), {**fact_headers(answer.facts), **_dropped(dropped)})
 
 
 async def _load(request: Request, raw: dict[str, Any], *, generate: bool) -> Response:

@@ -460,6 +460,7 @@ def describe_file(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
         "chat_template": "from the GGUF"
         if meta.get("tokenizer.chat_template")
         else "none (aigw's plain fallback)",
+        "template_text": str(meta.get("tokenizer.chat_template") or FALLBACK_TEMPLATE),
         "preset": _preset_name(preset),
         "tool_format": preset.tool_format if preset is not None else None,
         "capabilities": sorted(c.value for c in caps),

@@ -457,6 +457,7 @@ def describe_dir(path: Path, presets: Sequence[Preset] = ()) -> dict[str, Any]:
         "context": trained,
         "served_context": int(trained) if trained else DEFAULT_CONTEXT,
         "chat_template": "from the tokenizer" if own else "none in the tokenizer files",
+        "template_text": own or "",
         "preset": f"{preset.family} ({preset.source})" if preset is not None else "none",
         "tool_format": preset.tool_format if preset is not None else None,
         "capabilities": sorted(c.value for c in caps),
