@@ -34,6 +34,23 @@ class CompletionRequest:
         return list(p)
 
     @property
+    def choices(self) -> int:
+        """The answers it asks for: `n` for each prompt."""
+        return len(self.prompts) * self.n
+
+    def admission_body(self) -> dict[str, Any]:
+        """The body limits and budgets judge: every choice's max_tokens reserved, not one's."""
+        asked = self.body.get("max_tokens")
+        choices = self.choices
+        if choices == 1 or not isinstance(asked, int):
+            return self.body
+        return {**self.body, "max_tokens": asked * choices}
+
+    def capped(self, cap: int) -> CompletionRequest:
+        """The request with its answers capped at `cap` tokens between them."""
+        return CompletionRequest({**self.body, "max_tokens": max(1, cap // self.choices)}, self.model)
+
+    @property
     def suffix(self) -> str | None:
         """The text after the gap to fill (None: a plain continuation)."""
         v = self.body.get("suffix")

@@ -126,9 +126,7 @@ class Pipeline:
     ) -> Answer[ChatResponse]:
         """A whole legacy text completion (cached as chat completions are)."""
         t0 = time.perf_counter()
-        route, ticket = await self._admitted(req.model, req.body, caller, provider, generates=True)
-        if ticket.cap is not None:
-            req = CompletionRequest(with_max_tokens(req.body, ticket.cap), req.model)
+        route, ticket, req = await self._begin_completion(req, caller, provider)
         key_id = caller.key.id if caller.key is not None else None
         plan = self._cache.plan("completion", route, req.body, caller.cache_control, key_id)
         got = await self._fetch(
@@ -148,9 +146,7 @@ class Pipeline:
     ) -> StreamReply:
         """A streamed legacy text completion, once its first content has arrived (not cached)."""
         t0 = time.perf_counter()
-        route, ticket = await self._admitted(req.model, req.body, caller, provider, generates=True)
-        if ticket.cap is not None:
-            req = CompletionRequest(with_max_tokens(req.body, ticket.cap), req.model)
+        route, ticket, req = await self._begin_completion(req, caller, provider)
         plan = Plan("completion", BYPASS)
         try:
             stream = await self._watched(self._router.open_completion_stream(route, req), route, caller)
@@ -186,6 +182,14 @@ class Pipeline:
         key_id = caller.key.id if caller.key is not None else None
         plan = self._cache.plan("chat", route, _cache_body(req), caller.cache_control, key_id)
         return route, ticket, plan, req
+
+    async def _begin_completion(
+        self, req: CompletionRequest, caller: Caller, provider: str | None
+    ) -> tuple[Route, Ticket, CompletionRequest]:
+        """Admission for a legacy completion: every choice's answer reserved, and capped to fit."""
+        body = req.admission_body()
+        route, ticket = await self._admitted(req.model, body, caller, provider, generates=True)
+        return route, ticket, req if ticket.cap is None else req.capped(ticket.cap)
 
     async def _admitted(
         self, model: str, body: dict[str, Any], caller: Caller, provider: str | None, *, generates: bool

@@ -103,7 +103,7 @@ class Completer:
                     started = time.perf_counter()
                     job = await self._engine.submit(key, _runner(prompt, seeded), keep_alive)
                     job.waited_s = time.perf_counter() - started
-                    echo = prompt.text or "" if req.echo else ""
+                    echo = (prompt.text or "") if req.echo else ""
                     choices.append(Choice(len(choices), echo, job))
         except BaseException:
             _cancel(choices)

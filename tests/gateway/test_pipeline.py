@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 from aigw.access.budget import Budgets
@@ -16,8 +17,10 @@ from aigw.access.keys import ApiKey, KeyStore
 from aigw.access.meter import Meter
 from aigw.access.ratelimit import RateLimiter
 from aigw.cache.store import ResponseStore, open_store
+from aigw.completion import CompletionRequest
 from aigw.config import CacheConfig, Config, ProviderConfig
 from aigw.domain import (
+    TEXT_COMPLETION,
     Capability,
     ChatChunk,
     ChatRequest,
@@ -45,7 +48,7 @@ class Fake:
     """A provider whose models behave as their names say: `ok`, `down` (cannot connect), `slow`
     (waits until released), `broken` (a stream that fails after its first content)."""
 
-    capabilities = frozenset({Capability.CHAT, Capability.STREAM, Capability.EMBED})
+    capabilities = frozenset({Capability.CHAT, Capability.STREAM, Capability.EMBED, Capability.COMPLETIONS})
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -92,6 +95,21 @@ class Fake:
     async def embed(self, req: EmbedRequest) -> EmbedResponse:
         await self._behave(req.model)
         return EmbedResponse(req.model, [{"object": "embedding", "index": 0, "embedding": [0.5, 0.5]}], USAGE)
+
+    async def complete(self, req: CompletionRequest) -> ChatResponse:
+        self.bodies.append(req.body)
+        await self._behave(req.model)
+        text = f"{self.name} goes on"
+        choices = [{"index": i, "text": text, "finish_reason": "stop"} for i in range(req.choices)]
+        return ChatResponse("cmpl-1", 1, req.model, choices, USAGE, object=TEXT_COMPLETION)
+
+    async def stream_complete(self, req: CompletionRequest) -> AsyncIterator[ChatChunk]:
+        self.bodies.append(req.body)
+        await self._behave(req.model)
+        for text, finish in ((self.name, None), (" goes on", "stop")):
+            choice = {"index": 0, "text": text, "finish_reason": finish}
+            yield ChatChunk("cmpl-1", 1, req.model, [choice], object=TEXT_COMPLETION)
+        yield ChatChunk("cmpl-1", 1, req.model, [], usage=USAGE, object=TEXT_COMPLETION)
 
     async def aclose(self) -> None:
         return None
@@ -343,3 +361,21 @@ def test_the_reasoning_a_dialect_asked_for_is_part_of_the_cache_key() -> None:
     high = request_digest("chat", _cache_body(ChatRequest(body, "m", hint=Reasoning("high"))))
     assert len({plain, low, high}) == 3
     assert request_digest("chat", _cache_body(ChatRequest(body, "m", hint=Reasoning("low")))) == low
+
+
+async def test_legacy_completions_fall_back_are_accounted_and_reserve_every_choice(rig: Rig) -> None:
+    def completion(model: str, **body: Any) -> CompletionRequest:
+        return CompletionRequest({"model": model, "prompt": ["one", "two"], **body}, model)
+
+    answer = await rig.gw.complete(completion("smart", temperature=0), ANON)
+    assert answer.facts.fallbacks == 1 and answer.value.object == "text_completion"
+    assert orjson.loads(answer.wire())["choices"][1]["text"] == "b goes on"
+    again = await rig.gw.complete(completion("smart", temperature=0), ANON)
+    assert again.facts.cache == "hit" and orjson.loads(again.wire())["object"] == "text_completion"
+    reply = await rig.gw.stream_complete(completion("b/ok", stream=True), ANON)
+    assert "".join([c.choices[0]["text"] async for c in reply.chunks if c.choices]) == "b goes on"
+    key = rig.keys.create("tpm", tpm=1000)[0]
+    await rig.gw.complete(completion("b/ok", n=2, max_tokens=20_000), Caller(key, "127.0.0.1"))
+    assert rig.b.bodies[-1]["max_tokens"] == (1000 - 4) // 4  # four answers share what the bucket holds
+    rows = rig.rows()
+    assert [r["status"] for r in rows] == [200] * 4 and [r["cache"] for r in rows][:2] == ["miss", "hit"]
