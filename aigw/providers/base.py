@@ -14,6 +14,7 @@ from aigw.domain import (
     EmbedResponse,
     ModelInfo,
 )
+from aigw.reranking import RerankRequest, RerankResponse
 
 if TYPE_CHECKING:
     pass
@@ -74,3 +75,12 @@ class Fingerprinted(Protocol):
     replaced under the same name); the response cache puts this in its keys."""
 
     def fingerprint(self, model: str) -> str | None: ...
+
+
+@runtime_checkable
+class Reranking(Protocol):
+    """A provider that scores documents against a query (/v1/rerank): a local cross-encoder, or an
+    upstream with a rerank endpoint. Its results carry `index` and `relevance_score`; the pipeline
+    sorts and cuts them (`aigw.reranking.conform`)."""
+
+    async def rerank(self, req: RerankRequest) -> RerankResponse: ...
