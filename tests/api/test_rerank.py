@@ -4,6 +4,10 @@ vLLM/Jina's and Cohere v2's shapes), fallback, refusals, bad input, the cache, k
 
 from __future__ import annotations
 
+import hashlib
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -271,3 +275,65 @@ def test_keys_limits_and_spend_apply(gw: tuple[DaemonProcess, dict[str, str]]) -
     rows = usage_rows(d, "spender")
     assert [(x["model"], x["status"], x["prompt_tokens"]) for x in rows] == [("tiny-rr", 200, tokens)]
     assert rows[0]["cost_usd"] == pytest.approx(tokens)
+
+
+def note(path: str, text: str) -> dict[str, Any]:
+    return {
+        "path": path,
+        "kind": "markdown",
+        "text": text,
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+
+
+def test_rag_answers_from_re_ranked_chunks(gw: tuple[DaemonProcess, dict[str, str]], reference: Any) -> None:
+    d, _ = gw
+    topics = ["keys", "pasta", "roses", "trains", "clouds", "tea", "chess"]
+    notes = [
+        note(f"/n/{t}{i}.md", f"# {t} {i}\n\nAbout {t}: " + f"{t} " * (i + 1))
+        for t in topics
+        for i in range(4)
+    ]
+    r = d.post("/v1/rag/index", json={"collection": "notes", "documents": notes}, timeout=120)
+    assert r.status_code == 200, r.text
+    question = "rotating keys"
+    pool = d.post("/v1/rag/search", json={"collection": "notes", "query": question, "k": 20}).json()["data"]
+    texts = [f"{h['heading']}\n\n{h['content']}" if h["heading"] else h["content"] for h in pool]
+    scores = reference.predict([(question, t) for t in texts], show_progress_bar=False)
+    best = [pool[i]["path"] for i in sorted(range(len(pool)), key=lambda i: -float(scores[i]))[:3]]
+
+    body = {
+        "collection": "notes",
+        "query": question,
+        "k": 3,
+        "rerank": "rr/tiny-rr",
+        "model": "fake/gpt-test",
+    }
+    answer = d.post("/v1/rag/query", json=body, timeout=60)
+    assert answer.status_code == 200, answer.text
+    sources = answer.json()["sources"]
+    assert [s["path"] for s in sources] == best and all(0 < s["rerank_score"] < 1 for s in sources)
+    search = {k: v for k, v in body.items() if k != "model"}
+    searched = d.post("/v1/rag/search", json=search).json()["data"]
+    assert [h["path"] for h in searched] == best and "rerank_score" in searched[0]
+    assert "rerank_score" not in pool[0]
+    bad = d.post("/v1/rag/query", json={**body, "rerank": "claude/claude-3-5-haiku-latest"})
+    assert bad.status_code == 400 and "does not support rerank" in bad.json()["error"]["message"]
+
+    out = cli(d, "rag", "query", "--rerank", "rr/tiny-rr", "-m", "fake/gpt-test", "-c", "notes", question)
+    assert out.returncode == 0, out.stderr
+    assert "echo: " in out.stdout and f"[1] {best[0]}" in out.stdout and "(rerank 0." in out.stdout
+    out = cli(d, "rag", "search", "--rerank", "rr/tiny-rr", "-k", "3", "--json", "-c", "notes", question)
+    assert out.returncode == 0, out.stderr
+    assert [h["path"] for h in json.loads(out.stdout)] == best
+
+
+def cli(d: DaemonProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "aigw", *args],
+        check=False,
+        env=d.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
