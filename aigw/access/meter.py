@@ -93,7 +93,22 @@ def estimate_tokens(body: dict[str, Any]) -> int:
         chars += sum(
             len(x) if isinstance(x, str) else 4 * (len(x) if isinstance(x, list) else 1) for x in inp
         )
+    chars += _rerank_chars(body)
     return max(1, chars // 4)
+
+
+def _rerank_chars(body: dict[str, Any]) -> int:
+    """A rerank's reading: the query once per document (a cross-encoder reads each pair), and
+    every document."""
+    documents = body.get("documents")
+    if not isinstance(documents, list):
+        return 0
+    query = body.get("query")
+    chars = len(query) * len(documents) if isinstance(query, str) else 0
+    for d in documents:
+        text = d.get("text") if isinstance(d, dict) else d
+        chars += len(text) if isinstance(text, str) else 0
+    return chars
 
 
 def _anonymous(subject: str) -> str:

@@ -27,6 +27,7 @@ from aigw.api.guard import AccessGuard
 from aigw.api.ollama import models as ollama_models
 from aigw.api.ollama import routes as ollama_routes
 from aigw.api.openai import chat, completions, embeddings, models
+from aigw.api.openai import rerank as reranking
 from aigw.api.rag import routes as rag
 from aigw.api.responses import routes as responses
 from aigw.config import Config
@@ -66,7 +67,7 @@ def create_app(build: Callable[[], Gateway]) -> FastAPI:
         redirect_slashes=False,  # trailing slashes are dropped in front (FastPath), never redirected
     )
     dialects = (chat, completions, embeddings, messages, responses, ollama_routes, ollama_models)
-    modules = (health, models, *dialects, rag, admin, admin_cache, admin_stats, metrics)
+    modules = (health, models, *dialects, reranking, rag, admin, admin_cache, admin_stats, metrics)
     routers = [m.router for m in modules]
     install_error_handlers(app, endpoints(routers))
     for r in routers:

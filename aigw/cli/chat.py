@@ -81,12 +81,18 @@ def _pick_model(client: DaemonClient, model: str | None, assume_yes: bool = Fals
     )
 
 
-def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str, rag: str | None = None) -> str:
+def _answer(
+    client: DaemonClient,
+    messages: list[dict[str, Any]],
+    model: str,
+    rag: str | None = None,
+    rerank: str | None = None,
+) -> str:
     from aigw.daemon.client import StreamInfo
 
     info = StreamInfo()
     parts: list[str] = []
-    for text in client.chat_stream(messages, model=model, info=info, rag=rag):
+    for text in client.chat_stream(messages, model=model, info=info, rag=rag, rerank=rerank):
         parts.append(text)
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -99,7 +105,8 @@ def _answer(client: DaemonClient, messages: list[dict[str, Any]], model: str, ra
         tail += " · cut at max tokens"
     for src in info.sources:
         where = src["path"] + (f" — {src['heading']}" if src.get("heading") else "")
-        typer.echo(f"[{src['n']}] {where}")
+        ranked = f"  (rerank {src['rerank_score']:.3f})" if src.get("rerank_score") is not None else ""
+        typer.echo(f"[{src['n']}] {where}{ranked}")
     note(f"[{tail}]")
     return "".join(parts)
 

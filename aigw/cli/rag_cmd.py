@@ -35,6 +35,11 @@ UsedCollectionOption = typer.Option(
     "-c",
     help="The collection (default: the only one, else the one indexed last).",
 )
+RerankOption = typer.Option(
+    None,
+    "--rerank",
+    help="Re-rank the retrieved chunks with this reranker (a model /v1/rerank serves).",
+)
 PathArgument = typer.Argument(..., help="The folder to index (again: only what changed is redone).")
 GlobOption = typer.Option([], "--glob", "-g", help="Only files matching (gitignore syntax); repeat.")
 BATCH_FILES = 32
@@ -246,11 +251,13 @@ def search(
     query: str = typer.Argument(..., help="What to look for."),
     k: int = typer.Option(5, "-k", min=1, max=100, help="How many chunks."),
     collection: str | None = UsedCollectionOption,
+    rerank: str | None = RerankOption,
     json_out: bool = JsonOption,
 ) -> None:
-    """The chunks nearest a query, best first, with path, heading and score."""
+    """The chunks nearest a query, best first, with path, heading and score (the reranker's, with
+    --rerank)."""
     with _client() as client:
-        hits = client.rag_search(collection, query, k)
+        hits = client.rag_search(collection, query, k, rerank)
     if json_out:
         print_json(hits)
         return
@@ -259,7 +266,8 @@ def search(
     for i, h in enumerate(hits, 1):
         where = h["path"] + (f" — {h['heading']}" if h.get("heading") else "")
         lines = f":{h['start_line']}-{h['end_line']}" if h.get("start_line") else ""
-        typer.echo(f"{i}. {h['score']:.3f}  {where}{lines}")
+        score = h["score"] if h.get("rerank_score") is None else h["rerank_score"]
+        typer.echo(f"{i}. {score:.3f}  {where}{lines}")
         snippet = " ".join(h["content"].split())
         typer.echo(f"   {snippet[:200]}{'…' if len(snippet) > 200 else ''}")
 
@@ -269,13 +277,14 @@ def query(
     question: str = typer.Argument(..., help="The question."),
     model: str | None = typer.Option(None, "--model", "-m", help="The chat model that answers."),
     collection: str | None = UsedCollectionOption,
+    rerank: str | None = RerankOption,
 ) -> None:
     """Answer a question from a collection, streaming, with numbered citations to file paths."""
     from aigw.cli.chat import _answer, _pick_model
 
     with _client() as client:
         chosen = _pick_model(client, model)
-        _answer(client, [{"role": "user", "content": question}], chosen, collection or "")
+        _answer(client, [{"role": "user", "content": question}], chosen, collection or "", rerank)
 
 
 @app.command()

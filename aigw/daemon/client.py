@@ -97,15 +97,18 @@ def _error_message(status: int, body: bytes) -> str:
 
 
 def _chat_call(
-    messages: list[dict[str, Any]], model: str, rag: str | None
+    messages: list[dict[str, Any]], model: str, rag: str | None, rerank: str | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """The path and body of a streamed chat, grounded in a RAG collection when `rag` names one."""
+    """The path and body of a streamed chat, grounded in a RAG collection when `rag` names one
+    (its chunks re-ranked by the reranker `rerank`, if given)."""
     body: dict[str, Any] = {"model": model, "messages": messages, "stream": True}
     if rag is None:
         body["stream_options"] = {"include_usage": True}
         return "/v1/chat/completions", body
     if rag:  # "": the daemon's default collection
         body["collection"] = rag
+    if rerank is not None:
+        body["rerank"] = rerank
     return "/v1/rag/query", body
 
 
@@ -245,13 +248,18 @@ class DaemonClient:
         data: dict[str, Any] = self._post("/v1/rag/index", body)
         return data
 
-    def rag_search(self, collection: str | None, query: str, k: int | None = None) -> list[dict[str, Any]]:
-        """The nearest chunks; `collection` None: the daemon's default collection."""
+    def rag_search(
+        self, collection: str | None, query: str, k: int | None = None, rerank: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The nearest chunks; `collection` None: the daemon's default collection; `rerank`: a
+        reranker that re-ranks them."""
         body: dict[str, Any] = {"query": query}
         if collection is not None:
             body["collection"] = collection
         if k is not None:
             body["k"] = k
+        if rerank is not None:
+            body["rerank"] = rerank
         data: list[dict[str, Any]] = self._post("/v1/rag/search", body)["data"]
         return data
 
@@ -265,11 +273,18 @@ class DaemonClient:
     # -- chat ----------------------------------------------------------------------------------
 
     def chat_stream(
-        self, messages: list[dict[str, Any]], *, model: str, info: StreamInfo, rag: str | None = None
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        model: str,
+        info: StreamInfo,
+        rag: str | None = None,
+        rerank: str | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text as it arrives; `info` is filled with provider, model and usage.
-        With `rag`, the answer is grounded in that collection and `info.sources` says which."""
-        path, body = _chat_call(messages, model, rag)
+        With `rag`, the answer is grounded in that collection and `info.sources` says which
+        (re-ranked by the reranker `rerank`, if given)."""
+        path, body = _chat_call(messages, model, rag, rerank)
         try:
             with self._http.stream("POST", path, json=body, headers=self._auth.headers(path)) as resp:
                 if resp.status_code >= 400:

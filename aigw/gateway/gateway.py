@@ -115,6 +115,8 @@ class Gateway:
         """A whole chat completion (see `Pipeline.chat`)."""
         self.stream = self.pipeline.stream
         """A streamed chat completion, once its first content has arrived (`Pipeline.stream`)."""
+        self.rerank = self.pipeline.rerank
+        """Documents ranked against a query (`Pipeline.rerank`)."""
         self.embed = self.pipeline.embed
         """Embeddings (`Pipeline.embed`)."""
         self.complete = self.pipeline.complete

@@ -43,6 +43,7 @@ from aigw.errors import AigwError, InvalidRequest
 from aigw.gateway.call import Answer, Caller, Facts, Gone, StreamReply, W
 from aigw.gateway.models import ModelIndex
 from aigw.gateway.relay import Saver, relay
+from aigw.reranking import RerankRequest, RerankResponse, conform
 from aigw.routing.router import Routed, Router, Trace
 
 T = TypeVar("T")
@@ -281,6 +282,19 @@ class Pipeline:
         if caller.gone is None or not self._local(route):
             return work
         return _until_gone(work, caller.gone)
+
+    async def rerank(
+        self, req: RerankRequest, caller: Caller, *, provider: str | None = None
+    ) -> Answer[RerankResponse]:
+        """Documents ranked against a query (/v1/rerank), answered from the cache like embeddings
+        (a ranking is deterministic)."""
+        t0 = time.perf_counter()
+        route, ticket, plan = await self._begin("rerank", req.model, req.body, caller, provider)
+        got = await self._fetch(plan, ticket, lambda: self._router.rerank(route, req))
+        if isinstance(got, CachedAnswer):
+            return Answer(self._hit(got, ticket, t0), wire=got.body, parse=RerankResponse.from_wire)
+        conform(got.value, req)
+        return self._answered(got, t0, plan, ticket)
 
 
 async def _until_gone(work: Coroutine[Any, Any, T], gone: Gone) -> T:

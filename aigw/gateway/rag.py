@@ -5,7 +5,12 @@ it makes (the chunks it indexes, a search's question) goes through the pipeline 
 account: admitted (the key's models, budget, rate limits), charged and logged like a
 /v1/embeddings request. Answers grounded in a collection retrieve, put the numbered chunks in the
 system prompt, and ask a chat model through the pipeline the same way, returning the answer with
-the `sources` its numbers refer to."""
+the `sources` its numbers refer to.
+
+A search (or an answer) may be re-ranked by a reranker (`rerank`: a model /v1/rerank serves): it
+retrieves `candidates(k)` chunks, has the reranker score them through the pipeline on the
+caller's account (a rerank request like any other), and keeps the k it ranks best, in its order,
+each with its `rerank_score`."""
 
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from aigw.gateway.pipeline import Pipeline
 from aigw.rag.owners import ADMIN, Viewer
 from aigw.rag.remote import EmbedCall
 from aigw.rag.service import RagService
+from aigw.reranking import RerankRequest
 
 if TYPE_CHECKING:
     from aigw.rag.index import Document, IndexSummary
@@ -43,6 +49,8 @@ class RagQuery:
     model: str | None = None
     stream: bool = False
     temperature: float | None = None
+    rerank: str | None = None
+    """A reranker to re-rank the retrieved chunks with (None: the embedding's order)."""
 
 
 @dataclass(slots=True)
@@ -66,6 +74,12 @@ def _question(messages: list[dict[str, Any]]) -> str:
         if m.get("role") == "user" and isinstance(m.get("content"), str) and m["content"].strip():
             return str(m["content"])
     raise InvalidRequest("the messages have no user message with text to search for", param="messages")
+
+
+def candidates(k: int) -> int:
+    """How many chunks a re-ranked search retrieves to keep k: the reranker reads more than the
+    embedding would keep, or re-ranking could only reorder what was already chosen."""
+    return max(k * 4, 20)
 
 
 def viewer_of(caller: Caller) -> Viewer:
@@ -124,15 +138,30 @@ class RagDesk:
         return await self.service.file_hashes(collection, viewer_of(caller))
 
     async def search(
-        self, caller: Caller, collection: str | None, query: str, k: int | None
+        self, caller: Caller, collection: str | None, query: str, k: int | None, rerank: str | None = None
     ) -> list[Hit]:
-        return await self.service.search(
+        """The k chunks nearest `query`; with `rerank`, the k of `candidates(k)` the reranker ranks best."""
+        k = k or self._config.rag.top_k
+        hits = await self.service.search(
             collection,
             query,
-            k or self._config.rag.top_k,
+            k if rerank is None else candidates(k),
             viewer=viewer_of(caller),
             via=self._via(caller, store=True),
         )
+        if rerank is None or not hits:
+            return hits
+        return await self._reranked(caller, rerank, query, hits, k)
+
+    async def _reranked(self, caller: Caller, model: str, query: str, hits: list[Hit], k: int) -> list[Hit]:
+        texts = [h.ranked_text for h in hits]
+        body = {"model": model, "query": query, "documents": texts, "top_n": k, "return_documents": False}
+        on_account = replace(caller, cache_control=None, gone=None)
+        answer = await self._pipeline.rerank(RerankRequest(body, model), on_account)
+        return [
+            replace(hits[r["index"]], rerank_score=float(r["relevance_score"]))
+            for r in answer.value.results
+        ]
 
     async def stats(self, caller: Caller) -> list[CollectionStats]:
         return await self.service.stats(viewer_of(caller))
@@ -144,20 +173,25 @@ class RagDesk:
         return await rag_answer(self, self._pipeline, self._config, q, caller)
 
 
+def source(n: int, hit: Hit) -> dict[str, Any]:
+    """What an answer's [n] refers to."""
+    out: dict[str, Any] = {
+        "n": n,
+        "path": hit.path,
+        "heading": hit.heading,
+        "score": round(hit.score, 6),
+        "lines": [hit.start_line, hit.end_line],
+    }
+    if hit.rerank_score is not None:
+        out["rerank_score"] = round(hit.rerank_score, 6)
+    return out
+
+
 async def rag_answer(
     desk: RagDesk, pipeline: Pipeline, config: Config, q: RagQuery, caller: Caller
 ) -> Grounded:
-    hits = await desk.search(caller, q.collection, _question(q.messages), q.k)
-    sources = [
-        {
-            "n": i,
-            "path": h.path,
-            "heading": h.heading,
-            "score": round(h.score, 6),
-            "lines": [h.start_line, h.end_line],
-        }
-        for i, h in enumerate(hits, 1)
-    ]
+    hits = await desk.search(caller, q.collection, _question(q.messages), q.k, q.rerank)
+    sources = [source(i, h) for i, h in enumerate(hits, 1)]
     model = q.model or config.rag.chat_model or config.chat.default_model
     if model is None:
         raise InvalidRequest(

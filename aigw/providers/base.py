@@ -15,6 +15,7 @@ from aigw.domain import (
     EmbedResponse,
     ModelInfo,
 )
+from aigw.reranking import RerankRequest, RerankResponse
 
 if TYPE_CHECKING:
     pass
@@ -86,3 +87,12 @@ class Completing(Protocol):
     async def complete(self, req: CompletionRequest) -> ChatResponse: ...
 
     def stream_complete(self, req: CompletionRequest) -> AsyncIterator[ChatChunk]: ...
+
+
+@runtime_checkable
+class Reranking(Protocol):
+    """A provider that scores documents against a query (/v1/rerank): a local cross-encoder, or an
+    upstream with a rerank endpoint. Its results carry `index` and `relevance_score`; the pipeline
+    sorts and cuts them (`aigw.reranking.conform`)."""
+
+    async def rerank(self, req: RerankRequest) -> RerankResponse: ...

@@ -122,7 +122,7 @@ class SentenceTransformerEmbedder:
                 f"embedding needs sentence-transformers: {install_hint('rag')} "
                 "(install torch==2.13.0, the CPU build, first)"
             ) from exc
-        _quiet_progress_bars()
+        quiet_progress_bars()
         canonical = canonical_model_name(name)
         source = canonical
         if canonical == _BUNDLED:
@@ -175,7 +175,7 @@ class SentenceTransformerEmbedder:
             return len(self._model.tokenizer(text, add_special_tokens=False)["input_ids"])
 
 
-def _quiet_progress_bars() -> None:
+def quiet_progress_bars() -> None:
     """No tqdm bars while a model loads (transformers' "Loading weights", huggingface_hub's
     downloads): on stderr they land in the CLI's output and the daemon's log as noise."""
     with contextlib.suppress(ImportError):

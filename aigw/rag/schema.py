@@ -76,6 +76,13 @@ class Hit:
     position: int
     start_line: int
     end_line: int
+    rerank_score: float | None = None
+    """The reranker's relevance (0..1) when a search was re-ranked (`score` stays the cosine)."""
+
+    @property
+    def ranked_text(self) -> str:
+        """What a reranker reads of the chunk: what was embedded (heading path, blank line, text)."""
+        return f"{self.heading}\n\n{self.content}" if self.heading else self.content
 
 
 @dataclass(frozen=True, slots=True)

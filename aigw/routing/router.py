@@ -48,7 +48,8 @@ from aigw.errors import (
     UpstreamTimeout,
     quoted,
 )
-from aigw.providers.base import Completing, Provider
+from aigw.providers.base import Completing, Provider, Reranking
+from aigw.reranking import RerankRequest, RerankResponse
 from aigw.routing.breaker import Breaker, BreakerBoard, Permit
 from aigw.routing.capabilities import CHAT_FEATURES, requirements
 from aigw.routing.health import HealthBoard
@@ -446,3 +447,21 @@ class Router:
             raise err from None
         finally:
             await _aclose(it)
+
+    async def rerank(self, route: Route, req: RerankRequest) -> Routed[RerankResponse]:
+        """Rank documents at the first target that answers; targets without a reranker are skipped
+        (none at all: a 400 saying the model does not support rerank)."""
+        targets: list[tuple[Target, Provider]] = [
+            (t, p) for t, p in self._capable(route, Capability.RERANK) if isinstance(p, Reranking)
+        ]
+        if not targets:
+            target = route.targets[0]
+            raise CapabilityError(
+                f"Model {quoted(route.requested)} ({target.provider}/{target.model}) does not support rerank",
+                param="model",
+            )
+        t0 = self._clock()
+        win = await self._run(
+            route, targets, lambda p, t, _: cast(Reranking, p).rerank(req.with_model(t.model))
+        )
+        return Routed(win.value, win.target, self._clock() - t0, win.trace)

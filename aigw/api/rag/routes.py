@@ -58,11 +58,16 @@ class IndexIn(BaseModel):
     remove: list[str] = Field(default_factory=list, max_length=100_000)
 
 
+Reranker = Field(default=None, min_length=1)
+"""A reranker (a model /v1/rerank serves) that re-ranks the retrieved chunks (aigw.gateway.rag)."""
+
+
 class SearchIn(BaseModel):
     model_config = _STRICT
     query: str = Field(min_length=1)
     collection: str | None = UsedCollection
     k: int | None = Field(default=None, ge=1, le=100)
+    rerank: str | None = Reranker
 
 
 class QueryIn(BaseModel):
@@ -74,12 +79,17 @@ class QueryIn(BaseModel):
     model: str | None = Field(default=None, min_length=1)
     stream: bool = False
     temperature: float | None = Field(default=None, ge=0, le=2)
+    rerank: str | None = Reranker
 
 
 
 
 def hit_dict(hit: Any) -> dict[str, Any]:
-    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in dataclasses.asdict(hit).items()}
+    """A hit's fields (floats rounded); `rerank_score` only when the search was re-ranked."""
+    fields = dataclasses.asdict(hit)
+    if fields.get("rerank_score") is None:
+        fields.pop("rerank_score", None)
+    return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in fields.items()}
 
 
 @router.post("/index")
@@ -105,7 +115,7 @@ async def files(name: str, request: Request, gw: GatewayDep) -> dict[str, Any]:
 
 @router.post("/search")
 async def search(body: SearchIn, request: Request, gw: GatewayDep) -> dict[str, Any]:
-    hits = await gw.rag_desk.search(caller_of(request), body.collection, body.query, body.k)
+    hits = await gw.rag_desk.search(caller_of(request), body.collection, body.query, body.k, body.rerank)
     return {"object": "list", "collection": body.collection, "data": [hit_dict(h) for h in hits]}
 
 
@@ -116,7 +126,7 @@ async def query(body: QueryIn, request: Request, gw: GatewayDep) -> Response:
     if (body.query is None) == (body.messages is None):
         raise InvalidRequest("give either 'query' or 'messages'", param="query")
     messages = body.messages or [{"role": "user", "content": body.query}]
-    q = RagQuery(body.collection, messages, body.k, body.model, body.stream, body.temperature)
+    q = RagQuery(body.collection, messages, body.k, body.model, body.stream, body.temperature, body.rerank)
     grounded = await gw.rag_desk.answer(caller_of(request), q)
     reply = grounded.answer
     if isinstance(reply, StreamReply):

@@ -28,6 +28,7 @@ from aigw.domain import (
 from aigw.errors import UpstreamProtocolError
 from aigw.providers.http import HttpTransport, json_event
 from aigw.providers.openai.config import OpenAIConfig
+from aigw.providers.openai.rerank import rerank_body, rerank_from_wire
 from aigw.providers.openai.responses import EventTranslator, response_to_chat
 from aigw.providers.openai.wire import (
     chunk_from_wire,
@@ -38,6 +39,7 @@ from aigw.providers.openai.wire import (
     usage_from_wire,
 )
 from aigw.providers.remote import Connection
+from aigw.reranking import RerankRequest, RerankResponse
 
 _CAPS = frozenset(
     {
@@ -77,6 +79,8 @@ class OpenAICompatProvider:
                 name, status, body, parse_retry_after(hdrs.get("Retry-After"))
             ),
         )
+        if host != "api.openai.com":  # OpenAI's own API has no /rerank; vLLM, llama-server, Jina, Cohere do
+            self.capabilities = self.capabilities | {Capability.RERANK}
 
     def capabilities_for(self, model: str) -> frozenset[Capability]:
         return self.capabilities
@@ -192,3 +196,7 @@ class OpenAICompatProvider:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def rerank(self, req: RerankRequest) -> RerankResponse:
+        """POST {base_url}/rerank (vLLM, llama-server, Jina, Cohere v2), the answer normalised."""
+        data = await self._call_json("POST", "/rerank", rerank_body(req))
+        return rerank_from_wire(self.name, data, req)
