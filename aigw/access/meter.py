@@ -86,13 +86,14 @@ def estimate_tokens(body: dict[str, Any]) -> int:
             content = m.get("content") if isinstance(m, dict) else None
             chars += len(content) if isinstance(content, str) else len(str(content or ""))
             chars += 16  # role and framing
-    inp = body.get("input")
-    if isinstance(inp, str):
-        chars += len(inp)
-    elif isinstance(inp, list):
-        chars += sum(
-            len(x) if isinstance(x, str) else 4 * (len(x) if isinstance(x, list) else 1) for x in inp
-        )
+    for name in ("input", "prompt", "suffix"):  # embeddings; a legacy completion's text or token ids
+        inp = body.get(name)
+        if isinstance(inp, str):
+            chars += len(inp)
+        elif isinstance(inp, list):
+            chars += sum(
+                len(x) if isinstance(x, str) else 4 * (len(x) if isinstance(x, list) else 1) for x in inp
+            )
     chars += _rerank_chars(body)
     return max(1, chars // 4)
 

@@ -79,14 +79,7 @@ class Pipeline:
         got = await self._fetch(
             plan, ticket, lambda: self._watched(self._router.chat(route, req), route, caller)
         )
-        if isinstance(got, CachedAnswer):
-            return Answer(self._hit(got, ticket, t0), wire=got.body, parse=ChatResponse.from_wire)
-        choices = got.value.choices
-        return self._answered(
-            got, t0, plan, ticket,
-            completion=choices if ticket.content is not None else None,
-            chars=0 if got.value.usage is not None else len(orjson.dumps(choices)),
-        )  # fmt: skip
+        return self._generated(got, t0, plan, ticket)
 
     async def stream(self, req: ChatRequest, caller: Caller, *, provider: str | None = None) -> StreamReply:
         """A streamed chat completion, returned once its first content has arrived: until then any
@@ -133,14 +126,7 @@ class Pipeline:
         got = await self._fetch(
             plan, ticket, lambda: self._watched(self._router.complete(route, req), route, caller)
         )
-        if isinstance(got, CachedAnswer):
-            return Answer(self._hit(got, ticket, t0), wire=got.body, parse=ChatResponse.from_wire)
-        choices = got.value.choices
-        return self._answered(
-            got, t0, plan, ticket,
-            completion=choices if ticket.content is not None else None,
-            chars=0 if got.value.usage is not None else len(orjson.dumps(choices)),
-        )  # fmt: skip
+        return self._generated(got, t0, plan, ticket)
 
     async def stream_complete(
         self, req: CompletionRequest, caller: Caller, *, provider: str | None = None
@@ -226,6 +212,20 @@ class Pipeline:
         except BaseException as e:
             self._failed(e, plan, ticket)
             raise
+
+    def _generated(
+        self, got: CachedAnswer | Routed[ChatResponse], t0: float, plan: Plan, ticket: Ticket
+    ) -> Answer[ChatResponse]:
+        """A whole generated answer (chat, or a legacy completion), from the cache or fresh; its
+        text goes to the usage log when content is logged, and counts when usage is missing."""
+        if isinstance(got, CachedAnswer):
+            return Answer(self._hit(got, ticket, t0), wire=got.body, parse=ChatResponse.from_wire)
+        choices = got.value.choices
+        return self._answered(
+            got, t0, plan, ticket,
+            completion=choices if ticket.content is not None else None,
+            chars=0 if got.value.usage is not None else len(orjson.dumps(choices)),
+        )  # fmt: skip
 
     def _answered(
         self,

@@ -1,4 +1,5 @@
-"""Fill-in-the-middle prompts from a model's own FIM tokens.
+"""Legacy completions' prompts beyond plain text: token ids checked against the vocabulary, and
+fill-in-the-middle prompts from a model's own FIM tokens.
 
 A code model trained for infilling has three special tokens: one before the prefix, one before
 the suffix, one where the middle starts. The prompt is built as llama.cpp's server builds it
@@ -17,7 +18,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from aigw.errors import CapabilityError, quoted
+from aigw.errors import CapabilityError, InvalidRequest, quoted
 
 SPELLINGS: tuple[tuple[str, str, str], ...] = (
     ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),  # Qwen2.5-Coder, Qwen3-Coder
@@ -73,6 +74,14 @@ def gguf_has_fim(meta: Mapping[str, Any], tokens: Collection[str] = ()) -> bool:
 def spelled(tokens: Collection[str]) -> bool:
     """Whether a vocabulary holds one family's three FIM tokens."""
     return any(all(t in tokens for t in spelling) for spelling in SPELLINGS)
+
+
+def vocabulary_ids(tokens: tuple[int, ...], size: int, model: str) -> list[int]:
+    """A prompt given as token ids, each checked to be in the model's vocabulary of `size`."""
+    bad = next((t for t in tokens if not 0 <= t < size), None)
+    if bad is not None:
+        raise InvalidRequest(f"Token {bad} is not in {model}'s vocabulary (0 to {size - 1})", param="prompt")
+    return list(tokens)
 
 
 def no_fim(model: str) -> CapabilityError:

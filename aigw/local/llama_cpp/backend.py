@@ -16,7 +16,7 @@ from aigw.domain import Capability
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat, TextPrompt
 from aigw.errors import CapabilityError, InvalidRequest
 from aigw.local.constrain import Guide
-from aigw.local.fim import FimTokens, from_ids, gguf_has_fim, no_fim
+from aigw.local.fim import FimTokens, from_ids, gguf_has_fim, no_fim, vocabulary_ids
 from aigw.local.llama_cpp.batch import Batcher
 from aigw.local.llama_cpp.vision import Vision
 from aigw.local.prefixes import SavedPrefixes
@@ -303,13 +303,7 @@ class LlamaModel:
     def _text_tokens(self, prompt: TextPrompt) -> list[int]:
         llm = self.llm
         if prompt.tokens is not None:
-            size = llm.n_vocab()
-            bad = next((t for t in prompt.tokens if not 0 <= t < size), None)
-            if bad is not None:
-                raise InvalidRequest(
-                    f"Token {bad} is not in {self.spec.name}'s vocabulary (0 to {size - 1})", param="prompt"
-                )
-            return list(prompt.tokens)
+            return vocabulary_ids(prompt.tokens, llm.n_vocab(), self.spec.name)
         text = prompt.text or ""
         if prompt.suffix is None:
             return llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)

@@ -26,7 +26,7 @@ from aigw.engine.backend import (
 )
 from aigw.errors import CapabilityError, InvalidRequest
 from aigw.local.constrain import Guide
-from aigw.local.fim import FimTokens, from_vocabulary, no_fim, spelled
+from aigw.local.fim import FimTokens, from_vocabulary, no_fim, spelled, vocabulary_ids
 from aigw.local.mlx.batch import MlxBatcher, TextDetok, make_sampler
 from aigw.local.prefixes import SavedPrefixes
 from aigw.local.presets import Preset, choose, reasons
@@ -231,13 +231,7 @@ class MlxModel:
     def _text_tokens(self, prompt: TextPrompt) -> list[int]:
         tok = self.tokenizer
         if prompt.tokens is not None:
-            size = len(tok.get_vocab())
-            bad = next((t for t in prompt.tokens if not 0 <= t < size), None)
-            if bad is not None:
-                raise InvalidRequest(
-                    f"Token {bad} is not in {self.spec.name}'s vocabulary (0 to {size - 1})", param="prompt"
-                )
-            return list(prompt.tokens)
+            return vocabulary_ids(prompt.tokens, len(tok.get_vocab()), self.spec.name)
         text = prompt.text or ""
         if prompt.suffix is None:
             tokens: list[int] = tok.encode(text)  # the tokenizer's own BOS, when it adds one
