@@ -255,6 +255,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         self.models.stop()
+        if self.pulls is not None:
+            self.pulls.stop()
         await asyncio.to_thread(self.meter.close)  # flushes the usage log
         await asyncio.to_thread(self.cache.close)  # finishes the cache's pending writes
         if self.rag is not None:

@@ -2,9 +2,15 @@
 
 A GGUF is one file; an MLX model is a directory (config, tokenizer, safetensors weights, sharded
 or not). Every file is checked against the catalog's sha256 when it gives one, or else the Hub's
-LFS checksum (the ETag), and a file that fails is deleted and the pull refused. Downloads resume
-where an interrupted one stopped (huggingface_hub keeps the partial file). HF_ENDPOINT selects a
+LFS checksum (the ETag), and a file that fails is deleted and the pull refused. A transfer the
+network cuts resumes where it stopped (huggingface_hub retries with a Range). HF_ENDPOINT selects a
 mirror and HF_HUB_OFFLINE is honoured, as everywhere huggingface_hub is used.
+
+A pull run for the API reports its bytes as they arrive (`on_bytes`, at each chunk
+huggingface_hub reads) and each file once verified (`on_file`), and stops at the next chunk once
+its `stop` event is set (its client left, or the daemon is stopping). Files already fetched are
+kept for the next pull; the one in progress starts over (huggingface_hub resumes a transfer only
+within one download).
 """
 
 from __future__ import annotations
@@ -17,9 +23,11 @@ import platform
 import re
 import shutil
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aigw.errors import AigwError, InvalidRequest
 from aigw.local.catalog import GGUF, MLX, Catalog
@@ -35,6 +43,36 @@ MLX_OPTIONAL = (
 
 class PullError(AigwError):
     """A download failed or was refused."""
+
+
+class PullStopped(PullError):
+    """A pull stopped before its end because it was asked to."""
+
+
+OnBytes = Callable[[str, int, "int | None"], None]
+"""Called with a file's name, its bytes so far and its size (None: unknown) as they arrive."""
+
+
+def _progress_class(file: str, on_bytes: OnBytes | None, stop: threading.Event | None) -> type[Any]:
+    """A tqdm class for huggingface_hub's download of `file`: silent, it counts the bytes for
+    `on_bytes` and ends the download when `stop` is set."""
+    from tqdm import tqdm
+
+    class Bytes(tqdm):  # type: ignore[misc]  # tqdm is untyped
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.pop("name", None)
+            super().__init__(*args, **{**kwargs, "disable": True})
+            self.done = int(kwargs.get("initial") or 0)
+
+        def update(self, n: float | None = 1) -> bool | None:
+            if stop is not None and stop.is_set():
+                raise PullStopped(f"pulling {file} stopped before its end")
+            self.done += int(n or 0)
+            if on_bytes is not None:
+                on_bytes(file, self.done, self.total)
+            return None
+
+    return Bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,11 +133,20 @@ OnFile = Callable[[str, int], None]
 
 
 class _Fetcher:
-    def __init__(self, repo: str, staging: Path, on_file: OnFile | None = None) -> None:
+    def __init__(
+        self,
+        repo: str,
+        staging: Path,
+        on_file: OnFile | None = None,
+        on_bytes: OnBytes | None = None,
+        stop: threading.Event | None = None,
+    ) -> None:
         self.repo = repo
         self.staging = staging
         self.endpoint = os.environ.get("HF_ENDPOINT") or None
         self.on_file = on_file
+        self.on_bytes = on_bytes
+        self.stop = stop
 
     def expected_sha(self, file: str) -> str | None:
         from huggingface_hub import get_hf_file_metadata, hf_hub_url
@@ -111,9 +158,14 @@ class _Fetcher:
         """Download (or resume) one file into staging; verify it when a checksum is known."""
         from huggingface_hub import hf_hub_download
 
+        if self.stop is not None and self.stop.is_set():
+            raise PullStopped(f"pulling {self.repo} stopped before {file}")
         if expected is None:
             expected = self.expected_sha(file)
-        path = Path(hf_hub_download(self.repo, file, local_dir=self.staging, endpoint=self.endpoint))
+        bars: dict[str, Any] = {}
+        if self.on_bytes is not None or self.stop is not None:
+            bars["tqdm_class"] = _progress_class(file, self.on_bytes, self.stop)
+        path = Path(hf_hub_download(self.repo, file, local_dir=self.staging, endpoint=self.endpoint, **bars))
         if expected is not None:
             actual = sha256_of(path)
             if actual != expected:
@@ -165,9 +217,16 @@ def _endpoint() -> str:
 
 
 def pull(
-    target: PullTarget, models_dir: Path, *, progress: bool = True, on_file: OnFile | None = None
+    target: PullTarget,
+    models_dir: Path,
+    *,
+    progress: bool = True,
+    on_file: OnFile | None = None,
+    on_bytes: OnBytes | None = None,
+    stop: threading.Event | None = None,
 ) -> Path:
-    """Download (or resume) the model; verify it; return its final path in the models dir."""
+    """Download (or resume) the model; verify it; return its final path in the models dir.
+    `progress`: huggingface_hub's own bars (the CLI); `on_file`, `on_bytes`, `stop`: see above."""
     refusal = hub_missing()
     if refusal is not None:
         raise PullError(refusal)
@@ -180,7 +239,8 @@ def pull(
 
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "0" if progress else "1")
     models_dir.mkdir(parents=True, exist_ok=True)
-    fetcher = _Fetcher(target.repo, models_dir / ".downloads" / target.repo.replace("/", "--"), on_file)
+    staging = models_dir / ".downloads" / target.repo.replace("/", "--")
+    fetcher = _Fetcher(target.repo, staging, on_file, on_bytes, stop)
     what = f"{target.repo}/{target.file}" if target.file else target.repo
     try:
         if target.file is not None:

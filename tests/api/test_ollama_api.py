@@ -215,8 +215,10 @@ def test_pull_with_progress_then_delete(tmp_path: Path) -> None:
         c = ollama.Client(host=d.url)
         events = list(c.pull("someorg/Tiny-GGUF/tiny-q8.gguf", stream=True))
         assert events[0].status == "pulling manifest" and events[-1].status == "success"
-        (got,) = [e for e in events if e.status.startswith("pulling tiny")]
-        assert got.total == got.completed == gguf.stat().st_size
+        got = [e for e in events if e.status.startswith("pulling tiny")]  # as bytes arrive, then verified
+        assert got and all(e.total == gguf.stat().st_size for e in got)
+        assert [e.completed for e in got] == sorted(e.completed for e in got)
+        assert got[-1].completed == got[-1].total
         assert "local/tiny-q8:latest" in {m.model for m in c.list().models}
         out = c.chat(model="local/tiny-q8", messages=HISTORY, options={"num_predict": 3})
         assert out.eval_count == 3

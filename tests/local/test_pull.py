@@ -6,13 +6,14 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from aigw.local.catalog import Catalog, CatalogEntry, Source, load_catalog
-from aigw.local.pull import PullError, PullTarget, pull, resolve
+from aigw.local.pull import PullError, PullStopped, PullTarget, pull, resolve
 from tests.fixtures.daemon import base_env
 from tests.fixtures.fake_hub import FakeHub, HubFile
 
@@ -87,6 +88,37 @@ def test_interrupted_transfer_resumes(hub: FakeHub, tmp_path: Path) -> None:
         dest = pull(target, tmp_path, progress=False)
     assert dest.read_bytes() == big
     assert f.gets[0] == "" and f.gets[1] == f"bytes={10 * 1024 * 1024}-", f.gets
+
+
+def test_a_watched_pull_reports_its_bytes_and_stops_when_asked(
+    hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    mib = 1024 * 1024
+    monkeypatch.setattr(huggingface_hub.constants, "DOWNLOAD_CHUNK_SIZE", mib)
+    f = hub.add(REPO, "tiny.gguf", HubFile(CONTENT))
+    target = PullTarget("tiny", REPO, "tiny.gguf", None)
+    stop = threading.Event()
+    seen: list[tuple[str, int, int | None]] = []
+
+    def on_bytes(file: str, done: int, total: int | None) -> None:
+        seen.append((file, done, total))
+        if done >= 2 * mib:
+            stop.set()  # as when the client leaves: the pull stops at its next chunk
+
+    with pytest.raises(PullStopped, match="stopped before its end"):
+        pull(target, tmp_path, progress=False, on_bytes=on_bytes, stop=stop)
+    assert seen == [("tiny.gguf", mib, len(CONTENT)), ("tiny.gguf", 2 * mib, len(CONTENT))]
+    assert not (tmp_path / "tiny.gguf").exists()
+    later: list[int] = []
+    files: list[tuple[str, int]] = []
+    dest = pull(
+        target, tmp_path, progress=False, on_bytes=lambda _f, done, _t: later.append(done),
+        on_file=lambda name, size: files.append((name, size)),
+    )  # fmt: skip
+    assert dest.read_bytes() == CONTENT and len(f.gets) == 2
+    assert later == [mib, 2 * mib, 3 * mib, len(CONTENT)] and files == [("tiny.gguf", len(CONTENT))]
 
 
 def test_missing_file_is_a_clear_error(hub: FakeHub, tmp_path: Path) -> None:

@@ -207,7 +207,7 @@ async def _pull_lines(gw: Gateway, planned: Planned) -> AsyncGenerator[bytes, No
     except AigwError as e:
         yield error_body(e) + b"\n"
     finally:
-        task.cancel()  # the client left: the download goes on in its thread, unwatched
+        task.cancel()  # the client left: the download stops at its next chunk
 
 
 @router.delete("/api/delete")
