@@ -153,6 +153,32 @@ def _check_collections(names: Iterable[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def new_key(  # noqa: PLR0917  (the key's fields, as KeyStore.create takes them)
+    name: str,
+    rpm: int,
+    tpm: int,
+    budget_usd: float | None,
+    models: Iterable[str] | None,
+    collections: Iterable[str],
+    now: float,
+) -> tuple[ApiKey, str]:
+    """A new key, its fields checked (each bad one a 400 naming it), and its plain form."""
+    plain = generate_key()
+    key = ApiKey(
+        id="key_" + secrets.token_hex(6),
+        name=_check_name(name),
+        prefix=plain[:PREFIX_CHARS],
+        rpm=_check_limit(rpm, "rpm"),
+        tpm=_check_limit(tpm, "tpm"),
+        budget_usd=_check_budget(budget_usd),
+        models=_check_models(models),
+        created_at=now,
+        revoked_at=None,
+        collections=_check_collections(collections),
+    )
+    return key, plain
+
+
 class KeyStore:
     """The `api_keys` table. Safe to share between threads (one lock around the connection)."""
 
@@ -171,19 +197,7 @@ class KeyStore:
         collections: Iterable[str] = (),
     ) -> tuple[ApiKey, str]:
         """Make a key; return it with the plain key, which cannot be recovered later."""
-        plain = generate_key()
-        key = ApiKey(
-            id="key_" + secrets.token_hex(6),
-            name=_check_name(name),
-            prefix=plain[:PREFIX_CHARS],
-            rpm=_check_limit(rpm, "rpm"),
-            tpm=_check_limit(tpm, "tpm"),
-            budget_usd=_check_budget(budget_usd),
-            models=_check_models(models),
-            created_at=self._clock(),
-            revoked_at=None,
-            collections=_check_collections(collections),
-        )
+        key, plain = new_key(name, rpm, tpm, budget_usd, models, collections, self._clock())
         row = (
             key.id,
             key.name,

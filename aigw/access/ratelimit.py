@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 WINDOW_S = 60.0
-_EPS = 1e-6  # in requests / tokens: absorbs float rounding, so retrying after retry_after succeeds
+EPS = 1e-6  # in requests / tokens: absorbs float rounding, so retrying after retry_after succeeds
 _SCAN = 16  # subjects still refilling that one eviction pass may step over
 
 
@@ -112,22 +112,22 @@ class RateLimiter:
         st = self._touch(subject, now, rpm, tpm)
         est = max(0, est_tokens)
         wait_req = wait_tok = 0.0
-        if rpm and (short := st.req + 1 - rpm) > _EPS:
+        if rpm and (short := st.req + 1 - rpm) > EPS:
             wait_req = short * WINDOW_S / rpm
-        if tpm and (short := st.tok + min(est, tpm) - tpm) > _EPS:
+        if tpm and (short := st.tok + min(est, tpm) - tpm) > EPS:
             wait_tok = short * WINDOW_S / tpm
         if wait_req or wait_tok:
             by = "requests" if wait_req >= wait_tok else "tokens"
-            return Admission(False, max(wait_req, wait_tok), by, 0, _headers(st, rpm, tpm))
+            return Admission(False, max(wait_req, wait_tok), by, 0, headers(st.req, st.tok, rpm, tpm))
         reserved = 0
         if rpm:
             st.req = min(st.req + 1, float(rpm))
         if tpm:
             # Only an estimate above the capacity can reach the debt floor; it takes what fits.
-            reserved = est if est <= tpm else min(est, math.floor(2 * tpm - st.tok + _EPS))
+            reserved = est if est <= tpm else min(est, math.floor(2 * tpm - st.tok + EPS))
             st.tok = min(st.tok + reserved, 2.0 * tpm)
         _update_full_at(st, rpm, tpm)
-        return Admission(True, 0.0, None, reserved, _headers(st, rpm, tpm))
+        return Admission(True, 0.0, None, reserved, headers(st.req, st.tok, rpm, tpm))
 
     def settle(self, subject: str, limits: Limits, admission: Admission, actual_tokens: int) -> None:
         """Charge `actual_tokens - admission.reserved_tokens` to the tokens bucket (a refund when
@@ -149,14 +149,14 @@ class RateLimiter:
             return 0
         st = self._states.get(subject)
         used = _used(st, self._clock(), limits.rpm, limits.tpm)[1] if st is not None else 0.0
-        return max(0, math.floor(limits.tpm - used + _EPS))
+        return max(0, math.floor(limits.tpm - used + EPS))
 
     def snapshot(self, subject: str, limits: Limits) -> dict[str, Any]:
         """The subject's buckets now (read-only): limit, remaining (None when unlimited), reset_s."""
         rpm, tpm = limits.rpm, limits.tpm
         st = self._states.get(subject)
         req, tok = _used(st, self._clock(), rpm, tpm) if st is not None else (0.0, 0.0)
-        return {"requests": _bucket_view(rpm, req), "tokens": _bucket_view(tpm, tok)}
+        return {"requests": bucket_view(rpm, req), "tokens": bucket_view(tpm, tok)}
 
     def reset(self, subject: str) -> None:
         """Full buckets again (the subject is forgotten)."""
@@ -198,24 +198,25 @@ def _update_full_at(st: _State, rpm: int, tpm: int) -> None:
     st.full_at = st.at + max(req_s, tok_s)
 
 
-def _bucket_view(limit: int, used: float) -> dict[str, Any]:
+def bucket_view(limit: int, used: float) -> dict[str, Any]:
     if not limit:
         return {"limit": 0, "remaining": None, "reset_s": 0.0}
     return {
         "limit": limit,
-        "remaining": max(0, math.floor(limit - used + _EPS)),
+        "remaining": max(0, math.floor(limit - used + EPS)),
         "reset_s": round(used * WINDOW_S / limit, 3),
     }
 
 
-def _headers(st: _State, rpm: int, tpm: int) -> dict[str, str]:
+def headers(req: float, tok: float, rpm: int, tpm: int) -> dict[str, str]:
+    """OpenAI's x-ratelimit-* headers for buckets with `req` requests and `tok` tokens used."""
     h: dict[str, str] = {}
     if rpm:
         h["x-ratelimit-limit-requests"] = str(rpm)
-        h["x-ratelimit-remaining-requests"] = str(max(0, math.floor(rpm - st.req + _EPS)))
-        h["x-ratelimit-reset-requests"] = format_duration(st.req * WINDOW_S / rpm)
+        h["x-ratelimit-remaining-requests"] = str(max(0, math.floor(rpm - req + EPS)))
+        h["x-ratelimit-reset-requests"] = format_duration(req * WINDOW_S / rpm)
     if tpm:
         h["x-ratelimit-limit-tokens"] = str(tpm)
-        h["x-ratelimit-remaining-tokens"] = str(max(0, math.floor(tpm - st.tok + _EPS)))
-        h["x-ratelimit-reset-tokens"] = format_duration(st.tok * WINDOW_S / tpm)
+        h["x-ratelimit-remaining-tokens"] = str(max(0, math.floor(tpm - tok + EPS)))
+        h["x-ratelimit-reset-tokens"] = format_duration(tok * WINDOW_S / tpm)
     return h

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, field_validator, model_validator
 
 if TYPE_CHECKING:
     from aigw.engine.memory import Budget, MemoryFacts
@@ -192,6 +192,32 @@ class RagConfig(Strict):
     top_k: int = Field(default=5, ge=1, le=50)
 
 
+class StateConfig(Strict):
+    """Where API keys and rate limits live: this machine's SQLite (the default), or a Redis that
+    several aigw instances share (a team gateway behind a load balancer)."""
+
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    url: SecretStr | None = None
+    """redis://[user:password@]host:port/db, rediss:// (TLS) or unix:///path.sock; kept secret
+    (`aigw config show` masks it)."""
+    prefix: str = Field(default="aigw", min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """Every key aigw writes starts with `{prefix` (a Redis Cluster hash tag per subject)."""
+    on_state_error: Literal["open", "closed"] = "open"
+    """Redis unreachable: `open` serves with this instance's own limits (and says so in logs and
+    /health/detailed); `closed` answers 503."""
+    timeout_s: float = Field(default=0.25, gt=0, le=10)
+    """One Redis call's timeout; a failure holds Redis off for `retry_s` before the next try."""
+    retry_s: float = Field(default=1.0, gt=0, le=60)
+
+    @model_validator(mode="after")
+    def _url_for_redis(self) -> StateConfig:
+        if self.backend == "redis":
+            url = self.url.get_secret_value() if self.url is not None else ""
+            if not url.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError('backend "redis" needs url = "redis://host:port" (or rediss://, unix://)')
+        return self
+
+
 class ChatConfig(Strict):
     default_model: str | None = Field(default=None, min_length=1)
     """The model `aigw chat` uses without -m (AIGW_MODEL overrides it)."""
@@ -206,6 +232,7 @@ class Config(Strict):
     usage: UsageConfig = Field(default_factory=UsageConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     rag: RagConfig = Field(default_factory=RagConfig)
+    state: StateConfig = Field(default_factory=StateConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
     """USD per million tokens by "provider/model" or model name; overrides the built-in table."""
     providers: dict[str, SerializeAsAny[ProviderConfig]] = Field(default_factory=dict)
