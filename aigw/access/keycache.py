@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 from aigw.access.keys import ApiKey, hash_key
+from aigw.errors import ServiceUnavailable
 
 MAX_ENTRIES = 10_000
 
@@ -32,7 +33,12 @@ class KeyCache:
         hit = self._entries.get(digest)
         if hit is not None and now - hit[1] < self._ttl_s:
             return hit[0]
-        key = self._lookup(digest)
+        try:
+            key = self._lookup(digest)
+        except ServiceUnavailable:
+            if hit is not None:  # the shared state is down: the last answer stands until it is back
+                return hit[0]
+            raise
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.clear()  # a flood of made-up keys must not grow memory
         self._entries[digest] = (key, now)

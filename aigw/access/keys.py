@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import sqlite_utils
 
@@ -151,6 +151,31 @@ def _check_collections(names: Iterable[str]) -> tuple[str, ...]:
         if n.strip() not in out:
             out.append(n.strip())
     return tuple(out)
+
+
+class Keys(Protocol):
+    """Where API keys live: this machine's SQLite (`KeyStore`) or a Redis every instance shares
+    (`aigw.state.redis.keys.RedisKeyStore`)."""
+
+    def create(  # noqa: PLR0917
+        self,
+        name: str,
+        rpm: int = 0,
+        tpm: int = 0,
+        budget_usd: float | None = None,
+        models: Iterable[str] | None = None,
+        collections: Iterable[str] = (),
+    ) -> tuple[ApiKey, str]: ...
+
+    def list(self, include_revoked: bool = False) -> list[ApiKey]: ...
+
+    def get(self, name_or_id: str) -> ApiKey | None: ...
+
+    def revoke(self, name_or_id: str) -> ApiKey: ...
+
+    def by_hash(self, key_hash: str) -> ApiKey | None: ...
+
+    def count_active(self) -> int: ...
 
 
 def new_key(  # noqa: PLR0917  (the key's fields, as KeyStore.create takes them)

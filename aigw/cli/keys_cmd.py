@@ -3,12 +3,31 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
-from aigw.cli.common import JsonOption, note, own_daemon, paths, print_json
+if TYPE_CHECKING:
+    from aigw.access.keys import Keys
+
+from aigw.cli.common import JsonOption, load_config, note, own_daemon, paths, print_json
 
 app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+
+
+@contextmanager
+def _keys() -> Iterator[Keys]:
+    """Where keys live by the config: this machine's database, or the Redis a team shares."""
+    from aigw.state.backend import key_store, shared_state
+
+    state = shared_state(load_config().state)
+    try:
+        yield key_store(state, paths().database)
+    finally:
+        if state is not None:
+            state.close()
 
 
 def _notify_daemon() -> None:
@@ -51,11 +70,8 @@ def create(
     json_out: bool = JsonOption,
 ) -> None:
     """Make a key. It is printed once: store it now, it cannot be shown again."""
-    from aigw.access.keys import KeyStore
-    from aigw.state.db import open_db
-
-    with open_db(paths().database) as db:
-        key, plain = KeyStore(db).create(
+    with _keys() as store:
+        key, plain = store.create(
             name,
             rpm=rpm,
             tpm=tpm,
@@ -77,12 +93,12 @@ def list_keys(
     active: bool = typer.Option(False, "--active", help="Hide revoked keys."),
 ) -> None:
     """Keys with their prefix, limits, budget and spend (never the key itself)."""
-    from aigw.access.keys import KeyStore
     from aigw.state.db import open_db
     from aigw.usage.report import spend_by_key
 
+    with _keys() as store:
+        keys = store.list(include_revoked=not active)
     with open_db(paths().database) as db:
-        keys = KeyStore(db).list(include_revoked=not active)
         spent = spend_by_key(db)
     rows = [{**k.to_dict(), "spent_usd": spent.get(k.id, 0.0)} for k in keys]
     if json_out:
@@ -115,11 +131,7 @@ def list_keys(
 @app.command()
 def revoke(name_or_id: str = typer.Argument(..., help="The key's name or id (key_...).")) -> None:
     """Revoke a key: requests with it are refused from now on."""
-    from aigw.access.keys import KeyStore
-    from aigw.state.db import open_db
-
-    with open_db(paths().database) as db:
-        store = KeyStore(db)
+    with _keys() as store:
         before = store.get(name_or_id)
         key = store.revoke(name_or_id)
     _notify_daemon()

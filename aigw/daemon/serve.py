@@ -45,10 +45,15 @@ def check_exposure(cfg: Config, paths: Paths) -> None:
             "set `require_keys = true` under [server] in config.toml and create a key with "
             "`aigw keys create NAME` (or listen on 127.0.0.1)"
         )
-    from aigw.access.keys import KeyStore
-    from aigw.state.db import open_db
+    from aigw.state.backend import key_store, shared_state
 
-    if KeyStore(open_db(paths.database)).count_active() == 0:
+    state = shared_state(cfg.state)
+    try:
+        active = key_store(state, paths.database).count_active()
+    finally:
+        if state is not None:
+            state.close()
+    if active == 0:
         raise ServeError(
             f"refusing to listen on {host}: require_keys is on but no API key exists yet; "
             "create one with `aigw keys create NAME`"

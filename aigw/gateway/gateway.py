@@ -15,12 +15,12 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from aigw import __version__
 from aigw.access.budget import Budgets
 from aigw.access.keycache import KeyCache
-from aigw.access.keys import ApiKey, KeyStore
+from aigw.access.keys import ApiKey, Keys
 from aigw.access.meter import Meter
 from aigw.access.ratelimit import RateLimiter
 from aigw.cache.service import AnswerCache
@@ -43,11 +43,14 @@ from aigw.rag.provider import PROVIDER_NAME, TYPE_NAME, EmbeddingProvider
 from aigw.rag.service import RagService, missing_packages
 from aigw.routing.health import HealthBoard
 from aigw.routing.router import Router
-from aigw.state.db import open_db
+from aigw.state.backend import key_store, rate_limiter, shared_state
 from aigw.state.responses import StoredResponses
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
 from aigw.usage.recorder import UsageRecorder
+
+if TYPE_CHECKING:
+    from aigw.state.redis.conn import SharedState
 
 log = logging.getLogger("aigw.gateway")
 
@@ -62,14 +65,17 @@ class Gateway:
         credentials: Mapping[str, bool] | None = None,
         engine: Engine | None = None,
         clock: Callable[[], float] = time.monotonic,
-        keys: KeyStore | None = None,
+        keys: Keys | None = None,
         meter: Meter | None = None,
         cache_store: ResponseStore | None = None,
         database: Path | None = None,
         rag: RagService | None = None,
         pulls: ModelPulls | None = None,
+        state: SharedState | None = None,
     ) -> None:
         self.config = config
+        self.state = state
+        """The Redis every instance shares (None: this machine's own state)."""
         self.pulls = pulls
         """Pulling and deleting local models (None when the gateway was built without a models dir)."""
         self.engine = engine or Engine(EngineLimits(memory_budget_bytes=config.local.budget_bytes()))
@@ -125,6 +131,7 @@ class Gateway:
         """A streamed legacy text completion (`Pipeline.stream_complete`)."""
         self._clock = clock
         self._started = clock()
+        self._unwatch: Callable[[], None] | None = None
 
     @classmethod
     def build(
@@ -145,11 +152,12 @@ class Gateway:
         providers = {name: registry.create(name, pcfg, ctx) for name, pcfg in config.providers.items()}
         types = {name: registry.of(name, pcfg) for name, pcfg in config.providers.items()}
         local = frozenset(name for name, t in types.items() if t.is_local)
-        keys = KeyStore(open_db(paths.database))
+        state = shared_state(config.state)
+        keys = key_store(state, paths.database)
         recorder = UsageRecorder(paths.database, flush_interval_s=config.usage.flush_interval_s)
         meter = Meter(
             config,
-            limiter=RateLimiter(),
+            limiter=rate_limiter(state),
             metrics=Metrics(),
             recorder=recorder,
             prices=PriceTable.from_config(config, registry.prices(), local),
@@ -169,6 +177,7 @@ class Gateway:
             database=paths.database,
             rag=RagService(paths.data_dir / "rag.db", config.rag.model),
             pulls=ModelPulls(ModelLibrary(paths.models_dir, config, registry), engine),
+            state=state,
         )
 
     # -- operations (the API dialects call these) ----------------------------------------------
@@ -184,8 +193,13 @@ class Gateway:
 
     def start(self) -> None:
         """List models in the background: an unreachable upstream must not delay startup. Warm the
-        RAG embedding model too when there are collections."""
+        RAG embedding model too when there are collections. With shared keys, forget cached key
+        lookups whenever any instance creates or revokes one."""
         self.models.refresh_in_background()
+        watch = getattr(self.keys, "watch", None)
+        if callable(watch):
+            loop = asyncio.get_running_loop()
+            self._unwatch = watch(lambda: loop.call_soon_threadsafe(self.key_cache.clear))
         if self.rag is not None:
             self.rag.warm()
 
@@ -251,10 +265,13 @@ class Gateway:
             "breakers": self.router.breakers.snapshot(),
             "routing": self.router.stats.snapshot(),
             "local": {**self.engine.memory(), "loaded": self.engine.status()},
+            "state": self.state.health() if self.state is not None else {"backend": "sqlite"},
         }
 
     async def aclose(self) -> None:
         self.models.stop()
+        if self._unwatch is not None:
+            await asyncio.to_thread(self._unwatch)
         if self.pulls is not None:
             self.pulls.stop()
         await asyncio.to_thread(self.meter.close)  # flushes the usage log
@@ -263,6 +280,8 @@ class Gateway:
             await asyncio.to_thread(self.rag.close)
         if self.stored is not None:
             self.stored.close()
+        if self.state is not None:
+            self.state.close()
         await self.engine.aclose()
         for name, p in self.providers.items():
             try:

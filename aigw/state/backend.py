@@ -1,0 +1,41 @@
+"""Which state backend a config names, built: API keys and rate limits in this machine's SQLite
+and memory (the default), or in a Redis several instances share (`[state] backend = "redis"`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aigw.access.keys import Keys, KeyStore
+from aigw.access.ratelimit import RateLimiter
+from aigw.state.db import open_db
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from aigw.config.model import StateConfig
+    from aigw.state.redis.conn import SharedState
+
+
+def shared_state(cfg: StateConfig) -> SharedState | None:
+    """The shared Redis, or None for the embedded backend."""
+    if cfg.backend != "redis":
+        return None
+    from aigw.state.redis.conn import SharedState
+
+    return SharedState(cfg)
+
+
+def key_store(state: SharedState | None, database: Path) -> Keys:
+    if state is None:
+        return KeyStore(open_db(database))
+    from aigw.state.redis.keys import RedisKeyStore
+
+    return RedisKeyStore(state)
+
+
+def rate_limiter(state: SharedState | None) -> RateLimiter:
+    if state is None:
+        return RateLimiter()
+    from aigw.state.redis.limits import SharedLimiter
+
+    return SharedLimiter(state)

@@ -1,0 +1,104 @@
+"""The Redis state backend in process against a real redis-server: the shared rate limiter keeps
+the in-process limiter's semantics across instances, keys live in Redis, and a Redis that fails is
+handled as `on_state_error` says (open: this instance's own limits; closed: 503) and used again,
+without a restart, once it answers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from aigw.access.ratelimit import Limits, RateLimiter
+from aigw.config.model import StateConfig
+from aigw.errors import InvalidRequest, ServiceUnavailable
+from tests.fixtures.redis_server import RedisServer
+
+pytest.importorskip("redis", reason="the 'team' extra is not installed")
+
+from aigw.state.redis.conn import SharedState
+from aigw.state.redis.keys import RedisKeyStore
+from aigw.state.redis.limits import SharedLimiter
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[RedisServer]:
+    s = RedisServer(tmp_path / "redis").start()
+    yield s
+    s.stop()
+
+
+def state(server: RedisServer, **kw: object) -> SharedState:
+    return SharedState(
+        StateConfig.model_validate({"backend": "redis", "url": server.url, "retry_s": 0.2, **kw})
+    )
+
+
+def test_two_instances_share_one_request_bucket(server: RedisServer) -> None:
+    a, b = SharedLimiter(state(server)), SharedLimiter(state(server))
+    limits = Limits(rpm=10)
+    admitted = [(a if i % 2 else b).admit("key_1", limits, 5).allowed for i in range(20)]
+    assert admitted.count(True) == 10 and admitted[:10] == [True] * 10  # not 10 each
+    refused = a.admit("key_1", limits, 5)
+    assert not refused.allowed and refused.limited_by == "requests" and 5 < refused.retry_after <= 6.1
+    assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+    assert a.admit("key_2", limits, 5).allowed  # another subject, its own bucket
+    b.reset("key_1")
+    assert a.admit("key_1", limits, 5).allowed
+
+
+def test_tokens_reserve_settle_and_debt_as_in_process(server: RedisServer) -> None:
+    shared, local = SharedLimiter(state(server)), RateLimiter()
+    limits = Limits(tpm=1000)
+    for lim in (shared, local):
+        first = lim.admit("s", limits, 300)
+        assert first.allowed and first.reserved_tokens == 300
+        lim.settle("s", limits, first, 900)  # used more than it reserved: charged the difference
+        assert 99 <= lim.room("s", limits) <= 100
+        assert not lim.admit("s", limits, 200).allowed  # refused: takes nothing
+        assert lim.snapshot("s", limits)["tokens"]["remaining"] in (99, 100)
+    big = shared.admit("t", limits, 5000)  # above the capacity: a full bucket lets it through into debt
+    assert big.allowed and big.reserved_tokens == 2000 and shared.room("t", limits) == 0
+
+
+def test_keys_live_in_redis_and_a_revocation_is_seen_everywhere(server: RedisServer) -> None:
+    one, two = RedisKeyStore(state(server)), RedisKeyStore(state(server))
+    key, plain = one.create("alice", rpm=5, models=["fast"])
+    from aigw.access.keys import hash_key
+
+    seen = two.by_hash(hash_key(plain))
+    assert seen is not None and seen.id == key.id and seen.rpm == 5 and seen.models == ("fast",)
+    assert [k.name for k in two.list()] == ["alice"] and two.count_active() == 1
+    with pytest.raises(InvalidRequest, match="already exists"):
+        two.create("alice")
+    two.revoke("alice")
+    assert one.by_hash(hash_key(plain)) is None and one.count_active() == 0
+    assert one.get(key.id) is not None and one.get("alice").revoked_at is not None  # type: ignore[union-attr]
+    with pytest.raises(InvalidRequest, match="revoked; names are not reused"):
+        one.create("alice")
+
+
+def test_a_failing_redis_fails_open_to_local_limits_and_recovers(server: RedisServer) -> None:
+    st = state(server)
+    lim = SharedLimiter(st)
+    limits = Limits(rpm=3)
+    assert all(lim.admit("k", limits, 1).allowed for _ in range(3))
+    server.stop()
+    local = [lim.admit("k", limits, 1).allowed for _ in range(4)]  # this instance's own bucket
+    assert local == [True, True, True, False] and st.health()["degraded"]
+    server.start()  # the same port, empty: nothing to restart on our side
+    import time
+
+    time.sleep(0.25)  # the hold-off after a failure
+    assert lim.admit("k", limits, 1).allowed and st.health()["reachable"]
+
+
+def test_a_failing_redis_fails_closed_with_a_503(server: RedisServer) -> None:
+    st = state(server, on_state_error="closed")
+    lim = SharedLimiter(st)
+    server.stop()
+    with pytest.raises(ServiceUnavailable, match="unreachable"):
+        lim.admit("k", Limits(rpm=3), 1)
+    with pytest.raises(ServiceUnavailable):
+        RedisKeyStore(st).by_hash("00")
