@@ -1,9 +1,10 @@
 """Budgets: each key's spend so far, and what its requests in flight hold of its budget.
 
 Decided in memory, with no I/O on the request path: the spend is loaded from the usage log at
-start and kept up to date as requests are charged. A request in flight holds its prompt's
-estimated cost until it is settled, so concurrent requests cannot all pass on the same remaining
-budget.
+start and kept up to date as requests are charged. A request in flight holds its worst case's
+cost until it is settled (`take`: only when the budget still has room for it), so concurrent
+requests cannot all pass on the same remaining budget. The Redis backend keeps the same figures
+for every instance (`aigw.state.redis.budgets`).
 """
 
 from __future__ import annotations
@@ -26,11 +27,15 @@ class Budgets:
         """What the key's requests in flight hold of its budget."""
         return self._held.get(key_id, 0.0)
 
-    def check(self, key: ApiKey) -> None:
-        """RateLimited (budget_exhausted) when the key's spend and holds have reached its budget."""
+    def standing(self, key_id: str) -> tuple[float, float]:
+        """(spent, held) of the key now."""
+        return self.spent(key_id), self.held(key_id)
+
+    def check(self, key: ApiKey, committed: float) -> None:
+        """RateLimited (budget_exhausted) when the key's spend and holds (`committed`) have
+        reached its budget."""
         if key.budget_usd is None:
             return
-        committed = self.spent(key.id) + self.held(key.id)
         if committed >= key.budget_usd:
             raise RateLimited(
                 f"API key {key.name!r} has exhausted its budget: ${committed:.4f} spent of "
@@ -38,6 +43,13 @@ class Budgets:
                 retry_after=None,
                 code="budget_exhausted",
             )
+
+    def take(self, key: ApiKey, amount: float) -> bool:
+        """Hold `amount` of the key's budget if its spend and holds leave room for it."""
+        if key.budget_usd is not None and sum(self.standing(key.id)) + amount > key.budget_usd + 1e-9:
+            return False
+        self.hold(key.id, amount)
+        return True
 
     def hold(self, key_id: str, amount: float) -> None:
         if amount:

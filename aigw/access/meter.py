@@ -178,12 +178,13 @@ class Meter:
         limits = self.limits_for(key)
         budget_left: float | None = None
         if key is not None and key.budget_usd is not None:
+            committed = sum(self.budgets.standing(key.id))
             try:
-                self.budgets.check(key)
+                self.budgets.check(key, committed)
             except RateLimited:
                 self.metrics.ratelimited("budget")
                 raise
-            budget_left = key.budget_usd - self.budgets.spent(key.id) - self.budgets.held(key.id)
+            budget_left = key.budget_usd - committed
         subject = key.id if key is not None else client
         try:
             plan = self._reserver.reserve(
@@ -199,8 +200,19 @@ class Meter:
         except RateLimited as e:
             self.metrics.ratelimited("budget" if e.code == "budget_exhausted" else "tokens")
             raise
+        holder = key if key is not None and plan.held_usd > 0 else None
+        if holder is not None and not self.budgets.take(holder, plan.held_usd):
+            self.metrics.ratelimited("budget")
+            raise RateLimited(
+                f"API key {holder.name!r}: its requests in flight hold the rest of its budget; retry "
+                "when they finish",
+                retry_after=1.0,
+                code="budget_exhausted",
+            )
         admission = self.limiter.admit(subject, limits, plan.tokens)
         if not admission.allowed:
+            if holder is not None:
+                self.budgets.settle(holder.id, plan.held_usd, 0.0)
             self.metrics.ratelimited(admission.limited_by or "requests")
             who = f"API key {key.name!r}" if key is not None else _anonymous(client)
             raise RateLimited(
@@ -214,8 +226,6 @@ class Meter:
         ticket.cap = plan.cap
         ticket.request_id = request_id
         ticket.dialect = dialect
-        if key is not None and plan.held_usd:
-            self.budgets.hold(key.id, plan.held_usd)
         return ticket
 
     def done(

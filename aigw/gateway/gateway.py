@@ -43,7 +43,7 @@ from aigw.rag.provider import PROVIDER_NAME, TYPE_NAME, EmbeddingProvider
 from aigw.rag.service import RagService, missing_packages
 from aigw.routing.health import HealthBoard
 from aigw.routing.router import Router
-from aigw.state.backend import key_store, rate_limiter, shared_state
+from aigw.state.backend import budgets, key_store, rate_limiter, shared_state
 from aigw.state.responses import StoredResponses
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
@@ -161,7 +161,7 @@ class Gateway:
             metrics=Metrics(),
             recorder=recorder,
             prices=PriceTable.from_config(config, registry.prices(), local),
-            budgets=Budgets(recorder.totals_by_key()),
+            budgets=budgets(state, recorder.totals_by_key()),
         )
         store = (
             open_store(paths.cache_dir / "responses", config.cache) if config.cache.mode != "off" else None

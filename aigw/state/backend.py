@@ -1,10 +1,11 @@
-"""Which state backend a config names, built: API keys and rate limits in this machine's SQLite
-and memory (the default), or in a Redis several instances share (`[state] backend = "redis"`)."""
+"""Which state backend a config names, built: API keys, rate limits and budgets in this machine's
+SQLite and memory (the default), or in a Redis several instances share (`[state] backend = "redis"`)."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from aigw.access.budget import Budgets
 from aigw.access.keys import Keys, KeyStore
 from aigw.access.ratelimit import RateLimiter
 from aigw.state.db import open_db
@@ -31,6 +32,15 @@ def key_store(state: SharedState | None, database: Path) -> Keys:
     from aigw.state.redis.keys import RedisKeyStore
 
     return RedisKeyStore(state)
+
+
+def budgets(state: SharedState | None, spent: dict[str, float]) -> Budgets:
+    """Each key's spend and holds: `spent` from this machine's usage log, or the shared figures."""
+    if state is None:
+        return Budgets(spent)
+    from aigw.state.redis.budgets import SharedBudgets
+
+    return SharedBudgets(state)
 
 
 def rate_limiter(state: SharedState | None) -> RateLimiter:

@@ -87,11 +87,12 @@ def test_a_failing_redis_fails_open_to_local_limits_and_recovers(server: RedisSe
     server.stop()
     local = [lim.admit("k", limits, 1).allowed for _ in range(4)]  # this instance's own bucket
     assert local == [True, True, True, False] and st.health()["degraded"]
-    server.start()  # the same port, empty: nothing to restart on our side
+    server.start()  # the same port (its data kept): nothing to restart on our side
     import time
 
     time.sleep(0.25)  # the hold-off after a failure
-    assert lim.admit("k", limits, 1).allowed and st.health()["reachable"]
+    assert lim.admit("k2", limits, 1).allowed and st.health()["reachable"]
+    assert st.client.exists(st.name("rl:k2"))  # the shared bucket again
 
 
 def test_a_failing_redis_fails_closed_with_a_503(server: RedisServer) -> None:
@@ -102,3 +103,15 @@ def test_a_failing_redis_fails_closed_with_a_503(server: RedisServer) -> None:
         lim.admit("k", Limits(rpm=3), 1)
     with pytest.raises(ServiceUnavailable):
         RedisKeyStore(st).by_hash("00")
+
+
+def test_a_budget_is_held_once_across_instances(server: RedisServer) -> None:
+    from aigw.access.keys import ApiKey
+    from aigw.state.redis.budgets import SharedBudgets
+
+    key = ApiKey("key_b", "bo", "aigw-x", 0, 0, 1.0, None, 0.0, None)
+    a, b = SharedBudgets(state(server)), SharedBudgets(state(server))
+    assert a.take(key, 0.6) and not b.take(key, 0.6)  # A's hold is B's too
+    assert b.standing(key.id) == (0.0, 0.6)
+    a.settle(key.id, 0.6, 0.25)  # the request cost less than it held
+    assert b.standing(key.id) == (0.25, 0.0) and b.take(key, 0.75) and not a.take(key, 0.01)

@@ -51,6 +51,9 @@ url = "{redis.url}"
 on_state_error = "{mode}"
 retry_s = 0.2
 
+[prices]
+"up/gpt-test" = {{ input = 1000.0, output = 1000.0 }}  # $0.001 a token
+
 [providers.up]
 type = "openai"
 base_url = "{upstream.base_url}"
@@ -83,10 +86,10 @@ def cli(home: Path, *args: str) -> str:
     return done.stdout
 
 
-def ask(d: DaemonProcess, key: str) -> int:
+def ask(d: DaemonProcess, key: str, **body: object) -> int:
     r = httpx.post(
         f"{d.url}/v1/chat/completions",
-        json={"model": "up/gpt-test", "messages": [{"role": "user", "content": "hi"}]},
+        json={"model": "up/gpt-test", "messages": [{"role": "user", "content": "hi"}], **body},
         headers={"Authorization": f"Bearer {key}", **NO_CACHE},
         timeout=30,
     )
@@ -118,6 +121,24 @@ def test_keys_and_limits_are_shared(tmp_path: Path, redis: RedisServer, upstream
         assert ask(a, other["key"]) == 401  # revoked on B: refused on A at once
         listed = json.loads(cli(a.home, "keys", "list", "--json"))
         assert {k["name"]: k["revoked_at"] is not None for k in listed} == {"alice": False, "bob": True}
+    finally:
+        stop_all([a, b])
+
+
+def test_a_budget_is_never_overshot_across_instances(
+    tmp_path: Path, redis: RedisServer, upstream: FakeOpenAIServer
+) -> None:
+    import redis as redis_lib
+
+    a, b = team(tmp_path, redis, upstream)
+    try:
+        made = json.loads(cli(a.home, "keys", "create", "dana", "--budget-usd", "0.05", "--json"))
+        with ThreadPoolExecutor(8) as pool:  # each answer costs $0.003; each holds $0.009 in flight
+            codes = list(pool.map(lambda i: ask((a, b)[i % 2], made["key"], max_tokens=5), range(60)))
+        assert 500 not in codes and set(codes) <= {200, 429}
+        spent = float(redis_lib.Redis.from_url(redis.url).hget(f"{{aigw:budget:{made['id']}}}", "spent") or 0)
+        assert spent == pytest.approx(0.003 * codes.count(200))  # every answer charged once, in one place
+        assert 0.05 - 0.009 < spent <= 0.05  # spent down to less than one reservation, never beyond
     finally:
         stop_all([a, b])
 
