@@ -51,7 +51,7 @@ from aigw.errors import (
 )
 from aigw.providers.base import Completing, Provider, Reranking
 from aigw.reranking import RerankRequest, RerankResponse
-from aigw.routing.balance import Busy, InFlight, Released, Standing, balancers
+from aigw.routing.balance import Busy, InFlight, Lasting, Released, Standing, balancers
 from aigw.routing.breaker import Breaker, BreakerBoard, Permit
 from aigw.routing.capabilities import CHAT_FEATURES, requirements
 from aigw.routing.health import HealthBoard
@@ -130,12 +130,12 @@ class _NextTarget(Exception):
 
 
 @dataclass(slots=True)
-class _Opened:
+class _Opened(Lasting):
     head: list[ChatChunk]
     it: AsyncIterator[ChatChunk]
 
     def hold(self, release: Callable[[], None]) -> None:
-        """Call `release` when the stream ends, however it ends (`balance.Lasting`)."""
+        """Call `release` when the stream ends, however it ends."""
         self.it = Released(self.it, release)
 
 
