@@ -4,6 +4,8 @@ three) fake OpenAI-compatible replicas, each counting the requests it received (
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Iterator
 
@@ -228,3 +230,13 @@ def test_strategies_are_shown(daemon: DaemonProcess) -> None:
         "chain": "ordered",
     }
     assert detail["aliases"]["pool"] == ["r1/gpt-test", "r2/gpt-test"]
+    status = subprocess.run(
+        [sys.executable, "-m", "aigw", "status"],
+        env=daemon.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "  alias pool -> r1/gpt-test, r2/gpt-test (round_robin)\n" in status.stdout, status
+    assert "  alias chain -> r1/gpt-test, r2/gpt-test\n" in status.stdout  # ordered: as before
