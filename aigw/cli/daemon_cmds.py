@@ -92,8 +92,10 @@ def status(json_out: bool = JsonOption) -> None:
             if p.get("last_error") and (ok_at is None or (err_at or 0) > ok_at):
                 line += f"; failing: {p['last_error']}"
             typer.echo(line)
+        strategies = data.get("strategies") or {}
         for alias, targets in (data.get("aliases") or {}).items():
-            typer.echo(f"  alias {alias} -> {', '.join(targets)}")
+            how = strategies.get(alias, "ordered")
+            typer.echo(f"  alias {alias} -> {', '.join(targets)}" + ("" if how == "ordered" else f" ({how})"))
         for target, b in (data.get("breakers") or {}).items():
             if b.get("state") != "closed":
                 wait = _retry(b) if b.get("state") == "open" else ""

@@ -4,7 +4,7 @@ refused) and frozen. Loading and checking it is `aigw.config.load`.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, field_validator, model_validator
 
@@ -106,10 +106,45 @@ class ProviderConfig(Strict):
 class TargetConfig(Strict):
     provider: str
     model: str
+    weight: float | None = Field(default=None, gt=0, allow_inf_nan=False, strict=True)
+    """The target's share of its alias's requests under strategy = "weighted" (default 1);
+    refused with any other strategy, where it would mean nothing."""
+
+
+Strategy = Literal["ordered", "round_robin", "weighted", "least_busy"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 class AliasConfig(Strict):
+    strategy: Strategy = "ordered"
+    """The order each request tries the targets in (aigw.routing.balance): ordered (as listed,
+    a fallback chain), round_robin, weighted (by each target's `weight`), least_busy (fewest
+    requests in flight). The rest of a request's order is its fallback either way."""
     targets: list[TargetConfig] = Field(min_length=1)
+
+    @field_validator("strategy", mode="before")
+    @classmethod
+    def _known_strategy(cls, v: Any) -> Any:
+        if not isinstance(v, str) or v not in STRATEGIES:
+            raise ValueError(f"unknown strategy {v!r}; known: {', '.join(STRATEGIES)}")
+        return v
+
+    @model_validator(mode="after")
+    def _check_balance(self) -> AliasConfig:
+        seen: set[tuple[str, str]] = set()
+        for i, t in enumerate(self.targets):
+            if t.weight is not None and self.strategy != "weighted":
+                raise ValueError(
+                    f"targets[{i}].weight needs strategy = \"weighted\" (this alias's strategy is "
+                    f"{self.strategy!r}); set the strategy or remove the weight"
+                )
+            if self.strategy != "ordered" and (t.provider, t.model) in seen:
+                raise ValueError(
+                    f"targets[{i}]: {t.provider}/{t.model} is listed twice; a balanced alias names "
+                    "each target once (with strategy = \"weighted\", give it a larger weight)"
+                )
+            seen.add((t.provider, t.model))
+        return self
 
 
 class BreakerConfig(Strict):

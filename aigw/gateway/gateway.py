@@ -91,7 +91,7 @@ class Gateway:
         self.models = ModelIndex(
             self.providers, config.models, self.health, patterns=config.model_patterns, clock=clock
         )
-        self.router = Router(self.providers, self.health, config.routing)
+        self.router = Router(self.providers, self.health, config.routing, aliases=config.models)
         self.keys = keys
         self.database = database
         """The SQLite database of keys and usage (None: a gateway without one, in tests)."""
@@ -262,6 +262,7 @@ class Gateway:
             "uptime_s": round(self.uptime_s(), 3),
             "providers": providers,
             "aliases": {a: [f"{t.provider}/{t.model}" for t in ts] for a, ts in self.models.aliases.items()},
+            "strategies": {a: spec.strategy for a, spec in self.config.models.items()},
             "breakers": self.router.breakers.snapshot(),
             "routing": self.router.stats.snapshot(),
             "local": {**self.engine.memory(), "loaded": self.engine.status()},

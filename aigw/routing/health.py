@@ -33,6 +33,14 @@ class HealthBoard:
         if unreachable:
             st.reachable = False
 
+    def unreachable_within(self, provider: str, seconds: float) -> bool:
+        """Whether the provider was last found unreachable (not since reached), less than
+        `seconds` ago."""
+        st = self._state.get(provider)
+        if st is None or st.reachable is not False or st.last_error_at is None:
+            return False
+        return self._clock() - st.last_error_at < seconds
+
     def snapshot(self, provider: str) -> dict[str, Any]:
         st = self._state[provider]
         return {

@@ -1,6 +1,7 @@
 """Executes a resolved Route: ordered targets, retries with backoff, fallback, circuit breakers.
 
-For each target able to honour the request (capabilities), in order, skipping those whose
+For each target able to honour the request (capabilities), in order (the configured order, or
+the one an alias's balancing strategy chose for this request: `balance.py`), skipping those whose
 breaker is open: attempt; on a retryable failure retry the same target (exponential backoff with
 jitter, at least the upstream's Retry-After up to a cap); on any other failure, or when the
 retries are spent, fall back to the next target. A failure that judges the request itself (a 400)
@@ -26,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar, cast
 
 from aigw.completion import CompletionRequest
-from aigw.config import RoutingConfig
+from aigw.config import AliasConfig, RoutingConfig
 from aigw.domain import (
     Capability,
     ChatChunk,
@@ -50,6 +51,7 @@ from aigw.errors import (
 )
 from aigw.providers.base import Completing, Provider, Reranking
 from aigw.reranking import RerankRequest, RerankResponse
+from aigw.routing.balance import Busy, InFlight, Lasting, Released, Standing, balancers
 from aigw.routing.breaker import Breaker, BreakerBoard, Permit
 from aigw.routing.capabilities import CHAT_FEATURES, requirements
 from aigw.routing.health import HealthBoard
@@ -128,9 +130,13 @@ class _NextTarget(Exception):
 
 
 @dataclass(slots=True)
-class _Opened:
+class _Opened(Lasting):
     head: list[ChatChunk]
     it: AsyncIterator[ChatChunk]
+
+    def hold(self, release: Callable[[], None]) -> None:
+        """Call `release` when the stream ends, however it ends."""
+        self.it = Released(self.it, release)
 
 
 async def _read_head(it: AsyncIterator[ChatChunk], head: list[ChatChunk]) -> None:
@@ -157,6 +163,8 @@ class Router:
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
         rng: random.Random | None = None,
+        aliases: Mapping[str, AliasConfig] | None = None,
+        busy: Busy | None = None,
     ) -> None:
         self._providers = providers
         self._health = health
@@ -166,6 +174,9 @@ class Router:
         self._rng = rng or random.Random()
         self.breakers = BreakerBoard(self._cfg.breaker, clock)
         self.stats = RouterStats()
+        standing = Standing(self.breakers, health, self._cfg.breaker.cooldown_s)
+        self._balancers = balancers(aliases or {}, standing, busy or InFlight())
+        """The aliases whose strategy orders each request's targets (not `ordered` ones)."""
 
     # -- target selection ----------------------------------------------------------------------
 
@@ -239,6 +250,8 @@ class Router:
         """Try the targets in order; the first success wins. `attempt` gets whether another
         target remains after this one. When all fail, the client gets the last upstream failure
         (or, when every target refused the request, the first refusal)."""
+        if route.alias is not None and (balancer := self._balancers.get(route.alias)) is not None:
+            targets, attempt = balancer.order(targets), balancer.track(attempt)
         deadline = self._clock() + self._cfg.deadline_s
         trace = Trace()
         tried = 0
