@@ -8,9 +8,9 @@ once share one upstream call (flight.py); a follower answered by its leader coun
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from aigw.cache.flight import Flight, SingleFlight
 from aigw.cache.keys import request_digest, target_key
@@ -31,11 +31,28 @@ class Plan:
     """What the x-aigw-cache header says: hit, miss or bypass."""
     flight: Flight[CachedAnswer] | None = None
     """Set while this request leads identical ones; published when its answer is known."""
+    lost: Callable[[], None] | None = None
+    """Told when a leader across instances gets no answer (its followers then lead themselves)."""
 
     def publish(self, answer: CachedAnswer | None) -> None:
         if self.flight is not None:
             self.flight.publish(answer)
             self.flight = None
+        if answer is None and self.lost is not None:
+            self.lost()
+        self.lost = None
+
+
+@runtime_checkable
+class SharedFlights(Protocol):
+    """A store shared by several instances that also leads identical requests across them
+    (`aigw.state.redis.cache`)."""
+
+    def lease(self, key: str, wait_s: float) -> bool: ...
+
+    def release(self, key: str) -> None: ...
+
+    async def follow(self, keys: Sequence[str], lease_key: str, wait_s: float) -> CachedAnswer | None: ...
 
 
 class AnswerCache:
@@ -53,6 +70,8 @@ class AnswerCache:
         self.mode: Mode = mode if self.store is not None else "off"
         self._identity = identity
         self._flights: SingleFlight[CachedAnswer] = SingleFlight(wait_s)
+        self._wait_s = wait_s
+        self._shared = self.store if isinstance(self.store, SharedFlights) else None
 
     def plan(
         self,
@@ -87,11 +106,25 @@ class AnswerCache:
             return None
         plan.flight = self._flights.lead(plan.flight_key)
         if plan.flight is not None:
-            return None
+            return await self._lead_across(plan) if self._shared is not None else None
         shared = await self._flights.follow(plan.flight_key)
         if shared is not None:
             plan.status = "hit"
         return shared
+
+    async def _lead_across(self, plan: Plan) -> CachedAnswer | None:
+        """This instance's leader: also the team's, or a follower of another instance's leader."""
+        shared, key = self._shared, plan.flight_key
+        assert shared is not None
+        if not shared.lease(key, self._wait_s):
+            found = await shared.follow(list(plan.keys.values()), key, self._wait_s)
+            if found is not None:
+                plan.status = "hit"
+                plan.publish(found)  # and to the followers on this instance
+                return found
+            shared.lease(key, self._wait_s)  # the other leader got nothing: lead (best effort)
+        plan.lost = lambda: shared.release(key)
+        return None
 
     def save(self, plan: Plan, target: Target, body: bytes, usage: Usage | None) -> CachedAnswer | None:
         """Store a successful answer (when the plan allows) and hand it to any followers."""

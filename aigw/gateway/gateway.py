@@ -24,7 +24,7 @@ from aigw.access.keys import ApiKey, Keys
 from aigw.access.meter import Meter
 from aigw.access.ratelimit import RateLimiter
 from aigw.cache.service import AnswerCache
-from aigw.cache.store import ResponseStore, open_store
+from aigw.cache.store import ResponseStore
 from aigw.config import Config
 from aigw.domain import ChatRequest, Route, Target
 from aigw.engine.engine import FOREVER, Engine, EngineLimits
@@ -43,7 +43,7 @@ from aigw.rag.provider import PROVIDER_NAME, TYPE_NAME, EmbeddingProvider
 from aigw.rag.service import RagService, missing_packages
 from aigw.routing.health import HealthBoard
 from aigw.routing.router import Router
-from aigw.state.backend import budgets, key_store, rate_limiter, shared_state
+from aigw.state.backend import budgets, key_store, rate_limiter, response_store, shared_state
 from aigw.state.responses import StoredResponses
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
@@ -163,9 +163,7 @@ class Gateway:
             prices=PriceTable.from_config(config, registry.prices(), local),
             budgets=budgets(state, recorder.totals_by_key()),
         )
-        store = (
-            open_store(paths.cache_dir / "responses", config.cache) if config.cache.mode != "off" else None
-        )
+        store = response_store(state, paths.cache_dir / "responses", config.cache)
         return cls(
             config,
             providers,

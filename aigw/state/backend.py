@@ -8,12 +8,13 @@ from typing import TYPE_CHECKING
 from aigw.access.budget import Budgets
 from aigw.access.keys import Keys, KeyStore
 from aigw.access.ratelimit import RateLimiter
+from aigw.cache.store import ResponseStore, open_store
 from aigw.state.db import open_db
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from aigw.config.model import StateConfig
+    from aigw.config.model import CacheConfig, StateConfig
     from aigw.state.redis.conn import SharedState
 
 
@@ -41,6 +42,21 @@ def budgets(state: SharedState | None, spent: dict[str, float]) -> Budgets:
     from aigw.state.redis.budgets import SharedBudgets
 
     return SharedBudgets(state)
+
+
+def response_store(state: SharedState | None, directory: Path, cfg: CacheConfig) -> ResponseStore | None:
+    """The response cache's store (None when the cache is off): local memory and disk, with the
+    shared Redis behind them for a team."""
+    if cfg.mode == "off":
+        return None
+    if state is None:
+        return open_store(directory, cfg)
+    from aigw.state.redis.cache import SharedResponseStore
+
+    return SharedResponseStore(
+        state, directory, ttl_s=float(cfg.ttl_s), max_size_bytes=int(cfg.max_size_mb * 1024 * 1024),
+        memory_bytes=int(cfg.memory_mb * 1024 * 1024),
+    )  # fmt: skip
 
 
 def rate_limiter(state: SharedState | None) -> RateLimiter:

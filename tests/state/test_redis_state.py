@@ -115,3 +115,31 @@ def test_a_budget_is_held_once_across_instances(server: RedisServer) -> None:
     assert b.standing(key.id) == (0.0, 0.6)
     a.settle(key.id, 0.6, 0.25)  # the request cost less than it held
     assert b.standing(key.id) == (0.25, 0.0) and b.take(key, 0.75) and not a.take(key, 0.01)
+
+
+def test_cache_answers_and_leases_are_shared(server: RedisServer, tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    from aigw.cache.store import CachedAnswer
+    from aigw.state.redis.cache import SharedResponseStore
+
+    def store(name: str) -> SharedResponseStore:
+        return SharedResponseStore(
+            state(server), tmp_path / name, ttl_s=60, max_size_bytes=1 << 20, memory_bytes=1 << 20
+        )
+
+    a, b = store("a"), store("b")
+    assert a.lease("k", 5.0) and not b.lease("k", 5.0)  # one leader across instances
+    now = time.time()
+    a.put("k1", CachedAnswer("chat", "up", "m", b"{}", 1, 2, now, now + 60), "up/m")
+    found = asyncio.run(b.follow(["k1"], "k", 5.0))  # B's follower reads what A's leader stored
+    assert found is not None and found.body == b"{}"
+    assert b.lease("gone", 5.0)
+    a.release("gone")  # as a leader that got no answer: its followers lead themselves at once
+    t0 = time.monotonic()
+    assert asyncio.run(a.follow(["nothing"], "gone", 5.0)) is None and time.monotonic() - t0 < 1
+    assert b.lease("crashed", 0.2)  # a leader that crashed: its lease expires
+    assert asyncio.run(a.follow(["nothing"], "crashed", 5.0)) is None
+    a.close()
+    b.close()

@@ -143,6 +143,43 @@ def test_a_budget_is_never_overshot_across_instances(
         stop_all([a, b])
 
 
+def test_the_response_cache_and_single_flight_are_shared(
+    tmp_path: Path, redis: RedisServer, upstream: FakeOpenAIServer
+) -> None:
+    a, b = team(tmp_path, redis, upstream)
+
+    def calls() -> int:
+        return int(httpx.get(f"http://127.0.0.1:{upstream.port}/_last").json()["requests"])
+
+    def cached(d: DaemonProcess, key: str, model: str, text: str) -> httpx.Response:
+        return httpx.post(
+            f"{d.url}/v1/chat/completions",
+            json={"model": model, "temperature": 0, "messages": [{"role": "user", "content": text}]},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+
+    try:
+        key = json.loads(cli(a.home, "keys", "create", "erin", "--json"))["key"]
+        first = cached(a, key, "up/gpt-test", "a miss on A")
+        assert first.headers["x-aigw-cache"] == "miss"
+        before = calls()
+        for _ in range(50):  # the answer reaches Redis from A's writer thread within milliseconds
+            second = cached(b, key, "up/gpt-test", "a miss on A")
+            if second.headers["x-aigw-cache"] == "hit":
+                break
+            time.sleep(0.02)
+        assert second.headers["x-aigw-cache"] == "hit" and second.json() == first.json()
+        assert calls() == before  # B did not call the upstream
+        before = calls()
+        with ThreadPoolExecutor(5) as pool:  # five identical requests at once, split over both
+            got = list(pool.map(lambda i: cached((a, b)[i % 2], key, "up/slow-400", "at once"), range(5)))
+        assert [r.status_code for r in got] == [200] * 5 and calls() == before + 1
+        assert sorted(r.headers["x-aigw-cache"] for r in got) == ["hit", "hit", "hit", "hit", "miss"]
+    finally:
+        stop_all([a, b])
+
+
 @pytest.mark.parametrize("mode", ["open", "closed"])
 def test_redis_dying_under_load_gives_no_500(
     tmp_path: Path, redis: RedisServer, upstream: FakeOpenAIServer, mode: str

@@ -43,6 +43,10 @@ class SharedState:
             socket_connect_timeout=cfg.timeout_s,
             decode_responses=True,
         )
+        self.raw_client: redis.Redis = redis_lib.Redis.from_url(
+            cfg.url.get_secret_value(), socket_timeout=cfg.timeout_s, socket_connect_timeout=cfg.timeout_s
+        )
+        """The same Redis, replies as bytes (cached answers)."""
         self.errors: tuple[type[BaseException], ...] = (redis_lib.RedisError, OSError)
         """What a failing Redis raises."""
         self.prefix = cfg.prefix
@@ -108,3 +112,4 @@ class SharedState:
 
     def close(self) -> None:
         self.client.close()
+        self.raw_client.close()
