@@ -53,3 +53,10 @@ def test_rag() -> None:
     pytest.importorskip("sentence_transformers", reason="the 'rag' extra is not installed")
     out = run("rag.py", "--quick")
     assert "aigw index pipeline" in out and "search k=10 at   1,000 chunks" in out
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server is not installed")
+def test_state() -> None:
+    pytest.importorskip("redis", reason="the 'team' extra is not installed")
+    out = run("state.py", "--quick")
+    assert "redis over sqlite:" in out and "sqlite" in out
