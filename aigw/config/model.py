@@ -243,6 +243,8 @@ class StateConfig(Strict):
     timeout_s: float = Field(default=0.25, gt=0, le=10)
     """One Redis call's timeout; a failure holds Redis off for `retry_s` before the next try."""
     retry_s: float = Field(default=1.0, gt=0, le=60)
+    shared_breakers: bool = True
+    """Instances tell each other when a target's circuit breaker opens or closes."""
 
     @model_validator(mode="after")
     def _url_for_redis(self) -> StateConfig:

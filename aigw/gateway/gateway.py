@@ -131,7 +131,8 @@ class Gateway:
         """A streamed legacy text completion (`Pipeline.stream_complete`)."""
         self._clock = clock
         self._started = clock()
-        self._unwatch: Callable[[], None] | None = None
+        self._unwatch: list[Callable[[], None]] = []
+        """How to stop watching the shared state (key changes, breakers)."""
 
     @classmethod
     def build(
@@ -191,13 +192,17 @@ class Gateway:
 
     def start(self) -> None:
         """List models in the background: an unreachable upstream must not delay startup. Warm the
-        RAG embedding model too when there are collections. With shared keys, forget cached key
-        lookups whenever any instance creates or revokes one."""
+        RAG embedding model too when there are collections. With shared state, forget cached key
+        lookups whenever any instance creates or revokes one, and share breakers' transitions."""
         self.models.refresh_in_background()
+        loop = asyncio.get_running_loop()
         watch = getattr(self.keys, "watch", None)
         if callable(watch):
-            loop = asyncio.get_running_loop()
-            self._unwatch = watch(lambda: loop.call_soon_threadsafe(self.key_cache.clear))
+            self._unwatch.append(watch(lambda: loop.call_soon_threadsafe(self.key_cache.clear)))
+        if self.state is not None and self.config.state.shared_breakers:
+            from aigw.state.redis.breakers import SharedBreakers
+
+            self._unwatch.append(SharedBreakers(self.state, self.router.breakers).start(loop))
         if self.rag is not None:
             self.rag.warm()
 
@@ -269,8 +274,8 @@ class Gateway:
 
     async def aclose(self) -> None:
         self.models.stop()
-        if self._unwatch is not None:
-            await asyncio.to_thread(self._unwatch)
+        for unwatch in self._unwatch:
+            await asyncio.to_thread(unwatch)
         if self.pulls is not None:
             self.pulls.stop()
         await asyncio.to_thread(self.meter.close)  # flushes the usage log

@@ -41,12 +41,22 @@ class Permit:
     epoch: int
 
 
-class Breaker:
-    __slots__ = ("_cfg", "_clock", "_consecutive", "_opened_at", "_outcomes", "_probing", "opens", "state")
+Changed = Callable[[BreakerState, float], None]
+"""Told when a breaker opens (with its cooldown left) or a probe closes it: how instances that
+share their breakers tell each other (`aigw.state.redis.breakers`)."""
 
-    def __init__(self, cfg: BreakerConfig, clock: Callable[[], float]) -> None:
+
+class Breaker:
+    __slots__ = (
+        "_cfg", "_changed", "_clock", "_consecutive", "_opened_at", "_outcomes", "_probing", "opens", "state",
+    )  # fmt: skip
+
+    def __init__(
+        self, cfg: BreakerConfig, clock: Callable[[], float], changed: Changed | None = None
+    ) -> None:
         self._cfg = cfg
         self._clock = clock
+        self._changed = changed
         self.state = BreakerState.CLOSED
         self._consecutive = 0
         # Outcomes within the window, counted per slot of window_s / WINDOW_SLOTS: [slot, total,
@@ -97,11 +107,26 @@ class Breaker:
             self._consecutive = 0
             self._note(failed=False)
         elif self._owns_probe(permit):
-            self.state = BreakerState.CLOSED
-            self._probing = False
-            self._consecutive = 0
-            self._outcomes.clear()
+            self._close()
             self._note(failed=False)
+            if self._changed is not None:
+                self._changed(BreakerState.CLOSED, 0.0)
+
+    def _close(self) -> None:
+        self.state = BreakerState.CLOSED
+        self._probing = False
+        self._consecutive = 0
+        self._outcomes.clear()
+
+    def follow(self, state: BreakerState, cooldown_left_s: float) -> None:
+        """Take the state another instance's breaker for this target reached (open for the
+        cooldown it has left, or closed by its probe), without telling anyone again."""
+        if state is BreakerState.OPEN:
+            if self.state is not BreakerState.OPEN or self.retry_in() < cooldown_left_s:
+                self._open(notify=False)
+                self._opened_at = self._clock() - self._cfg.cooldown_s + cooldown_left_s
+        elif state is BreakerState.CLOSED and self.state is not BreakerState.CLOSED:
+            self._close()
 
     def failure(self, permit: Permit) -> None:
         if self.state is BreakerState.CLOSED:
@@ -119,12 +144,14 @@ class Breaker:
         if self._owns_probe(permit):
             self._probing = False
 
-    def _open(self) -> None:
+    def _open(self, *, notify: bool = True) -> None:
         self.state = BreakerState.OPEN
         self._opened_at = self._clock()
         self._consecutive = 0
         self._outcomes.clear()
         self.opens += 1
+        if notify and self._changed is not None:
+            self._changed(BreakerState.OPEN, self._cfg.cooldown_s)
 
     def _slot_now(self) -> int:
         """The current slot; slots older than the window are dropped."""
@@ -175,11 +202,23 @@ class BreakerBoard:
         self._clock = clock
         self._capacity = capacity
         self._breakers: OrderedDict[Target, Breaker] = OrderedDict()
+        self.changed: Callable[[Target, BreakerState, float], None] | None = None
+        """Told of each breaker's own transitions (set when breakers are shared)."""
+
+    def _new(self, target: Target) -> Breaker:
+        if self.changed is None:
+            return Breaker(self._cfg, self._clock)
+        tell = self.changed
+        return Breaker(self._cfg, self._clock, lambda state, left: tell(target, state, left))
+
+    def follow(self, target: Target, state: BreakerState, cooldown_left_s: float) -> None:
+        """Another instance's breaker for `target` opened or closed: this one does the same."""
+        self.get(target).follow(state, cooldown_left_s)
 
     def get(self, target: Target) -> Breaker:
         b = self._breakers.get(target)
         if b is None:
-            b = self._breakers[target] = Breaker(self._cfg, self._clock)
+            b = self._breakers[target] = self._new(target)
             if len(self._breakers) > self._capacity:
                 self._evict()
         else:

@@ -35,7 +35,7 @@ def upstream() -> Iterator[FakeOpenAIServer]:
 
 
 def team(
-    tmp: Path, redis: RedisServer, upstream: FakeOpenAIServer, mode: str = "open"
+    tmp: Path, redis: RedisServer, upstream: FakeOpenAIServer, mode: str = "open", extra: str = ""
 ) -> list[DaemonProcess]:
     out = []
     for name in ("a", "b"):
@@ -60,6 +60,7 @@ base_url = "{upstream.base_url}"
 api_key = "sk-test"
 discover_models = false
 models = ["gpt-test"]
+{extra}
 """)  # fmt: skip
         (home / "config.toml").chmod(0o600)
         out.append(DaemonProcess(home, port).start())
@@ -176,6 +177,28 @@ def test_the_response_cache_and_single_flight_are_shared(
             got = list(pool.map(lambda i: cached((a, b)[i % 2], key, "up/slow-400", "at once"), range(5)))
         assert [r.status_code for r in got] == [200] * 5 and calls() == before + 1
         assert sorted(r.headers["x-aigw-cache"] for r in got) == ["hit", "hit", "hit", "hit", "miss"]
+    finally:
+        stop_all([a, b])
+
+
+def test_a_breaker_opened_by_one_instance_opens_on_all(
+    tmp_path: Path, redis: RedisServer, upstream: FakeOpenAIServer
+) -> None:
+    extra = "[routing]\nretries = 0\n[routing.breaker]\nfailures = 2\ncooldown_s = 30\n"
+    a, b = team(tmp_path, redis, upstream, extra=extra)
+    try:
+        key = json.loads(cli(a.home, "keys", "create", "fay", "--json"))["key"]
+        calls = lambda: int(httpx.get(f"http://127.0.0.1:{upstream.port}/_last").json()["requests"])  # noqa: E731
+        assert [ask(a, key, model="up/fail-503") for _ in range(2)] == [502, 502]  # A's breaker opens
+        before = calls()
+        for _ in range(50):  # B hears of it within milliseconds
+            health = httpx.get(f"{b.url}/health/detailed", headers=b.admin_headers(), timeout=10)
+            breakers = health.json()["breakers"]
+            if breakers.get("up/fail-503", {}).get("state") == "open":
+                break
+            time.sleep(0.02)
+        assert breakers["up/fail-503"]["state"] == "open" and breakers["up/fail-503"]["opens"] == 1
+        assert ask(b, key, model="up/fail-503") == 503 and calls() == before  # B skips it without a call
     finally:
         stop_all([a, b])
 

@@ -11,6 +11,7 @@ call after the hold-off: nothing to restart.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -98,6 +99,35 @@ class SharedState:
             f"retry in {self._retry_s:g} s",
             retry_after=self._retry_s,
         )
+
+    def subscribe(self, channel: str, handler: Callable[[str | None], None]) -> Callable[[], None]:
+        """Call `handler` (on a thread of its own) with each message on `channel`, and with None
+        each time the subscription starts (messages may have been missed while it was down); a
+        broken connection is retried every second. Returns how to stop."""
+        stop = threading.Event()
+
+        def listen() -> None:
+            while not stop.is_set():
+                try:
+                    pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(channel)
+                    handler(None)
+                    while not stop.is_set():
+                        message = pubsub.get_message(timeout=0.2)
+                        if message is not None:
+                            handler(str(message.get("data")))
+                    pubsub.close()
+                except self.errors:
+                    stop.wait(1.0)
+
+        thread = threading.Thread(target=listen, name=f"aigw-watch-{channel}", daemon=True)
+        thread.start()
+
+        def end() -> None:
+            stop.set()
+            thread.join(timeout=2)
+
+        return end
 
     def health(self) -> dict[str, Any]:
         """What /health/detailed shows."""

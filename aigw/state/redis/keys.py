@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import replace
@@ -144,29 +143,6 @@ class RedisKeyStore:
         return len(self.list())
 
     def watch(self, changed: Callable[[], None]) -> Callable[[], None]:
-        """Call `changed` (on a thread of its own) whenever any instance creates or revokes a key;
-        returns how to stop watching. A broken connection is retried every second."""
-        stop = threading.Event()
-
-        def listen() -> None:
-            while not stop.is_set():
-                try:
-                    pubsub = self._r.pubsub(ignore_subscribe_messages=True)
-                    pubsub.subscribe(self.channel)
-                    changed()  # anything missed while not subscribed
-                    while not stop.is_set():
-                        if pubsub.get_message(timeout=0.2) is not None:
-                            changed()
-                    pubsub.close()
-                except self._state.errors:
-                    stop.wait(1.0)
-
-        thread = threading.Thread(target=listen, name="aigw-keys-watch", daemon=True)
-        thread.start()
-
-        def end() -> None:
-            stop.set()
-            thread.join(timeout=2)
-
-        return end
-
+        """Call `changed` (on a thread of its own) whenever any instance creates or revokes a key,
+        and when the watch (re)starts; returns how to stop watching."""
+        return self._state.subscribe(self.channel, lambda _message: changed())
