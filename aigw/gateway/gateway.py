@@ -43,7 +43,7 @@ from aigw.rag.provider import PROVIDER_NAME, TYPE_NAME, EmbeddingProvider
 from aigw.rag.service import RagService, missing_packages
 from aigw.routing.health import HealthBoard
 from aigw.routing.router import Router
-from aigw.state.backend import budgets, key_store, rate_limiter, response_store, shared_state
+from aigw.state.backend import budgets, key_store, rate_limiter, response_store, shared_busy, shared_state
 from aigw.state.responses import StoredResponses
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
@@ -91,7 +91,10 @@ class Gateway:
         self.models = ModelIndex(
             self.providers, config.models, self.health, patterns=config.model_patterns, clock=clock
         )
-        self.router = Router(self.providers, self.health, config.routing, aliases=config.models)
+        self._busy = shared_busy(state)
+        self.router = Router(
+            self.providers, self.health, config.routing, aliases=config.models, busy=self._busy
+        )
         self.keys = keys
         self.database = database
         """The SQLite database of keys and usage (None: a gateway without one, in tests)."""
@@ -203,6 +206,8 @@ class Gateway:
             from aigw.state.redis.breakers import SharedBreakers
 
             self._unwatch.append(SharedBreakers(self.state, self.router.breakers).start(loop))
+        if self._busy is not None:
+            self._unwatch.append(self._busy.start_syncing())
         if self.rag is not None:
             self.rag.warm()
 

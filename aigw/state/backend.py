@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from aigw.config.model import CacheConfig, StateConfig
+    from aigw.state.redis.busy import SharedBusy
     from aigw.state.redis.conn import SharedState
 
 
@@ -57,6 +58,15 @@ def response_store(state: SharedState | None, directory: Path, cfg: CacheConfig)
         state, directory, ttl_s=float(cfg.ttl_s), max_size_bytes=int(cfg.max_size_mb * 1024 * 1024),
         memory_bytes=int(cfg.memory_mb * 1024 * 1024),
     )  # fmt: skip
+
+
+def shared_busy(state: SharedState | None) -> SharedBusy | None:
+    """least_busy's counts across instances (None: the router counts this instance's own)."""
+    if state is None:
+        return None
+    from aigw.state.redis.busy import SharedBusy
+
+    return SharedBusy(state)
 
 
 def rate_limiter(state: SharedState | None) -> RateLimiter:

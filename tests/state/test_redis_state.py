@@ -143,3 +143,24 @@ def test_cache_answers_and_leases_are_shared(server: RedisServer, tmp_path: Path
     assert asyncio.run(a.follow(["nothing"], "crashed", 5.0)) is None
     a.close()
     b.close()
+
+
+def test_least_busy_counts_every_instances_requests(server: RedisServer) -> None:
+    from aigw.domain import Target
+    from aigw.state.redis.busy import SharedBusy
+
+    t, u = Target("up", "a"), Target("up", "b")
+    a, b = SharedBusy(state(server)), SharedBusy(state(server))
+    a.start(t)
+    a.start(t)
+    b.start(u)
+    for x in (a, b, a):  # each exchange: its own counts out, the others' in
+        x.sync()
+    assert b.counts([t, u]) == [2, 1] and a.counts([t, u]) == [2, 1]
+    a.end(t)
+    a.sync()
+    b.sync()
+    assert b.counts([t, u]) == [1, 1]
+    server.stop()  # Redis gone: each counts its own from the next exchange on
+    b.sync()
+    assert b.counts([t, u]) == [0, 1]
