@@ -164,3 +164,24 @@ def test_least_busy_counts_every_instances_requests(server: RedisServer) -> None
     server.stop()  # Redis gone: each counts its own from the next exchange on
     b.sync()
     assert b.counts([t, u]) == [0, 1]
+
+
+def test_a_user_and_password_in_the_url(tmp_path: Path) -> None:
+    server = RedisServer(
+        tmp_path / "auth", "--user", "default", "off", "--user", "aigw", "on", ">s3cret", "~*", "&*", "+@all"
+    )
+    server.start()
+    try:
+        url = f"redis://aigw:s3cret@127.0.0.1:{server.port}/0"
+        good = SharedState(StateConfig.model_validate({"backend": "redis", "url": url}))
+        assert SharedLimiter(good).admit("k", Limits(rpm=1), 1).allowed
+        assert good.client.exists(good.name("rl:k")) and good.health()["reachable"]
+        bad_url = f"redis://aigw:wrong@127.0.0.1:{server.port}/0"
+        bad = SharedState(
+            StateConfig.model_validate({"backend": "redis", "url": bad_url, "on_state_error": "closed"})
+        )
+        with pytest.raises(ServiceUnavailable, match="unreachable"):
+            SharedLimiter(bad).admit("k", Limits(rpm=1), 1)
+        assert "AuthenticationError" in str(bad.health()["last_error"]) and "wrong" not in str(bad.health())
+    finally:
+        server.stop()
