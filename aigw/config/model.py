@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
+from aigw.config.telemetry import TelemetryConfig
+
 if TYPE_CHECKING:
     from aigw.engine.memory import Budget, MemoryFacts
 
@@ -204,6 +206,7 @@ class Config(Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     rag: RagConfig = Field(default_factory=RagConfig)
     prices: dict[str, PriceConfig] = Field(default_factory=dict)
