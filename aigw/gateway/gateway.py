@@ -48,6 +48,7 @@ from aigw.state.responses import StoredResponses
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
 from aigw.usage.recorder import UsageRecorder
+from aigw.usage.telemetry import open_telemetry
 
 log = logging.getLogger("aigw.gateway")
 
@@ -154,6 +155,7 @@ class Gateway:
             recorder=recorder,
             prices=PriceTable.from_config(config, registry.prices(), local),
             budgets=Budgets(recorder.totals_by_key()),
+            telemetry=open_telemetry(config.telemetry, __version__),
         )
         store = (
             open_store(paths.cache_dir / "responses", config.cache) if config.cache.mode != "off" else None
@@ -257,7 +259,7 @@ class Gateway:
         self.models.stop()
         if self.pulls is not None:
             self.pulls.stop()
-        await asyncio.to_thread(self.meter.close)  # flushes the usage log
+        await asyncio.to_thread(self.meter.close)  # flushes the usage log and telemetry
         await asyncio.to_thread(self.cache.close)  # finishes the cache's pending writes
         if self.rag is not None:
             await asyncio.to_thread(self.rag.close)
