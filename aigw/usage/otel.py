@@ -1,9 +1,10 @@
 """The OpenTelemetry SDK behind `aigw.usage.telemetry`: imported only when `[telemetry]` is on.
 
-Each request becomes one span, made when it is accounted with the times it really started and
-ended, and handed to a BatchSpanProcessor (its own thread batches and exports them); the GenAI
-client metrics are recorded in memory and exported by a PeriodicExportingMetricReader's thread.
-Nothing on the event loop waits for a collector. The providers are this object's own, never
+The event loop only appends each accounted request to a queue. A thread of this object's own
+makes its span (with the times the request really started and ended) and records its GenAI client
+metrics, in batches; a BatchSpanProcessor's thread batches and exports the spans, a
+PeriodicExportingMetricReader's the metrics. Nothing on the event loop waits for a collector, or
+for the SDK. The providers are this object's own, never
 OpenTelemetry's process-wide globals: two gateways never share them.
 
 A collector that is down or refuses an export costs the request nothing: the batch is dropped,
@@ -15,7 +16,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -43,6 +46,10 @@ TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4
 DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
 """The explicit bucket boundaries the GenAI metric conventions give."""
 SPAN_BATCH_DELAY_MS = 2000
+HANDOFF_S = 0.05
+"""How long the telemetry thread lets requests gather before it makes their spans."""
+MAX_WAITING = 10_000
+"""Requests waiting for their spans; beyond, the oldest are dropped (the SDK would drop them too)."""
 NO_PROVIDER = "aigw"
 """gen_ai.provider.name of a request no provider was asked for (aigw itself refused it)."""
 _SHARED = (
@@ -172,6 +179,45 @@ class _Metrics(MetricExporter):
             self._inner.shutdown(timeout_millis=timeout_millis)
 
 
+class Handoff:
+    """Requests passed from the event loop to a thread of their own, which does `work` on each in
+    order: the loop's part is an append to a deque (and, when it was idle, waking the thread)."""
+
+    def __init__(self, work: Callable[[Finished], None]) -> None:
+        self._work = work
+        self._waiting: deque[Finished] = deque(maxlen=MAX_WAITING)
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="aigw-telemetry", daemon=True)
+        self._thread.start()
+
+    def put(self, done: Finished) -> None:
+        self._waiting.append(done)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._closing:
+            self._wake.wait()
+            if not self._closing:
+                time.sleep(HANDOFF_S)  # let a batch gather
+            self._wake.clear()
+            self.drain()
+
+    def drain(self) -> None:
+        """Do the work of every request waiting (in order; blocking)."""
+        with self._lock:
+            while self._waiting:
+                self._work(self._waiting.popleft())
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        self._thread.join(5)
+        self.drain()
+
+
 def _exporters(cfg: TelemetryConfig) -> tuple[SpanExporter, MetricExporter]:
     """OTLP exporters of spans and metrics to the collector `cfg` names."""
     assert cfg.otlp_endpoint is not None
@@ -257,12 +303,16 @@ class OtelTelemetry:
             explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
         )
         self._broken = False
+        self._handoff = Handoff(self._record)
 
     @property
     def log_content(self) -> bool:
         return self._log_content
 
     def request(self, done: Finished) -> None:
+        self._handoff.put(done)
+
+    def _record(self, done: Finished) -> None:
         try:
             self._span(done)
             self._measure(done)
@@ -327,12 +377,14 @@ class OtelTelemetry:
         self._duration.record(max(0.0, done.ended - done.started), attrs)
 
     def flush(self) -> None:
-        """Export the spans ended so far now (blocking)."""
+        """Make the spans and metrics of every request so far, and export the spans now (blocking)."""
+        self._handoff.drain()
         self._traces.force_flush(int(self._timeout_ms))
 
     def close(self) -> None:
         """Export what is pending and stop. When the collector is known to be down, what is pending
         is dropped at once instead of waiting out its retries."""
+        self._handoff.close()
         if any(w.failing for w in self.watches.values()):  # one collector takes both signals
             for exporter in self._guarded:
                 exporter.abandon()

@@ -89,6 +89,7 @@ class Rig:
         return list(self.spans.get_finished_spans())
 
     def points(self, metric: str) -> list[Any]:
+        self.telemetry.flush()
         data = self.reader.get_metrics_data()
         assert data is not None
         return [
