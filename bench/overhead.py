@@ -11,9 +11,10 @@ the usage log, metrics, the response cache (in its default mode these requests b
 `--cache-hit` sends cacheable requests (temperature 0) answered from the cache after the first;
 `--cache-miss` sends cacheable requests that all differ, so each is looked up, missed and stored.
 `--soak S` then drives it with wrk for S more seconds (at least 100,000 requests on this machine
-at 30 s) and reports how much its RSS grew.
+at 30 s) and reports how much its RSS grew. `--otlp` turns OpenTelemetry export on (`[telemetry]`),
+to a stand-in collector in its own process (bench/otlp_sink.py), and says how many spans it got.
 Prints a table and exits 0. Usage: python bench/overhead.py [--requests N] [--duration S]
-[--soak S] [--plain] [--cache-hit | --cache-miss] [--quick]
+[--soak S] [--plain] [--otlp] [--cache-hit | --cache-miss] [--quick]
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -210,6 +211,36 @@ def run_soak(port: int, pid: int, seconds: int) -> str:
     )
 
 
+def cacheable(*, unique: bool) -> None:
+    """Send cacheable requests (temperature 0); `unique`: each a different one."""
+    BODY[0] = json.dumps({"model": "bench", "temperature": 0, "messages": MESSAGES})
+    STREAM_BODY[0] = json.dumps({"model": "bench", "temperature": 0, "stream": True, "messages": MESSAGES})
+    UNIQUE[0] = unique
+
+
+def write_config(home: str, args: argparse.Namespace, up_port: int, gw_port: int, sink_port: int) -> None:
+    features = (
+        "require_keys = true\n[limits]\nrpm = 1000000000\ntpm = 1000000000000\n"
+        '[prices]\n"bench" = { input = 0.15, output = 0.6 }\n'
+    )
+    Path(home, "config.toml").write_text(
+        f'[server]\nport = {gw_port}\nlog_level = "warning"\n'
+        + ("" if args.plain else features)
+        + f'[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:{up_port}/v1"\n'
+        + (f'[telemetry]\notlp_endpoint = "http://127.0.0.1:{sink_port}"\n' if args.otlp else "")
+    )
+
+
+def exports(port: int, gw: subprocess.Popen[bytes]) -> str:
+    """What the stand-in collector received, once the daemon stopped (a stop flushes the spans)."""
+    gw.terminate()
+    gw.wait(30)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", "/count")
+    got = json.loads(conn.getresponse().read())
+    return f"; OTLP: {got['spans']} spans and {got['metric_exports']} metric exports received"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--requests", type=int, default=2000)
@@ -218,6 +249,7 @@ def main() -> None:
     ap.add_argument("--soak", type=int, default=0, help="seconds of wrk load for the RSS soak (0: none)")
     ap.add_argument("--plain", action="store_true", help="no keys, limits or prices (to see their cost)")
     ap.add_argument("--quick", action="store_true", help="a few requests and 1 s of wrk: does it still run?")
+    ap.add_argument("--otlp", action="store_true", help="export spans and metrics to a stand-in collector")
     ap.add_argument(
         "--dialect",
         choices=sorted(DIALECTS),
@@ -230,28 +262,18 @@ def main() -> None:
     if args.quick:
         args.requests, args.duration, args.streams, args.soak = 50, 1, 10, 0
     if args.cache_hit or args.cache_miss:
-        BODY[0] = json.dumps({"model": "bench", "temperature": 0, "messages": MESSAGES})
-        STREAM_BODY[0] = json.dumps(
-            {"model": "bench", "temperature": 0, "stream": True, "messages": MESSAGES}
-        )
-        UNIQUE[0] = args.cache_miss
+        cacheable(unique=args.cache_miss)
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk; macOS: brew install wrk)")
-    up_port, gw_port = free_port(), free_port()
+    up_port, gw_port, sink_port = free_port(), free_port(), free_port()
     home = tempfile.mkdtemp(prefix="aigw-bench-")
-    features = (
-        "require_keys = true\n[limits]\nrpm = 1000000000\ntpm = 1000000000000\n"
-        '[prices]\n"bench" = { input = 0.15, output = 0.6 }\n'
-    )
-    Path(home, "config.toml").write_text(
-        f'[server]\nport = {gw_port}\nlog_level = "warning"\n'
-        + ("" if args.plain else features)
-        + f'[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:{up_port}/v1"\n'
-    )
+    write_config(home, args, up_port, gw_port, sink_port)
     KEY[0] = "unused" if args.plain else create_key(home)
     env = {**os.environ, "AIGW_HOME": home}
+    sink = [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port)] if args.otlp else None
     with (
         process([sys.executable, str(HERE / "fake_upstream.py"), str(up_port)], up_port),
+        process(sink, sink_port) if sink else nullcontext(),
         process([sys.executable, "-m", "aigw", "serve"], gw_port, env) as gw,
     ):
         if args.cache_hit:  # store the answers every request below is served from
@@ -265,6 +287,7 @@ def main() -> None:
         g_fresh, _ = ttfb(gw_port, args.streams, fresh=True)
         soak = run_soak(gw_port, gw.pid, args.soak) if args.soak else ""
         dialect = dialect_latency(gw_port, args.requests, args.dialect) if args.dialect else None
+        exported = exports(sink_port, gw) if args.otlp else ""
     shutil.rmtree(home, ignore_errors=True)
     rows = [
         ("latency p50 (ms)", pct(d_lat, 0.50), pct(g_lat, 0.50)),
@@ -298,7 +321,7 @@ def main() -> None:
         f"\n{what}added latency p50: {pct(g_lat, 0.5) - pct(d_lat, 0.5):.3f} ms (bar: <= 0.5 ms); "
         f"throughput: {g_rps:.0f} req/s (bar: >= 3000); "
         f"first content added: {pct(g_ft, 0.5) - pct(d_ft, 0.5):.3f} ms kept-alive, "
-        f"{pct(g_fresh, 0.5) - pct(d_fresh, 0.5):.3f} ms fresh (bar: <= 1 ms){soak}"
+        f"{pct(g_fresh, 0.5) - pct(d_fresh, 0.5):.3f} ms fresh (bar: <= 1 ms){soak}{exported}"
     )
 
 

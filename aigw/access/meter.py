@@ -24,10 +24,12 @@ from aigw.access.reserve import Reserver
 from aigw.config import Config
 from aigw.domain import Route, Target, Usage
 from aigw.errors import AigwError, RateLimited
+from aigw.usage.genai import Finished
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
 from aigw.usage.recorder import UsageRecorder, UsageRow
 from aigw.usage.speed import Speed
+from aigw.usage.telemetry import Telemetry
 
 RECENT_REQUESTS = 500  # kept in memory for the dashboard (aigw tui)
 
@@ -70,6 +72,8 @@ class Ticket:
     """The max_tokens the request goes upstream with, when admission capped it (None: as sent)."""
     request_id: str | None = None
     dialect: str | None = None
+    operation: str | None = "chat"
+    """gen_ai.operation.name for telemetry (None: no GenAI operation, not exported)."""
 
     @property
     def headers(self) -> dict[str, str]:
@@ -127,10 +131,14 @@ class Meter:
         prices: PriceTable,
         budgets: Budgets,
         clock: Callable[[], float] = time.time,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._default = Limits(config.limits.rpm, config.limits.tpm)
         self._reserver = Reserver(prices, config.limits.default_max_tokens)
         self._log_content = config.usage.log_content
+        self._telemetry = telemetry
+        """Spans and GenAI metrics over OTLP (`aigw.usage.telemetry`); None when off."""
+        self._capture = self._log_content or (telemetry is not None and telemetry.log_content)
         self.limiter = limiter
         self.metrics = metrics
         self._recorder = recorder
@@ -141,9 +149,11 @@ class Meter:
         self.cache_counts = {"hit": 0, "miss": 0, "bypass": 0}
 
     def close(self) -> None:
-        """Flush the usage log (blocking: call it off the event loop)."""
+        """Flush the usage log and telemetry (blocking: call it off the event loop)."""
         if self._recorder is not None:
             self._recorder.close()
+        if self._telemetry is not None:
+            self._telemetry.close()
 
     def flush(self) -> None:
         """Write the usage rows recorded so far (blocking: call it off the event loop)."""
@@ -169,6 +179,7 @@ class Meter:
         est_tokens: int | None = None,
         request_id: str | None = None,
         dialect: str | None = None,
+        operation: str | None = "chat",
     ) -> Ticket:
         """Admit a request whose model the caller may use, or raise (403 unpriced under a budget,
         429 over a limit or budget). The ticket holds its reservation; for a request that
@@ -221,11 +232,12 @@ class Meter:
                 retry_after=admission.retry_after,
                 headers=admission.headers,
             )
-        content = {"messages": body.get("messages")} if self._log_content else None
+        content = {"messages": body.get("messages")} if self._capture else None
         ticket = Ticket(subject, key, limits, admission, route, self._clock(), content, est, plan.held_usd)
         ticket.cap = plan.cap
         ticket.request_id = request_id
         ticket.dialect = dialect
+        ticket.operation = operation
         return ticket
 
     def done(
@@ -239,6 +251,7 @@ class Meter:
         cache: str = "bypass",
         completion: Any = None,
         completion_chars: int = 0,
+        retries: int = 0,
     ) -> None:
         """A request answered. Without usage from the upstream (a stream cut short, a server that
         sends none) its tokens are estimated, never taken as zero."""
@@ -275,6 +288,7 @@ class Meter:
             fallbacks=fallbacks,
             content=content,
             speed=Speed.of(usage),
+            retries=retries,
         )
 
     def hit(self, t: Ticket, target: Target, prompt: int, completion: int) -> None:
@@ -307,6 +321,8 @@ class Meter:
     def abandoned(self, t: Ticket) -> None:
         """The client left (or aigw is stopping) before an answer: give the reservation back."""
         self._charge(t, None, 0, 0)
+        if self._telemetry is not None and t.operation is not None:
+            self._export(t, None, None, self._clock() - t.started, error="cancelled", content=t.content)
 
     def failed(
         self, t: Ticket, err: AigwError, target: Target | None = None, *, delivered_chars: int = 0
@@ -332,6 +348,7 @@ class Meter:
             error_kind=kind,
             content=t.content,
             provider=provider,
+            message=err.message,
         )
 
     def rejected(
@@ -344,6 +361,7 @@ class Meter:
         *,
         request_id: str | None = None,
         dialect: str | None = None,
+        operation: str | None = "chat",
     ) -> None:
         """A request refused before any upstream was asked (401, 403, 404 for its model, 429): a
         usage row, a line in the dashboard's tail and a metric, like every request."""
@@ -353,9 +371,11 @@ class Meter:
         t = Ticket(key.id if key else client, key, self.limits_for(key), refused, route, self._clock())
         t.request_id = request_id
         t.dialect = dialect
+        t.operation = operation
         model = route.requested if route.targets else ""  # an unresolved name is no metric label
         self.metrics.request_failed(provider="", model=model, status=err.status_code, latency_s=0.0)
-        self._record(t, None, err.status_code, latency=0.0, error_kind=type(err).__name__)
+        kind = type(err).__name__
+        self._record(t, None, err.status_code, latency=0.0, error_kind=kind, message=err.message)
 
     def _record(
         self,
@@ -374,6 +394,8 @@ class Meter:
         content: dict[str, Any] | None = None,
         provider: str | None = None,
         speed: Speed | None = None,
+        retries: int = 0,
+        message: str | None = None,
     ) -> None:
         speed = speed or Speed()
         self.recent.append(
@@ -394,6 +416,10 @@ class Meter:
         )
         if cache in self.cache_counts:
             self.cache_counts[cache] += 1
+        if self._telemetry is not None and t.operation is not None:
+            self._export(t, target, status, latency, prompt=prompt, completion=completion, cache=cache,
+                         trace=(fallbacks, retries), error=error_kind, message=message,
+                         content=content or t.content, provider=provider)  # fmt: skip
         if self._recorder is None:
             return
         self._recorder.record(
@@ -413,7 +439,7 @@ class Meter:
                 saved_usd=saved,
                 fallbacks=fallbacks,
                 error_kind=error_kind,
-                content=None if content is None else orjson.dumps(content, default=str).decode(),
+                content=None if content is None or not self._log_content else _json(content),
                 request_id=t.request_id,
                 dialect=t.dialect,
                 cached_tokens=speed.cached_tokens,
@@ -421,3 +447,39 @@ class Meter:
                 decode_tps=speed.decode_tps,
             )
         )
+
+    def _export(
+        self,
+        t: Ticket,
+        target: Target | None,
+        status: int | None,
+        latency: float,
+        *,
+        prompt: int = 0,
+        completion: int = 0,
+        cache: str | None = None,
+        trace: tuple[int, int] = (0, 0),
+        error: str | None = None,
+        message: str | None = None,
+        content: dict[str, Any] | None = None,
+        provider: str | None = None,
+    ) -> None:
+        """Hand the request to telemetry: its span and GenAI metrics. A cache hit used no tokens; a
+        failure, only those it was charged for (content it delivered before breaking)."""
+        assert self._telemetry is not None and t.operation is not None
+        tokens = cache != "hit" and (error is None or bool(prompt or completion))
+        self._telemetry.request(
+            Finished(
+                t.operation, t.route.requested, bool(t.route.targets), t.started, t.started + latency,
+                status=status, provider=target.provider if target else (provider or None),
+                model=target.model if target else None,
+                input_tokens=prompt if tokens else None, output_tokens=completion if tokens else None,
+                cache=cache, fallbacks=None if error else trace[0], retries=None if error else trace[1],
+                key=t.key.name if t.key else None, dialect=t.dialect, request_id=t.request_id,
+                error=error, message=message, content=content,
+            )
+        )  # fmt: skip
+
+
+def _json(content: dict[str, Any]) -> str:
+    return orjson.dumps(content, default=str).decode()

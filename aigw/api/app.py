@@ -20,7 +20,7 @@ from aigw.api.admin import local as admin
 from aigw.api.admin import stats as admin_stats
 from aigw.api.anthropic import routes as messages
 from aigw.api.body import BodyLimit
-from aigw.api.dialects import dialect_of
+from aigw.api.dialects import dialect_of, operation_of
 from aigw.api.errors import endpoints, install_error_handlers
 from aigw.api.fastpath import FastPath
 from aigw.api.guard import AccessGuard
@@ -106,6 +106,13 @@ def create_asgi_app(config: Config, paths: Paths, build: Callable[[], Gateway]) 
         admin_token=ensure_admin_token(paths.admin_token_file),
         resolve_key=resolve_key,
         refused=lambda client, rid, path, e: gateway().meter.rejected(
-            None, anonymous_subject(client), None, None, e, request_id=rid, dialect=dialect_of(path)
+            None,
+            anonymous_subject(client),
+            None,
+            None,
+            e,
+            request_id=rid,
+            dialect=dialect_of(path),
+            operation=operation_of(path),
         ),
     )

@@ -1,4 +1,5 @@
-"""Which API dialect a path speaks: the usage log records it with every request."""
+"""Which API dialect a path speaks (the usage log records it with every request), and which GenAI
+operation it asks for (telemetry names a refused request's span by it)."""
 
 from __future__ import annotations
 
@@ -16,3 +17,22 @@ def dialect_of(path: str) -> str:
         if path.startswith(prefixes):
             return name
     return "openai"
+
+
+_OPERATIONS = {
+    "/chat/completions": "chat",
+    "/messages": "chat",
+    "/responses": "chat",
+    "/api/chat": "chat",
+    "/completions": "text_completion",
+    "/api/generate": "text_completion",
+    "/embeddings": "embeddings",
+    "/api/embed": "embeddings",
+    "/api/embeddings": "embeddings",
+    "/rerank": "rerank",
+}
+
+
+def operation_of(path: str) -> str | None:
+    """The gen_ai.operation.name of a request to `path` (None: no GenAI operation, e.g. /admin)."""
+    return _OPERATIONS.get(path[3:] if path.startswith("/v1/") else path)

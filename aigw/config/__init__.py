@@ -22,6 +22,7 @@ from aigw.config.model import (
     UsageConfig,
     has_control_character,
 )
+from aigw.config.telemetry import TelemetryConfig
 
 __all__ = [
     "AliasConfig",
@@ -38,6 +39,7 @@ __all__ = [
     "ServerConfig",
     "Strict",
     "TargetConfig",
+    "TelemetryConfig",
     "TypeSource",
     "UsageConfig",
     "has_control_character",

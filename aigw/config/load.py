@@ -127,4 +127,7 @@ def masked_dump(cfg: Config) -> dict[str, Any]:
     for p in data.get("providers", {}).values():
         if isinstance(p.get("base_url"), str):
             p["base_url"] = redact_url(p["base_url"])
+    telemetry = data.get("telemetry", {})
+    if isinstance(telemetry.get("otlp_endpoint"), str):
+        telemetry["otlp_endpoint"] = redact_url(telemetry["otlp_endpoint"])
     return data

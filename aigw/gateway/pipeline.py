@@ -45,6 +45,7 @@ from aigw.gateway.models import ModelIndex
 from aigw.gateway.relay import Saver, relay
 from aigw.reranking import RerankRequest, RerankResponse, conform
 from aigw.routing.router import Routed, Router, Trace
+from aigw.usage.genai import CHAT, EMBEDDINGS, RERANK, TEXT_COMPLETION
 
 T = TypeVar("T")
 
@@ -108,7 +109,7 @@ class Pipeline:
     ) -> Answer[EmbedResponse]:
         """Embeddings."""
         t0 = time.perf_counter()
-        route, ticket, plan = await self._begin("embed", req.model, req.body, caller, provider)
+        route, ticket, plan = await self._begin("embed", req.model, req.body, caller, provider, op=EMBEDDINGS)
         got = await self._fetch(plan, ticket, lambda: self._router.embed(route, req))
         if isinstance(got, CachedAnswer):
             return Answer(self._hit(got, ticket, t0), wire=got.body, parse=EmbedResponse.from_wire)
@@ -153,9 +154,9 @@ class Pipeline:
     # -- the steps -----------------------------------------------------------------------------
 
     async def _begin(
-        self, kind: str, model: str, body: dict[str, Any], caller: Caller, provider: str | None
+        self, kind: str, model: str, body: dict[str, Any], caller: Caller, provider: str | None, *, op: str
     ) -> tuple[Route, Ticket, Plan]:
-        route, ticket = await self._admitted(model, body, caller, provider, generates=False)
+        route, ticket = await self._admitted(model, body, caller, provider, op, generates=False)
         key_id = caller.key.id if caller.key is not None else None
         return route, ticket, self._cache.plan(kind, route, body, caller.cache_control, key_id)
 
@@ -163,7 +164,7 @@ class Pipeline:
         self, req: ChatRequest, caller: Caller, provider: str | None
     ) -> tuple[Route, Ticket, Plan, ChatRequest]:
         """As `_begin`, for a request that generates: admission may cap its max_tokens."""
-        route, ticket = await self._admitted(req.model, req.body, caller, provider, generates=True)
+        route, ticket = await self._admitted(req.model, req.body, caller, provider, CHAT, generates=True)
         if ticket.cap is not None:
             req = _capped(req, ticket.cap)
         key_id = caller.key.id if caller.key is not None else None
@@ -175,11 +176,19 @@ class Pipeline:
     ) -> tuple[Route, Ticket, CompletionRequest]:
         """Admission for a legacy completion: every choice's answer reserved, and capped to fit."""
         body = req.admission_body()
-        route, ticket = await self._admitted(req.model, body, caller, provider, generates=True)
+        op = TEXT_COMPLETION
+        route, ticket = await self._admitted(req.model, body, caller, provider, op, generates=True)
         return route, ticket, req if ticket.cap is None else req.capped(ticket.cap)
 
     async def _admitted(
-        self, model: str, body: dict[str, Any], caller: Caller, provider: str | None, *, generates: bool
+        self,
+        model: str,
+        body: dict[str, Any],
+        caller: Caller,
+        provider: str | None,
+        operation: str,
+        *,
+        generates: bool,
     ) -> tuple[Route, Ticket]:
         """Resolve the model and admit the request; a refusal (404, 403, 429) is logged as one."""
         route = None
@@ -194,10 +203,13 @@ class Pipeline:
                 generates=generates,
                 request_id=caller.request_id,
                 dialect=caller.dialect,
+                operation=operation,
             )
         except AigwError as e:
-            rid, dialect = caller.request_id, caller.dialect
-            self._meter.rejected(caller.key, caller.address, model, route, e, request_id=rid, dialect=dialect)
+            rid, dialect, op = caller.request_id, caller.dialect, operation
+            self._meter.rejected(
+                caller.key, caller.address, model, route, e, request_id=rid, dialect=dialect, operation=op
+            )
             raise
         return route, ticket
 
@@ -252,6 +264,7 @@ class Pipeline:
             cache=plan.status,
             completion=completion,
             completion_chars=chars,
+            retries=result.trace.retries,
         )
         return answer
 
@@ -289,7 +302,7 @@ class Pipeline:
         """Documents ranked against a query (/v1/rerank), answered from the cache like embeddings
         (a ranking is deterministic)."""
         t0 = time.perf_counter()
-        route, ticket, plan = await self._begin("rerank", req.model, req.body, caller, provider)
+        route, ticket, plan = await self._begin("rerank", req.model, req.body, caller, provider, op=RERANK)
         got = await self._fetch(plan, ticket, lambda: self._router.rerank(route, req))
         if isinstance(got, CachedAnswer):
             return Answer(self._hit(got, ticket, t0), wire=got.body, parse=RerankResponse.from_wire)

@@ -116,4 +116,5 @@ async def relay(
                 cache=cache,
                 completion="".join(text) if text is not None else None,
                 completion_chars=chars,
+                retries=stream.trace.retries,
             )

@@ -28,7 +28,7 @@ def run(script: str, *args: str) -> str:
 
 
 MODES = [[], ["--cache-hit"], ["--cache-miss"], ["--plain"]]
-MODES += [["--dialect", "anthropic"], ["--dialect", "responses"]]
+MODES += [["--dialect", "anthropic"], ["--dialect", "responses"], ["--otlp"]]
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed (.ci/run installs it)")
@@ -39,6 +39,8 @@ def test_overhead(mode: list[str]) -> None:
     assert ("cache hit: p50" if mode == ["--cache-hit"] else "added latency p50:") in out
     if "--dialect" in mode:
         assert f"{mode[1]} dialect: p50" in out
+    if mode == ["--otlp"]:
+        assert "; OTLP: " in out and "; OTLP: 0 spans" not in out
 
 
 def test_local() -> None:

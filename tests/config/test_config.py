@@ -155,3 +155,26 @@ def test_model_patterns_name_known_aliases(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(p, types=TYPES, environ={})
     assert "model_patterns.'claude-*': unknown alias 'big' (known: small)" in e.value.message
+
+
+def test_telemetry_table(tmp_path: Path) -> None:
+    p = tmp_path / "c.toml"
+    assert load_config(p, types=TYPES, environ={}).telemetry.otlp_endpoint is None  # off by default
+    p.write_text(
+        '[telemetry]\notlp_endpoint = "http://u:ep-secret@127.0.0.1:4318/"\n'
+        'headers = { authorization = "Bearer hdr-secret" }\n'
+    )
+    cfg = load_config(p, types=TYPES, environ={})
+    t = cfg.telemetry
+    assert (t.otlp_endpoint, t.protocol, t.service_name, t.log_content) == (
+        "http://u:ep-secret@127.0.0.1:4318",
+        "http/protobuf",
+        "aigw",
+        False,
+    )
+    shown = str(masked_dump(cfg))
+    assert "hdr-secret" not in shown and "ep-secret" not in shown and "http://127.0.0.1:4318" in shown
+    for bad in ('otlp_endpoint = "127.0.0.1:4318"', 'protocol = "thrift"', "sample_rate = 0.5"):
+        p.write_text(f"[telemetry]\n{bad}\n")
+        with pytest.raises(ConfigError):
+            load_config(p, types=TYPES, environ={})

@@ -524,3 +524,14 @@ def test_doctor_imports_no_cli_and_never_mlx(home: Path) -> None:
     )
     write_config(home, f'[server]\nport = {free_port()}\n[providers.apple]\ntype = "mlx"\n')
     subprocess.run([sys.executable, "-c", code], env=base_env(home), check=True, timeout=60)
+
+
+def test_telemetry(home: Path) -> None:
+    assert "telemetry" not in by_name(run_checks(fake_facts(home)))  # off: not a check at all
+    write_config(home, on_free_port('[telemetry]\notlp_endpoint = "http://user:pw@127.0.0.1:4318"\n'))
+    check = by_name(run_checks(fake_facts(home)))["telemetry"]
+    assert check.status == "OK" and check.detail.startswith("OTLP http/protobuf to http://127.0.0.1:4318")
+    f = fake_facts(home, dist_version=lambda dist: None if dist == "opentelemetry-sdk" else "1.0")
+    check = by_name(run_checks(f))["telemetry"]
+    assert check.status == "FAIL" and check.fix == install_hint("telemetry")
+    assert "opentelemetry-sdk is not installed" in check.detail
