@@ -220,7 +220,12 @@ class Meter:
                 retry_after=1.0,
                 code="budget_exhausted",
             )
-        admission = self.limiter.admit(subject, limits, plan.tokens)
+        try:
+            admission = self.limiter.admit(subject, limits, plan.tokens)
+        except AigwError:  # the shared state failing closed: give the hold back
+            if holder is not None:
+                self.budgets.settle(holder.id, plan.held_usd, 0.0)
+            raise
         if not admission.allowed:
             if holder is not None:
                 self.budgets.settle(holder.id, plan.held_usd, 0.0)

@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DEV_EXTRAS = {"dev"}
 # Modules the extras bring in that aigw might import directly, beyond each distribution's own.
 ALSO_BLOCKED = {"transformers", "tokenizers", "safetensors", "httpx2"}
+# Namespace packages the base install shares with an extra (FastAPI requires opentelemetry-api):
+# only the extra's own parts of them are blocked.
+SHARED_NAMESPACES = {"opentelemetry": {"opentelemetry.sdk", "opentelemetry.exporter", "opentelemetry.proto"}}
 
 DOCS = "{docs}"
 # The arguments each command runs with; None: only `--help` (it would run or start a daemon, or
@@ -103,6 +106,9 @@ def blocked_modules() -> set[str]:
         if extra not in DEV_EXTRAS:
             for dep in deps:
                 blocked |= _import_names(dep)
+    for namespace, parts in SHARED_NAMESPACES.items():
+        if namespace in blocked:
+            blocked = (blocked - {namespace}) | parts
     return blocked
 
 
@@ -114,9 +120,13 @@ import sys
 BLOCKED = frozenset({blocked!r})
 
 
+def _blocked(name):
+    return any(name == b or name.startswith(b + ".") for b in BLOCKED)
+
+
 class _BaseInstall(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in BLOCKED:
+        if _blocked(name):
             raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         return None
 
@@ -126,7 +136,7 @@ _find_spec = importlib.util.find_spec
 
 
 def find_spec(name, package=None):
-    if name.partition(".")[0] in BLOCKED:
+    if _blocked(name):
         return None
     return _find_spec(name, package)
 

@@ -103,6 +103,12 @@ def test_a_failing_redis_fails_closed_with_a_503(server: RedisServer) -> None:
         lim.admit("k", Limits(rpm=3), 1)
     with pytest.raises(ServiceUnavailable):
         RedisKeyStore(st).by_hash("00")
+    from aigw.access.ratelimit import Admission
+    from aigw.state.redis.budgets import SharedBudgets
+
+    taken = Admission(True, 0.0, None, 10, {})
+    lim.settle("k", Limits(tpm=100), taken, 50)  # a request already answered is never failed by it
+    SharedBudgets(st).settle("key_x", 0.5, 0.1)
 
 
 def test_a_budget_is_held_once_across_instances(server: RedisServer) -> None:

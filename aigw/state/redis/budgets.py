@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from aigw.access.budget import Budgets
+from aigw.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     from aigw.access.keys import ApiKey
@@ -67,5 +68,9 @@ class SharedBudgets(Budgets):
 
     def settle(self, key_id: str, held: float, cost: float) -> None:
         args = [repr(float(held)), repr(float(cost))]
-        if self._state.call(lambda _r: self._settle(keys=[self._key(key_id)], args=args)) is None:
+        try:
+            done = self._state.call(lambda _r: self._settle(keys=[self._key(key_id)], args=args))
+        except ServiceUnavailable:  # failing closed refuses new requests, never one that is answered
+            done = None
+        if done is None:
             super().settle(key_id, held, cost)

@@ -106,7 +106,8 @@ class SharedResponseStore(ResponseStore):
 
     def release(self, key: str) -> None:
         name = self._name(key) + ":lease"
-        self._state.call(lambda _r: self._raw.delete(name))
+        with contextlib.suppress(ServiceUnavailable):  # then it expires by itself
+            self._state.call(lambda _r: self._raw.delete(name))
 
     async def follow(self, keys: Sequence[str], lease_key: str, wait_s: float) -> CachedAnswer | None:
         """The answer another instance's leader stores under any of `keys`, or None when its lease

@@ -17,6 +17,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from aigw.access.ratelimit import EPS, Admission, Limits, RateLimiter, bucket_view, headers
+from aigw.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     import redis
@@ -112,7 +113,11 @@ class SharedLimiter(RateLimiter):
         if not delta:
             return
         args = [limits.rpm, tpm, delta]
-        if self._state.call(lambda _r: self._settle(keys=[self._key(subject)], args=args)) is None:
+        try:
+            done = self._state.call(lambda _r: self._settle(keys=[self._key(subject)], args=args))
+        except ServiceUnavailable:  # failing closed refuses new requests, never one that is answered
+            done = None
+        if done is None:
             super().settle(subject, limits, admission, actual_tokens)
 
     def _used(self, subject: str, limits: Limits) -> tuple[float, float] | None:
