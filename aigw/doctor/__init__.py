@@ -29,6 +29,7 @@ from aigw.doctor.checks import (
     check_python,
     check_rag,
     check_sqlite,
+    check_state,
     check_telemetry,
 )
 from aigw.doctor.config_checks import check_config, check_port
@@ -61,6 +62,7 @@ def run_checks(f: Facts, registry: ProviderRegistry | None = None) -> list[Check
         check_models_dir(f),
         check_rag(f, cfg),
         *check_telemetry(f, cfg),
+        *check_state(f, cfg),
     ]
     return _masked(checks, _secrets(f, cfg))
 

@@ -209,3 +209,16 @@ def check_telemetry(f: Facts, cfg: Config | None) -> list[Check]:
     content = "; with prompts and completions (log_content)" if t.log_content else ""
     detail = f"OTLP {t.protocol} to {redact_url(t.otlp_endpoint)}, service.name {t.service_name}{content}"
     return [ok("telemetry", detail)]
+
+
+def check_state(f: Facts, cfg: Config | None) -> list[Check]:
+    """The shared state (a team gateway's Redis), when `[state]` names one: its package, and where."""
+    st = cfg.state if cfg is not None else None
+    if st is None or st.backend != "redis" or st.url is None:
+        return []
+    if f.dist_version("redis") is None:
+        detail = '[state] backend is "redis", but the redis package is missing: the daemon will not start'
+        return [fail("shared state", detail, install_hint("team"))]
+    url = redact_url(st.url.get_secret_value())
+    detail = f"Redis at {url}, prefix {st.prefix!r}; when it fails: {st.on_state_error}"
+    return [ok("shared state", detail)]

@@ -3,12 +3,14 @@ SQLite and memory (the default), or in a Redis several instances share (`[state]
 
 from __future__ import annotations
 
+import importlib.util
 from typing import TYPE_CHECKING
 
 from aigw.access.budget import Budgets
 from aigw.access.keys import Keys, KeyStore
 from aigw.access.ratelimit import RateLimiter
 from aigw.cache.store import ResponseStore, open_store
+from aigw.errors import ConfigError
 from aigw.state.db import open_db
 
 if TYPE_CHECKING:
@@ -23,6 +25,10 @@ def shared_state(cfg: StateConfig) -> SharedState | None:
     """The shared Redis, or None for the embedded backend."""
     if cfg.backend != "redis":
         return None
+    if importlib.util.find_spec("redis") is None:
+        from aigw.extras import install_hint
+
+        raise ConfigError(f'[state] backend "redis" needs the redis package: {install_hint("team")}')
     from aigw.state.redis.conn import SharedState
 
     return SharedState(cfg)

@@ -535,3 +535,14 @@ def test_telemetry(home: Path) -> None:
     check = by_name(run_checks(f))["telemetry"]
     assert check.status == "FAIL" and check.fix == install_hint("telemetry")
     assert "opentelemetry-sdk is not installed" in check.detail
+
+
+def test_shared_state(home: Path) -> None:
+    assert "shared state" not in by_name(run_checks(fake_facts(home)))  # SQLite: not a check at all
+    write_config(home, on_free_port('[state]\nbackend = "redis"\nurl = "redis://u:s3cret@10.0.0.5:6379/0"\n'))
+    check = by_name(run_checks(fake_facts(home)))["shared state"]
+    assert check.status == "OK" and "Redis at redis://10.0.0.5:6379/0" in check.detail
+    assert "s3cret" not in check.detail
+    missing = fake_facts(home, dist_version=lambda d: None if d == "redis" else "1.0")
+    check = by_name(run_checks(missing))["shared state"]
+    assert check.status == "FAIL" and check.fix == install_hint("team") and "will not start" in check.detail

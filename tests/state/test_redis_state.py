@@ -191,3 +191,18 @@ def test_a_user_and_password_in_the_url(tmp_path: Path) -> None:
         assert "AuthenticationError" in str(bad.health()["last_error"]) and "wrong" not in str(bad.health())
     finally:
         server.stop()
+
+
+def test_redis_without_its_package_is_a_one_line_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from aigw.errors import ConfigError
+    from aigw.state.backend import shared_state
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "redis" else real(name, *a)
+    )
+    cfg = StateConfig.model_validate({"backend": "redis", "url": "redis://127.0.0.1:1/0"})
+    with pytest.raises(ConfigError, match=r"needs the redis package: pip install .*\[team\]"):
+        shared_state(cfg)
