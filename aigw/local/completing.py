@@ -20,7 +20,7 @@ from aigw.domain import TEXT_COMPLETION, ChatChunk, ChatResponse, Usage
 from aigw.engine.backend import GenParams, GenResult, LoadedModel, Pending, TextPrompt
 from aigw.engine.engine import Engine, Job
 from aigw.errors import CapabilityError, InvalidRequest, quoted
-from aigw.local.sampling import cache_key, parse_keep_alive, sampling_extra, usage_of
+from aigw.local.sampling import cache_key, parse_keep_alive, refuse_unhonoured, sampling_extra, usage_of
 
 HONOURED = frozenset({
     "model", "prompt", "suffix", "max_tokens", "temperature", "top_p", "stop", "echo", "n", "seed",
@@ -32,11 +32,7 @@ HONOURED = frozenset({
 def completion_params(req: CompletionRequest, model: str) -> GenParams:
     """The sampling a completion asks for, checked against what a local model honours."""
     body = req.body
-    for key in body:
-        if key not in HONOURED:
-            raise CapabilityError(
-                f"Local model {quoted(model)} does not support {quoted(key)}", param=key[:100]
-            )
+    refuse_unhonoured(body, HONOURED, model)
     if body.get("logprobs"):
         raise CapabilityError(f"Local model {quoted(model)} does not return logprobs", param="logprobs")
     best_of = body.get("best_of")

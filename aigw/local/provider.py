@@ -36,7 +36,7 @@ from aigw.local.constrain import json_grammar
 from aigw.local.fingerprint import Fingerprints
 from aigw.local.images import image_urls, load_images
 from aigw.local.presets import Preset, load_presets
-from aigw.local.sampling import cache_key, parse_keep_alive, sampling_extra, usage_of
+from aigw.local.sampling import cache_key, parse_keep_alive, refuse_unhonoured, sampling_extra, usage_of
 from aigw.local.shape import Shaper
 from aigw.local.tools import forced_call_schema, tool_names
 from aigw.providers.reasoning import requested
@@ -72,13 +72,11 @@ HONOURED = frozenset(
         "prompt_cache_key",
     }
 )
+
+
 def gen_params(req: ChatRequest, model: str) -> GenParams:
     body = req.body
-    for key in body:
-        if key not in HONOURED:
-            raise CapabilityError(
-                f"Local model {quoted(model)} does not support {quoted(key)}", param=key[:100]
-            )
+    refuse_unhonoured(body, HONOURED, model)
     if (body.get("n") or 1) != 1:
         raise CapabilityError(f"Local model {quoted(model)} generates one choice at a time (n=1)", param="n")
     if body.get("logprobs"):

@@ -10,11 +10,19 @@ from typing import Any
 from aigw.domain import Timing, Usage
 from aigw.engine.backend import GenResult
 from aigw.engine.engine import FOREVER
-from aigw.errors import InvalidRequest
+from aigw.errors import CapabilityError, InvalidRequest, quoted
 
 _SAMPLING_EXTRA = ("presence_penalty", "frequency_penalty", "top_k", "min_p", "repeat_penalty")
 _DURATION = re.compile(r"^\s*(-?\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
 _UNIT = MappingProxyType({"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0})
+
+
+def refuse_unhonoured(body: dict[str, Any], honoured: frozenset[str], model: str) -> None:
+    """A 400 naming the first field a local model would not honour (never silently ignored)."""
+    for key in body:
+        if key not in honoured:
+            why = f"Local model {quoted(model)} does not support {quoted(key)}"
+            raise CapabilityError(why, param=key[:100])
 
 
 def parse_keep_alive(value: Any) -> float | None:
