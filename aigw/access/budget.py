@@ -31,6 +31,11 @@ class Budgets:
         """(spent, held) of the key now."""
         return self.spent(key_id), self.held(key_id)
 
+    def committed(self, key_id: str, *, fresh: bool = True) -> tuple[float, bool]:
+        """The key's spend and holds together, and whether that figure is exact (a shared store
+        may answer what it saw last when not asked for `fresh` figures)."""
+        return sum(self.standing(key_id)), True
+
     def check(self, key: ApiKey, committed: float) -> None:
         """RateLimited (budget_exhausted) when the key's spend and holds (`committed`) have
         reached its budget."""

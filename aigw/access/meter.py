@@ -20,7 +20,7 @@ from aigw.access.budget import Budgets
 from aigw.access.keys import ApiKey
 from aigw.access.net import LOOPBACK
 from aigw.access.ratelimit import Admission, Limits, RateLimiter
-from aigw.access.reserve import Reserver
+from aigw.access.reserve import Reservation, Reserver, estimate_tokens
 from aigw.config import Config
 from aigw.domain import Route, Target, Usage
 from aigw.errors import AigwError, RateLimited
@@ -78,42 +78,6 @@ class Ticket:
     @property
     def headers(self) -> dict[str, str]:
         return self.admission.headers
-
-
-def estimate_tokens(body: dict[str, Any]) -> int:
-    """A cheap upper-side estimate of the prompt's tokens (about 4 characters each), for the TPM
-    bucket before the call; the real count replaces it afterwards."""
-    chars = 0
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for m in messages:
-            content = m.get("content") if isinstance(m, dict) else None
-            chars += len(content) if isinstance(content, str) else len(str(content or ""))
-            chars += 16  # role and framing
-    for name in ("input", "prompt", "suffix"):  # embeddings; a legacy completion's text or token ids
-        inp = body.get(name)
-        if isinstance(inp, str):
-            chars += len(inp)
-        elif isinstance(inp, list):
-            chars += sum(
-                len(x) if isinstance(x, str) else 4 * (len(x) if isinstance(x, list) else 1) for x in inp
-            )
-    chars += _rerank_chars(body)
-    return max(1, chars // 4)
-
-
-def _rerank_chars(body: dict[str, Any]) -> int:
-    """A rerank's reading: the query once per document (a cross-encoder reads each pair), and
-    every document."""
-    documents = body.get("documents")
-    if not isinstance(documents, list):
-        return 0
-    query = body.get("query")
-    chars = len(query) * len(documents) if isinstance(query, str) else 0
-    for d in documents:
-        text = d.get("text") if isinstance(d, dict) else d
-        chars += len(text) if isinstance(text, str) else 0
-    return chars
 
 
 def _anonymous(subject: str) -> str:
@@ -187,39 +151,8 @@ class Meter:
         `aigw.access.reserve`)."""
         est = estimate_tokens(body) if est_tokens is None else max(1, est_tokens)
         limits = self.limits_for(key)
-        budget_left: float | None = None
-        if key is not None and key.budget_usd is not None:
-            committed = sum(self.budgets.standing(key.id))
-            try:
-                self.budgets.check(key, committed)
-            except RateLimited:
-                self.metrics.ratelimited("budget")
-                raise
-            budget_left = key.budget_usd - committed
         subject = key.id if key is not None else client
-        try:
-            plan = self._reserver.reserve(
-                key,
-                route,
-                body,
-                est,
-                tpm=limits.tpm,
-                tpm_room=self.limiter.room(subject, limits),
-                budget_left=budget_left,
-                generates=generates,
-            )
-        except RateLimited as e:
-            self.metrics.ratelimited("budget" if e.code == "budget_exhausted" else "tokens")
-            raise
-        holder = key if key is not None and plan.held_usd > 0 else None
-        if holder is not None and not self.budgets.take(holder, plan.held_usd):
-            self.metrics.ratelimited("budget")
-            raise RateLimited(
-                f"API key {holder.name!r}: its requests in flight hold the rest of its budget; retry "
-                "when they finish",
-                retry_after=1.0,
-                code="budget_exhausted",
-            )
+        plan, holder = self._reserve(key, subject, limits, route, body, est=est, generates=generates)
         try:
             admission = self.limiter.admit(subject, limits, plan.tokens)
         except AigwError:  # the shared state failing closed: give the hold back
@@ -244,6 +177,52 @@ class Meter:
         ticket.dialect = dialect
         ticket.operation = operation
         return ticket
+
+    def _reserve(
+        self, key: ApiKey | None, subject: str, limits: Limits, route: Route, body: dict[str, Any],
+        *, est: int, generates: bool,
+    ) -> tuple[Reservation, ApiKey | None]:  # fmt: skip
+        """The request's reservation, its budget hold taken (the key that holds, or None). A shared
+        budget's figures may be what this instance saw last (no round trip): they are used only
+        while they leave room for twice the hold, and a refusal is decided on fresh figures."""
+        for fresh in (False, True):
+            budget_left: float | None = None
+            exact = True
+            if key is not None and key.budget_usd is not None:
+                committed, exact = self.budgets.committed(key.id, fresh=fresh)
+                try:
+                    self.budgets.check(key, committed)
+                except RateLimited:
+                    if not exact:
+                        continue
+                    self.metrics.ratelimited("budget")
+                    raise
+                budget_left = key.budget_usd - committed
+            try:
+                plan = self._reserver.reserve(
+                    key, route, body, est, tpm=limits.tpm, tpm_room=self.limiter.room(subject, limits),
+                    budget_left=budget_left, generates=generates,
+                )  # fmt: skip
+            except RateLimited as e:
+                if not exact and e.code == "budget_exhausted":
+                    continue
+                self.metrics.ratelimited("budget" if e.code == "budget_exhausted" else "tokens")
+                raise
+            if budget_left is not None and not exact and plan.held_usd > budget_left / 2:
+                continue  # the budget may bound this request: decide on fresh figures
+            holder = key if key is not None and plan.held_usd > 0 else None
+            if holder is None or self.budgets.take(holder, plan.held_usd):
+                return plan, holder
+            if exact:
+                break
+        assert key is not None
+        self.metrics.ratelimited("budget")
+        raise RateLimited(
+            f"API key {key.name!r}: its requests in flight hold the rest of its budget; retry when they "
+            "finish",
+            retry_after=1.0,
+            code="budget_exhausted",
+        )
 
     def done(
         self,

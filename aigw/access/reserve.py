@@ -66,6 +66,42 @@ def _budget_short(key: ApiKey, left: float, what: str) -> RateLimited:
     )
 
 
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """A cheap upper-side estimate of the prompt's tokens (about 4 characters each), for the TPM
+    bucket before the call; the real count replaces it afterwards."""
+    chars = 0
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for m in messages:
+            content = m.get("content") if isinstance(m, dict) else None
+            chars += len(content) if isinstance(content, str) else len(str(content or ""))
+            chars += 16  # role and framing
+    for name in ("input", "prompt", "suffix"):  # embeddings; a legacy completion's text or token ids
+        inp = body.get(name)
+        if isinstance(inp, str):
+            chars += len(inp)
+        elif isinstance(inp, list):
+            chars += sum(
+                len(x) if isinstance(x, str) else 4 * (len(x) if isinstance(x, list) else 1) for x in inp
+            )
+    chars += _rerank_chars(body)
+    return max(1, chars // 4)
+
+
+def _rerank_chars(body: dict[str, Any]) -> int:
+    """A rerank's reading: the query once per document (a cross-encoder reads each pair), and
+    every document."""
+    documents = body.get("documents")
+    if not isinstance(documents, list):
+        return 0
+    query = body.get("query")
+    chars = len(query) * len(documents) if isinstance(query, str) else 0
+    for d in documents:
+        text = d.get("text") if isinstance(d, dict) else d
+        chars += len(text) if isinstance(text, str) else 0
+    return chars
+
+
 class Reserver:
     def __init__(self, prices: PriceTable, default_max_tokens: int) -> None:
         self._prices = prices

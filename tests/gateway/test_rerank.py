@@ -13,8 +13,9 @@ import pytest
 
 from aigw.access.budget import Budgets
 from aigw.access.keys import KeyStore
-from aigw.access.meter import Meter, estimate_tokens
+from aigw.access.meter import Meter
 from aigw.access.ratelimit import RateLimiter
+from aigw.access.reserve import estimate_tokens
 from aigw.cache.store import ResponseStore, open_store
 from aigw.config import CacheConfig, Config, ProviderConfig
 from aigw.domain import (

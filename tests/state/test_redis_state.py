@@ -5,6 +5,7 @@ without a restart, once it answers."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,8 +89,6 @@ def test_a_failing_redis_fails_open_to_local_limits_and_recovers(server: RedisSe
     local = [lim.admit("k", limits, 1).allowed for _ in range(4)]  # this instance's own bucket
     assert local == [True, True, True, False] and st.health()["degraded"]
     server.start()  # the same port (its data kept): nothing to restart on our side
-    import time
-
     time.sleep(0.25)  # the hold-off after a failure
     assert lim.admit("k2", limits, 1).allowed and st.health()["reachable"]
     assert st.client.exists(st.name("rl:k2"))  # the shared bucket again
@@ -116,16 +115,38 @@ def test_a_budget_is_held_once_across_instances(server: RedisServer) -> None:
     from aigw.state.redis.budgets import SharedBudgets
 
     key = ApiKey("key_b", "bo", "aigw-x", 0, 0, 1.0, None, 0.0, None)
-    a, b = SharedBudgets(state(server)), SharedBudgets(state(server))
+    a, b = SharedBudgets(state(server), leases=False), SharedBudgets(state(server), leases=False)
     assert a.take(key, 0.6) and not b.take(key, 0.6)  # A's hold is B's too
     assert b.standing(key.id) == (0.0, 0.6)
     a.settle(key.id, 0.6, 0.25)  # the request cost less than it held
-    assert b.standing(key.id) == (0.25, 0.0) and b.take(key, 0.75) and not a.take(key, 0.01)
+    assert a.standing(key.id) == (0.25, 0.0)  # at once on the instance that settled
+    assert b.standing(key.id) == (0.0, 0.6)  # pending elsewhere: the hold still counts (stricter)
+    assert a.take(key, 0.05)  # A's next hold carries the settle in the same script call
+    assert b.standing(key.id) == pytest.approx((0.25, 0.05))
+    assert b.take(key, 0.7) and not a.take(key, 0.01)
+
+
+def test_a_settle_reaches_redis_within_a_tick_without_another_request(server: RedisServer) -> None:
+    from aigw.access.keys import ApiKey
+    from aigw.state.redis.budgets import SharedBudgets
+
+    key = ApiKey("key_c", "cy", "aigw-x", 0, 0, 1.0, None, 0.0, None)
+    sa = state(server)
+    a, b = SharedBudgets(sa, leases=False), SharedBudgets(state(server), leases=False)
+    assert a.take(key, 0.5)
+    a.settle(key.id, 0.5, 0.125)
+    deadline = time.monotonic() + 2
+    while b.standing(key.id) != (0.125, 0.0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert b.standing(key.id) == (0.125, 0.0)  # the outbox sent it by itself
+    assert a.take(key, 0.25)
+    a.settle(key.id, 0.25, 0.25)
+    sa.close()  # stopping sends what is pending
+    assert b.standing(key.id) == (0.375, 0.0)
 
 
 def test_cache_answers_and_leases_are_shared(server: RedisServer, tmp_path: Path) -> None:
     import asyncio
-    import time
 
     from aigw.cache.store import CachedAnswer
     from aigw.state.redis.cache import SharedResponseStore

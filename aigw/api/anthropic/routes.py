@@ -15,7 +15,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from aigw.access.meter import estimate_tokens
+from aigw.access.reserve import estimate_tokens
 from aigw.api import sse
 from aigw.api.anthropic.errors import error_payload, error_response
 from aigw.api.anthropic.request import to_chat

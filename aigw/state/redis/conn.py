@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aigw.errors import ServiceUnavailable
+from aigw.state.redis.outbox import Outbox
 
 if TYPE_CHECKING:
     import redis
@@ -54,10 +55,14 @@ class SharedState:
         self.fail_open = cfg.on_state_error == "open"
         self._retry_s = cfg.retry_s
         self._clock = clock
+        self.clock = clock
+        """Monotonic seconds (the stores' leases and hold-offs)."""
         self._down_until = 0.0
         self.down_since: float | None = None
         self.last_error: str | None = None
         self.outages = 0
+        self.outbox = Outbox(self)
+        """Writes no request waits for (settles, leases going back), sent by a thread of their own."""
 
     def name(self, tag: str, *rest: str) -> str:
         """A key's name: `{prefix:tag}` is its Redis Cluster hash tag (keys of one tag share a slot)."""
@@ -141,5 +146,6 @@ class SharedState:
         }
 
     def close(self) -> None:
+        self.outbox.close()
         self.client.close()
         self.raw_client.close()
