@@ -16,14 +16,12 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from aigw.errors import ServiceUnavailable
 
 if TYPE_CHECKING:
     import redis
-
-    from aigw.state.redis.conn import SharedState
 
 log = logging.getLogger("aigw.state")
 
@@ -40,8 +38,14 @@ Sweep = Callable[[bool], tuple[Sequence[Write], bool]]
 still holds something to send later (then the thread keeps ticking)."""
 
 
+class _Redis(Protocol):
+    """What the outbox needs of `aigw.state.redis.conn.SharedState`."""
+
+    def call(self, fn: Callable[[redis.Redis], Any]) -> Any: ...
+
+
 class Outbox:
-    def __init__(self, state: SharedState, *, tick_s: float = 0.05) -> None:
+    def __init__(self, state: _Redis, *, tick_s: float = 0.05) -> None:
         self._state = state
         self._tick_s = tick_s
         self._sweeps: list[Sweep] = []
