@@ -13,8 +13,10 @@ the usage log, metrics, the response cache (in its default mode these requests b
 `--soak S` then drives it with wrk for S more seconds (at least 100,000 requests on this machine
 at 30 s) and reports how much its RSS grew. `--otlp` turns OpenTelemetry export on (`[telemetry]`),
 to a stand-in collector in its own process (bench/otlp_sink.py), and says how many spans it got.
+`--redis` runs the daemon on the Redis state backend (a redis-server of its own; the key made in
+Redis): bench/state.py compares the two backends side by side in one run.
 Prints a table and exits 0. Usage: python bench/overhead.py [--requests N] [--duration S]
-[--soak S] [--plain] [--otlp] [--cache-hit | --cache-miss] [--quick]
+[--soak S] [--plain] [--otlp] [--redis] [--cache-hit | --cache-miss] [--quick]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
@@ -183,12 +186,17 @@ def rss_kib(pid: int) -> int:
     return int(out.stdout.strip())
 
 
-def create_key(home: str) -> str:
-    """An API key with limits no benchmark reaches, made the way `aigw keys create` makes one."""
-    from aigw.access.keys import KeyStore
-    from aigw.state.db import open_db
+def create_key(home: str, redis_url: str | None) -> str:
+    """An API key with limits no benchmark reaches, made the way `aigw keys create` makes one (in
+    the daemon's store: its SQLite, or the Redis it shares)."""
+    from aigw.config.model import StateConfig
+    from aigw.state.backend import key_store, shared_state
 
-    _, plain = KeyStore(open_db(Path(home) / "aigw.db")).create("bench", rpm=10**9, tpm=10**12)
+    cfg = StateConfig.model_validate({"backend": "redis", "url": redis_url} if redis_url else {})
+    state = shared_state(cfg)
+    _, plain = key_store(state, Path(home) / "aigw.db").create("bench", rpm=10**9, tpm=10**12)
+    if state is not None:
+        state.close()
     return plain
 
 
@@ -218,7 +226,9 @@ def cacheable(*, unique: bool) -> None:
     UNIQUE[0] = unique
 
 
-def write_config(home: str, args: argparse.Namespace, up_port: int, gw_port: int, sink_port: int) -> None:
+def write_config(
+    home: str, args: argparse.Namespace, up_port: int, gw_port: int, sink_port: int, *, redis_url: str | None
+) -> None:
     features = (
         "require_keys = true\n[limits]\nrpm = 1000000000\ntpm = 1000000000000\n"
         '[prices]\n"bench" = { input = 0.15, output = 0.6 }\n'
@@ -228,6 +238,7 @@ def write_config(home: str, args: argparse.Namespace, up_port: int, gw_port: int
         + ("" if args.plain else features)
         + f'[providers.up]\ntype = "openai"\nbase_url = "http://127.0.0.1:{up_port}/v1"\n'
         + (f'[telemetry]\notlp_endpoint = "http://127.0.0.1:{sink_port}"\n' if args.otlp else "")
+        + (f'[state]\nbackend = "redis"\nurl = "{redis_url}"\n' if redis_url else "")
     )
 
 
@@ -250,6 +261,7 @@ def main() -> None:
     ap.add_argument("--plain", action="store_true", help="no keys, limits or prices (to see their cost)")
     ap.add_argument("--quick", action="store_true", help="a few requests and 1 s of wrk: does it still run?")
     ap.add_argument("--otlp", action="store_true", help="export spans and metrics to a stand-in collector")
+    ap.add_argument("--redis", action="store_true", help="the Redis state backend (its own redis-server)")
     ap.add_argument(
         "--dialect",
         choices=sorted(DIALECTS),
@@ -265,40 +277,69 @@ def main() -> None:
         cacheable(unique=args.cache_miss)
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (Debian: apt-get install wrk; macOS: brew install wrk)")
-    up_port, gw_port, sink_port = free_port(), free_port(), free_port()
+    up_port, gw_port, sink_port, redis_port = free_port(), free_port(), free_port(), free_port()
     home = tempfile.mkdtemp(prefix="aigw-bench-")
-    write_config(home, args, up_port, gw_port, sink_port)
-    KEY[0] = "unused" if args.plain else create_key(home)
+    redis = redis_command(home, redis_port) if args.redis else None
+    redis_url = f"redis://127.0.0.1:{redis_port}/0" if redis else None
+    write_config(home, args, up_port, gw_port, sink_port, redis_url=redis_url)
     env = {**os.environ, "AIGW_HOME": home}
     sink = [sys.executable, str(HERE / "otlp_sink.py"), str(sink_port)] if args.otlp else None
     with (
         process([sys.executable, str(HERE / "fake_upstream.py"), str(up_port)], up_port),
         process(sink, sink_port) if sink else nullcontext(),
-        process([sys.executable, "-m", "aigw", "serve"], gw_port, env) as gw,
+        process(redis, redis_port) if redis else nullcontext(),
     ):
-        if args.cache_hit:  # store the answers every request below is served from
-            latency((up_port, gw_port), 1)
-            ttfb(gw_port, 1)
-        d_lat, g_lat = latency((up_port, gw_port), args.requests)
-        d_rps, g_rps = wrk(up_port, args.duration), wrk(gw_port, args.duration)
-        d_ft, d_tot = ttfb(up_port, args.streams)
-        g_ft, g_tot = ttfb(gw_port, args.streams)
-        d_fresh, _ = ttfb(up_port, args.streams, fresh=True)
-        g_fresh, _ = ttfb(gw_port, args.streams, fresh=True)
-        soak = run_soak(gw_port, gw.pid, args.soak) if args.soak else ""
-        dialect = dialect_latency(gw_port, args.requests, args.dialect) if args.dialect else None
-        exported = exports(sink_port, gw) if args.otlp else ""
+        KEY[0] = "unused" if args.plain else create_key(home, redis_url)
+        with process([sys.executable, "-m", "aigw", "serve"], gw_port, env) as gw:
+            results = measure(args, up_port, gw_port, sink_port, gw)
     shutil.rmtree(home, ignore_errors=True)
+    report(args, results)
+
+
+def redis_command(home: str, port: int) -> list[str]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        raise SystemExit(
+            "redis-server is not installed (Debian: apt-get install redis-server; macOS: brew install redis)"
+        )
+    return [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", home]
+
+
+def measure(
+    args: argparse.Namespace, up_port: int, gw_port: int, sink_port: int, gw: subprocess.Popen[bytes]
+) -> dict[str, Any]:
+    """Every figure, direct (`d_*`) and through aigw (`g_*`)."""
+    if args.cache_hit:  # store the answers every request below is served from
+        latency((up_port, gw_port), 1)
+        ttfb(gw_port, 1)
+    r: dict[str, Any] = {}
+    r["d_lat"], r["g_lat"] = latency((up_port, gw_port), args.requests)
+    r["d_rps"], r["g_rps"] = wrk(up_port, args.duration), wrk(gw_port, args.duration)
+    r["d_ft"], r["d_tot"] = ttfb(up_port, args.streams)
+    r["g_ft"], r["g_tot"] = ttfb(gw_port, args.streams)
+    r["d_fresh"], _ = ttfb(up_port, args.streams, fresh=True)
+    r["g_fresh"], _ = ttfb(gw_port, args.streams, fresh=True)
+    r["soak"] = run_soak(gw_port, gw.pid, args.soak) if args.soak else ""
+    r["dialect"] = dialect_latency(gw_port, args.requests, args.dialect) if args.dialect else None
+    r["exported"] = exports(sink_port, gw) if args.otlp else ""
+    return r
+
+
+def report(args: argparse.Namespace, r: dict[str, Any]) -> None:
+    d_lat, g_lat, d_rps, g_rps = r["d_lat"], r["g_lat"], r["d_rps"], r["g_rps"]
+    d_ft, g_ft, d_fresh, g_fresh = r["d_ft"], r["g_ft"], r["d_fresh"], r["g_fresh"]
+    soak, dialect, exported = r["soak"], r["dialect"], r["exported"]
     rows = [
         ("latency p50 (ms)", pct(d_lat, 0.50), pct(g_lat, 0.50)),
         ("latency p99 (ms)", pct(d_lat, 0.99), pct(g_lat, 0.99)),
         ("throughput, 32 conns (req/s)", d_rps, g_rps),
         ("stream first content p50 (ms)", pct(d_ft, 0.5), pct(g_ft, 0.5)),
         ("  ... on a fresh connection", pct(d_fresh, 0.5), pct(g_fresh, 0.5)),
-        ("stream complete p50 (ms)", pct(d_tot, 0.5), pct(g_tot, 0.5)),
+        ("stream complete p50 (ms)", pct(r["d_tot"], 0.5), pct(r["g_tot"], 0.5)),
     ]
+    state = " (Redis state backend)" if args.redis else ""
     print(
-        f"aigw overhead: {args.requests} sequential requests, wrk -t1 -c32 -d{args.duration}s, "
+        f"aigw overhead{state}: {args.requests} sequential requests, wrk -t1 -c32 -d{args.duration}s, "
         f"{args.streams} streams (upstream holds chunks 2.. for 10 ms)"
     )
     print(f"{'metric':32} {'direct':>10} {'via aigw':>10} {'added':>10} {'ratio':>7}")

@@ -62,3 +62,7 @@ def test_state() -> None:
     pytest.importorskip("redis", reason="the 'team' extra is not installed")
     out = run("state.py", "--quick")
     assert "redis over sqlite:" in out and "sqlite" in out
+    out = run("state.py", "--quick", "--every-limit")
+    assert "redis over sqlite:" in out
+    out = run("overhead.py", "--quick", "--redis")  # the whole overhead table on the Redis backend
+    assert "(Redis state backend)" in out and "added latency p50:" in out
