@@ -6,7 +6,7 @@ without a restart, once it answers."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -227,3 +227,51 @@ def test_redis_without_its_package_is_a_one_line_config_error(monkeypatch: pytes
     cfg = StateConfig.model_validate({"backend": "redis", "url": "redis://127.0.0.1:1/0"})
     with pytest.raises(ConfigError, match=r"needs the redis package: pip install .*\[team\]"):
         shared_state(cfg)
+
+
+def test_an_instance_that_starts_opens_the_breakers_open_elsewhere(server: RedisServer) -> None:
+    import asyncio
+
+    from aigw.config.model import BreakerConfig
+    from aigw.domain import Target
+    from aigw.routing.breaker import BreakerBoard, BreakerState
+    from aigw.state.redis.breakers import SharedBreakers
+
+    t = Target("up", "m")
+
+    def trip(board: BreakerBoard, target: Target) -> None:
+        permit = board.get(target).allow()
+        assert permit is not None
+        board.get(target).failure(permit)
+
+    async def joined(cfg: BreakerConfig) -> tuple[BreakerBoard, Callable[[], None]]:
+        board = BreakerBoard(cfg)
+        stop = SharedBreakers(state(server), board).start(asyncio.get_running_loop())
+        for _ in range(50):  # its subscription starts on a thread, then reads what is open
+            await asyncio.sleep(0.02)
+            if board.get(t).state is BreakerState.OPEN:
+                break
+        return board, stop
+
+    async def scenario() -> None:
+        cfg = BreakerConfig(failures=1, cooldown_s=30)
+        a = BreakerBoard(cfg)
+        stops = [SharedBreakers(state(server), a).start(asyncio.get_running_loop())]
+        trip(a, t)
+        assert a.get(t).state is BreakerState.OPEN
+        b, stop = await joined(cfg)  # started after A's breaker opened
+        stops.append(stop)
+        assert b.get(t).state is BreakerState.OPEN and 29 < b.get(t).retry_in() <= 30
+        short = BreakerConfig(failures=1, cooldown_s=0.2)
+        other = Target("up", "n")
+        a2 = BreakerBoard(short)
+        stops.append(SharedBreakers(state(server), a2).start(asyncio.get_running_loop()))
+        trip(a2, other)
+        await asyncio.sleep(0.3)  # its cooldown ended: an instance starting now finds it gone
+        c, stop = await joined(short)
+        stops.append(stop)
+        assert c.get(other).state is BreakerState.CLOSED and c.get(t).state is BreakerState.OPEN
+        for s in stops:
+            await asyncio.to_thread(s)
+
+    asyncio.run(scenario())
