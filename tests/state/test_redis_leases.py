@@ -9,8 +9,7 @@ from __future__ import annotations
 import itertools
 import random
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -22,13 +21,6 @@ pytest.importorskip("redis", reason="the 'team' extra is not installed")
 
 from aigw.state.redis.conn import SharedState
 from aigw.state.redis.limits import LEASE_REQUESTS, LEASE_S, SharedLimiter
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    s = RedisServer(tmp_path / "redis").start()
-    yield s
-    s.stop()
 
 
 def state(server: RedisServer, clock: Callable[[], float] = time.monotonic) -> SharedState:

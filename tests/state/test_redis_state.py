@@ -6,7 +6,7 @@ without a restart, once it answers."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -21,13 +21,6 @@ pytest.importorskip("redis", reason="the 'team' extra is not installed")
 from aigw.state.redis.conn import SharedState
 from aigw.state.redis.keys import RedisKeyStore
 from aigw.state.redis.limits import SharedLimiter
-
-
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[RedisServer]:
-    s = RedisServer(tmp_path / "redis").start()
-    yield s
-    s.stop()
 
 
 def state(server: RedisServer, **kw: object) -> SharedState:
