@@ -312,6 +312,34 @@ async def test_a_budget_holds_each_requests_worst_case(rig: Rig) -> None:
     assert rig.meter.budgets.held(key.id) == 0 and rig.meter.spent(key.id) == pytest.approx(0.01)
 
 
+class SeenEarlier(Budgets):
+    """Budgets whose quick figure is one seen earlier (as a shared store's may be): the meter must
+    decide refusals and caps on fresh figures."""
+
+    def __init__(self, seen: float) -> None:
+        super().__init__()
+        self.seen = seen
+
+    def committed(self, key_id: str, *, fresh: bool = True) -> tuple[float, bool]:
+        return (sum(self.standing(key_id)), True) if fresh else (self.seen, False)
+
+
+async def test_a_budget_decided_on_figures_seen_earlier_is_checked_on_fresh_ones(rig: Rig) -> None:
+    key = rig.keys.create("ten-dollars", budget_usd=10.0)[0]
+    caller = Caller(key, "127.0.0.1")
+    rig.meter.budgets = SeenEarlier(seen=10.0)  # seen exhausted, but nothing is spent: answered
+    assert (await rig.gw.chat(chat("b/ok", max_tokens=100), caller)).value.choices
+    assert rig.b.bodies[-1]["max_tokens"] == 100
+    rig.meter.budgets = stale = SeenEarlier(seen=0.0)  # seen untouched, but $9.95 is spent: capped
+    stale.settle(key.id, 0.0, 9.95)
+    assert (await rig.gw.chat(chat("b/ok", max_tokens=100), caller)).value.choices
+    assert rig.b.bodies[-1]["max_tokens"] == 46  # ($0.05 - a 4-token prompt) / $0.001
+    stale.settle(key.id, 0.0, 0.04)
+    with pytest.raises(RateLimited, match="not enough"):  # $0.01 left: refused on fresh figures
+        await rig.gw.chat(chat("b/ok", max_tokens=100), caller)
+    assert stale.held(key.id) == 0
+
+
 async def test_a_budgeted_key_may_not_use_an_unpriced_model(rig: Rig) -> None:
     key = rig.keys.create("budgeted", budget_usd=10.0)[0]
     with pytest.raises(PermissionDenied, match="has no known price"):
