@@ -47,13 +47,16 @@ def test_far_from_its_limit_a_key_is_admitted_without_a_round_trip_each(server: 
     lim = SharedLimiter(st)
     limits = Limits(rpm=10_000, tpm=10**9)
     before = scripts_run(st)
+    t0 = time.monotonic()
     answers = [lim.admit("k", limits, 100) for _ in range(3 * LEASE_REQUESTS)]
+    refill = (time.monotonic() - t0) * 10_000 / 60 + 1  # what the bucket may regain meanwhile
     calls = scripts_run(st) - before
     assert all(a.allowed and a.reserved_tokens == 100 for a in answers)
     assert calls <= 3  # one round trip per lease of LEASE_REQUESTS, not one per request
     remaining = [int(a.headers["x-ratelimit-remaining-requests"]) for a in answers]
-    assert remaining[0] == 9_999 and remaining[-1] in (10_000 - len(answers), 10_000 - len(answers) + 1)
-    assert all(x >= y for x, y in itertools.pairwise(remaining))  # counts down (refill aside)
+    assert remaining[0] == 9_999  # this instance's lease counts as room
+    assert 10_000 - len(answers) <= remaining[-1] <= 10_000 - len(answers) + refill
+    assert all(y <= x + refill for x, y in itertools.pairwise(remaining))  # counts down, one a request
 
 
 def test_close_to_the_limit_two_instances_admit_exactly_the_limit(server: RedisServer) -> None:
