@@ -72,6 +72,24 @@ class CallParser(Protocol):
     def finish(self) -> Parsed: ...
 
 
+def _in_json_string(raw: str) -> bool:
+    """Whether JSON text `raw` stops inside a string (where a closing tag is only text)."""
+    in_str = esc = False
+    for ch in raw:
+        if esc:
+            esc = False
+        elif in_str and ch == "\\":
+            esc = True
+        elif ch == '"':
+            in_str = not in_str
+    return in_str
+
+
+def _in_parameter(raw: str) -> bool:
+    """Whether a Qwen3-Coder call `raw` stops inside a parameter's value."""
+    return raw.rfind("<parameter=") > raw.rfind("</parameter>")
+
+
 def _json_call(raw: str, calls: Calls) -> dict[str, Any] | None:
     try:
         got = orjson.loads(raw)
@@ -102,13 +120,21 @@ def _xml_call(raw: str, calls: Calls) -> dict[str, Any] | None:
 
 class TaggedCalls:
     """Calls between an opening and a closing tag, anywhere in the text; text that may begin the
-    opening tag is held back."""
+    opening tag is held back. A closing tag inside a call's value (`within(raw)`: a JSON string,
+    a parameter) is part of the value, not the end of the call."""
 
-    def __init__(self, decode: Callable[[str, Calls], dict[str, Any] | None], calls: Calls) -> None:
+    def __init__(
+        self,
+        decode: Callable[[str, Calls], dict[str, Any] | None],
+        calls: Calls,
+        within: Callable[[str], bool],
+    ) -> None:
         self._decode = decode
         self._calls = calls
+        self._within = within
         self._buf = ""
         self._inside = False
+        self._from = 0  # inside a call: where a closing tag may still begin in `_buf`
 
     OPEN, CLOSE = "<tool_call>", "</tool_call>"
 
@@ -117,10 +143,15 @@ class TaggedCalls:
         out = Parsed()
         while True:
             if self._inside:
-                end = self._buf.find(self.CLOSE)
+                end = self._buf.find(self.CLOSE, self._from)
                 if end < 0:
+                    self._from = max(self._from, len(self._buf) - len(self.CLOSE) + 1)
                     return out
+                if self._within(self._buf[:end]):
+                    self._from = end + len(self.CLOSE)
+                    continue
                 raw, self._buf, self._inside = self._buf[:end], self._buf[end + len(self.CLOSE) :], False
+                self._from = 0
                 call = self._decode(raw.strip(), self._calls)
                 if call is None:
                     out.text += self.OPEN + raw + self.CLOSE
@@ -140,7 +171,7 @@ class TaggedCalls:
     def finish(self) -> Parsed:
         """What is left: held-back text, or an unclosed call (kept as text)."""
         rest = (self.OPEN if self._inside else "") + self._buf
-        self._buf, self._inside = "", False
+        self._buf, self._inside, self._from = "", False, 0
         return Parsed(rest)
 
 
@@ -352,9 +383,9 @@ class Harmony:
 def parser(fmt: str, calls: Calls) -> CallParser:
     """The streaming parser of a tool-call format (one of FORMATS)."""
     if fmt == "hermes":
-        return TaggedCalls(_json_call, calls)
+        return TaggedCalls(_json_call, calls, _in_json_string)
     if fmt == "qwen3_coder":
-        return TaggedCalls(_xml_call, calls)
+        return TaggedCalls(_xml_call, calls, _in_parameter)
     if fmt == "llama3":
         return TrailingCalls(("<|python_tag|>",), "{", _llama_calls, calls)
     if fmt == "mistral":

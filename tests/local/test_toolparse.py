@@ -39,6 +39,22 @@ CASES: list[tuple[str, str, str, str, list[tuple[str, str]]]] = [
         "",
         [WEATHER, TIME],
     ),
+    (  # a closing tag inside a value (an agent writing about tool calls) is part of the value
+        "hermes",
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "O\\"s </tool_call> lo", "days": 3}}'
+        "</tool_call> Done.",
+        " Done.",
+        "",
+        [("get_weather", '{"city":"O\\"s </tool_call> lo","days":3}')],
+    ),
+    (
+        "qwen3_coder",
+        "<tool_call>\n<function=get_weather>\n<parameter=city>\nOslo </tool_call> x\n</parameter>\n"
+        "<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>",
+        "",
+        "",
+        [("get_weather", '{"city":"Oslo </tool_call> x","days":3}')],
+    ),
     (
         "llama3",
         '{"name": "get_weather", "parameters": {"city": "Oslo", "days": 3}}',
