@@ -169,8 +169,10 @@ class LoadedModel(Protocol):
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         images: tuple[bytes, ...] = (),
+        reasoning: Reasoning | None = None,
     ) -> int:
-        """The tokens of the prompt these messages make, as `generate` would feed the model."""
+        """The tokens of the prompt these messages make, as `generate` would feed the model (the
+        reasoning asked for goes to the chat template as it would for the answer)."""
         ...
 
     def output_format(self) -> OutputFormat:

@@ -360,9 +360,10 @@ class LocalProvider:
         messages = req.messages
         tools = req.body.get("tools") or None
         images = await self._images(req)
+        reasoning = requested(req.body, req.hint)
 
         def run(model: LoadedModel, job: Job[int]) -> int:
-            return model.count_prompt(messages, tools, images)
+            return model.count_prompt(messages, tools, images, reasoning)
 
         job = await self.engine.submit(self._key(spec.name), run)
         return await job.wait()

@@ -37,6 +37,7 @@ def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProcess]:
     write_tiny_llama(home / "r1.gguf", chat_template=r1)
     write_tiny_llama(home / "qwen3.gguf", chat_template=qwen3, n_ctx=4096)
     write_tiny_mlx(home / "r1-mlx", chat_template=r1)
+    write_tiny_mlx(home / "qwen3-mlx", chat_template=qwen3)
     with serving(
         home,
         f"""
@@ -48,7 +49,7 @@ models = {{ plain = "{home}/plain.gguf", r1 = "{home}/r1.gguf", qwen3 = "{home}/
 [providers.mlx]
 type = "mlx"
 discover_models = false
-models = {{ r1-mlx = "{home}/r1-mlx" }}
+models = {{ r1-mlx = "{home}/r1-mlx", qwen3-mlx = "{home}/qwen3-mlx" }}
 """,
     ) as d:
         yield d
@@ -91,6 +92,23 @@ def test_reasoning_effort_sets_qwen3s_enable_thinking(client: openai.OpenAI, dae
     kw: Any = {"thinking": {"type": "disabled"}}
     off = c.messages.create(model="gguf/qwen3", max_tokens=1, messages=MSG, **kw)  # type: ignore[list-item]
     assert off.usage.input_tokens == plain + EMPTY_THINK  # the Anthropic dialect's hint applies too
+    counted = c.messages.count_tokens(model="gguf/qwen3", messages=MSG, **kw)  # type: ignore[arg-type]
+    assert counted.input_tokens == plain + EMPTY_THINK  # counted as the answer would read it
+    assert c.messages.count_tokens(model="gguf/qwen3", messages=MSG).input_tokens == plain  # type: ignore[arg-type]
+
+
+def test_mlx_counts_tokens_as_its_answer_reads_them(client: openai.OpenAI, daemon: DaemonProcess) -> None:
+    # mlx-lm's tokenizer passes enable_thinking itself when none is asked for: false for a vocabulary
+    # without think tokens (this tiny one), so the plain prompt closes the block and thinking opens it.
+    c = anthropic.Anthropic(base_url=daemon.url, api_key="unused", max_retries=0)
+    kw: Any = {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    counted = c.messages.count_tokens(model="mlx/qwen3-mlx", messages=MSG, **kw)  # type: ignore[arg-type]
+    plain = c.messages.count_tokens(model="mlx/qwen3-mlx", messages=MSG)  # type: ignore[arg-type]
+    on = client.chat.completions.create(
+        model="mlx/qwen3-mlx", messages=MSG, max_tokens=1, reasoning_effort="high"  # type: ignore[arg-type]
+    )
+    assert on.usage is not None and counted.input_tokens == on.usage.prompt_tokens
+    assert counted.input_tokens == plain.input_tokens - EMPTY_THINK
 
 
 def test_a_model_without_reasoning_controls(client: openai.OpenAI, daemon: DaemonProcess) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from aigw.domain import Capability
+from aigw.domain import Capability, Reasoning
 from aigw.engine.backend import Emit, GenParams, GenResult, LoadedModel, ModelSpec, OutputFormat, TextPrompt
 from aigw.errors import CapabilityError, InvalidRequest
 from aigw.local.constrain import Guide
@@ -253,8 +253,10 @@ class LlamaModel:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         images: tuple[bytes, ...] = (),
+        reasoning: Reasoning | None = None,
     ) -> int:
-        formatted = self._render(messages, tools)
+        kwargs = template_kwargs(self.template, reasoning, False, self.spec.name)
+        formatted = self._render(messages, tools, **kwargs)
         if (vision := self._vision(images)) is not None:
             return vision.count(formatted.prompt, list(images))
         return len(self._tokens(formatted))

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from aigw.domain import Capability
+from aigw.domain import Capability, Reasoning
 from aigw.engine.backend import (
     Emit,
     Finished,
@@ -181,8 +181,10 @@ class MlxModel:
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         images: tuple[bytes, ...] = (),
+        reasoning: Reasoning | None = None,
     ) -> int:
-        return len(self._prompt(messages, tools))
+        kwargs = template_kwargs(self.template, reasoning, False, self.spec.name)
+        return len(self._prompt(messages, tools, **kwargs))
 
     def _guide(self, grammar: str | None) -> Guide | None:
         if grammar is None:

@@ -12,11 +12,12 @@ import io
 from collections.abc import Iterator
 from typing import Any
 
-from aigw.domain import Capability
+from aigw.domain import Capability, Reasoning
 from aigw.engine.backend import GenParams, LoadedModel, ModelSpec
 from aigw.errors import InvalidRequest
 from aigw.local.mlx.backend import CHAT_CAPS, MlxModel, Steps
 from aigw.local.presets import Preset
+from aigw.local.thinking import template_kwargs
 from aigw.local.tools import template_messages
 
 
@@ -82,9 +83,12 @@ class VisionModel(MlxModel):
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None = None,
         images: tuple[bytes, ...] = (),
+        reasoning: Reasoning | None = None,
     ) -> int:
         params = GenParams(None, 1.0, 1.0, (), None, tools=tools, images=images)
-        return int(self._features(self._vision_prompt(messages, params), images)["input_ids"].shape[1])
+        kwargs = template_kwargs(self.template, reasoning, False, self.spec.name)
+        features = self._features(self._vision_prompt(messages, params, **kwargs), images)
+        return int(features["input_ids"].shape[1])
 
     def _inputs(
         self, messages: list[dict[str, Any]], params: GenParams, reasoning: dict[str, Any]
