@@ -291,11 +291,11 @@ class Gateway:
             await asyncio.to_thread(self.rag.close)
         if self.stored is not None:
             self.stored.close()
-        if self.state is not None:
-            self.state.close()
         await self.engine.aclose()
         for name, p in self.providers.items():
             try:
                 await p.aclose()
             except Exception:  # a provider's close must not stop the others closing
                 log.exception("closing provider %s failed", name)
+        if self.state is not None:  # last: what requests still settle goes to Redis, leases go back
+            await asyncio.to_thread(self.state.close)

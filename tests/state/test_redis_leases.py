@@ -146,3 +146,43 @@ def test_budget_holds_come_from_a_lease_and_the_budget_holds_exactly(server: Red
     assert 10.0 - 0.325 - 0.02 < taken <= 10.0 - 0.325 + 1e-6  # all of it but leases' crumbs
     sa.close()  # A's lease goes back
     assert b.standing(key.id)[1] == pytest.approx(taken, abs=0.02)
+
+
+def test_a_settle_that_puts_the_bucket_in_debt_ends_the_lease(server: RedisServer) -> None:
+    lim = SharedLimiter(state(server))
+    limits = Limits(tpm=1000)
+    first = lim.admit("s", limits, 100)  # and a lease of (1000 - 100) / 8 = 112 tokens
+    lim.settle("s", limits, first, 1600)  # it used 1,500 more than it reserved: in debt
+    assert not lim.admit("s", limits, 50).allowed  # not from the lease: refused, as in process
+    assert lim.admit("t", limits, 50).allowed
+
+
+def test_a_settle_made_while_redis_is_down_reaches_it_when_it_is_back(server: RedisServer) -> None:
+    from aigw.access.keys import ApiKey
+    from aigw.state.redis.budgets import SharedBudgets
+
+    key = ApiKey("key_d", "di", "aigw-x", 0, 0, 1.0, None, 0.0, None)
+    cfg = {"backend": "redis", "url": server.url, "retry_s": 0.2}
+    st = SharedState(StateConfig.model_validate(cfg))
+    a = SharedBudgets(st, leases=False)
+    assert a.take(key, 0.5)
+    server.stop()
+    a.settle(key.id, 0.5, 0.25)  # Redis cannot take it now: it waits (a budget never refills)
+    st.outbox.flush()
+    server.start()  # the same data
+    deadline = time.monotonic() + 5
+    b = SharedBudgets(state(server), leases=False)
+    while b.standing(key.id) != (0.25, 0.0) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b.standing(key.id) == (0.25, 0.0)  # not held for good, not lost
+    st.close()
+
+
+def test_what_settles_after_the_outbox_closed_still_reaches_redis(server: RedisServer) -> None:
+    st = state(server)
+    lim = SharedLimiter(st, leases=False)
+    limits = Limits(tpm=1000)
+    taken = lim.admit("s", limits, 100)
+    st.close()  # the daemon stops while a request is still answering
+    lim.settle("s", limits, taken, 400)
+    assert used(server, "s", limits)[1] == 400

@@ -18,7 +18,9 @@ Off the hot path, as for rate limits (`aigw.state.redis.limits`):
   counted, so a late settle can only make a budget stricter, never overshoot it; this instance's
   own figures include it at once.
 
-When Redis fails and the state fails open, this instance's own figures answer instead.
+When Redis fails and the state fails open, this instance's own figures answer instead (its own
+spend and the holds it took meanwhile); settles meant for Redis wait until it answers, since a
+budget, unlike a rate limit, never refills what a lost settle would keep held.
 """
 
 from __future__ import annotations
@@ -76,6 +78,8 @@ class _Seen:
     spent: float
     held: float
     at: float
+    budget: float
+    """The key's budget when its lease was taken (a lease serves that budget only)."""
     lease: float = 0.0
     until: float = 0.0
 
@@ -84,7 +88,7 @@ class SharedBudgets(Budgets):
     """`_lock` guards what is pending, the leases and this instance's own figures (the outbox's
     thread takes expired leases, and settles here what Redis did not take)."""
 
-    __slots__ = ("_leasing", "_lock", "_outbox", "_owed", "_seen", "_settle", "_state", "_take")
+    __slots__ = ("_here", "_leasing", "_lock", "_outbox", "_owed", "_seen", "_settle", "_state", "_take")
 
     def __init__(
         self, state: SharedState, spent: dict[str, float] | None = None, *, leases: bool = True
@@ -96,7 +100,10 @@ class SharedBudgets(Budgets):
         self._lock = threading.Lock()
         self._leasing = leases
         self._owed: dict[str, tuple[float, float]] = {}
-        """Settles not sent yet, by key: (held given back, cost charged)."""
+        """Settles not sent yet, by key: (held given back, cost charged). Kept until Redis takes
+        them (a budget, unlike a rate limit, never refills: a lost settle would hold for good)."""
+        self._here: dict[str, float] = {}
+        """Holds taken on this instance's own figures while Redis failed (given back there)."""
         self._seen: dict[str, _Seen] = {}
         self._outbox = state.outbox
         self._outbox.register(self._sweep)
@@ -135,30 +142,34 @@ class SharedBudgets(Budgets):
         budget = key.budget_usd if key.budget_usd is not None else float("inf")
         with self._lock:
             seen = self._seen.get(key.id)
-            if seen is not None and seen.lease + 1e-9 >= amount:  # float sums of holds
+            if seen is not None and seen.budget == budget and seen.lease + 1e-9 >= amount:  # float sums
                 seen.lease = max(0.0, seen.lease - amount)
                 return True
             lease = seen.lease if seen is not None else 0.0
             if seen is not None:
                 seen.lease = 0.0  # it goes back with this call
-            back, cost = owed = self._owed.pop(key.id, (0.0, 0.0))
+            back, cost = self._owed.pop(key.id, (0.0, 0.0))
+            back += lease
         want = amount * LEASE_REQUESTS if self._leasing else 0.0
-        args = [repr(back + lease), repr(cost), repr(float(amount)), repr(float(budget)), repr(want)]
+        args = [repr(back), repr(cost), repr(float(amount)), repr(float(budget)), repr(want)]
         args.append(str(LEASE_SHARE))
         try:
             got: Any = self._state.call(lambda _r: self._take(keys=[self._key(key.id)], args=args))
-        except ServiceUnavailable:  # failing closed: the hold is refused, the settle kept here
-            self._settled_here(key.id, owed)
+        except ServiceUnavailable:  # failing closed: the hold is refused, the settle kept for later
+            self._requeue(key.id, back, cost)
             raise
-        if got is None:
-            self._settled_here(key.id, owed)
+        if got is None:  # failing open: this instance's own figures hold it
+            self._requeue(key.id, back, cost)
             with self._lock:
-                return super().take(key, amount)
+                taken = super().take(key, amount)
+                if taken:
+                    self._here[key.id] = self._here.get(key.id, 0.0) + amount
+                return taken
         now = self._state.clock()
         extra = float(got[3])
         with self._lock:
             self._seen.pop(key.id, None)  # the most recently used last
-            self._seen[key.id] = _Seen(float(got[1]), float(got[2]), now, extra, now + LEASE_S)
+            self._seen[key.id] = _Seen(float(got[1]), float(got[2]), now, budget, extra, now + LEASE_S)
             if len(self._seen) > SEEN_KEYS:  # the oldest is forgotten; its lease goes back
                 oldest = next(iter(self._seen))
                 if gone := self._seen.pop(oldest).lease:
@@ -173,19 +184,26 @@ class SharedBudgets(Budgets):
         if not held and not cost:
             return
         with self._lock:
+            here = min(held, self._here.get(key_id, 0.0))  # a hold taken while Redis failed
+            if here and (left := self._here[key_id] - here) > 1e-12:
+                self._here[key_id] = left
+            elif here:
+                del self._here[key_id]
+            super().settle(key_id, here, cost)  # this instance's own figures: its spend, its holds
             back, charged = self._owed.get(key_id, (0.0, 0.0))
-            self._owed[key_id] = (back + held, charged + cost)
+            self._owed[key_id] = (back + held - here, charged + cost)
             seen = self._seen.get(key_id)
             if seen is not None:
                 seen.spent += cost
-                seen.held = max(0.0, seen.held - held)
+                seen.held = max(0.0, seen.held - held + here)
         self._outbox.poke()
 
-    def _settled_here(self, key_id: str, owed: tuple[float, float]) -> None:
-        """Redis did not take a pending settle: this instance's own figures do."""
-        if owed != (0.0, 0.0):
+    def _requeue(self, key_id: str, back: float, cost: float) -> None:
+        """Redis did not take a settle: it waits for the next try."""
+        if back or cost:
             with self._lock:
-                super().settle(key_id, *owed)
+                was_back, was_cost = self._owed.get(key_id, (0.0, 0.0))
+                self._owed[key_id] = (was_back + back, was_cost + cost)
 
     def _sweep(self, final: bool) -> tuple[Sequence[Write], bool]:
         """The outbox's pass: every pending settle, and the rest of each lease that expired."""
@@ -198,12 +216,12 @@ class SharedBudgets(Budgets):
                     owed[key_id] = (back + seen.lease, cost)
                     seen.held = max(0.0, seen.held - seen.lease)
                     seen.lease = 0.0
-            leasing = any(seen.lease for seen in self._seen.values())
-        return [self._write(key_id, back, cost) for key_id, (back, cost) in owed.items()], leasing
+            later = bool(owed) or any(seen.lease for seen in self._seen.values())
+        return [self._write(key_id, back, cost) for key_id, (back, cost) in owed.items()], later
 
     def _write(self, key_id: str, back: float, cost: float) -> Write:
         key, args = self._key(key_id), [repr(back), repr(cost)]
         return Write(
             lambda pipe: self._settle(keys=[key], args=args, client=pipe),
-            lambda: self._settled_here(key_id, (back, cost)),
+            lambda: self._requeue(key_id, back, cost),
         )

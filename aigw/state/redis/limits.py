@@ -241,9 +241,15 @@ class SharedLimiter(RateLimiter):
         if not delta:
             return
         with self._lock:
+            lease = self._leases.get(subject)
+            if lease is not None and lease.limits == limits and delta > 0:
+                covered = min(delta, lease.tok)  # tokens beyond the reservation come from the lease first:
+                lease.tok -= covered  # a bucket that went into debt admits nothing more from it
+                delta -= covered
+            if not delta:
+                return
             owed = self._owed.get(subject)
             self._owed[subject] = _Owed(limits, delta + (owed.tokens if owed is not None else 0))
-            lease = self._leases.get(subject)
             if lease is not None:
                 lease.used_tok = min(max(0.0, lease.used_tok + delta), 2.0 * tpm)
         self._outbox.poke()

@@ -53,14 +53,19 @@ class Outbox:
         self._hurry = threading.Event()  # a flush or close: no gathering
         self._done = threading.Condition()
         self._started = self._finished = 0
-        self._closing = False
+        self._closing = False  # the thread's last pass is asked for
+        self._closed = False  # the thread is gone: writes go out at once
         self._thread: threading.Thread | None = None
 
     def register(self, sweep: Sweep) -> None:
         self._sweeps.append(sweep)
 
     def poke(self) -> None:
-        """Something is pending: it goes out within a tick."""
+        """Something is pending: it goes out within a tick (at once, once the outbox is closed:
+        a request that ends while the daemon stops still settles)."""
+        if self._closed:
+            self._pass(final=True)
+            return
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="aigw-state-outbox", daemon=True)
             self._thread.start()
@@ -69,6 +74,9 @@ class Outbox:
 
     def flush(self, timeout_s: float = 5.0) -> bool:
         """Send what is pending now and wait until Redis took it (or it was applied locally)."""
+        if self._closed:
+            self._pass(final=True)
+            return True
         self.poke()
         with self._done:
             want = self._started + 1
@@ -78,13 +86,14 @@ class Outbox:
 
     def close(self) -> None:
         """Send everything still pending (leases go back too), then stop."""
-        if self._thread is None:
-            self._pass(final=True)
-            return
-        self._closing = True
-        self._hurry.set()
-        self._wake.set()
-        self._thread.join(timeout=10.0)
+        if self._thread is not None:
+            with self._done:
+                self._closing = True
+                self._hurry.set()
+                self._wake.set()
+            self._thread.join(timeout=10.0)
+        self._closed = True
+        self._pass(final=True)  # what came after the thread's last pass
 
     def _run(self) -> None:
         busy = False
@@ -92,16 +101,17 @@ class Outbox:
             if not busy:
                 self._wake.wait()
             self._hurry.wait(self._tick_s)  # let a burst gather into one round trip
-            final = self._closing
-            busy = self._pass(final)
+            busy, final = self._pass()
             if final:
                 return
 
-    def _pass(self, final: bool) -> bool:
-        with self._done:
+    def _pass(self, final: bool = False) -> tuple[bool, bool]:
+        """One pass: (whether something is still held for later, whether it was the last)."""
+        with self._done:  # read with the events cleared, so that a close is never missed
             self._started += 1
             self._wake.clear()
             self._hurry.clear()
+            final = final or self._closing
         writes: list[Write] = []
         busy = False
         try:
@@ -117,18 +127,22 @@ class Outbox:
             with self._done:
                 self._finished += 1
                 self._done.notify_all()
-        return busy
+        return busy, final
 
     def _send(self, writes: Sequence[Write]) -> None:
         def run(r: redis.Redis) -> Any:
             pipe = r.pipeline(transaction=False)
             for w in writes:
                 w.send(pipe)
-            return pipe.execute()
+            return pipe.execute(raise_on_error=False)
 
-        done = None
+        done: Any = None
         with contextlib.suppress(ServiceUnavailable):  # failing closed is for requests, not settles
             done = self._state.call(run)
-        if done is None:
+        if done is None:  # Redis did not answer: each write goes its own way
             for w in writes:
                 w.failed()
+            return
+        errors = [reply for reply in done if isinstance(reply, Exception)]
+        if errors:  # Redis answered but refused a write (a bug, not an outage): not applied twice
+            log.error("shared state: Redis refused %d settle(s): %s", len(errors), errors[0])
